@@ -1,0 +1,127 @@
+//! The queue's control block: the part of the segment every endpoint writes.
+//!
+//! ```text
+//! +0    head       Line<AtomicU64>   consumers' position
+//! +128  tail       Line<AtomicU64>   producers' position
+//! +256  not_empty  Line<WaitCell>    receivers sleep here; senders notify
+//! +384  not_full   Line<WaitCell>    senders sleep here; receivers notify
+//! +512  peers      Line<Peers>       live sender/receiver bitmaps, reaped count
+//! ```
+//! Every field is valid as all-zero bytes, so a fresh segment needs only the
+//! MPMC stamps initialised.
+
+use crate::error::Role;
+use crate::loom::{AtomicU64, Ordering};
+use crate::shm::line::Line;
+use crate::wait::WaitCell;
+
+/// Which endpoints are live: one bit per endpoint-table entry, per role.
+/// Read on every send (receivers) and on empty receives (senders), written
+/// only on attach/detach, so the line stays shared in every cache.
+///
+/// Bits, not counters: clearing a bit is idempotent, so a process killed
+/// between any two steps of attach or detach, or two reapers racing over the
+/// same dead endpoint, can never leave a count off by one.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct Peers {
+    /// Bit `i` set: endpoint `i` is a live sender.
+    pub senders: AtomicU64,
+    /// Bit `i` set: endpoint `i` is a live receiver.
+    pub receivers: AtomicU64,
+    /// Endpoints reclaimed from dead processes.
+    pub reaped: AtomicU64,
+}
+
+/// The control block, `repr(C)`, hot fields each on their own 128-byte line.
+#[repr(C)]
+#[derive(Debug)]
+pub struct QueueControl {
+    /// Consumers' position (SPSC: free-running counter; MPMC: stamp).
+    pub head: Line<AtomicU64>,
+    /// Producers' position.
+    pub tail: Line<AtomicU64>,
+    /// Receivers wait here for a message.
+    pub not_empty: Line<WaitCell>,
+    /// Senders wait here for a free slot.
+    pub not_full: Line<WaitCell>,
+    /// Live endpoints.
+    pub peers: Line<Peers>,
+}
+
+#[cfg(not(loom))]
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(offset_of!(QueueControl, head) == 0);
+    assert!(offset_of!(QueueControl, tail) == 128);
+    assert!(offset_of!(QueueControl, not_empty) == 256);
+    assert!(offset_of!(QueueControl, not_full) == 384);
+    assert!(offset_of!(QueueControl, peers) == 512);
+    assert!(size_of::<QueueControl>() == 640);
+};
+
+impl Default for QueueControl {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl QueueControl {
+    /// A zeroed control block on the heap (loom and unit tests).
+    pub fn new() -> Self {
+        QueueControl {
+            head: Line(AtomicU64::new(0)),
+            tail: Line(AtomicU64::new(0)),
+            not_empty: Line(WaitCell::new()),
+            not_full: Line(WaitCell::new()),
+            peers: Line(Peers {
+                senders: AtomicU64::new(0),
+                receivers: AtomicU64::new(0),
+                reaped: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    fn mask(&self, role: Role) -> &AtomicU64 {
+        match role {
+            Role::Sender => &self.peers.senders,
+            Role::Receiver => &self.peers.receivers,
+        }
+    }
+
+    /// Live endpoints of `role`.
+    pub fn live(&self, role: Role) -> u32 {
+        // Acquire: pairs with the Release in `detach`, so a receiver that
+        // sees no senders also sees their last messages.
+        self.mask(role).load(Ordering::Acquire).count_ones()
+    }
+
+    /// Marks endpoint `bit` (< 64) live in `role`. With `exclusive` (SPSC),
+    /// fails, leaving nothing changed, if another is live.
+    pub fn attach(&self, role: Role, bit: u32, exclusive: bool) -> bool {
+        let b = 1u64 << (bit & 63);
+        // AcqRel: Acquire takes over the role after the previous holder's
+        // Release in `detach` (its index writes are visible); Release
+        // publishes nothing yet but keeps `detach`'s pairing symmetric.
+        let prev = self.mask(role).fetch_or(b, Ordering::AcqRel);
+        if exclusive && prev & !b != 0 {
+            self.mask(role).fetch_and(!b, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Marks endpoint `bit` gone from `role` (dropped, or reaped after its
+    /// process died; idempotent) and wakes the other side so that it sees a
+    /// disconnect.
+    pub fn detach(&self, role: Role, bit: u32) {
+        let b = 1u64 << (bit & 63);
+        // Release: our last publication happens-before whoever sees the
+        // cleared bit with Acquire (`live`, `attach`).
+        self.mask(role).fetch_and(!b, Ordering::Release);
+        match role {
+            Role::Sender => self.not_empty.wake_all(),
+            Role::Receiver => self.not_full.wake_all(),
+        }
+    }
+}

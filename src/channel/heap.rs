@@ -1,0 +1,182 @@
+//! A queue on the heap: the same control block and rings, in process memory.
+//!
+//! Loom atomics cannot live in mapped bytes, so the loom models build their
+//! queues here; unit tests use it to run the ring and channel code across
+//! threads. Nothing here touches a segment or a process table.
+
+use super::control::QueueControl;
+use super::raw::{RawReceiver, RawSender, RecvRing, SendRing};
+use crate::error::{Flavor, Role};
+use crate::loom::UnsafeCell;
+use crate::ring::mpmc::{MpmcRing, MpmcSlot};
+use crate::ring::spsc::{slot_count, SpscRing};
+use crate::wait::WakeMode;
+use std::ops::Deref;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+enum Slots<T> {
+    Spsc(Box<[UnsafeCell<T>]>),
+    Mpmc(Box<[MpmcSlot<T>]>),
+}
+
+/// A heap-backed queue (loom models and threaded unit tests).
+pub struct HeapQueue<T> {
+    ctrl: Box<QueueControl>,
+    slots: Slots<T>,
+    capacity: u64,
+    mode: WakeMode,
+    next_bit: AtomicU32,
+}
+
+// SAFETY: all shared state is atomics or slots guarded by the ring protocols.
+unsafe impl<T: Send> Send for HeapQueue<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for HeapQueue<T> {}
+
+impl<T: Copy + Default + Send> HeapQueue<T> {
+    /// A new empty queue.
+    pub fn new(flavor: Flavor, capacity: u64, mode: WakeMode) -> Arc<Self> {
+        assert!(capacity >= 1);
+        let slots = match flavor {
+            Flavor::Spsc => Slots::Spsc(
+                (0..slot_count(capacity))
+                    .map(|_| UnsafeCell::new(T::default()))
+                    .collect(),
+            ),
+            Flavor::Mpmc => Slots::Mpmc(
+                (0..capacity)
+                    .map(|i| MpmcSlot::new(i, T::default()))
+                    .collect(),
+            ),
+        };
+        Arc::new(HeapQueue {
+            ctrl: Box::new(QueueControl::new()),
+            slots,
+            capacity,
+            mode,
+            next_bit: AtomicU32::new(0),
+        })
+    }
+
+    /// The control block.
+    pub fn ctrl(&self) -> &QueueControl {
+        &self.ctrl
+    }
+
+    fn ctrl_ptr(&self) -> NonNull<QueueControl> {
+        NonNull::from(&*self.ctrl)
+    }
+
+    fn spsc(&self, s: &[UnsafeCell<T>]) -> SpscRing<T> {
+        // SAFETY: the control block and slots live as long as `self`, which
+        // every handle keeps alive through its Arc.
+        unsafe {
+            SpscRing::from_raw(
+                NonNull::from(&*self.ctrl.head),
+                NonNull::from(&*self.ctrl.tail),
+                NonNull::from(&s[0]),
+                self.capacity,
+            )
+        }
+    }
+
+    fn mpmc(&self, s: &[MpmcSlot<T>]) -> MpmcRing<T> {
+        // SAFETY: as in `spsc`.
+        unsafe {
+            MpmcRing::from_raw(
+                NonNull::from(&*self.ctrl.head),
+                NonNull::from(&*self.ctrl.tail),
+                NonNull::from(&s[0]),
+                self.capacity,
+            )
+        }
+    }
+
+    fn bit(&self) -> u32 {
+        // Relaxed: a process-local counter handing out distinct bits.
+        self.next_bit.fetch_add(1, Ordering::Relaxed) % 64
+    }
+
+    /// Attaches a sender; `None` if an SPSC queue already has one.
+    pub fn sender(self: &Arc<Self>) -> Option<HeapSender<T>> {
+        let bit = self.bit();
+        let exclusive = matches!(self.slots, Slots::Spsc(_));
+        if !self.ctrl.attach(Role::Sender, bit, exclusive) {
+            return None;
+        }
+        let ring = match &self.slots {
+            Slots::Spsc(s) => SendRing::Spsc(self.spsc(s).producer().ok()?),
+            Slots::Mpmc(s) => SendRing::Mpmc(self.mpmc(s)),
+        };
+        // SAFETY: the Arc in the handle keeps the control block alive, and
+        // the sender was counted just above.
+        let raw = unsafe { RawSender::new(self.ctrl_ptr(), ring, self.mode) };
+        Some(HeapSender {
+            raw,
+            bit,
+            queue: self.clone(),
+        })
+    }
+
+    /// Attaches a receiver; `None` if an SPSC queue already has one.
+    pub fn receiver(self: &Arc<Self>) -> Option<HeapReceiver<T>> {
+        let bit = self.bit();
+        let exclusive = matches!(self.slots, Slots::Spsc(_));
+        if !self.ctrl.attach(Role::Receiver, bit, exclusive) {
+            return None;
+        }
+        let ring = match &self.slots {
+            Slots::Spsc(s) => RecvRing::Spsc(self.spsc(s).consumer().ok()?),
+            Slots::Mpmc(s) => RecvRing::Mpmc(self.mpmc(s)),
+        };
+        // SAFETY: as in `sender`.
+        let raw = unsafe { RawReceiver::new(self.ctrl_ptr(), ring, self.mode) };
+        Some(HeapReceiver {
+            raw,
+            bit,
+            queue: self.clone(),
+        })
+    }
+}
+
+/// A sender on a [`HeapQueue`]; detaches on drop.
+pub struct HeapSender<T: Copy + Default + Send> {
+    raw: RawSender<T>,
+    bit: u32,
+    queue: Arc<HeapQueue<T>>,
+}
+
+impl<T: Copy + Default + Send> Deref for HeapSender<T> {
+    type Target = RawSender<T>;
+    fn deref(&self) -> &RawSender<T> {
+        &self.raw
+    }
+}
+
+impl<T: Copy + Default + Send> Drop for HeapSender<T> {
+    fn drop(&mut self) {
+        self.queue.ctrl.detach(Role::Sender, self.bit);
+    }
+}
+
+/// A receiver on a [`HeapQueue`]; detaches on drop.
+pub struct HeapReceiver<T: Copy + Default + Send> {
+    raw: RawReceiver<T>,
+    bit: u32,
+    queue: Arc<HeapQueue<T>>,
+}
+
+impl<T: Copy + Default + Send> Deref for HeapReceiver<T> {
+    type Target = RawReceiver<T>;
+    fn deref(&self) -> &RawReceiver<T> {
+        &self.raw
+    }
+}
+
+impl<T: Copy + Default + Send> Drop for HeapReceiver<T> {
+    fn drop(&mut self) {
+        self.queue.ctrl.detach(Role::Receiver, self.bit);
+    }
+}

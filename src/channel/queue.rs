@@ -1,0 +1,1034 @@
+//! The public `Queue<T>`, `Sender<T>`, `Receiver<T>` over mapped segments.
+
+use super::control::QueueControl;
+use super::raw::{RawReceiver, RawSender, RecvRing, SendRing, DEFAULT_SPIN};
+use crate::error::{
+    Flavor, Kind, RecvError, RecvTimeoutError, Role, SegmentError, SendError, SendTimeoutError,
+    TryRecvError, TrySendError, TypeDesc,
+};
+use crate::loom::AtomicU64;
+use crate::process;
+use crate::ring::mpmc::{MpmcRing, MpmcSlot};
+use crate::ring::spsc::{self, SpscRing};
+use crate::shm::endpoints::{EndpointInfo, EndpointTable, ENDPOINTS};
+use crate::shm::header::{type_desc, HeaderFields, HEADER_LEN};
+use crate::shm::segment::{Location, Segment, SegmentOptions};
+use crate::wait::{register_process, Deadline, WakeMode};
+use bytemuck::Pod;
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `kind` header value of a queue.
+pub(crate) const KIND_QUEUE: u32 = 1;
+const FLAVOR_SPSC: u32 = 1;
+const FLAVOR_MPMC: u32 = 2;
+const WAKE_FAST: u32 = 1;
+const WAKE_STRICT: u32 = 2;
+
+/// Largest capacity a queue accepts.
+pub const MAX_CAPACITY: u64 = 1 << 32;
+
+fn align_up(v: u64, a: u64) -> Option<u64> {
+    Some(v.checked_add(a - 1)? & !(a - 1))
+}
+
+/// The queue's layout in its segment, derived from flavor, type and capacity.
+fn layout<T>(flavor: Flavor, capacity: u64) -> Result<HeaderFields, SegmentError> {
+    if capacity == 0 {
+        return Err(SegmentError::InvalidArgument(
+            "queue capacity must be at least 1".into(),
+        ));
+    }
+    if capacity > MAX_CAPACITY {
+        return Err(SegmentError::InvalidArgument(format!(
+            "queue capacity {capacity} exceeds the maximum {MAX_CAPACITY}"
+        )));
+    }
+    let elem = type_desc::<T>();
+    let (slot_count, slot_stride, slot_align) = match flavor {
+        Flavor::Spsc => (spsc::slot_count(capacity), elem.size, elem.align),
+        Flavor::Mpmc => (
+            capacity,
+            std::mem::size_of::<MpmcSlot<T>>() as u64,
+            std::mem::align_of::<MpmcSlot<T>>() as u64,
+        ),
+    };
+    let too_big = || SegmentError::InvalidArgument("queue size overflows".into());
+    let control_offset = HEADER_LEN;
+    let endpoints_offset = control_offset + std::mem::size_of::<QueueControl>() as u64;
+    let slots_offset = align_up(endpoints_offset + 8 * ENDPOINTS as u64, slot_align.max(128))
+        .ok_or_else(too_big)?;
+    let total_len = slot_count
+        .checked_mul(slot_stride)
+        .and_then(|b| b.checked_add(slots_offset))
+        .filter(|&t| t <= isize::MAX as u64)
+        .ok_or_else(too_big)?;
+    Ok(HeaderFields {
+        kind: KIND_QUEUE,
+        flavor: match flavor {
+            Flavor::Spsc => FLAVOR_SPSC,
+            Flavor::Mpmc => FLAVOR_MPMC,
+        },
+        elem_size: elem.size,
+        elem_align: elem.align,
+        type_fingerprint: elem.fingerprint,
+        capacity,
+        slot_count,
+        slot_stride,
+        control_offset,
+        endpoints_offset,
+        endpoint_count: ENDPOINTS as u64,
+        slots_offset,
+        total_len,
+        ..HeaderFields::default()
+    })
+}
+
+/// A description of a queue segment, from its header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueInfo {
+    /// SPSC or MPMC.
+    pub flavor: Flavor,
+    /// Maximum messages queued.
+    pub capacity: u64,
+    /// The element type as recorded.
+    pub elem: TypeDesc,
+    /// The wake protocol.
+    pub wake_mode: WakeMode,
+    /// Bytes in the segment.
+    pub total_len: u64,
+    /// Pid of the process that created it.
+    pub creator_pid: u32,
+}
+
+struct Shared<T> {
+    seg: Segment,
+    ctrl: NonNull<QueueControl>,
+    table: NonNull<AtomicU64>,
+    ring: Ring<T>,
+    info: QueueInfo,
+}
+
+// SAFETY: the pointers address the mapping owned by `seg`; everything shared
+// through them is atomics or ring slots guarded by the ring protocols.
+unsafe impl<T: Send> Send for Shared<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for Shared<T> {}
+
+#[derive(Clone, Copy)]
+enum Ring<T> {
+    Spsc(SpscRing<T>),
+    Mpmc(MpmcRing<T>),
+}
+
+impl<T: Pod> Shared<T> {
+    /// Builds the process-local view, re-validating the geometry against
+    /// the layout this build derives from (flavor, T, capacity).
+    fn new(seg: Segment, fields: &HeaderFields, expect: &Expect) -> Result<Self, SegmentError> {
+        if fields.kind != KIND_QUEUE {
+            return Err(SegmentError::WrongKind {
+                expected: Kind::Queue,
+                found: Kind::Unknown(fields.kind),
+            });
+        }
+        let flavor = match fields.flavor {
+            FLAVOR_SPSC => Flavor::Spsc,
+            FLAVOR_MPMC => Flavor::Mpmc,
+            _ => return Err(SegmentError::Corrupted("unknown queue flavor")),
+        };
+        if let Some(want) = expect.flavor {
+            if want != flavor {
+                return Err(SegmentError::FlavorMismatch {
+                    expected: want,
+                    found: flavor,
+                });
+            }
+        }
+        let want = type_desc::<T>();
+        if fields.elem() != want {
+            return Err(SegmentError::TypeMismatch {
+                expected: want,
+                found: fields.elem(),
+            });
+        }
+        if let Some(cap) = expect.capacity {
+            if cap != fields.capacity {
+                return Err(SegmentError::CapacityMismatch {
+                    expected: cap,
+                    found: fields.capacity,
+                });
+            }
+        }
+        let wake_mode = match fields.wake_mode {
+            WAKE_FAST => WakeMode::Fast,
+            WAKE_STRICT => WakeMode::Strict,
+            _ => return Err(SegmentError::Corrupted("unknown wake mode")),
+        };
+        let derived = layout::<T>(flavor, fields.capacity)
+            .map_err(|_| SegmentError::Corrupted("capacity out of range"))?;
+        if (
+            derived.slot_count,
+            derived.slot_stride,
+            derived.control_offset,
+            derived.endpoints_offset,
+            derived.endpoint_count,
+            derived.slots_offset,
+            derived.total_len,
+        ) != (
+            fields.slot_count,
+            fields.slot_stride,
+            fields.control_offset,
+            fields.endpoints_offset,
+            fields.endpoint_count,
+            fields.slots_offset,
+            fields.total_len,
+        ) {
+            return Err(SegmentError::Corrupted(
+                "layout fields disagree with capacity and type",
+            ));
+        }
+        let bad = || SegmentError::Corrupted("layout outside the mapping");
+        // Every pointer below comes from the locally derived layout, checked
+        // against the mapping's real length by `at`.
+        let ctrl = seg
+            .at::<QueueControl>(derived.control_offset, 1)
+            .ok_or_else(bad)?;
+        let table = seg
+            .at::<AtomicU64>(derived.endpoints_offset, ENDPOINTS as u64)
+            .ok_or_else(bad)?;
+        // SAFETY: `ctrl` is in bounds and aligned (checked by `at`) and lives
+        // as long as `seg`, which `Shared` owns.
+        let ctrl_ref = unsafe { ctrl.as_ref() };
+        let head = NonNull::from(&*ctrl_ref.head);
+        let tail = NonNull::from(&*ctrl_ref.tail);
+        let ring = match flavor {
+            Flavor::Spsc => {
+                let slots = seg
+                    .at(derived.slots_offset, derived.slot_count)
+                    .ok_or_else(bad)?;
+                // SAFETY: head, tail and slot_count slots lie in the mapping
+                // (checked above), which lives as long as `Shared`.
+                Ring::Spsc(unsafe { SpscRing::from_raw(head, tail, slots, fields.capacity) })
+            }
+            Flavor::Mpmc => {
+                let slots = seg
+                    .at(derived.slots_offset, derived.slot_count)
+                    .ok_or_else(bad)?;
+                // SAFETY: as above, `capacity` slots.
+                Ring::Mpmc(unsafe { MpmcRing::from_raw(head, tail, slots, fields.capacity) })
+            }
+        };
+        Ok(Shared {
+            seg,
+            ctrl,
+            table,
+            ring,
+            info: QueueInfo {
+                flavor,
+                capacity: fields.capacity,
+                elem: fields.elem(),
+                wake_mode,
+                total_len: fields.total_len,
+                creator_pid: fields.creator_pid,
+            },
+        })
+    }
+
+    fn ctrl(&self) -> &QueueControl {
+        // SAFETY: in bounds, aligned, and alive as long as `self.seg`.
+        unsafe { self.ctrl.as_ref() }
+    }
+
+    fn table(&self) -> EndpointTable<'_> {
+        // SAFETY: ENDPOINTS words in bounds (checked in `new`), alive as long as `self.seg`.
+        EndpointTable::new(unsafe { std::slice::from_raw_parts(self.table.as_ptr(), ENDPOINTS) })
+    }
+
+    /// Reclaims the endpoints of `role` whose processes are proven dead.
+    fn reap(&self, role: Role) {
+        let ctrl = self.ctrl();
+        for dead in self.table().dead(role) {
+            // Clear the bit first (idempotent), then free the entry: the
+            // entry stays claimed until the bit is gone, so no new owner's
+            // bit can be cleared by mistake.
+            ctrl.detach(role, dead.index as u32);
+            if self.table().release(&dead) {
+                // Relaxed: a statistic.
+                ctrl.peers
+                    .reaped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match &self.ring {
+            Ring::Spsc(r) => r.len(),
+            Ring::Mpmc(r) => r.len(),
+        }
+    }
+
+    /// Claims an endpoint entry and the role bit.
+    fn attach(&self, role: Role) -> Result<EndpointInfo, SegmentError> {
+        register_process();
+        let me = process::current();
+        let exclusive = self.info.flavor == Flavor::Spsc;
+        for attempt in 0..2 {
+            let Some(index) = self.table().claim(role, me) else {
+                if attempt == 0 {
+                    self.reap(Role::Sender);
+                    self.reap(Role::Receiver);
+                    continue;
+                }
+                return Err(SegmentError::TooManyEndpoints(ENDPOINTS));
+            };
+            let info = self
+                .table()
+                .entries()
+                .find(|e| e.index == index)
+                .ok_or(SegmentError::Corrupted("endpoint entry changed under us"))?;
+            if self.ctrl().attach(role, index as u32, exclusive) {
+                return Ok(info);
+            }
+            self.table().release(&info);
+            if attempt == 0 {
+                // The holder may be dead: reclaim, then try once more.
+                self.reap(role);
+            }
+        }
+        Err(SegmentError::RoleTaken(role))
+    }
+
+    fn detach(&self, role: Role, info: &EndpointInfo) {
+        self.ctrl().detach(role, info.index as u32);
+        self.table().release(info);
+    }
+}
+
+struct Expect {
+    flavor: Option<Flavor>,
+    capacity: Option<u64>,
+}
+
+/// A bounded queue of `T` in shared memory: a handle to the segment, from
+/// which [`Sender`]s and [`Receiver`]s are made in any process.
+///
+/// The Python equivalent is `multiprocessing.Queue(maxsize)`. Create it by
+/// name (`/dev/shm/<name>`), at a file path, or anonymously (a memfd a forked
+/// child shares); open it elsewhere by the same name.
+///
+/// # Examples
+/// ```
+/// use shmring::{Flavor, Queue};
+/// let q = Queue::<u64>::anonymous(Flavor::Spsc, 2)?;
+/// let (tx, rx) = (q.sender()?, q.receiver()?);
+/// tx.send(7)?;
+/// assert_eq!(rx.recv()?, 7);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Queue<T: Pod> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T: Pod> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T: Pod> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("location", self.shared.seg.location())
+            .field("info", &self.shared.info)
+            .finish()
+    }
+}
+
+impl<T: Pod> Queue<T> {
+    /// A builder for every way of creating or opening a queue.
+    pub fn builder() -> QueueBuilder<T> {
+        QueueBuilder {
+            flavor: None,
+            capacity: None,
+            opts: SegmentOptions::default(),
+            wake: WakeMode::Fast,
+            _t: PhantomData,
+        }
+    }
+
+    /// Creates `/dev/shm/<name>` exclusively (mode 0600; unlinked when this
+    /// handle and everything made from it are dropped).
+    ///
+    /// # Errors
+    /// `AlreadyExists`, `InvalidArgument` (bad name, capacity 0),
+    /// `PermissionDenied`, `Io`.
+    pub fn create(name: &str, flavor: Flavor, capacity: u64) -> Result<Self, SegmentError> {
+        Self::builder()
+            .flavor(flavor)
+            .capacity(capacity)
+            .create(name)
+    }
+
+    /// Opens `/dev/shm/<name>`, of either flavor and any capacity, checking
+    /// that it holds a queue of `T`.
+    ///
+    /// # Errors
+    /// `NotFound`, `WrongKind`, `TypeMismatch`, `VersionMismatch`,
+    /// `SizeMismatch`, `NotInitialized`, `Corrupted`, `PermissionDenied`, `Io`.
+    pub fn open(name: &str) -> Result<Self, SegmentError> {
+        Self::builder().open(name)
+    }
+
+    /// Creates an anonymous queue (a sealed memfd): share it with children
+    /// through `fork`, or pass [`raw_fd`](Self::raw_fd) to an exec'd child
+    /// and reopen it there with [`QueueBuilder::from_fd`].
+    pub fn anonymous(flavor: Flavor, capacity: u64) -> Result<Self, SegmentError> {
+        Self::builder()
+            .flavor(flavor)
+            .capacity(capacity)
+            .create_anonymous()
+    }
+
+    /// Removes `/dev/shm/<name>`. Mapped handles keep working.
+    pub fn unlink(name: &str) -> Result<(), SegmentError> {
+        Segment::remove(&Location::Named(name.to_string()))
+    }
+
+    /// Attaches a sender in this process.
+    ///
+    /// # Errors
+    /// `RoleTaken(Sender)` if this is an SPSC queue whose sender is alive;
+    /// `TooManyEndpoints` if 64 endpoints are live; `Corrupted`.
+    pub fn sender(&self) -> Result<Sender<T>, SegmentError> {
+        let info = self.shared.attach(Role::Sender)?;
+        let ring = match self.shared.ring {
+            Ring::Spsc(r) => match r.producer() {
+                Ok(p) => SendRing::Spsc(p),
+                Err(_) => {
+                    self.shared.detach(Role::Sender, &info);
+                    return Err(SegmentError::Corrupted("queue indices out of range"));
+                }
+            },
+            Ring::Mpmc(r) => SendRing::Mpmc(r),
+        };
+        // SAFETY: `Sender` holds the Arc that keeps the mapping alive, and
+        // the sender was counted by `attach`.
+        let raw = unsafe { RawSender::new(self.shared.ctrl, ring, self.shared.info.wake_mode) };
+        Ok(Sender {
+            raw,
+            shared: self.shared.clone(),
+            endpoint: info,
+            spin: DEFAULT_SPIN,
+        })
+    }
+
+    /// Attaches a receiver in this process.
+    ///
+    /// # Errors
+    /// As for [`sender`](Self::sender), with `RoleTaken(Receiver)`.
+    pub fn receiver(&self) -> Result<Receiver<T>, SegmentError> {
+        let info = self.shared.attach(Role::Receiver)?;
+        let ring = match self.shared.ring {
+            Ring::Spsc(r) => match r.consumer() {
+                Ok(c) => RecvRing::Spsc(c),
+                Err(_) => {
+                    self.shared.detach(Role::Receiver, &info);
+                    return Err(SegmentError::Corrupted("queue indices out of range"));
+                }
+            },
+            Ring::Mpmc(r) => RecvRing::Mpmc(r),
+        };
+        // SAFETY: as in `sender`.
+        let raw = unsafe { RawReceiver::new(self.shared.ctrl, ring, self.shared.info.wake_mode) };
+        Ok(Receiver {
+            raw,
+            shared: self.shared.clone(),
+            endpoint: info,
+            spin: DEFAULT_SPIN,
+        })
+    }
+
+    /// Flavor, capacity, element type and size, from the header.
+    pub fn info(&self) -> &QueueInfo {
+        &self.shared.info
+    }
+
+    /// The flavor.
+    pub fn flavor(&self) -> Flavor {
+        self.shared.info.flavor
+    }
+
+    /// Maximum messages queued.
+    pub fn capacity(&self) -> usize {
+        self.shared.info.capacity as usize
+    }
+
+    /// Messages queued now (a snapshot).
+    pub fn len(&self) -> usize {
+        self.shared.len() as usize
+    }
+
+    /// Whether no message is queued (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue is at capacity (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity()
+    }
+
+    /// Live senders and receivers, in all processes.
+    pub fn endpoints(&self) -> (u32, u32) {
+        let c = self.shared.ctrl();
+        (c.live(Role::Sender), c.live(Role::Receiver))
+    }
+
+    /// Endpoints reclaimed so far from processes that died holding them.
+    pub fn reaped(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.shared.ctrl().peers.reaped.load(Ordering::Relaxed)
+    }
+
+    /// Reclaims endpoints whose processes are dead (blocked calls do this
+    /// by themselves every liveness slice).
+    pub fn reap_dead(&self) {
+        self.shared.reap(Role::Sender);
+        self.shared.reap(Role::Receiver);
+    }
+
+    /// Keep the name after the creating handle is dropped.
+    pub fn persist(&self) {
+        self.shared.seg.set_persist(true);
+    }
+
+    /// The segment's file path (`/dev/shm/<name>` or the path given), if named.
+    pub fn path(&self) -> Option<PathBuf> {
+        self.shared.seg.path()
+    }
+
+    /// The memfd of an anonymous queue (to pass to a child process).
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.shared.seg.fd()
+    }
+
+    /// The raw memfd of an anonymous queue.
+    pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.shared.seg.raw_fd()
+    }
+}
+
+/// Builds or opens a [`Queue`]: flavor, capacity, permissions, persistence,
+/// wake protocol, and where the segment lives.
+#[derive(Debug)]
+pub struct QueueBuilder<T> {
+    flavor: Option<Flavor>,
+    capacity: Option<u64>,
+    opts: SegmentOptions,
+    wake: WakeMode,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Pod> QueueBuilder<T> {
+    /// SPSC or MPMC. Creating defaults to SPSC; opening checks it if set.
+    pub fn flavor(mut self, flavor: Flavor) -> Self {
+        self.flavor = Some(flavor);
+        self
+    }
+
+    /// Maximum messages queued (exact; at least 1). Creating requires it;
+    /// opening checks it if set.
+    pub fn capacity(mut self, capacity: u64) -> Self {
+        self.capacity = Some(capacity);
+        self
+    }
+
+    /// Permission bits of a new segment (default 0o600).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.opts.mode = mode;
+        self
+    }
+
+    /// Keep the name when the creating handle is dropped (default: unlink).
+    pub fn persist(mut self, persist: bool) -> Self {
+        self.opts.persist = persist;
+        self
+    }
+
+    /// The wake protocol of a new queue (default [`WakeMode::Fast`]).
+    pub fn wake_mode(mut self, mode: WakeMode) -> Self {
+        self.wake = mode;
+        self
+    }
+
+    /// How long opening waits for a creator to finish (default 1 s).
+    pub fn init_timeout(mut self, timeout: Duration) -> Self {
+        self.opts.init_timeout = timeout;
+        self
+    }
+
+    fn fields(&self) -> Result<HeaderFields, SegmentError> {
+        let capacity = self.capacity.ok_or_else(|| {
+            SegmentError::InvalidArgument("creating a queue needs a capacity".into())
+        })?;
+        let mut f = layout::<T>(self.flavor.unwrap_or(Flavor::Spsc), capacity)?;
+        f.wake_mode = match self.wake {
+            WakeMode::Fast => WAKE_FAST,
+            WakeMode::Strict => WAKE_STRICT,
+        };
+        Ok(f)
+    }
+
+    fn create_at_location(&self, loc: Location) -> Result<Queue<T>, SegmentError> {
+        let fields = self.fields()?;
+        let flavor = self.flavor.unwrap_or(Flavor::Spsc);
+        let seg = Segment::create(&loc, fields, &self.opts, |seg| {
+            if flavor == Flavor::Mpmc {
+                if let (Some(ctrl), Some(slots)) = (
+                    seg.at::<QueueControl>(fields.control_offset, 1),
+                    seg.at::<MpmcSlot<T>>(fields.slots_offset, fields.slot_count),
+                ) {
+                    // SAFETY: in bounds (checked by `at`) and alive during `init`.
+                    let c = unsafe { ctrl.as_ref() };
+                    // SAFETY: as above; `capacity` slots.
+                    let ring = unsafe {
+                        MpmcRing::from_raw(
+                            NonNull::from(&*c.head),
+                            NonNull::from(&*c.tail),
+                            slots,
+                            fields.capacity,
+                        )
+                    };
+                    ring.init();
+                }
+            }
+        })?;
+        let fields = seg.header().read();
+        let shared = Shared::new(
+            seg,
+            &fields,
+            &Expect {
+                flavor: None,
+                capacity: None,
+            },
+        )?;
+        Ok(Queue {
+            shared: Arc::new(shared),
+        })
+    }
+
+    fn open_location(&self, loc: Location) -> Result<Queue<T>, SegmentError> {
+        let (seg, fields) = Segment::open(&loc, &self.opts)?;
+        self.finish_open(seg, fields)
+    }
+
+    fn finish_open(&self, seg: Segment, fields: HeaderFields) -> Result<Queue<T>, SegmentError> {
+        let expect = Expect {
+            flavor: self.flavor,
+            capacity: self.capacity,
+        };
+        Ok(Queue {
+            shared: Arc::new(Shared::new(seg, &fields, &expect)?),
+        })
+    }
+
+    /// Creates `/dev/shm/<name>` exclusively.
+    pub fn create(self, name: &str) -> Result<Queue<T>, SegmentError> {
+        self.create_at_location(Location::Named(name.to_string()))
+    }
+
+    /// Creates a segment at a file path exclusively (symlinks refused).
+    pub fn create_at(self, path: impl AsRef<Path>) -> Result<Queue<T>, SegmentError> {
+        self.create_at_location(Location::Path(path.as_ref().to_path_buf()))
+    }
+
+    /// Creates an anonymous (memfd) queue.
+    pub fn create_anonymous(self) -> Result<Queue<T>, SegmentError> {
+        self.create_at_location(Location::Anonymous)
+    }
+
+    /// Opens `/dev/shm/<name>`, checking flavor and capacity if they were set.
+    pub fn open(self, name: &str) -> Result<Queue<T>, SegmentError> {
+        self.open_location(Location::Named(name.to_string()))
+    }
+
+    /// Opens a segment at a file path.
+    pub fn open_at(self, path: impl AsRef<Path>) -> Result<Queue<T>, SegmentError> {
+        self.open_location(Location::Path(path.as_ref().to_path_buf()))
+    }
+
+    /// Opens an anonymous queue from an inherited memfd.
+    pub fn from_fd(self, fd: OwnedFd) -> Result<Queue<T>, SegmentError> {
+        let (seg, fields) = Segment::from_fd(fd, &self.opts)?;
+        self.finish_open(seg, fields)
+    }
+
+    /// Opens `/dev/shm/<name>` if it exists (checking that it matches),
+    /// otherwise creates it. Whoever creates it owns the name.
+    pub fn open_or_create(self, name: &str) -> Result<Queue<T>, SegmentError> {
+        let mut last = None;
+        for _ in 0..8 {
+            match self.create_at_location(Location::Named(name.to_string())) {
+                Err(SegmentError::AlreadyExists(_)) => {}
+                other => return other,
+            }
+            match self.open_location(Location::Named(name.to_string())) {
+                Err(SegmentError::NotFound(n)) => last = Some(SegmentError::NotFound(n)),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or(SegmentError::NotInitialized))
+    }
+}
+
+/// The sending end of a [`Queue`], attached in one process.
+///
+/// `Send` but not `Sync`: an SPSC producer keeps its indices locally. For
+/// many producing threads, attach one sender per thread (MPMC).
+pub struct Sender<T: Pod> {
+    raw: RawSender<T>,
+    shared: Arc<Shared<T>>,
+    endpoint: EndpointInfo,
+    spin: Duration,
+}
+
+impl<T: Pod> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender")
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+impl<T: Pod> Sender<T> {
+    fn reaper(&self) -> impl Fn() + '_ {
+        || self.shared.reap(Role::Receiver)
+    }
+
+    /// Sends without waiting.
+    ///
+    /// # Errors
+    /// `Full(value)`, `Disconnected(value)` (no receiver left), `Corrupted(value)`.
+    #[inline]
+    pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        self.raw.try_send(value)
+    }
+
+    /// Sends, waiting while the queue is full.
+    ///
+    /// # Errors
+    /// `Disconnected(value)` once no receiver is left (including receivers
+    /// whose processes died), `Corrupted(value)`.
+    pub fn send(&self, value: T) -> Result<(), SendError<T>> {
+        self.raw
+            .send_deadline(value, None, self.spin, &self.reaper())
+            .map_err(|e| match e {
+                SendTimeoutError::Disconnected(v) | SendTimeoutError::Timeout(v) => {
+                    SendError::Disconnected(v)
+                }
+                SendTimeoutError::Corrupted(v) => SendError::Corrupted(v),
+            })
+    }
+
+    /// Sends, waiting at most `timeout` while the queue is full.
+    ///
+    /// # Errors
+    /// `Timeout(value)`, `Disconnected(value)`, `Corrupted(value)`.
+    pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        self.send_deadline(value, Deadline::after(timeout))
+    }
+
+    /// Sends, waiting until `deadline` while the queue is full.
+    ///
+    /// # Errors
+    /// As for [`send_timeout`](Self::send_timeout).
+    pub fn send_deadline(&self, value: T, deadline: Deadline) -> Result<(), SendTimeoutError<T>> {
+        self.raw
+            .send_deadline(value, Some(deadline), self.spin, &self.reaper())
+    }
+
+    /// Sends as many of `values` as fit now, publishing them at once.
+    /// Returns how many (at least one).
+    ///
+    /// # Errors
+    /// `Full(())` if none fit, `Disconnected(())`, `Corrupted(())`.
+    pub fn try_send_slice(&self, values: &[T]) -> Result<usize, TrySendError<()>> {
+        self.raw.try_send_slice(values)
+    }
+
+    /// Sends all of `values`, in order, waiting for room as needed and
+    /// publishing in batches.
+    ///
+    /// # Errors
+    /// `Disconnected(n)` or `Corrupted(n)`, where `n` were sent.
+    pub fn send_slice(&self, values: &[T]) -> Result<(), SendError<usize>> {
+        self.raw
+            .send_slice_deadline(values, None, self.spin, &self.reaper())
+            .map_err(|e| match e {
+                SendTimeoutError::Disconnected(n) | SendTimeoutError::Timeout(n) => {
+                    SendError::Disconnected(n)
+                }
+                SendTimeoutError::Corrupted(n) => SendError::Corrupted(n),
+            })
+    }
+
+    /// How long a blocked call spins before sleeping (default 20 µs; zero:
+    /// sleep at once).
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
+    }
+
+    /// Messages queued now (a snapshot).
+    pub fn len(&self) -> usize {
+        self.shared.len() as usize
+    }
+
+    /// Whether no message is queued (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue is at capacity (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity()
+    }
+
+    /// Maximum messages queued.
+    pub fn capacity(&self) -> usize {
+        self.shared.info.capacity as usize
+    }
+
+    /// Whether a receiver is attached anywhere.
+    pub fn is_connected(&self) -> bool {
+        self.shared.ctrl().live(Role::Receiver) > 0
+    }
+}
+
+impl<T: Pod> Drop for Sender<T> {
+    fn drop(&mut self) {
+        // A handle inherited through fork belongs to the parent's endpoint:
+        // only the process that attached it detaches it.
+        if std::process::id() == self.endpoint.owner.pid {
+            self.shared.detach(Role::Sender, &self.endpoint);
+        }
+    }
+}
+
+/// The receiving end of a [`Queue`], attached in one process.
+///
+/// `Send` but not `Sync`, like [`Sender`].
+pub struct Receiver<T: Pod> {
+    raw: RawReceiver<T>,
+    shared: Arc<Shared<T>>,
+    endpoint: EndpointInfo,
+    spin: Duration,
+}
+
+impl<T: Pod> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+fn recv_err(e: TryRecvError) -> RecvError {
+    match e {
+        TryRecvError::Corrupted => RecvError::Corrupted,
+        TryRecvError::Empty | TryRecvError::Disconnected => RecvError::Disconnected,
+    }
+}
+
+fn recv_timeout_err(e: TryRecvError) -> RecvTimeoutError {
+    match e {
+        TryRecvError::Corrupted => RecvTimeoutError::Corrupted,
+        TryRecvError::Empty => RecvTimeoutError::Timeout,
+        TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+    }
+}
+
+impl<T: Pod> Receiver<T> {
+    fn reaper(&self) -> impl Fn() + '_ {
+        || self.shared.reap(Role::Sender)
+    }
+
+    /// Receives without waiting.
+    ///
+    /// # Errors
+    /// `Empty`, `Disconnected` (empty and no sender left), `Corrupted`.
+    #[inline]
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        self.raw.try_recv()
+    }
+
+    /// Receives, waiting while the queue is empty.
+    ///
+    /// # Errors
+    /// `Disconnected` once the queue is drained and no sender is left
+    /// (including senders whose processes died), `Corrupted`.
+    pub fn recv(&self) -> Result<T, RecvError> {
+        match self.raw.recv_deadline(None, self.spin, &self.reaper()) {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(RecvError::Disconnected),
+            Err(e) => Err(recv_err(e)),
+        }
+    }
+
+    /// Receives, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// `Timeout`, `Disconnected`, `Corrupted`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.recv_deadline(Deadline::after(timeout))
+    }
+
+    /// Receives, waiting until `deadline`.
+    ///
+    /// # Errors
+    /// As for [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_deadline(&self, deadline: Deadline) -> Result<T, RecvTimeoutError> {
+        match self
+            .raw
+            .recv_deadline(Some(deadline), self.spin, &self.reaper())
+        {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(RecvTimeoutError::Timeout),
+            Err(e) => Err(recv_timeout_err(e)),
+        }
+    }
+
+    /// Receives up to `out.len()` messages now, releasing their slots at
+    /// once. Returns how many (at least one).
+    ///
+    /// # Errors
+    /// `Empty`, `Disconnected`, `Corrupted`.
+    pub fn try_recv_slice(&self, out: &mut [T]) -> Result<usize, TryRecvError> {
+        self.raw.try_recv_slice(out)
+    }
+
+    /// Receives at least one and up to `out.len()` messages, waiting while
+    /// the queue is empty. Returns how many (0 only if `out` is empty).
+    ///
+    /// # Errors
+    /// `Disconnected`, `Corrupted`.
+    pub fn recv_slice(&self, out: &mut [T]) -> Result<usize, RecvError> {
+        self.raw
+            .recv_slice_deadline(out, None, self.spin, &self.reaper())
+            .map_err(recv_err)
+    }
+
+    /// As [`recv_slice`](Self::recv_slice), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// `Timeout`, `Disconnected`, `Corrupted`.
+    pub fn recv_slice_timeout(
+        &self,
+        out: &mut [T],
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutError> {
+        match self.raw.recv_slice_deadline(
+            out,
+            Some(Deadline::after(timeout)),
+            self.spin,
+            &self.reaper(),
+        ) {
+            Ok(0) if !out.is_empty() => Err(RecvTimeoutError::Timeout),
+            Ok(n) => Ok(n),
+            Err(e) => Err(recv_timeout_err(e)),
+        }
+    }
+
+    /// A blocking iterator that ends when the queue is drained and every
+    /// sender is gone (or the queue is found corrupted).
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter { rx: self }
+    }
+
+    /// An iterator over the messages queued now; it never waits.
+    pub fn try_iter(&self) -> TryIter<'_, T> {
+        TryIter { rx: self }
+    }
+
+    /// How long a blocked call spins before sleeping (default 20 µs; zero:
+    /// sleep at once).
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
+    }
+
+    /// Messages queued now (a snapshot).
+    pub fn len(&self) -> usize {
+        self.shared.len() as usize
+    }
+
+    /// Whether no message is queued (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue is at capacity (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity()
+    }
+
+    /// Maximum messages queued.
+    pub fn capacity(&self) -> usize {
+        self.shared.info.capacity as usize
+    }
+
+    /// Whether a sender is attached anywhere.
+    pub fn is_connected(&self) -> bool {
+        self.shared.ctrl().live(Role::Sender) > 0
+    }
+}
+
+impl<T: Pod> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        // See `Sender::drop`.
+        if std::process::id() == self.endpoint.owner.pid {
+            self.shared.detach(Role::Receiver, &self.endpoint);
+        }
+    }
+}
+
+/// Blocking iterator over a [`Receiver`]; see [`Receiver::iter`].
+#[derive(Debug)]
+pub struct Iter<'a, T: Pod> {
+    rx: &'a Receiver<T>,
+}
+
+impl<T: Pod> Iterator for Iter<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.rx.recv().ok()
+    }
+}
+
+/// Non-blocking iterator over a [`Receiver`]; see [`Receiver::try_iter`].
+#[derive(Debug)]
+pub struct TryIter<'a, T: Pod> {
+    rx: &'a Receiver<T>,
+}
+
+impl<T: Pod> Iterator for TryIter<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl<'a, T: Pod> IntoIterator for &'a Receiver<T> {
+    type Item = T;
+    type IntoIter = Iter<'a, T>;
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}

@@ -1,0 +1,413 @@
+//! The blocking queue core: ring + wait cells + peer counts, over raw
+//! pointers. No syscalls beyond the wait layer's, no knowledge of segments or
+//! processes: the public `Sender`/`Receiver` add those, and the loom models
+//! drive this core directly over heap memory.
+
+use super::control::QueueControl;
+use crate::error::{Role, SendTimeoutError, TryRecvError, TrySendError};
+use crate::ring::mpmc::MpmcRing;
+use crate::ring::spsc::{SpscConsumer, SpscProducer};
+use crate::ring::{PopError, PushError};
+use crate::wait::{Deadline, Spin, WaitCell, WakeMode};
+use std::ptr::NonNull;
+use std::time::Duration;
+
+/// How long a sleeper waits between liveness checks of its peers: a dead
+/// peer is noticed within about this long (target: under 100 ms).
+pub const LIVENESS_SLICE: Duration = Duration::from_millis(20);
+
+/// Sleep slice when the barrier pair could not be completed (no
+/// `membarrier` here): bounds the delay of a wake-up lost to the race.
+pub const WEAK_SLICE: Duration = Duration::from_micros(200);
+
+/// Default time to spin before sleeping.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
+
+/// The producing side's ring.
+#[derive(Debug)]
+pub(crate) enum SendRing<T> {
+    /// The single producer of an SPSC ring.
+    Spsc(SpscProducer<T>),
+    /// One of many producers of an MPMC ring.
+    Mpmc(MpmcRing<T>),
+}
+
+/// The consuming side's ring.
+#[derive(Debug)]
+pub(crate) enum RecvRing<T> {
+    /// The single consumer of an SPSC ring.
+    Spsc(SpscConsumer<T>),
+    /// One of many consumers of an MPMC ring.
+    Mpmc(MpmcRing<T>),
+}
+
+/// Runs `attempt` until it yields, spinning first, then sleeping on `cell`
+/// in liveness slices. `None`: the deadline passed. `reap` runs after a slice
+/// in which nobody woke us: it checks whether the peers we wait for live.
+fn block_on<R>(
+    cell: &WaitCell,
+    mode: WakeMode,
+    spin: Duration,
+    deadline: Option<Deadline>,
+    reap: &dyn Fn(),
+    mut attempt: impl FnMut() -> Option<R>,
+) -> Option<R> {
+    if let Some(r) = attempt() {
+        return Some(r);
+    }
+    let mut spinner = Spin::new(spin);
+    while spinner.spin() {
+        if let Some(r) = attempt() {
+            return Some(r);
+        }
+    }
+    block_slow(cell, mode, deadline, reap, &mut attempt)
+}
+
+#[cold]
+fn block_slow<R>(
+    cell: &WaitCell,
+    mode: WakeMode,
+    deadline: Option<Deadline>,
+    reap: &dyn Fn(),
+    attempt: &mut dyn FnMut() -> Option<R>,
+) -> Option<R> {
+    loop {
+        let ticket = cell.prepare(mode);
+        if let Some(r) = attempt() {
+            cell.cancel();
+            return Some(r);
+        }
+        let now = Deadline::now();
+        if deadline.is_some_and(|d| now >= d) {
+            cell.cancel();
+            return None;
+        }
+        let slice = if ticket.is_strong() {
+            LIVENESS_SLICE
+        } else {
+            WEAK_SLICE
+        };
+        let mut wake_at = Deadline::after(slice);
+        if let Some(d) = deadline {
+            wake_at = wake_at.min(d);
+        }
+        let woken = cell.sleep(ticket, wake_at);
+        cell.cancel();
+        if !woken {
+            reap();
+        }
+    }
+}
+
+/// The sending core.
+#[derive(Debug)]
+pub struct RawSender<T> {
+    ctrl: NonNull<QueueControl>,
+    ring: SendRing<T>,
+    mode: WakeMode,
+}
+
+// SAFETY: the pointers address shared memory built for concurrent access by
+// atomics; the handle owns no thread-affine state.
+unsafe impl<T: Send> Send for RawSender<T> {}
+
+impl<T: Copy> RawSender<T> {
+    /// Wraps an attached ring.
+    ///
+    /// # Safety
+    /// `ctrl` must stay valid while the sender is used, and the caller has
+    /// counted this sender with [`QueueControl::attach`].
+    pub(crate) unsafe fn new(
+        ctrl: NonNull<QueueControl>,
+        ring: SendRing<T>,
+        mode: WakeMode,
+    ) -> Self {
+        RawSender { ctrl, ring, mode }
+    }
+
+    /// The control block.
+    pub fn ctrl(&self) -> &QueueControl {
+        // SAFETY: valid while the sender is (contract of `new`).
+        unsafe { self.ctrl.as_ref() }
+    }
+
+    /// Sends without waiting.
+    #[inline]
+    pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        let ctrl = self.ctrl();
+        // Relaxed: a hint; sending into a queue whose last receiver is
+        // leaving is indistinguishable from sending just before it left.
+        if ctrl.peers.receivers.load(crate::loom::Ordering::Relaxed) == 0 {
+            return Err(TrySendError::Disconnected(value));
+        }
+        let pushed = match &self.ring {
+            SendRing::Spsc(p) => p.try_push(value),
+            SendRing::Mpmc(r) => r.try_push(value),
+        };
+        match pushed {
+            Ok(()) => {
+                ctrl.not_empty.notify(self.mode);
+                Ok(())
+            }
+            Err(PushError::Full) => Err(TrySendError::Full(value)),
+            Err(PushError::Corrupted) => Err(TrySendError::Corrupted(value)),
+        }
+    }
+
+    /// Sends, waiting for room until `deadline` (`None`: forever).
+    pub fn send_deadline(
+        &self,
+        value: T,
+        deadline: Option<Deadline>,
+        spin: Duration,
+        reap: &dyn Fn(),
+    ) -> Result<(), SendTimeoutError<T>> {
+        let r = block_on(
+            &self.ctrl().not_full,
+            self.mode,
+            spin,
+            deadline,
+            reap,
+            || match self.try_send(value) {
+                Ok(()) => Some(Ok(())),
+                Err(TrySendError::Full(_)) => None,
+                Err(TrySendError::Disconnected(v)) => Some(Err(SendTimeoutError::Disconnected(v))),
+                Err(TrySendError::Corrupted(v)) => Some(Err(SendTimeoutError::Corrupted(v))),
+            },
+        );
+        r.unwrap_or(Err(SendTimeoutError::Timeout(value)))
+    }
+
+    /// Sends as many of `values` as fit now (at least one, or an error).
+    pub fn try_send_slice(&self, values: &[T]) -> Result<usize, TrySendError<()>> {
+        let ctrl = self.ctrl();
+        // Relaxed: a hint, as in `try_send`.
+        if ctrl.peers.receivers.load(crate::loom::Ordering::Relaxed) == 0 {
+            return Err(TrySendError::Disconnected(()));
+        }
+        if values.is_empty() {
+            return Ok(0);
+        }
+        let pushed = match &self.ring {
+            SendRing::Spsc(p) => p.push_slice(values),
+            SendRing::Mpmc(r) => {
+                let mut n = 0;
+                let mut res = Ok(0);
+                for v in values {
+                    match r.try_push(*v) {
+                        Ok(()) => n += 1,
+                        Err(e) => {
+                            if n == 0 {
+                                res = Err(e);
+                            }
+                            break;
+                        }
+                    }
+                }
+                res.map(|_: usize| n)
+            }
+        };
+        match pushed {
+            Ok(0) | Err(PushError::Full) => Err(TrySendError::Full(())),
+            Ok(n) => {
+                ctrl.not_empty.notify(self.mode);
+                Ok(n)
+            }
+            Err(PushError::Corrupted) => Err(TrySendError::Corrupted(())),
+        }
+    }
+
+    /// Sends all of `values`, waiting for room until `deadline`. On error,
+    /// the error holds how many were sent.
+    pub fn send_slice_deadline(
+        &self,
+        values: &[T],
+        deadline: Option<Deadline>,
+        spin: Duration,
+        reap: &dyn Fn(),
+    ) -> Result<(), SendTimeoutError<usize>> {
+        let mut sent = 0;
+        while sent < values.len() {
+            let r = block_on(
+                &self.ctrl().not_full,
+                self.mode,
+                spin,
+                deadline,
+                reap,
+                || match self.try_send_slice(&values[sent..]) {
+                    Ok(n) => Some(Ok(n)),
+                    Err(TrySendError::Full(())) => None,
+                    Err(TrySendError::Disconnected(())) => {
+                        Some(Err(SendTimeoutError::Disconnected(sent)))
+                    }
+                    Err(TrySendError::Corrupted(())) => {
+                        Some(Err(SendTimeoutError::Corrupted(sent)))
+                    }
+                },
+            );
+            match r {
+                Some(Ok(n)) => sent += n,
+                Some(Err(e)) => return Err(e),
+                None => return Err(SendTimeoutError::Timeout(sent)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The receiving core.
+#[derive(Debug)]
+pub struct RawReceiver<T> {
+    ctrl: NonNull<QueueControl>,
+    ring: RecvRing<T>,
+    mode: WakeMode,
+}
+
+// SAFETY: as for `RawSender`.
+unsafe impl<T: Send> Send for RawReceiver<T> {}
+
+impl<T: Copy> RawReceiver<T> {
+    /// Wraps an attached ring.
+    ///
+    /// # Safety
+    /// `ctrl` must stay valid while the receiver is used, and the caller has
+    /// counted this receiver with [`QueueControl::attach`].
+    pub(crate) unsafe fn new(
+        ctrl: NonNull<QueueControl>,
+        ring: RecvRing<T>,
+        mode: WakeMode,
+    ) -> Self {
+        RawReceiver { ctrl, ring, mode }
+    }
+
+    /// The control block.
+    pub fn ctrl(&self) -> &QueueControl {
+        // SAFETY: valid while the receiver is (contract of `new`).
+        unsafe { self.ctrl.as_ref() }
+    }
+
+    #[inline(always)]
+    fn pop(&self) -> Result<T, PopError> {
+        match &self.ring {
+            RecvRing::Spsc(c) => c.try_pop(),
+            RecvRing::Mpmc(r) => r.try_pop(),
+        }
+    }
+
+    /// Receives without waiting.
+    #[inline]
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        let ctrl = self.ctrl();
+        let mut popped = self.pop();
+        if matches!(popped, Err(PopError::Empty)) && ctrl.live(Role::Sender) == 0 {
+            // Every sender is gone. `live` acquired their last detach, so a
+            // second look sees every message they sent.
+            popped = self.pop();
+            if matches!(popped, Err(PopError::Empty)) {
+                return Err(TryRecvError::Disconnected);
+            }
+        }
+        match popped {
+            Ok(v) => {
+                ctrl.not_full.notify(self.mode);
+                Ok(v)
+            }
+            Err(PopError::Empty) => Err(TryRecvError::Empty),
+            Err(PopError::Corrupted) => Err(TryRecvError::Corrupted),
+        }
+    }
+
+    /// Receives, waiting until `deadline` (`None`: forever). `Ok(None)`: timed out.
+    pub fn recv_deadline(
+        &self,
+        deadline: Option<Deadline>,
+        spin: Duration,
+        reap: &dyn Fn(),
+    ) -> Result<Option<T>, TryRecvError> {
+        let r = block_on(
+            &self.ctrl().not_empty,
+            self.mode,
+            spin,
+            deadline,
+            reap,
+            || match self.try_recv() {
+                Err(TryRecvError::Empty) => None,
+                other => Some(other),
+            },
+        );
+        match r {
+            None => Ok(None),
+            Some(r) => r.map(Some),
+        }
+    }
+
+    /// Receives up to `out.len()` messages without waiting (at least one, or an error).
+    pub fn try_recv_slice(&self, out: &mut [T]) -> Result<usize, TryRecvError> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let ctrl = self.ctrl();
+        let grab = |out: &mut [T]| -> Result<usize, PopError> {
+            match &self.ring {
+                RecvRing::Spsc(c) => c.pop_into(out),
+                RecvRing::Mpmc(r) => {
+                    let mut n = 0;
+                    for o in out.iter_mut() {
+                        match r.try_pop() {
+                            Ok(v) => {
+                                *o = v;
+                                n += 1;
+                            }
+                            Err(e) if n == 0 => return Err(e),
+                            Err(_) => break,
+                        }
+                    }
+                    Ok(n)
+                }
+            }
+        };
+        let mut got = grab(out);
+        let empty = |g: &Result<usize, PopError>| matches!(g, Ok(0) | Err(PopError::Empty));
+        if empty(&got) && ctrl.live(Role::Sender) == 0 {
+            got = grab(out);
+            if empty(&got) {
+                return Err(TryRecvError::Disconnected);
+            }
+        }
+        match got {
+            Ok(0) | Err(PopError::Empty) => Err(TryRecvError::Empty),
+            Ok(n) => {
+                ctrl.not_full.notify(self.mode);
+                Ok(n)
+            }
+            Err(PopError::Corrupted) => Err(TryRecvError::Corrupted),
+        }
+    }
+
+    /// Receives at least one message (up to `out.len()`), waiting until
+    /// `deadline`. `Ok(0)`: timed out (or `out` is empty).
+    pub fn recv_slice_deadline(
+        &self,
+        out: &mut [T],
+        deadline: Option<Deadline>,
+        spin: Duration,
+        reap: &dyn Fn(),
+    ) -> Result<usize, TryRecvError> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let r = block_on(
+            &self.ctrl().not_empty,
+            self.mode,
+            spin,
+            deadline,
+            reap,
+            || match self.try_recv_slice(out) {
+                Err(TryRecvError::Empty) => None,
+                other => Some(other),
+            },
+        );
+        r.unwrap_or(Ok(0))
+    }
+}

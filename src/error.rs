@@ -1,0 +1,321 @@
+//! Every public error type.
+//!
+//! Channel errors follow crossbeam-channel's shapes and hand the unsent value
+//! back. Each also has a `Corrupted` case: shmring never trusts what it reads
+//! from shared memory, and a scribbled segment is reported, never obeyed.
+
+use std::fmt;
+
+/// What a segment holds: the `kind` field of its header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Kind {
+    /// A bounded queue of fixed-size `Pod` values.
+    Queue,
+    /// A kind this build of shmring does not know (the raw header value).
+    Unknown(u32),
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Kind::Queue => f.write_str("queue"),
+            Kind::Unknown(k) => write!(f, "unknown kind {k}"),
+        }
+    }
+}
+
+/// Which ring algorithm a queue uses, fixed at creation and recorded in the header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Flavor {
+    /// One sender and one receiver at a time (across all processes).
+    Spsc,
+    /// Any number of senders and receivers, in any processes.
+    Mpmc,
+}
+
+impl fmt::Display for Flavor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Flavor::Spsc => "spsc",
+            Flavor::Mpmc => "mpmc",
+        })
+    }
+}
+
+/// Size, alignment and fingerprint of an element type, as recorded in a header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TypeDesc {
+    /// `size_of::<T>()`.
+    pub size: u64,
+    /// `align_of::<T>()`.
+    pub align: u64,
+    /// A hash of the type's name, size and alignment.
+    pub fingerprint: u64,
+}
+
+impl fmt::Display for TypeDesc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "size {} align {} fingerprint {:#018x}",
+            self.size, self.align, self.fingerprint
+        )
+    }
+}
+
+/// Which end of a queue an endpoint is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A sending endpoint.
+    Sender,
+    /// A receiving endpoint.
+    Receiver,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Sender => "sender",
+            Role::Receiver => "receiver",
+        })
+    }
+}
+
+/// Why creating, opening or attaching to a segment failed.
+///
+/// Every variant says what differed, so the message alone is enough to act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SegmentError {
+    /// No segment of that name or path exists.
+    #[error("segment {0:?} not found")]
+    NotFound(String),
+    /// `create` refuses to reuse an existing name.
+    #[error("segment {0:?} already exists")]
+    AlreadyExists(String),
+    /// The segment holds something else.
+    #[error("segment is a {found}, expected a {expected}")]
+    WrongKind {
+        /// What the caller asked for.
+        expected: Kind,
+        /// What the header says.
+        found: Kind,
+    },
+    /// The queue was created with another flavor.
+    #[error("queue flavor is {found}, expected {expected}")]
+    FlavorMismatch {
+        /// What the caller asked for.
+        expected: Flavor,
+        /// What the header says.
+        found: Flavor,
+    },
+    /// The element type differs from the one the segment was created with.
+    #[error("element type mismatch: expected {expected}, found {found}")]
+    TypeMismatch {
+        /// The caller's type.
+        expected: TypeDesc,
+        /// The type recorded in the header.
+        found: TypeDesc,
+    },
+    /// The segment was made by an incompatible layout version.
+    #[error("layout version {found}, this build reads version {expected}")]
+    VersionMismatch {
+        /// The version this build writes and reads.
+        expected: u32,
+        /// The version in the header.
+        found: u32,
+    },
+    /// The file is shorter (or longer) than the header says it must be.
+    #[error("segment size mismatch: header needs {expected} bytes, file has {found}")]
+    SizeMismatch {
+        /// Bytes the header's geometry needs.
+        expected: u64,
+        /// Bytes the file actually has.
+        found: u64,
+    },
+    /// An existing queue has another capacity than the one asked for.
+    #[error("queue capacity is {found}, expected {expected}")]
+    CapacityMismatch {
+        /// What the caller asked for.
+        expected: u64,
+        /// What the header says.
+        found: u64,
+    },
+    /// The creator has not finished initialising the segment (or died doing so).
+    #[error("segment is not initialised (creator still busy, or died while creating it)")]
+    NotInitialized,
+    /// The header or control block fails validation.
+    #[error("segment is corrupted: {0}")]
+    Corrupted(&'static str),
+    /// The operating system refused access.
+    #[error("permission denied for segment {0:?}")]
+    PermissionDenied(String),
+    /// A bad argument: empty or invalid name, capacity 0, an element type too large.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// An SPSC queue already has a live endpoint of this role.
+    #[error("this SPSC queue already has a live {0}")]
+    RoleTaken(Role),
+    /// Every entry of the endpoint table is in use by a live process.
+    #[error("endpoint table is full ({0} live endpoints)")]
+    TooManyEndpoints(usize),
+    /// Another I/O error.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The queue's shared state failed a check; the operation did nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Corrupted;
+
+macro_rules! value_error {
+    (
+        $(#[$meta:meta])*
+        $name:ident { $( $(#[$vmeta:meta])* $variant:ident => $msg:literal, $is:ident; )* }
+    ) => {
+        $(#[$meta])*
+        #[derive(PartialEq, Eq, Clone, Copy)]
+        pub enum $name<T> {
+            $( $(#[$vmeta])* $variant(T), )*
+        }
+
+        impl<T> $name<T> {
+            /// Returns the value that was not sent.
+            pub fn into_inner(self) -> T {
+                match self { $( $name::$variant(v) => v, )* }
+            }
+            $(
+                #[doc = concat!("Whether this is the `", stringify!($variant), "` case.")]
+                pub fn $is(&self) -> bool { matches!(self, $name::$variant(_)) }
+            )*
+        }
+
+        impl<T> fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self { $( $name::$variant(_) => f.write_str(concat!(stringify!($name), "::", stringify!($variant), "(..)")), )* }
+            }
+        }
+
+        impl<T> fmt::Display for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self { $( $name::$variant(_) => f.write_str($msg), )* }
+            }
+        }
+
+        impl<T> std::error::Error for $name<T> {}
+    };
+}
+
+value_error! {
+    /// Why [`Sender::try_send`](crate::Sender::try_send) failed; holds the value back.
+    TrySendError {
+        /// The queue is full.
+        Full => "sending on a full queue", is_full;
+        /// Every receiver is gone.
+        Disconnected => "sending on a queue with no receivers", is_disconnected;
+        /// The queue's shared state failed a check.
+        Corrupted => "sending on a corrupted queue", is_corrupted;
+    }
+}
+
+value_error! {
+    /// Why [`Sender::send`](crate::Sender::send) failed; holds the value back.
+    SendError {
+        /// Every receiver is gone.
+        Disconnected => "sending on a queue with no receivers", is_disconnected;
+        /// The queue's shared state failed a check.
+        Corrupted => "sending on a corrupted queue", is_corrupted;
+    }
+}
+
+value_error! {
+    /// Why [`Sender::send_timeout`](crate::Sender::send_timeout) failed; holds the value back.
+    SendTimeoutError {
+        /// The queue stayed full until the deadline.
+        Timeout => "timed out sending on a full queue", is_timeout;
+        /// Every receiver is gone.
+        Disconnected => "sending on a queue with no receivers", is_disconnected;
+        /// The queue's shared state failed a check.
+        Corrupted => "sending on a corrupted queue", is_corrupted;
+    }
+}
+
+/// Why [`Receiver::try_recv`](crate::Receiver::try_recv) returned nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TryRecvError {
+    /// The queue is empty, and a sender is still attached.
+    #[error("receiving on an empty queue")]
+    Empty,
+    /// The queue is empty and every sender is gone.
+    #[error("receiving on an empty queue with no senders")]
+    Disconnected,
+    /// The queue's shared state failed a check.
+    #[error("receiving on a corrupted queue")]
+    Corrupted,
+}
+
+/// Why [`Receiver::recv`](crate::Receiver::recv) returned nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecvError {
+    /// The queue is empty and every sender is gone.
+    #[error("receiving on an empty queue with no senders")]
+    Disconnected,
+    /// The queue's shared state failed a check.
+    #[error("receiving on a corrupted queue")]
+    Corrupted,
+}
+
+/// Why [`Receiver::recv_timeout`](crate::Receiver::recv_timeout) returned nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecvTimeoutError {
+    /// The queue stayed empty until the deadline.
+    #[error("timed out receiving on an empty queue")]
+    Timeout,
+    /// The queue is empty and every sender is gone.
+    #[error("receiving on an empty queue with no senders")]
+    Disconnected,
+    /// The queue's shared state failed a check.
+    #[error("receiving on a corrupted queue")]
+    Corrupted,
+}
+
+impl TryRecvError {
+    /// Whether this is the `Empty` case.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, TryRecvError::Empty)
+    }
+    /// Whether this is the `Disconnected` case.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, TryRecvError::Disconnected)
+    }
+}
+
+impl RecvTimeoutError {
+    /// Whether this is the `Timeout` case.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, RecvTimeoutError::Timeout)
+    }
+    /// Whether this is the `Disconnected` case.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, RecvTimeoutError::Disconnected)
+    }
+}
+
+impl From<RecvError> for TryRecvError {
+    fn from(e: RecvError) -> Self {
+        match e {
+            RecvError::Disconnected => TryRecvError::Disconnected,
+            RecvError::Corrupted => TryRecvError::Corrupted,
+        }
+    }
+}
+
+impl From<RecvError> for RecvTimeoutError {
+    fn from(e: RecvError) -> Self {
+        match e {
+            RecvError::Disconnected => RecvTimeoutError::Disconnected,
+            RecvError::Corrupted => RecvTimeoutError::Corrupted,
+        }
+    }
+}

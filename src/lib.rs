@@ -1,0 +1,72 @@
+//! # shmring
+//!
+//! Inter-process communication on one Linux host, built on lock-free ring
+//! buffers in shared memory and shared futexes: the toolkit Python's
+//! `multiprocessing` teaches, for processes that need to move millions of
+//! messages a second.
+//!
+//! A [`Queue`] lives in a segment (`/dev/shm/<name>`, a file path, or an
+//! anonymous memfd shared across `fork`). Any process that opens it attaches
+//! [`Sender`]s and [`Receiver`]s; messages are `T: bytemuck::Pod` values,
+//! copied into fixed slots.
+//!
+//! ```
+//! use shmring::{Flavor, Queue};
+//!
+//! // In one process:
+//! let q = Queue::<u64>::create("shmring-doc-example", Flavor::Spsc, 1024)?;
+//! let tx = q.sender()?;
+//! // In another (here the same, for the example):
+//! let rx = Queue::<u64>::open("shmring-doc-example")?.receiver()?;
+//!
+//! tx.send(42)?;
+//! assert_eq!(rx.recv()?, 42);
+//! drop(tx); // the last sender is gone...
+//! assert!(rx.recv().is_err()); // ...so the drained queue reports Disconnected
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## From Python `multiprocessing`
+//!
+//! | Python | shmring |
+//! | --- | --- |
+//! | `Queue(maxsize)` | [`Queue::create`] / [`Queue::anonymous`] with a capacity, then [`Queue::sender`] / [`Queue::receiver`] |
+//! | `put(x)` / `get()` | [`Sender::send`] / [`Receiver::recv`] |
+//! | `put(x, timeout=t)` / `get(timeout=t)` | [`Sender::send_timeout`] / [`Receiver::recv_timeout`] |
+//! | `put_nowait` / `get_nowait`, `Full` / `Empty` | [`Sender::try_send`] / [`Receiver::try_recv`], [`TrySendError::Full`] / [`TryRecvError::Empty`] |
+//! | `qsize()`, `empty()`, `full()` | [`Queue::len`], [`Queue::is_empty`], [`Queue::is_full`] |
+//! | `close()`, `EOFError` | drop the handles; the peer sees `Disconnected` |
+//!
+//! ## Guarantees
+//! - Nothing read from shared memory is trusted: every index is masked or
+//!   bounds-checked before it addresses memory, and a scribbled segment
+//!   yields `Corrupted`, never an out-of-bounds access or a panic.
+//! - A process that dies without dropping its handles is detected (pid plus
+//!   start time) within a liveness slice of 20 ms by any blocked peer, which
+//!   then sees `Disconnected` instead of blocking forever.
+//! - No heap allocation and no system call per message while nobody sleeps.
+//!
+//! The design — layout, orderings, futex protocol — is in `docs/design.md`.
+
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod channel;
+pub mod error;
+mod loom;
+#[cfg(not(loom))]
+pub mod process;
+pub(crate) mod ring;
+pub mod shm;
+pub mod wait;
+
+#[cfg(not(loom))]
+pub use channel::{Iter, Queue, QueueBuilder, QueueInfo, Receiver, Sender, TryIter};
+pub use error::{
+    Flavor, Kind, RecvError, RecvTimeoutError, Role, SegmentError, SendError, SendTimeoutError,
+    TryRecvError, TrySendError, TypeDesc,
+};
+pub use wait::{Deadline, WakeMode};
+
+/// Re-exported so users can derive `Pod` for their message types.
+pub use bytemuck;

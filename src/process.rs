@@ -1,0 +1,96 @@
+//! Process identity and liveness: a pid plus the process's start time, so a
+//! reused pid is never mistaken for the process that used to hold it.
+
+use std::fs;
+
+/// A process, identified for life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProcId {
+    /// The pid.
+    pub pid: u32,
+    /// Start time in clock ticks after boot (`/proc/<pid>/stat` field 22).
+    pub start: u64,
+}
+
+/// What a liveness check found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// The process exists and is the one recorded (or cannot be told apart).
+    Alive,
+    /// The process is gone, a zombie, or the pid belongs to a newer process.
+    Dead,
+}
+
+/// Parses `(state, starttime)` out of `/proc/<pid>/stat` content.
+fn parse_stat(stat: &str) -> Option<(char, u64)> {
+    // The command name (field 2) may hold spaces and parentheses: fields
+    // resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // After the state (field 3), starttime is field 22: 19 further fields on.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+fn read_stat(pid: u32) -> Option<(char, u64)> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// This process's identity. Read afresh each call (a forked child is a new
+/// process); call it on setup paths only.
+pub fn current() -> ProcId {
+    let pid = std::process::id();
+    let start = read_stat(pid).map_or(0, |(_, s)| s);
+    ProcId { pid, start }
+}
+
+/// Whether `p` is still running. Conservative: anything short of proof of
+/// death counts as alive, because a paused (SIGSTOP) or merely slow process
+/// must keep what it holds.
+pub fn liveness(p: ProcId) -> Liveness {
+    let Ok(pid) = i32::try_from(p.pid) else {
+        return Liveness::Dead;
+    };
+    if pid <= 0 {
+        return Liveness::Dead;
+    }
+    // SAFETY: kill with signal 0 only checks that the pid exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+        return Liveness::Dead;
+    }
+    match read_stat(p.pid) {
+        // Zombie or dead: it will never run again, whoever reaps it.
+        Some(('Z' | 'X' | 'x', _)) => Liveness::Dead,
+        Some((_, start)) if start != p.start => Liveness::Dead,
+        // Unreadable /proc (hidepid, another namespace): kill() says it exists.
+        _ => Liveness::Alive,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_with_spaces_and_parens() {
+        let s = "1234 (a) b (c)) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 987654 20 21";
+        assert_eq!(parse_stat(s), Some(('S', 987654)));
+        assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_stat("1 (x) S 1 2"), None);
+    }
+
+    #[test]
+    fn this_process_is_alive_and_a_bogus_one_is_not() {
+        let me = current();
+        assert!(me.start > 0);
+        assert_eq!(liveness(me), Liveness::Alive);
+        let reused = ProcId {
+            pid: me.pid,
+            start: me.start + 1,
+        };
+        assert_eq!(liveness(reused), Liveness::Dead);
+        assert_eq!(liveness(ProcId { pid: 0, start: 0 }), Liveness::Dead);
+    }
+}

@@ -1,0 +1,261 @@
+//! Multi-producer multi-consumer ring: Dmitry Vyukov's bounded MPMC queue
+//! (per-slot sequence numbers), with positions encoded as *stamps* so that any
+//! capacity works without a division.
+//!
+//! A stamp is `lap * one_lap + index`, where `index < capacity` and
+//! `one_lap = (capacity + 1).next_power_of_two()`. Advancing a position
+//! increments the index, or moves to index 0 of the next lap.
+//!
+//! Each slot carries a stamp that says whose turn it is:
+//! - `stamp == t`: free for the producer whose position is `t`;
+//! - `stamp == t + 1`: holds the message written at position `t`, for the
+//!   consumer whose position is `t`;
+//! - the consumer then sets `stamp = t + one_lap`: free for the next lap.
+//!
+//! A producer claims position `t` by a CAS on `tail` only after seeing its
+//! slot free, then writes and publishes with `stamp.store(t + 1, Release)`;
+//! a consumer symmetrically. A caller that finds its slot not yet released
+//! reports Full/Empty instead of spinning: `try_` calls never wait on a peer,
+//! and the blocking layer sleeps until that peer notifies.
+//!
+//! # Ordering
+//! - producer `stamp.store(t+1, Release)` → consumer `stamp.load(Acquire)`:
+//!   the message write happens-before its read.
+//! - consumer `stamp.store(t+one_lap, Release)` → producer `stamp.load(Acquire)`:
+//!   the read happens-before the next overwrite.
+//! - `head`/`tail` CASes are Relaxed: they only arbitrate who owns a
+//!   position; ownership of the slot's contents is carried by the stamps.
+
+use super::{PopError, PushError, MAX_ROUNDS};
+use crate::loom::{spin_loop, AtomicU64, Ordering, UnsafeCell};
+use std::ptr::NonNull;
+
+/// One slot: its turn stamp and the value, `repr(C)` so the layout is fixed.
+#[repr(C)]
+#[derive(Debug)]
+pub struct MpmcSlot<T> {
+    stamp: AtomicU64,
+    value: UnsafeCell<T>,
+}
+
+impl<T: Copy> MpmcSlot<T> {
+    /// A slot whose turn is `stamp` (heap-backed rings: loom and unit tests).
+    pub fn new(stamp: u64, value: T) -> Self {
+        MpmcSlot {
+            stamp: AtomicU64::new(stamp),
+            value: UnsafeCell::new(value),
+        }
+    }
+}
+
+/// `one_lap` for a capacity: the lap unit of the stamp encoding.
+pub fn one_lap(capacity: u64) -> u64 {
+    (capacity + 1).next_power_of_two()
+}
+
+/// A process-local view of an MPMC ring in shared memory.
+#[derive(Debug)]
+pub struct MpmcRing<T> {
+    head: NonNull<AtomicU64>,
+    tail: NonNull<AtomicU64>,
+    slots: NonNull<MpmcSlot<T>>,
+    capacity: u64,
+    one_lap: u64,
+}
+
+impl<T> Clone for MpmcRing<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for MpmcRing<T> {}
+
+impl<T: Copy> MpmcRing<T> {
+    /// A view over existing memory.
+    ///
+    /// # Safety
+    /// `head`, `tail` and `capacity` slots at `slots` must stay valid (mapped)
+    /// for as long as the view is used; `1 <= capacity < 2^62`.
+    pub unsafe fn from_raw(
+        head: NonNull<AtomicU64>,
+        tail: NonNull<AtomicU64>,
+        slots: NonNull<MpmcSlot<T>>,
+        capacity: u64,
+    ) -> Self {
+        debug_assert!(capacity >= 1);
+        MpmcRing {
+            head,
+            tail,
+            slots,
+            capacity,
+            one_lap: one_lap(capacity),
+        }
+    }
+
+    /// Sets every slot's stamp to its index: the empty ring. Creator only,
+    /// before the segment is published.
+    pub fn init(&self) {
+        for i in 0..self.capacity {
+            // Relaxed: published to other processes by the header's Release
+            // of the ready state.
+            self.slot_at(i).stamp.store(i, Ordering::Relaxed);
+        }
+    }
+
+    fn head(&self) -> &AtomicU64 {
+        // SAFETY: valid for the view's lifetime (contract of `from_raw`).
+        unsafe { self.head.as_ref() }
+    }
+
+    fn tail(&self) -> &AtomicU64 {
+        // SAFETY: valid for the view's lifetime (contract of `from_raw`).
+        unsafe { self.tail.as_ref() }
+    }
+
+    fn slot_at(&self, index: u64) -> &MpmcSlot<T> {
+        assert!(index < self.capacity);
+        // SAFETY: index < capacity (checked above), and `capacity` slots are
+        // valid (contract of `from_raw`).
+        unsafe { &*self.slots.as_ptr().add(index as usize) }
+    }
+
+    /// Splits a stamp into (lap bits, index), or `None` if the index is out
+    /// of range (only a scribbled stamp can be).
+    #[inline(always)]
+    fn split(&self, stamp: u64) -> Option<(u64, u64)> {
+        let index = stamp & (self.one_lap - 1);
+        (index < self.capacity).then_some((stamp & !(self.one_lap - 1), index))
+    }
+
+    #[inline(always)]
+    fn next(&self, lap: u64, index: u64) -> u64 {
+        if index + 1 < self.capacity {
+            lap | (index + 1)
+        } else {
+            lap.wrapping_add(self.one_lap)
+        }
+    }
+
+    /// Messages claimed by producers and not yet claimed by consumers
+    /// (a snapshot; clamped to the capacity).
+    pub fn len(&self) -> u64 {
+        loop {
+            // Relaxed loads, re-read until tail is stable across the head
+            // read: a consistent snapshot pair (bounded: gives up after a few).
+            let tail = self.tail().load(Ordering::Relaxed);
+            let head = self.head().load(Ordering::Relaxed);
+            if self.tail().load(Ordering::Relaxed) == tail {
+                let (Some((hl, hi)), Some((tl, ti))) = (self.split(head), self.split(tail)) else {
+                    return 0;
+                };
+                let laps = tl.wrapping_sub(hl) / self.one_lap;
+                let n = laps
+                    .wrapping_mul(self.capacity)
+                    .wrapping_add(ti)
+                    .wrapping_sub(hi);
+                return n.min(self.capacity);
+            }
+            spin_loop();
+        }
+    }
+
+    /// Writes one message, or reports `Full`.
+    #[inline]
+    pub fn try_push(&self, value: T) -> Result<(), PushError> {
+        // Relaxed: only a guess at our position; the stamp check validates it.
+        let mut tail = self.tail().load(Ordering::Relaxed);
+        for _ in 0..MAX_ROUNDS {
+            let (lap, index) = self.split(tail).ok_or(PushError::Corrupted)?;
+            let slot = self.slot_at(index);
+            // Acquire: the previous consumer's read of this slot happens-before
+            // our overwrite (pairs with its Release of the stamp).
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            if stamp == tail {
+                // Relaxed (both): the CAS only decides who owns position `tail`.
+                match self.tail().compare_exchange_weak(
+                    tail,
+                    self.next(lap, index),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        // SAFETY: we own position `tail`: its slot is free
+                        // (stamp == tail) and no other producer can claim it.
+                        slot.value.with_mut(|p| unsafe { p.write(value) });
+                        // Release: the write above happens-before the
+                        // consumer that sees this stamp with Acquire.
+                        slot.stamp.store(tail.wrapping_add(1), Ordering::Release);
+                        return Ok(());
+                    }
+                    Err(t) => tail = t,
+                }
+            } else if stamp.wrapping_add(self.one_lap) == tail.wrapping_add(1) {
+                // The slot still holds last lap's message: full, or its
+                // consumer is mid-read. Either way there is no free slot now.
+                return Err(PushError::Full);
+            } else {
+                // Another producer took `tail` already: its stamp store, which
+                // we just acquired, follows its CAS, so a fresh read of tail
+                // must have moved on. If it has not, the stamp is garbage.
+                // Relaxed: a new guess, validated by the next stamp check.
+                let fresh = self.tail().load(Ordering::Relaxed);
+                if fresh == tail {
+                    return Err(PushError::Corrupted);
+                }
+                tail = fresh;
+            }
+            spin_loop();
+        }
+        Err(PushError::Full)
+    }
+
+    /// Takes one message, or reports `Empty`.
+    #[inline]
+    pub fn try_pop(&self) -> Result<T, PopError> {
+        // Relaxed: only a guess at our position; the stamp check validates it.
+        let mut head = self.head().load(Ordering::Relaxed);
+        for _ in 0..MAX_ROUNDS {
+            let (lap, index) = self.split(head).ok_or(PopError::Corrupted)?;
+            let slot = self.slot_at(index);
+            // Acquire: the producer's write happens-before our read (pairs
+            // with its Release of the stamp).
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            if stamp == head.wrapping_add(1) {
+                // Relaxed (both): the CAS only decides who owns position `head`.
+                match self.head().compare_exchange_weak(
+                    head,
+                    self.next(lap, index),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        // SAFETY: we own position `head`, whose message is
+                        // published (stamp == head + 1, acquired above).
+                        let value = slot.value.with(|p| unsafe { p.read() });
+                        // Release: our read happens-before the next producer's
+                        // overwrite (it acquires this stamp).
+                        slot.stamp
+                            .store(head.wrapping_add(self.one_lap), Ordering::Release);
+                        return Ok(value);
+                    }
+                    Err(h) => head = h,
+                }
+            } else if stamp == head {
+                // Not written in this lap: empty, or its producer has claimed
+                // the position and not published yet. Both are Empty for a
+                // `try_` call; the producer notifies when it publishes.
+                return Err(PopError::Empty);
+            } else {
+                // Another consumer took `head` (see `try_push`).
+                // Relaxed: a new guess, validated by the next stamp check.
+                let fresh = self.head().load(Ordering::Relaxed);
+                if fresh == head {
+                    return Err(PopError::Corrupted);
+                }
+                head = fresh;
+            }
+            spin_loop();
+        }
+        Err(PopError::Empty)
+    }
+}

@@ -1,0 +1,10 @@
+//! Layer 1: segments — creation, validation, mapping, the header, the
+//! endpoint table. (The heap backing that loom and unit tests use is typed,
+//! because loom atomics cannot live in raw bytes: see `channel::heap`.)
+
+#[cfg(not(loom))]
+pub mod endpoints;
+pub mod header;
+pub mod line;
+#[cfg(not(loom))]
+pub mod segment;

@@ -1,0 +1,414 @@
+//! Mapped segments: named in `/dev/shm`, backed by a file path, or anonymous
+//! (a memfd that a forked child shares, or that an exec'd child inherits).
+//!
+//! Creation is exclusive (`O_CREAT | O_EXCL`, mode 0600 unless widened); the
+//! creator sizes the file, writes the header and the body, then publishes
+//! `init_state = READY` with Release. An opener waits a bounded time for
+//! READY, then validates the header snapshot against the file's real size.
+//! The mapping is a shared `MmapRaw`: no `&mut [u8]` is ever formed over
+//! memory that other processes write.
+
+use super::header::{init, Header, HeaderFields, HEADER_LEN, MAGIC, VERSION};
+use crate::error::SegmentError;
+use crate::process;
+use memmap2::{MmapOptions, MmapRaw};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Where a segment lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// `/dev/shm/<name>` via `shm_open`.
+    Named(String),
+    /// Any file path.
+    Path(PathBuf),
+    /// An anonymous memfd.
+    Anonymous,
+}
+
+impl Location {
+    fn describe(&self) -> String {
+        match self {
+            Location::Named(n) => n.clone(),
+            Location::Path(p) => p.display().to_string(),
+            Location::Anonymous => "<anonymous>".to_string(),
+        }
+    }
+}
+
+/// Options for creating and opening segments.
+#[derive(Clone, Debug)]
+pub struct SegmentOptions {
+    /// Permission bits for a new file (default 0o600).
+    pub mode: u32,
+    /// Keep the name after the creating handle is dropped (default: unlink).
+    pub persist: bool,
+    /// How long an opener waits for a creator to finish (default 1 s).
+    pub init_timeout: Duration,
+}
+
+impl Default for SegmentOptions {
+    fn default() -> Self {
+        SegmentOptions {
+            mode: 0o600,
+            persist: false,
+            init_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Checks a `/dev/shm` name and returns it with one leading '/'.
+pub fn shm_name(name: &str) -> Result<String, SegmentError> {
+    let bare = name.strip_prefix('/').unwrap_or(name);
+    if bare.is_empty() || bare.len() > 250 || bare == "." || bare == ".." {
+        return Err(SegmentError::InvalidArgument(format!(
+            "segment name {name:?} must be 1 to 250 bytes and not '.' or '..'"
+        )));
+    }
+    if bare.contains('/') || bare.contains('\0') {
+        return Err(SegmentError::InvalidArgument(format!(
+            "segment name {name:?} may not contain '/' or NUL"
+        )));
+    }
+    Ok(format!("/{bare}"))
+}
+
+fn map_errno(e: Errno, what: &Location) -> SegmentError {
+    match e {
+        Errno::ENOENT => SegmentError::NotFound(what.describe()),
+        Errno::EEXIST => SegmentError::AlreadyExists(what.describe()),
+        Errno::EACCES | Errno::EPERM => SegmentError::PermissionDenied(what.describe()),
+        Errno::ELOOP => SegmentError::InvalidArgument(format!(
+            "{} is a symbolic link; shmring does not follow links",
+            what.describe()
+        )),
+        e => SegmentError::Io(std::io::Error::from(e)),
+    }
+}
+
+fn map_io(e: std::io::Error, what: &Location) -> SegmentError {
+    match e.raw_os_error() {
+        Some(n) => map_errno(Errno::from_raw(n), what),
+        None => SegmentError::Io(e),
+    }
+}
+
+/// A mapped segment.
+#[derive(Debug)]
+pub struct Segment {
+    map: MmapRaw,
+    len: u64,
+    location: Location,
+    /// Kept for anonymous segments (to hand to children); None otherwise.
+    fd: Option<OwnedFd>,
+    /// Whether dropping this handle unlinks the name (creator, not persisted).
+    unlink_on_drop: AtomicBool,
+}
+
+impl Segment {
+    /// Creates a segment exclusively, writes `fields` as its header (sizes
+    /// the file to `fields.total_len`, fills in the creator), runs `init` on
+    /// the zeroed body, then publishes it.
+    pub fn create(
+        location: &Location,
+        mut fields: HeaderFields,
+        opts: &SegmentOptions,
+        init: impl FnOnce(&Segment),
+    ) -> Result<Segment, SegmentError> {
+        if fields.total_len < HEADER_LEN {
+            return Err(SegmentError::InvalidArgument(
+                "segment smaller than its header".into(),
+            ));
+        }
+        let mode = opts.mode & 0o777;
+        let (fd, unlink) = match location {
+            Location::Named(name) => {
+                let name = shm_name(name)?;
+                let fd = nix::sys::mman::shm_open(
+                    name.as_str(),
+                    OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR,
+                    Mode::from_bits_truncate(mode),
+                )
+                .map_err(|e| map_errno(e, location))?;
+                (fd, !opts.persist)
+            }
+            Location::Path(path) => {
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .mode(mode)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(path)
+                    .map_err(|e| map_io(e, location))?;
+                (OwnedFd::from(f), !opts.persist)
+            }
+            Location::Anonymous => {
+                let name = CString::new("shmring").expect("no NUL");
+                let fd = nix::sys::memfd::memfd_create(
+                    &name,
+                    nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC
+                        | nix::sys::memfd::MemFdCreateFlag::MFD_ALLOW_SEALING,
+                )
+                .map_err(|e| map_errno(e, location))?;
+                (fd, false)
+            }
+        };
+        let seg = Self::build(location, fd, &mut fields, mode, unlink, init);
+        if seg.is_err() && unlink {
+            let _ = Self::remove(location);
+        }
+        seg
+    }
+
+    fn build(
+        location: &Location,
+        fd: OwnedFd,
+        fields: &mut HeaderFields,
+        mode: u32,
+        unlink: bool,
+        init: impl FnOnce(&Segment),
+    ) -> Result<Segment, SegmentError> {
+        let file = File::from(fd);
+        if !matches!(location, Location::Anonymous) {
+            // shm_open/open applied the umask; set exactly what was asked.
+            file.set_permissions(std::fs::Permissions::from_mode(mode))
+                .map_err(|e| map_io(e, location))?;
+        }
+        file.set_len(fields.total_len)
+            .map_err(|e| map_io(e, location))?;
+        if matches!(location, Location::Anonymous) {
+            // Seal the size: no holder of the fd can shrink it under a mapping.
+            // SAFETY: fcntl on a valid fd with integer arguments.
+            unsafe {
+                libc::fcntl(
+                    file.as_raw_fd(),
+                    libc::F_ADD_SEALS,
+                    libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL,
+                )
+            };
+        }
+        let map = MmapOptions::new()
+            .len(fields.total_len as usize)
+            .map_raw(&file)
+            .map_err(|e| map_io(e, location))?;
+        let me = process::current();
+        fields.magic = MAGIC;
+        fields.version = VERSION;
+        fields.creator_pid = me.pid;
+        fields.creator_start = me.start;
+        // SAFETY: getuid cannot fail.
+        fields.creator_uid = unsafe { libc::getuid() };
+        fields.created_unix_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let seg = Segment {
+            map,
+            len: fields.total_len,
+            location: location.clone(),
+            fd: matches!(location, Location::Anonymous).then(|| OwnedFd::from(file)),
+            unlink_on_drop: AtomicBool::new(unlink),
+        };
+        let header = seg.header();
+        header.begin_init();
+        header.write(fields);
+        init(&seg);
+        header.publish();
+        Ok(seg)
+    }
+
+    /// Opens an existing segment and returns it with its validated header
+    /// snapshot (magic, version, checksum, size). Kind-specific checks are
+    /// the caller's.
+    pub fn open(
+        location: &Location,
+        opts: &SegmentOptions,
+    ) -> Result<(Segment, HeaderFields), SegmentError> {
+        let fd = match location {
+            Location::Named(name) => {
+                let name = shm_name(name)?;
+                nix::sys::mman::shm_open(name.as_str(), OFlag::O_RDWR, Mode::empty())
+                    .map_err(|e| map_errno(e, location))?
+            }
+            Location::Path(path) => OwnedFd::from(
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(path)
+                    .map_err(|e| map_io(e, location))?,
+            ),
+            Location::Anonymous => {
+                return Err(SegmentError::InvalidArgument(
+                    "an anonymous segment is opened from its fd (from_fd), not by name".into(),
+                ))
+            }
+        };
+        Self::open_fd(location.clone(), fd, opts)
+    }
+
+    /// Opens an anonymous segment from an inherited file descriptor.
+    pub fn from_fd(
+        fd: OwnedFd,
+        opts: &SegmentOptions,
+    ) -> Result<(Segment, HeaderFields), SegmentError> {
+        Self::open_fd(Location::Anonymous, fd, opts)
+    }
+
+    fn open_fd(
+        location: Location,
+        fd: OwnedFd,
+        opts: &SegmentOptions,
+    ) -> Result<(Segment, HeaderFields), SegmentError> {
+        let file = File::from(fd);
+        let started = Instant::now();
+        loop {
+            let size = file.metadata().map_err(|e| map_io(e, &location))?.len();
+            if size > 0 && size < HEADER_LEN {
+                // No creator ever leaves a file this short: it is not ours,
+                // or it was truncated.
+                let mut magic = [0u8; 8];
+                let n = nix::sys::uio::pread(&file, &mut magic, 0).unwrap_or(0);
+                return Err(if n == 8 && u64::from_le_bytes(magic) == MAGIC {
+                    SegmentError::SizeMismatch {
+                        expected: HEADER_LEN,
+                        found: size,
+                    }
+                } else {
+                    SegmentError::Corrupted("not a shmring segment (shorter than a header)")
+                });
+            }
+            if size >= HEADER_LEN {
+                let map = MmapOptions::new()
+                    .len(size as usize)
+                    .map_raw(&file)
+                    .map_err(|e| map_io(e, &location))?;
+                let mut seg = Segment {
+                    map,
+                    len: size,
+                    location: location.clone(),
+                    fd: None,
+                    unlink_on_drop: AtomicBool::new(false),
+                };
+                let header = seg.header();
+                let magic = header.magic();
+                if magic != 0 && magic != MAGIC {
+                    return Err(SegmentError::Corrupted("not a shmring segment (bad magic)"));
+                }
+                if header.init_state() == init::READY {
+                    let fields = header.read();
+                    fields.check_intact()?;
+                    if fields.total_len != size {
+                        return Err(SegmentError::SizeMismatch {
+                            expected: fields.total_len,
+                            found: size,
+                        });
+                    }
+                    if matches!(location, Location::Anonymous) {
+                        seg.fd = Some(OwnedFd::from(file));
+                    }
+                    return Ok((seg, fields));
+                }
+            }
+            if started.elapsed() >= opts.init_timeout {
+                return Err(SegmentError::NotInitialized);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Removes a segment's name (named or path). Mappings stay valid.
+    pub fn remove(location: &Location) -> Result<(), SegmentError> {
+        match location {
+            Location::Named(name) => nix::sys::mman::shm_unlink(shm_name(name)?.as_str())
+                .map_err(|e| map_errno(e, location)),
+            Location::Path(p) => std::fs::remove_file(p).map_err(|e| map_io(e, location)),
+            Location::Anonymous => Ok(()),
+        }
+    }
+
+    /// The header at offset 0.
+    pub fn header(&self) -> &Header {
+        // SAFETY: the mapping is at least HEADER_LEN bytes (checked before
+        // every construction) and page-aligned; Header is all atomics, valid
+        // for any bit pattern, and lives as long as the mapping (&self).
+        unsafe { &*(self.map.as_mut_ptr() as *const Header) }
+    }
+
+    /// A pointer to `count` values of `T` at `offset`, if they lie inside
+    /// the mapping and `offset` is aligned for `T`.
+    pub fn at<T>(&self, offset: u64, count: u64) -> Option<NonNull<T>> {
+        let size = (std::mem::size_of::<T>() as u64).checked_mul(count)?;
+        let end = offset.checked_add(size)?;
+        if end > self.len || offset % std::mem::align_of::<T>() as u64 != 0 {
+            return None;
+        }
+        // SAFETY: offset + size <= len: the pointer stays inside the mapping.
+        NonNull::new(unsafe { self.map.as_mut_ptr().add(offset as usize) } as *mut T)
+    }
+
+    /// The mapped length in bytes.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Where the segment lives.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The memfd of an anonymous segment.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().map(|f| f.as_fd())
+    }
+
+    /// The raw memfd of an anonymous segment.
+    pub fn raw_fd(&self) -> Option<RawFd> {
+        self.fd.as_ref().map(|f| f.as_raw_fd())
+    }
+
+    /// Keep (or stop keeping) the name after this handle is dropped.
+    pub fn set_persist(&self, persist: bool) {
+        // Relaxed: read only by this handle's Drop.
+        if persist {
+            self.unlink_on_drop.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether dropping this handle will unlink the name.
+    pub fn unlinks_on_drop(&self) -> bool {
+        // Relaxed: process-local flag.
+        self.unlink_on_drop.load(Ordering::Relaxed)
+    }
+
+    /// Path of a named or file-backed segment.
+    pub fn path(&self) -> Option<PathBuf> {
+        match &self.location {
+            Location::Named(n) => Some(Path::new("/dev/shm").join(n.trim_start_matches('/'))),
+            Location::Path(p) => Some(p.clone()),
+            Location::Anonymous => None,
+        }
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // Relaxed: process-local flag. A forked child inherits the handle but
+        // must not unlink the creator's name: check that we are the creator.
+        if self.unlink_on_drop.load(Ordering::Relaxed)
+            && self.header().read().creator_pid == std::process::id()
+        {
+            let _ = Self::remove(&self.location);
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Spinning before sleeping: a futex hand-off costs tens of busy-poll round
+//! trips, so a short spin catches a peer that answers quickly.
+
+use super::Deadline;
+use crate::loom::spin_loop;
+use std::time::Duration;
+
+/// Spins with `pause` until a time budget is spent.
+#[derive(Debug)]
+pub(crate) struct Spin {
+    until: Option<Deadline>,
+    budget_ns: u64,
+    iter: u32,
+}
+
+impl Spin {
+    /// A spinner that gives up after `budget` (zero: never spins).
+    pub(crate) fn new(budget: Duration) -> Self {
+        Spin {
+            until: None,
+            budget_ns: u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX),
+            iter: 0,
+        }
+    }
+
+    /// Spins a little; returns `false` once the budget is spent.
+    #[inline]
+    pub(crate) fn spin(&mut self) -> bool {
+        if cfg!(loom) || self.budget_ns == 0 {
+            return false;
+        }
+        // Read the clock only every 64 rounds: it costs as much as a few pauses.
+        if self.iter % 64 == 0 {
+            let now = Deadline::now();
+            match self.until {
+                None => self.until = Some(Deadline(now.0.saturating_add(self.budget_ns))),
+                Some(u) if now >= u => return false,
+                Some(_) => {}
+            }
+        }
+        self.iter = self.iter.wrapping_add(1);
+        spin_loop();
+        true
+    }
+}

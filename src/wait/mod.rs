@@ -1,0 +1,331 @@
+//! Layer 2: blocking on words in shared memory.
+//!
+//! [`WaitCell`] is an event count that lives in a segment: a futex word `seq`
+//! and a count of announced `waiters`. A blocked caller announces itself,
+//! re-checks its condition, then sleeps on `seq`; a caller that makes the
+//! condition true bumps `seq` and wakes, but only if a waiter is announced, so
+//! the fast path makes no system call.
+//!
+//! # The protocol (no lost wake-up)
+//!
+//! ```text
+//! waiter                                  notifier
+//! W1 waiters += 1                         N1 publish the condition (Release)
+//! W2 heavy barrier  ──── pairs with ────  N2 light barrier
+//! W3 s = seq (Acquire)                    N3 if waiters != 0:
+//! W4 re-check the condition                    seq += 1 (Release); FUTEX_WAKE(seq)
+//! W5 FUTEX_WAIT(seq, s, deadline)
+//! W6 waiters -= 1
+//! ```
+//!
+//! The two barriers behave as a pair of `SeqCst` fences, so either the
+//! notifier's N3 sees W1 (and wakes), or the waiter's W4 sees N1 (and does not
+//! sleep). If N3 bumps `seq` after W3, FUTEX_WAIT returns at once because the
+//! word no longer holds `s`; if before, W3 reads the bumped value, which
+//! synchronises with N3, so W4 sees N1. `loom-tests/tests/wait.rs` checks this.
+//!
+//! The barrier pair comes in two strengths, chosen per segment ([`WakeMode`]):
+//! `Strict` uses `fence(SeqCst)` on both sides; `Fast` uses a compiler-only
+//! barrier on the notifier (free on the per-message path) and
+//! `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` on the waiter, which makes
+//! every running thread of every registered process execute a full barrier:
+//! the asymmetric form of the same fence pair.
+
+mod backoff;
+#[cfg(not(loom))]
+mod futex;
+#[cfg(loom)]
+mod loom_backend;
+
+pub(crate) use backoff::Spin;
+
+use crate::loom::{fence, AtomicU32, Ordering};
+use std::time::Duration;
+
+/// How the announce/re-check protocol pairs its barriers; fixed per segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum WakeMode {
+    /// No hardware fence on the per-message path; a sleeper pays for a
+    /// `membarrier` system call instead (cheap when the peer is idle, an
+    /// inter-processor interrupt when it runs). Best for streaming.
+    #[default]
+    Fast,
+    /// `fence(SeqCst)` on every notify, a plain fence before sleeping. Costs
+    /// the streaming path a store-buffer drain per message; best when the
+    /// peers mostly sleep (request/response with long gaps).
+    Strict,
+}
+
+/// A point on the `CLOCK_MONOTONIC` clock, in nanoseconds: what futex waits take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Deadline(u64);
+
+impl Deadline {
+    /// The current time.
+    pub fn now() -> Self {
+        Deadline(monotonic_ns())
+    }
+
+    /// `timeout` from now (saturating).
+    pub fn after(timeout: Duration) -> Self {
+        let ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+        Deadline(monotonic_ns().saturating_add(ns))
+    }
+
+    /// Nanoseconds since an unspecified epoch (boot).
+    pub fn as_nanos(self) -> u64 {
+        self.0
+    }
+
+    /// Whether this deadline has passed.
+    pub fn has_passed(self) -> bool {
+        monotonic_ns() >= self.0
+    }
+
+    /// The earlier of two deadlines.
+    pub fn min(self, other: Deadline) -> Deadline {
+        Deadline(self.0.min(other.0))
+    }
+}
+
+#[cfg(not(loom))]
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(loom)]
+fn monotonic_ns() -> u64 {
+    // loom does not model time: every deadline lies in the future.
+    0
+}
+
+/// An event count in shared memory: a futex word and a waiter count.
+///
+/// All-zero bytes are a valid initial state, so a freshly truncated segment
+/// needs no initialisation for it.
+#[repr(C)]
+#[derive(Debug)]
+pub struct WaitCell {
+    /// The futex word. Bumped (wrapping) by every wake-up.
+    seq: AtomicU32,
+    /// How many callers have announced they may sleep on `seq`. Only a hint
+    /// for the notifier: a scribbled value costs a useless wake or a missed
+    /// one, and every sleep is bounded by a liveness slice, so neither hangs.
+    waiters: AtomicU32,
+    #[cfg(loom)]
+    backend: loom_backend::Backend,
+}
+
+/// What [`WaitCell::prepare`] hands to [`WaitCell::sleep`].
+#[derive(Clone, Copy, Debug)]
+pub struct Ticket {
+    seq: u32,
+    /// Whether the barrier pair was completed; if not, sleeps must be short.
+    strong: bool,
+}
+
+impl Ticket {
+    /// Whether the full barrier pair was achieved. When it was not (no
+    /// `membarrier` here), a wake-up may be missed, so callers bound each
+    /// sleep by a short slice.
+    pub fn is_strong(&self) -> bool {
+        self.strong
+    }
+}
+
+impl Default for WaitCell {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WaitCell {
+    /// A cell with no waiters (the all-zero state).
+    pub fn new() -> Self {
+        WaitCell {
+            seq: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+            #[cfg(loom)]
+            backend: loom_backend::Backend::new(),
+        }
+    }
+
+    /// Called after publishing a state change: wakes the sleepers, if any.
+    /// No system call when nobody is announced.
+    #[inline(always)]
+    pub fn notify(&self, mode: WakeMode) {
+        match mode {
+            WakeMode::Fast => light_barrier(),
+            // SeqCst: pairs with the waiter's barrier (W2), see the module docs.
+            WakeMode::Strict => fence(Ordering::SeqCst),
+        }
+        // Relaxed: ordered after our publication by the barrier above.
+        if self.waiters.load(Ordering::Relaxed) != 0 {
+            self.wake_all_slow();
+        }
+    }
+
+    /// Wakes every sleeper unconditionally (disconnects, reaping: rare paths).
+    #[cold]
+    pub fn wake_all(&self) {
+        // SeqCst: orders the caller's earlier stores before the bump even
+        // without a paired barrier on the waiter.
+        fence(Ordering::SeqCst);
+        self.wake_all_slow();
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wake_all_slow(&self) {
+        // Release: a waiter that reads the new value (W3, Acquire) sees
+        // everything published before this notify.
+        self.seq.fetch_add(1, Ordering::Release);
+        #[cfg(not(loom))]
+        futex::wake(&self.seq, i32::MAX);
+        #[cfg(loom)]
+        self.backend.wake();
+    }
+
+    /// Announces a waiter (W1–W3). The caller must re-check its condition,
+    /// then call [`sleep`](Self::sleep) or go straight to [`cancel`](Self::cancel).
+    pub fn prepare(&self, mode: WakeMode) -> Ticket {
+        // Relaxed: ordered before the re-check by the barrier that follows.
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        let strong = match mode {
+            WakeMode::Fast => heavy_barrier(),
+            WakeMode::Strict => {
+                // SeqCst: pairs with the notifier's fence (N2).
+                fence(Ordering::SeqCst);
+                true
+            }
+        };
+        // Acquire: pairs with the notifier's Release bump (N3).
+        let seq = self.seq.load(Ordering::Acquire);
+        Ticket { seq, strong }
+    }
+
+    /// Sleeps until woken, `deadline` passes, or a spurious wake-up.
+    /// Returns `false` if the deadline passed. The caller re-checks either way.
+    pub fn sleep(&self, ticket: Ticket, deadline: Deadline) -> bool {
+        #[cfg(not(loom))]
+        {
+            futex::wait(&self.seq, ticket.seq, Some(deadline))
+        }
+        #[cfg(loom)]
+        {
+            let _ = deadline;
+            self.backend.wait(&self.seq, ticket.seq);
+            true
+        }
+    }
+
+    /// Withdraws the announcement made by [`prepare`](Self::prepare) (W6).
+    pub fn cancel(&self) {
+        // Relaxed: a late decrement only costs a notifier one useless wake.
+        // A scribbled zero must not wrap, hence the saturating update.
+        let _ = self
+            .waiters
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| w.checked_sub(1));
+    }
+
+    /// Waiters currently announced (a hint; for diagnostics).
+    pub fn waiters(&self) -> u32 {
+        // Relaxed: a snapshot for display only.
+        self.waiters.load(Ordering::Relaxed)
+    }
+}
+
+/// The notifier's half of the Fast barrier pair.
+#[inline(always)]
+fn light_barrier() {
+    #[cfg(not(loom))]
+    {
+        if membarrier::registered() {
+            // Compiler-only: the sleeper's membarrier supplies the hardware fence.
+            std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+        } else {
+            // SeqCst: this process is not reachable by membarrier, so it
+            // must fence for itself (pairs with the sleeper's barrier).
+            fence(Ordering::SeqCst);
+        }
+    }
+    #[cfg(loom)]
+    // SeqCst: the model of the asymmetric pair is a pair of SeqCst fences.
+    fence(Ordering::SeqCst);
+}
+
+/// The sleeper's half of the Fast barrier pair. Returns whether it is complete.
+fn heavy_barrier() -> bool {
+    #[cfg(not(loom))]
+    {
+        // SeqCst: covers our own side (membarrier implies it too).
+        fence(Ordering::SeqCst);
+        membarrier::global_barrier()
+    }
+    #[cfg(loom)]
+    {
+        // SeqCst: the model of the asymmetric pair is a pair of SeqCst fences.
+        fence(Ordering::SeqCst);
+        true
+    }
+}
+
+/// Registers this process for `membarrier` so that peers' heavy barriers
+/// reach it and its own notifies may skip the hardware fence. Idempotent;
+/// called whenever an endpoint is created.
+pub fn register_process() {
+    #[cfg(not(loom))]
+    membarrier::register();
+}
+
+#[cfg(not(loom))]
+mod membarrier {
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_long = 1 << 1;
+    const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_long = 1 << 2;
+
+    const UNKNOWN: u8 = 0;
+    const YES: u8 = 1;
+    const NO: u8 = 2;
+
+    /// Whether this process registered; process-local (a forked child inherits
+    /// the registration along with the memory, so the flag stays true there).
+    static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+    fn membarrier(cmd: libc::c_long) -> bool {
+        // SAFETY: membarrier takes plain integers and touches no user memory.
+        unsafe {
+            libc::syscall(
+                libc::SYS_membarrier,
+                cmd,
+                0 as libc::c_long,
+                0 as libc::c_long,
+            ) == 0
+        }
+    }
+
+    pub(super) fn register() {
+        // Relaxed: the flag only caches the result of an idempotent syscall.
+        if STATE.load(Ordering::Relaxed) == UNKNOWN {
+            let ok = membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED);
+            STATE.store(if ok { YES } else { NO }, Ordering::Relaxed);
+        }
+    }
+
+    #[inline(always)]
+    pub(super) fn registered() -> bool {
+        // Relaxed: set once, before any endpoint of this process notifies.
+        STATE.load(Ordering::Relaxed) == YES
+    }
+
+    pub(super) fn global_barrier() -> bool {
+        membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)
+    }
+}
