@@ -31,6 +31,11 @@ pub struct Peers {
     pub receivers: AtomicU64,
     /// Endpoints reclaimed from dead processes.
     pub reaped: AtomicU64,
+    /// Bit 0: a sender has attached at least once; bit 1: a receiver has.
+    /// A queue is disconnected on one side only once that side has been
+    /// seen and is gone again, so a receiver that starts first waits for
+    /// its sender instead of seeing a disconnect.
+    pub ever: AtomicU64,
 }
 
 /// The control block, `repr(C)`, hot fields each on their own 128-byte line.
@@ -78,6 +83,7 @@ impl QueueControl {
                 senders: AtomicU64::new(0),
                 receivers: AtomicU64::new(0),
                 reaped: AtomicU64::new(0),
+                ever: AtomicU64::new(0),
             }),
         }
     }
@@ -87,6 +93,21 @@ impl QueueControl {
             Role::Sender => &self.peers.senders,
             Role::Receiver => &self.peers.receivers,
         }
+    }
+
+    fn ever_bit(role: Role) -> u64 {
+        match role {
+            Role::Sender => 1,
+            Role::Receiver => 2,
+        }
+    }
+
+    /// Whether every endpoint of `role` that ever attached is gone (and at
+    /// least one did attach).
+    pub fn disconnected(&self, role: Role) -> bool {
+        // Acquire (both): see `live`; `ever` is set before the first bit.
+        self.mask(role).load(Ordering::Acquire) == 0
+            && self.peers.ever.load(Ordering::Acquire) & Self::ever_bit(role) != 0
     }
 
     /// Live endpoints of `role`.
@@ -100,6 +121,11 @@ impl QueueControl {
     /// fails, leaving nothing changed, if another is live.
     pub fn attach(&self, role: Role, bit: u32, exclusive: bool) -> bool {
         let b = 1u64 << (bit & 63);
+        // Release: orders `ever` before the role bit, so whoever sees the
+        // bit cleared later also sees `ever` set.
+        self.peers
+            .ever
+            .fetch_or(Self::ever_bit(role), Ordering::Release);
         // AcqRel: Acquire takes over the role after the previous holder's
         // Release in `detach` (its index writes are visible); Release
         // publishes nothing yet but keeps `detach`'s pairing symmetric.

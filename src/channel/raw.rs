@@ -138,7 +138,9 @@ impl<T: Copy> RawSender<T> {
         let ctrl = self.ctrl();
         // Relaxed: a hint; sending into a queue whose last receiver is
         // leaving is indistinguishable from sending just before it left.
-        if ctrl.peers.receivers.load(crate::loom::Ordering::Relaxed) == 0 {
+        if ctrl.peers.receivers.load(crate::loom::Ordering::Relaxed) == 0
+            && ctrl.disconnected(Role::Receiver)
+        {
             return Err(TrySendError::Disconnected(value));
         }
         let pushed = match &self.ring {
@@ -182,8 +184,7 @@ impl<T: Copy> RawSender<T> {
     /// Sends as many of `values` as fit now (at least one, or an error).
     pub fn try_send_slice(&self, values: &[T]) -> Result<usize, TrySendError<()>> {
         let ctrl = self.ctrl();
-        // Relaxed: a hint, as in `try_send`.
-        if ctrl.peers.receivers.load(crate::loom::Ordering::Relaxed) == 0 {
+        if ctrl.disconnected(Role::Receiver) {
             return Err(TrySendError::Disconnected(()));
         }
         if values.is_empty() {
@@ -300,7 +301,7 @@ impl<T: Copy> RawReceiver<T> {
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         let ctrl = self.ctrl();
         let mut popped = self.pop();
-        if matches!(popped, Err(PopError::Empty)) && ctrl.live(Role::Sender) == 0 {
+        if matches!(popped, Err(PopError::Empty)) && ctrl.disconnected(Role::Sender) {
             // Every sender is gone. `live` acquired their last detach, so a
             // second look sees every message they sent.
             popped = self.pop();
@@ -369,7 +370,7 @@ impl<T: Copy> RawReceiver<T> {
         };
         let mut got = grab(out);
         let empty = |g: &Result<usize, PopError>| matches!(g, Ok(0) | Err(PopError::Empty));
-        if empty(&got) && ctrl.live(Role::Sender) == 0 {
+        if empty(&got) && ctrl.disconnected(Role::Sender) {
             got = grab(out);
             if empty(&got) {
                 return Err(TryRecvError::Disconnected);
