@@ -728,7 +728,19 @@ impl<T: Pod> Sender<T> {
     /// # Errors
     /// `Disconnected(value)` once no receiver is left (including receivers
     /// whose processes died), `Corrupted(value)`.
+    #[inline]
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
+        match self.raw.try_send(value) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(v)) => self.send_slow(v),
+            Err(TrySendError::Disconnected(v)) => Err(SendError::Disconnected(v)),
+            Err(TrySendError::Corrupted(v)) => Err(SendError::Corrupted(v)),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn send_slow(&self, value: T) -> Result<(), SendError<T>> {
         self.raw
             .send_deadline(value, None, self.spin, &self.reaper())
             .map_err(|e| match e {
@@ -875,7 +887,19 @@ impl<T: Pod> Receiver<T> {
     /// # Errors
     /// `Disconnected` once the queue is drained and no sender is left
     /// (including senders whose processes died), `Corrupted`.
+    #[inline]
     pub fn recv(&self) -> Result<T, RecvError> {
+        match self.raw.try_recv() {
+            Ok(v) => Ok(v),
+            Err(TryRecvError::Empty) => self.recv_slow(),
+            Err(TryRecvError::Disconnected) => Err(RecvError::Disconnected),
+            Err(TryRecvError::Corrupted) => Err(RecvError::Corrupted),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn recv_slow(&self) -> Result<T, RecvError> {
         match self.raw.recv_deadline(None, self.spin, &self.reaper()) {
             Ok(Some(v)) => Ok(v),
             Ok(None) => Err(RecvError::Disconnected),

@@ -295,8 +295,9 @@ mod membarrier {
     const YES: u8 = 1;
     const NO: u8 = 2;
 
-    /// Whether this process registered; process-local (a forked child inherits
-    /// the registration along with the memory, so the flag stays true there).
+    /// Whether this process registered. Reset in a forked child (see
+    /// `forget_in_child`): until the child registers itself, its notifies
+    /// use a real fence.
     static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
 
     fn membarrier(cmd: libc::c_long) -> bool {
@@ -311,7 +312,20 @@ mod membarrier {
         }
     }
 
+    /// Runs in the child after `fork`: the child is a new address space,
+    /// so it must register (or fence for itself) on its own account.
+    extern "C" fn forget_in_child() {
+        // Relaxed: the child is single-threaded here.
+        STATE.store(UNKNOWN, Ordering::Relaxed);
+    }
+
     pub(super) fn register() {
+        static ATFORK: std::sync::Once = std::sync::Once::new();
+        ATFORK.call_once(|| {
+            // SAFETY: registers a handler that only stores to an atomic,
+            // which is async-signal-safe, as a forked child requires.
+            unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
+        });
         // Relaxed: the flag only caches the result of an idempotent syscall.
         if STATE.load(Ordering::Relaxed) == UNKNOWN {
             let ok = membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED);
