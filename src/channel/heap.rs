@@ -180,3 +180,68 @@ impl<T: Copy + Default + Send> Drop for HeapReceiver<T> {
         self.queue.ctrl.detach(Role::Receiver, self.bit);
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::error::{TryRecvError, TrySendError};
+    use std::time::Duration;
+
+    fn stream(flavor: Flavor, capacity: u64, producers: u64, per: u64) {
+        let q = HeapQueue::<u64>::new(flavor, capacity, WakeMode::Fast);
+        let rx = q.receiver().unwrap();
+        let handles: Vec<_> = (0..producers)
+            .map(|p| {
+                let tx = q.sender().unwrap();
+                std::thread::spawn(move || {
+                    for i in 0..per {
+                        tx.send_deadline(p << 32 | i, None, Duration::from_micros(5), &|| {})
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut next = vec![0u64; producers as usize];
+        for _ in 0..producers * per {
+            let v = rx
+                .recv_deadline(None, Duration::from_micros(5), &|| {})
+                .unwrap()
+                .unwrap();
+            let (p, i) = ((v >> 32) as usize, v & 0xffff_ffff);
+            assert_eq!(i, next[p], "producer {p}: out of order or duplicated");
+            next[p] += 1;
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    }
+
+    #[test]
+    fn spsc_threads_in_order() {
+        stream(Flavor::Spsc, 3, 1, 50_000);
+    }
+
+    #[test]
+    fn mpmc_threads_per_producer_order() {
+        stream(Flavor::Mpmc, 5, 3, 20_000);
+    }
+
+    #[test]
+    fn spsc_refuses_second_endpoints_and_reports_full() {
+        let q = HeapQueue::<u32>::new(Flavor::Spsc, 2, WakeMode::Strict);
+        let tx = q.sender().unwrap();
+        assert!(q.sender().is_none());
+        let rx = q.receiver().unwrap();
+        assert!(q.receiver().is_none());
+        tx.try_send(1).unwrap();
+        tx.try_send(2).unwrap();
+        assert_eq!(tx.try_send(3), Err(TrySendError::Full(3)));
+        let mut out = [0u32; 4];
+        assert_eq!(rx.try_recv_slice(&mut out), Ok(2));
+        assert_eq!(&out[..2], &[1, 2]);
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        drop(rx);
+        assert_eq!(tx.try_send(4), Err(TrySendError::Disconnected(4)));
+    }
+}

@@ -53,6 +53,13 @@ pub fn one_lap(capacity: u64) -> u64 {
     (capacity + 1).next_power_of_two()
 }
 
+/// Whether stamp `a` lies before stamp `b` (wrapping, like sequence numbers:
+/// stamps of one slot differ by small multiples of `one_lap`).
+#[inline(always)]
+fn behind(a: u64, b: u64) -> bool {
+    (a.wrapping_sub(b) as i64) < 0
+}
+
 /// A process-local view of an MPMC ring in shared memory.
 #[derive(Debug)]
 pub struct MpmcRing<T> {
@@ -189,14 +196,17 @@ impl<T: Copy> MpmcRing<T> {
                     }
                     Err(t) => tail = t,
                 }
-            } else if stamp.wrapping_add(self.one_lap) == tail.wrapping_add(1) {
-                // The slot still holds last lap's message: full, or its
-                // consumer is mid-read. Either way there is no free slot now.
+            } else if behind(stamp, tail) {
+                // The slot has not caught up with our position: it still
+                // holds last lap's message (full, or its consumer is
+                // mid-read), or last lap's producer claimed it and has not
+                // written yet. Either way there is no free slot now.
                 return Err(PushError::Full);
             } else {
-                // Another producer took `tail` already: its stamp store, which
-                // we just acquired, follows its CAS, so a fresh read of tail
-                // must have moved on. If it has not, the stamp is garbage.
+                // The slot is ahead of us: another producer took `tail`. Its
+                // stamp store, which we just acquired, follows its CAS of
+                // `tail` past our position, so a fresh read of `tail` must
+                // have moved on. If it has not, the stamp is garbage.
                 // Relaxed: a new guess, validated by the next stamp check.
                 let fresh = self.tail().load(Ordering::Relaxed);
                 if fresh == tail {
@@ -240,13 +250,15 @@ impl<T: Copy> MpmcRing<T> {
                     }
                     Err(h) => head = h,
                 }
-            } else if stamp == head {
-                // Not written in this lap: empty, or its producer has claimed
-                // the position and not published yet. Both are Empty for a
-                // `try_` call; the producer notifies when it publishes.
+            } else if behind(stamp, head.wrapping_add(1)) {
+                // Not written in this lap (empty, or its producer has claimed
+                // the position and not published yet), or last lap's
+                // consumer has not released it yet. All are Empty for a
+                // `try_` call; whoever finishes notifies.
                 return Err(PopError::Empty);
             } else {
-                // Another consumer took `head` (see `try_push`).
+                // The slot is ahead of us: another consumer took `head` (see
+                // `try_push`).
                 // Relaxed: a new guess, validated by the next stamp check.
                 let fresh = self.head().load(Ordering::Relaxed);
                 if fresh == head {
