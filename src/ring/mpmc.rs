@@ -146,12 +146,15 @@ impl<T: Copy> MpmcRing<T> {
     /// Messages claimed by producers and not yet claimed by consumers
     /// (a snapshot; clamped to the capacity).
     pub fn len(&self) -> u64 {
+        let mut tries = 0;
         loop {
             // Relaxed loads, re-read until tail is stable across the head
-            // read: a consistent snapshot pair (bounded: gives up after a few).
+            // read: a consistent snapshot pair. Bounded: under constant
+            // change the last pair is as good an answer as any.
             let tail = self.tail().load(Ordering::Relaxed);
             let head = self.head().load(Ordering::Relaxed);
-            if self.tail().load(Ordering::Relaxed) == tail {
+            tries += 1;
+            if self.tail().load(Ordering::Relaxed) == tail || tries >= 64 {
                 let (Some((hl, hi)), Some((tl, ti))) = (self.split(head), self.split(tail)) else {
                     return 0;
                 };
