@@ -105,9 +105,12 @@ impl QueueControl {
     /// Whether every endpoint of `role` that ever attached is gone (and at
     /// least one did attach).
     pub fn disconnected(&self, role: Role) -> bool {
-        // Acquire (both): see `live`; `ever` is set before the first bit.
-        self.mask(role).load(Ordering::Acquire) == 0
-            && self.peers.ever.load(Ordering::Acquire) & Self::ever_bit(role) != 0
+        // Acquire (both), `ever` first: `attach` sets it only after the role
+        // bit, so whoever sees it set also sees that bit, or its clearing.
+        // (Read the other way round, an attach falling between the two loads
+        // would look like a sender that came and went.)
+        self.peers.ever.load(Ordering::Acquire) & Self::ever_bit(role) != 0
+            && self.mask(role).load(Ordering::Acquire) == 0
     }
 
     /// Live endpoints of `role`.
@@ -121,19 +124,19 @@ impl QueueControl {
     /// fails, leaving nothing changed, if another is live.
     pub fn attach(&self, role: Role, bit: u32, exclusive: bool) -> bool {
         let b = 1u64 << (bit & 63);
-        // Release: orders `ever` before the role bit, so whoever sees the
-        // bit cleared later also sees `ever` set.
-        self.peers
-            .ever
-            .fetch_or(Self::ever_bit(role), Ordering::Release);
         // AcqRel: Acquire takes over the role after the previous holder's
         // Release in `detach` (its index writes are visible); Release
-        // publishes nothing yet but keeps `detach`'s pairing symmetric.
+        // publishes the bit to whoever acquires the `ever` update below.
         let prev = self.mask(role).fetch_or(b, Ordering::AcqRel);
         if exclusive && prev & !b != 0 {
             self.mask(role).fetch_and(!b, Ordering::AcqRel);
             return false;
         }
+        // Release: after the role bit, so that `disconnected`, which reads
+        // `ever` first, never mistakes this attach for a departure.
+        self.peers
+            .ever
+            .fetch_or(Self::ever_bit(role), Ordering::Release);
         true
     }
 
@@ -142,6 +145,12 @@ impl QueueControl {
     /// disconnect.
     pub fn detach(&self, role: Role, bit: u32) {
         let b = 1u64 << (bit & 63);
+        // `ever` again, before the bit goes: an endpoint reaped after dying
+        // between the two steps of `attach` still counts as seen.
+        // Release: as in `attach`.
+        self.peers
+            .ever
+            .fetch_or(Self::ever_bit(role), Ordering::Release);
         // Release: our last publication happens-before whoever sees the
         // cleared bit with Acquire (`live`, `attach`).
         self.mask(role).fetch_and(!b, Ordering::Release);
