@@ -101,6 +101,7 @@ impl<T: Copy> MpmcRing<T> {
 
     /// Sets every slot's stamp to its index: the empty ring. Creator only,
     /// before the segment is published.
+    #[cfg_attr(loom, allow(dead_code))]
     pub fn init(&self) {
         for i in 0..self.capacity {
             // Relaxed: published to other processes by the header's Release
@@ -145,6 +146,7 @@ impl<T: Copy> MpmcRing<T> {
 
     /// Messages claimed by producers and not yet claimed by consumers
     /// (a snapshot; clamped to the capacity).
+    #[cfg_attr(loom, allow(dead_code))]
     pub fn len(&self) -> u64 {
         let mut tries = 0;
         loop {

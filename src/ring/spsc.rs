@@ -85,6 +85,7 @@ impl<T: Copy> SpscRing<T> {
     }
 
     /// Messages currently published and not yet consumed (clamped to the capacity).
+    #[cfg_attr(loom, allow(dead_code))]
     pub fn len(&self) -> u64 {
         // Relaxed: a snapshot; it may be stale by the time it is returned.
         let head = self.head().load(Ordering::Relaxed);

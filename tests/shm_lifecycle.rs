@@ -1,0 +1,333 @@
+//! Segment lifecycle: who unlinks a name and when, persistence,
+//! `open_or_create`, permissions, an anonymous queue passed to an exec'd
+//! child by file descriptor, and endpoint counts.
+#![cfg(not(loom))]
+
+mod common;
+
+use common::{child_main, kill_child, run, spawn_child, wait_ok, wait_until, Args};
+use shmring::{Flavor, Queue, RecvError, SegmentError};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn creator_unlinks_on_drop() {
+    run("life_creator_unlinks", |ctx| {
+        let name = ctx.name("q");
+        let q = Queue::<u64>::create(&name, Flavor::Spsc, 4).unwrap();
+        assert!(name.exists());
+        assert_eq!(q.path(), Some(name.path()));
+        drop(q);
+        assert!(!name.exists(), "the creator's drop must unlink the name");
+
+        // Handles made from the creator keep the segment (and the name)
+        // until the last of them goes.
+        let q = Queue::<u64>::create(&name, Flavor::Mpmc, 4).unwrap();
+        let tx = q.sender().unwrap();
+        let clone = q.clone();
+        drop(q);
+        assert!(name.exists());
+        drop(clone);
+        assert!(name.exists());
+        tx.send(1).unwrap();
+        drop(tx);
+        assert!(!name.exists());
+    });
+}
+
+#[test]
+fn persist_keeps_the_name_until_unlink() {
+    run("life_persist", |ctx| {
+        let name = ctx.name("q");
+        let q = Queue::<u64>::builder()
+            .capacity(4)
+            .persist(true)
+            .create(&name)
+            .unwrap();
+        q.sender().unwrap().send(7).unwrap();
+        drop(q);
+        assert!(name.exists(), "persist(true) keeps the name");
+        // Still a working queue, with its message.
+        let q = Queue::<u64>::open(&name).unwrap();
+        let rx = q.receiver().unwrap();
+        assert_eq!(rx.try_recv(), Ok(7));
+        Queue::<u64>::unlink(&name).unwrap();
+        assert!(!name.exists());
+        // The mapping outlives the name.
+        let tx = q.sender().unwrap();
+        tx.send(8).unwrap();
+        assert_eq!(rx.try_recv(), Ok(8));
+        assert!(matches!(
+            Queue::<u64>::unlink(&name),
+            Err(SegmentError::NotFound(_))
+        ));
+
+        // `Queue::persist` after the fact does the same.
+        let q = Queue::<u64>::create(&name, Flavor::Spsc, 4).unwrap();
+        q.persist();
+        drop(q);
+        assert!(name.exists());
+        Queue::<u64>::unlink(&name).unwrap();
+        assert!(!name.exists());
+    });
+}
+
+#[test]
+fn opener_does_not_unlink() {
+    run("life_opener", |ctx| {
+        let name = ctx.name("q");
+        let creator = Queue::<u64>::create(&name, Flavor::Spsc, 4).unwrap();
+        let opener = Queue::<u64>::open(&name).unwrap();
+        let rx = opener.receiver().unwrap();
+        drop(opener);
+        assert!(name.exists(), "an opener's drop must not unlink");
+        drop(rx);
+        assert!(name.exists());
+        // The creator going first unlinks; an opener keeps working.
+        let opener = Queue::<u64>::open(&name).unwrap();
+        let tx = opener.sender().unwrap();
+        let rx = opener.receiver().unwrap();
+        drop(creator);
+        assert!(!name.exists());
+        tx.send(5).unwrap();
+        assert_eq!(rx.recv(), Ok(5));
+    });
+}
+
+/// Child: opens queue `args[0]` by name, sends 42, exits.
+#[test]
+#[ignore = "child process entry point"]
+fn child_open_and_send() {
+    child_main("child_open_and_send", |a: Args| {
+        let q = Queue::<u64>::open(a.str(0)).unwrap();
+        q.sender().unwrap().send(42).unwrap();
+    });
+}
+
+#[test]
+fn opener_in_another_process_does_not_unlink() {
+    run("life_opener_proc", |ctx| {
+        let name = ctx.name("q");
+        let q = Queue::<u64>::create(&name, Flavor::Spsc, 4).unwrap();
+        let rx = q.receiver().unwrap();
+        let mut child = spawn_child("child_open_and_send", &[&name]);
+        assert_eq!(rx.recv(), Ok(42));
+        wait_ok(&mut child);
+        assert!(name.exists());
+        assert_eq!(rx.recv(), Err(RecvError::Disconnected));
+    });
+}
+
+#[test]
+fn open_or_create_creates_then_opens() {
+    run("life_open_or_create", |ctx| {
+        let name = ctx.name("q");
+        let builder = || Queue::<u64>::builder().flavor(Flavor::Mpmc).capacity(6);
+        let first = builder().open_or_create(&name).unwrap();
+        assert!(name.exists());
+        assert_eq!(first.info().creator_pid, std::process::id());
+        let second = builder().open_or_create(&name).unwrap();
+        assert_eq!(second.info(), first.info(), "the same queue");
+        let tx = first.sender().unwrap();
+        let rx = second.receiver().unwrap();
+        tx.send(11).unwrap();
+        assert_eq!(rx.recv(), Ok(11));
+        assert_eq!(first.endpoints(), (1, 1));
+        assert_eq!(second.endpoints(), (1, 1));
+        // The one that opened does not own the name; the creator does.
+        drop(second);
+        assert!(name.exists());
+        drop((first, tx, rx));
+        assert!(!name.exists());
+    });
+}
+
+#[test]
+fn permissions() {
+    run("life_mode", |ctx| {
+        let name = ctx.name("q");
+        let q = Queue::<u64>::create(&name, Flavor::Spsc, 4).unwrap();
+        assert_eq!(mode_of(&name.path()), 0o600, "default mode");
+        drop(q);
+
+        let name = ctx.name("q640");
+        let q = Queue::<u64>::builder()
+            .capacity(4)
+            .mode(0o640)
+            .create(&name)
+            .unwrap();
+        assert_eq!(mode_of(&name.path()), 0o640);
+        drop(q);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q");
+        let q = Queue::<u64>::builder()
+            .capacity(4)
+            .mode(0o644)
+            .create_at(&path)
+            .unwrap();
+        assert_eq!(mode_of(&path), 0o644);
+        drop(q);
+        let q = Queue::<u64>::builder()
+            .capacity(4)
+            .create_at(&path)
+            .unwrap();
+        assert_eq!(mode_of(&path), 0o600);
+        drop(q);
+        assert!(!path.exists());
+    });
+}
+
+/// Child: reopens the anonymous queue whose memfd it inherited as fd
+/// `args[0]`, checks it, and sends `0..args[1]`.
+#[test]
+#[ignore = "child process entry point"]
+fn child_anonymous_fd() {
+    child_main("child_anonymous_fd", |a: Args| {
+        let n: i32 = a.get(0);
+        // SAFETY: the parent cleared FD_CLOEXEC on this descriptor for us
+        // and nothing else in this process knows or closes it: we own it.
+        let fd = unsafe { OwnedFd::from_raw_fd(n) };
+        let q = Queue::<u64>::builder().from_fd(fd).unwrap();
+        assert_eq!(q.flavor(), Flavor::Spsc);
+        assert_eq!(q.capacity(), 16);
+        assert_eq!(q.path(), None);
+        let tx = q.sender().unwrap();
+        for i in 0..a.get::<u64>(1) {
+            tx.send(i).unwrap();
+        }
+    });
+}
+
+#[test]
+fn anonymous_queue_passed_by_fd_to_exec_child() {
+    run("life_anon_fd", |_| {
+        let q = Queue::<u64>::anonymous(Flavor::Spsc, 16).unwrap();
+        assert_eq!(q.path(), None);
+        let rx = q.receiver().unwrap();
+        // A duplicate without FD_CLOEXEC, so that it survives the exec.
+        let fd = q.fd().unwrap().try_clone_to_owned().unwrap();
+        // SAFETY: fcntl on a descriptor we own, with integer arguments.
+        let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) };
+        assert_eq!(r, 0, "clear FD_CLOEXEC");
+        let count = 5_000u64;
+        let mut child = spawn_child(
+            "child_anonymous_fd",
+            &[&fd.as_raw_fd().to_string(), &count.to_string()],
+        );
+        drop(fd);
+        for i in 0..count {
+            assert_eq!(rx.recv(), Ok(i));
+        }
+        assert_eq!(rx.recv(), Err(RecvError::Disconnected));
+        wait_ok(&mut child);
+    });
+}
+
+/// Child: opens `args[0]`, attaches a sender and a receiver, and sleeps
+/// until killed.
+#[test]
+#[ignore = "child process entry point"]
+fn child_hold_both() {
+    child_main("child_hold_both", |a: Args| {
+        let q = Queue::<u64>::open(a.str(0)).unwrap();
+        let _tx = q.sender().unwrap();
+        let _rx = q.receiver().unwrap();
+        common::sleep_forever();
+    });
+}
+
+#[test]
+fn endpoints_count_live_senders_and_receivers() {
+    run("life_endpoints", |ctx| {
+        let name = ctx.name("q");
+        let q = Queue::<u64>::create(&name, Flavor::Mpmc, 8).unwrap();
+        assert_eq!(q.endpoints(), (0, 0));
+        let txs: Vec<_> = (0..3).map(|_| q.sender().unwrap()).collect();
+        let mut rxs: Vec<_> = (0..2).map(|_| q.receiver().unwrap()).collect();
+        assert_eq!(q.endpoints(), (3, 2));
+        rxs.pop();
+        assert_eq!(q.endpoints(), (3, 1));
+        drop(txs);
+        assert_eq!(q.endpoints(), (0, 1));
+
+        // Another process's endpoints count too, until it dies and is reaped.
+        let mut child = spawn_child("child_hold_both", &[&name]);
+        wait_until("the child's endpoints", || q.endpoints() == (1, 2));
+        assert_eq!(Queue::<u64>::open(&name).unwrap().endpoints(), (1, 2));
+        kill_child(&mut child);
+        assert_eq!(q.reaped(), 0);
+        q.reap_dead();
+        assert_eq!(q.endpoints(), (0, 1));
+        assert_eq!(q.reaped(), 2);
+        q.reap_dead();
+        assert_eq!(q.reaped(), 2, "reaping is idempotent");
+    });
+}
+
+#[test]
+fn endpoint_table_has_sixty_four_entries() {
+    run("life_too_many", |_| {
+        let q = Queue::<u64>::anonymous(Flavor::Mpmc, 4).unwrap();
+        let mut txs: Vec<_> = (0..40).map(|_| q.sender().unwrap()).collect();
+        let rxs: Vec<_> = (0..24).map(|_| q.receiver().unwrap()).collect();
+        assert_eq!(q.endpoints(), (40, 24));
+        match q.sender() {
+            Err(e @ SegmentError::TooManyEndpoints(64)) => {
+                assert!(e.to_string().contains("64"), "{e}")
+            }
+            r => panic!("a 65th endpoint: expected TooManyEndpoints(64), got {r:?}"),
+        }
+        assert!(matches!(
+            q.receiver(),
+            Err(SegmentError::TooManyEndpoints(_))
+        ));
+        // Freeing one makes room again.
+        txs.pop();
+        let rx = q.receiver().unwrap();
+        assert_eq!(q.endpoints(), (39, 25));
+        txs[0].send(1).unwrap();
+        assert_eq!(rx.recv(), Ok(1));
+        drop(rxs);
+    });
+}
+
+/// Child: opens `args[0]`, attaches `args[1]` senders, sleeps until killed.
+#[test]
+#[ignore = "child process entry point"]
+fn child_hold_many_senders() {
+    child_main("child_hold_many_senders", |a: Args| {
+        let q = Queue::<u64>::open(a.str(0)).unwrap();
+        let _txs: Vec<_> = (0..a.get::<usize>(1))
+            .map(|_| q.sender().unwrap())
+            .collect();
+        common::sleep_forever();
+    });
+}
+
+#[test]
+fn full_table_of_dead_endpoints_is_reclaimed_on_attach() {
+    run("life_full_dead", |ctx| {
+        let name = ctx.name("q");
+        let q = Queue::<u64>::create(&name, Flavor::Mpmc, 4).unwrap();
+        let mut child = spawn_child("child_hold_many_senders", &[&name, "60"]);
+        wait_until("the child's senders", || q.endpoints() == (60, 0));
+        let mut rxs: Vec<_> = (0..4).map(|_| q.receiver().unwrap()).collect();
+        assert!(matches!(
+            q.receiver(),
+            Err(SegmentError::TooManyEndpoints(64))
+        ));
+        kill_child(&mut child);
+        // The table is full, of dead entries: attaching reclaims them.
+        rxs.push(q.receiver().unwrap());
+        assert_eq!(q.reaped(), 60);
+        assert_eq!(q.endpoints(), (0, 5));
+        let tx = q.sender().unwrap();
+        tx.send(3).unwrap();
+        assert_eq!(rxs[4].recv(), Ok(3));
+    });
+}
