@@ -129,7 +129,13 @@ impl QueueControl {
         // publishes the bit to whoever acquires the `ever` update below.
         let prev = self.mask(role).fetch_or(b, Ordering::AcqRel);
         if exclusive && prev & !b != 0 {
-            self.mask(role).fetch_and(!b, Ordering::AcqRel);
+            let left = self.mask(role).fetch_and(!b, Ordering::AcqRel) & !b;
+            if left == 0 {
+                // The holder detached while our bit was briefly set, and its
+                // wake-up may have found us "live": wake the other side again
+                // so that it sees the disconnect now, not a slice later.
+                self.wake_other_side(role);
+            }
             return false;
         }
         // Release: after the role bit, so that `disconnected`, which reads
@@ -154,6 +160,11 @@ impl QueueControl {
         // Release: our last publication happens-before whoever sees the
         // cleared bit with Acquire (`live`, `attach`).
         self.mask(role).fetch_and(!b, Ordering::Release);
+        self.wake_other_side(role);
+    }
+
+    /// Wakes whoever waits on the endpoints of `role`.
+    fn wake_other_side(&self, role: Role) {
         match role {
             Role::Sender => self.not_empty.wake_all(),
             Role::Receiver => self.not_full.wake_all(),
