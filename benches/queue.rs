@@ -184,16 +184,13 @@ mod imp {
         );
     }
 
-    static NOPAUSE: AtomicBool = AtomicBool::new(false);
     /// Busy-polls `cond`; every 2^24 failed polls (a second or so) calls
     /// `stalled`, which checks that the peer still lives.
     #[inline(always)]
     fn spin_until(mut cond: impl FnMut() -> bool, stalled: &dyn Fn()) {
         let mut spins = 0u32;
         while !cond() {
-            if !NOPAUSE.load(Ordering::Relaxed) {
-                spin_loop();
-            }
+            spin_loop();
             spins = spins.wrapping_add(1);
             if spins % (1 << 24) == 0 {
                 stalled();
@@ -308,7 +305,7 @@ mod imp {
             mpmc_stream: queues.mpmc_stream.sender().expect("child: attach"),
             spsc_slice: queues.spsc_slice.sender().expect("child: attach"),
         };
-        let batch: Vec<u64> = (0..BATCH as u64).collect();
+        let mut buf = [0u64; BATCH];
         let mut seen = 0u32;
         loop {
             // Wait for the next command: spin for a millisecond (criterion
@@ -375,7 +372,6 @@ mod imp {
                 }
                 SPSC_STREAM_SLICE => {
                     let mut sent = 0u64;
-                    let mut buf = batch.clone();
                     while sent < n {
                         let k = (n - sent).min(BATCH as u64) as usize;
                         for (b, v) in buf[..k].iter_mut().zip(sent..) {
@@ -680,7 +676,6 @@ mod imp {
     }
 
     pub fn main() {
-        NOPAUSE.store(std::env::var_os("NOPAUSE").is_some(), Ordering::Relaxed);
         let pinned = can_pin();
         if pinned {
             pin(0); // the child inherits this, then moves itself to CPU 1

@@ -10,10 +10,10 @@
 //!
 //! ```text
 //! waiter                                  notifier
-//! W1 waiters += 1                         N1 publish the condition (Release)
+//! W1 waiters += 1, clear WOKEN             N1 publish the condition (Release)
 //! W2 heavy barrier  ──── pairs with ────  N2 light barrier
-//! W3 s = seq (Acquire)                    N3 if waiters != 0:
-//! W4 re-check the condition                    seq += 1 (Release); FUTEX_WAKE(seq)
+//! W3 s = seq (Acquire)                    N3 if waiters != 0 and not WOKEN:
+//! W4 re-check the condition                    set WOKEN; seq += 1 (Release); FUTEX_WAKE
 //! W5 FUTEX_WAIT(seq, s, deadline)
 //! W6 waiters -= 1
 //! ```
@@ -114,13 +114,21 @@ fn monotonic_ns() -> u64 {
 pub struct WaitCell {
     /// The futex word. Bumped (wrapping) by every wake-up.
     seq: AtomicU32,
-    /// How many callers have announced they may sleep on `seq`. Only a hint
-    /// for the notifier: a scribbled value costs a useless wake or a missed
-    /// one, and every sleep is bounded by a liveness slice, so neither hangs.
+    /// Low 31 bits: how many callers have announced they may sleep on
+    /// `seq`. Bit 31 (`WOKEN`): a wake-up has been issued since the last
+    /// announcement, so every announced waiter will re-check by itself and
+    /// further notifies may skip the system call. Without it, a woken waiter
+    /// that has not yet run to withdraw its announcement would draw one
+    /// FUTEX_WAKE from every message published meanwhile. Only a hint for
+    /// the notifier: a scribbled value costs a useless wake or a missed one,
+    /// and every sleep is bounded by a liveness slice, so neither hangs.
     waiters: AtomicU32,
     #[cfg(loom)]
     backend: loom_backend::Backend,
 }
+
+/// Bit of `WaitCell::waiters`: woken since the last announcement.
+const WOKEN: u32 = 1 << 31;
 
 /// What [`WaitCell::prepare`] hands to [`WaitCell::sleep`].
 #[derive(Clone, Copy, Debug)]
@@ -166,9 +174,19 @@ impl WaitCell {
             WakeMode::Strict => fence(Ordering::SeqCst),
         }
         // Relaxed: ordered after our publication by the barrier above.
-        if self.waiters.load(Ordering::Relaxed) != 0 {
-            self.wake_all_slow();
+        let w = self.waiters.load(Ordering::Relaxed);
+        if w != 0 && w & WOKEN == 0 {
+            self.wake_announced();
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wake_announced(&self) {
+        // Relaxed: a hint for later notifiers; a waiter announcing after
+        // this clears it (in `prepare`) before it re-checks.
+        self.waiters.fetch_or(WOKEN, Ordering::Relaxed);
+        self.wake_all_slow();
     }
 
     /// Wakes every sleeper unconditionally (disconnects, reaping: rare paths).
@@ -195,8 +213,14 @@ impl WaitCell {
     /// Announces a waiter (W1–W3). The caller must re-check its condition,
     /// then call [`sleep`](Self::sleep) or go straight to [`cancel`](Self::cancel).
     pub fn prepare(&self, mode: WakeMode) -> Ticket {
+        // Count ourselves in and clear WOKEN: a wake-up issued before this
+        // announcement did not reach us, so the next notify must wake again.
         // Relaxed: ordered before the re-check by the barrier that follows.
-        self.waiters.fetch_add(1, Ordering::Relaxed);
+        let _ = self
+            .waiters
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                Some(((w & !WOKEN) + 1) & !WOKEN)
+            });
         let strong = match mode {
             WakeMode::Fast => heavy_barrier(),
             WakeMode::Strict => {
@@ -231,13 +255,16 @@ impl WaitCell {
         // A scribbled zero must not wrap, hence the saturating update.
         let _ = self
             .waiters
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| w.checked_sub(1));
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                let n = (w & !WOKEN).checked_sub(1)?;
+                Some(n | (w & WOKEN))
+            });
     }
 
     /// Waiters currently announced (a hint; for diagnostics).
     pub fn waiters(&self) -> u32 {
         // Relaxed: a snapshot for display only.
-        self.waiters.load(Ordering::Relaxed)
+        self.waiters.load(Ordering::Relaxed) & !WOKEN
     }
 }
 
