@@ -718,7 +718,7 @@ impl<T: Pod> Sender<T> {
     ///
     /// # Errors
     /// `Full(value)`, `Disconnected(value)` (no receiver left), `Corrupted(value)`.
-    #[inline]
+    #[inline(always)]
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
         self.raw.try_send(value)
     }
@@ -728,7 +728,7 @@ impl<T: Pod> Sender<T> {
     /// # Errors
     /// `Disconnected(value)` once no receiver is left (including receivers
     /// whose processes died), `Corrupted(value)`.
-    #[inline]
+    #[inline(always)]
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
         match self.raw.try_send(value) {
             Ok(()) => Ok(()),
@@ -877,7 +877,7 @@ impl<T: Pod> Receiver<T> {
     ///
     /// # Errors
     /// `Empty`, `Disconnected` (empty and no sender left), `Corrupted`.
-    #[inline]
+    #[inline(always)]
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         self.raw.try_recv()
     }
@@ -887,7 +887,7 @@ impl<T: Pod> Receiver<T> {
     /// # Errors
     /// `Disconnected` once the queue is drained and no sender is left
     /// (including senders whose processes died), `Corrupted`.
-    #[inline]
+    #[inline(always)]
     pub fn recv(&self) -> Result<T, RecvError> {
         match self.raw.try_recv() {
             Ok(v) => Ok(v),

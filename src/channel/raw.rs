@@ -133,7 +133,7 @@ impl<T: Copy> RawSender<T> {
     }
 
     /// Sends without waiting.
-    #[inline]
+    #[inline(always)]
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
         let ctrl = self.ctrl();
         // Relaxed: a hint; sending into a queue whose last receiver is
@@ -297,7 +297,7 @@ impl<T: Copy> RawReceiver<T> {
     }
 
     /// Receives without waiting.
-    #[inline]
+    #[inline(always)]
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         let ctrl = self.ctrl();
         let mut popped = self.pop();

@@ -110,11 +110,13 @@ impl<T: Copy> MpmcRing<T> {
         }
     }
 
+    #[inline(always)]
     fn head(&self) -> &AtomicU64 {
         // SAFETY: valid for the view's lifetime (contract of `from_raw`).
         unsafe { self.head.as_ref() }
     }
 
+    #[inline(always)]
     fn tail(&self) -> &AtomicU64 {
         // SAFETY: valid for the view's lifetime (contract of `from_raw`).
         unsafe { self.tail.as_ref() }

@@ -68,16 +68,19 @@ impl<T: Copy> SpscRing<T> {
         }
     }
 
+    #[inline(always)]
     fn head(&self) -> &AtomicU64 {
         // SAFETY: valid for the view's lifetime (contract of `from_raw`).
         unsafe { self.head.as_ref() }
     }
 
+    #[inline(always)]
     fn tail(&self) -> &AtomicU64 {
         // SAFETY: valid for the view's lifetime (contract of `from_raw`).
         unsafe { self.tail.as_ref() }
     }
 
+    #[inline(always)]
     fn slot(&self, pos: u64) -> &UnsafeCell<T> {
         // SAFETY: `pos & mask` < slot_count, and that many slots are valid
         // (contract of `from_raw`): in bounds whatever `pos` is.
@@ -158,7 +161,7 @@ impl<T: Copy> SpscProducer<T> {
     }
 
     /// Writes one message, or reports `Full`.
-    #[inline]
+    #[inline(always)]
     pub fn try_push(&self, value: T) -> Result<(), PushError> {
         if self.free(1)? == 0 {
             return Err(PushError::Full);
@@ -228,7 +231,7 @@ impl<T: Copy> SpscConsumer<T> {
     }
 
     /// Takes one message, or reports `Empty`.
-    #[inline]
+    #[inline(always)]
     pub fn try_pop(&self) -> Result<T, PopError> {
         if self.available(1)? == 0 {
             return Err(PopError::Empty);
