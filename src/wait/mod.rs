@@ -134,6 +134,8 @@ const WOKEN: u32 = 1 << 31;
 #[derive(Clone, Copy, Debug)]
 pub struct Ticket {
     seq: u32,
+    /// A wake-up raced our announcement: do not sleep on this ticket.
+    stale: bool,
     /// Whether the barrier pair was completed; if not, sleeps must be short.
     strong: bool,
 }
@@ -231,12 +233,24 @@ impl WaitCell {
         };
         // Acquire: pairs with the notifier's Release bump (N3).
         let seq = self.seq.load(Ordering::Acquire);
-        Ticket { seq, strong }
+        // A notifier may have set WOKEN after our announcement cleared it
+        // (it read the count before we announced) and bumped `seq` before
+        // our load: then `seq` is already the bumped value, and later
+        // notifiers, seeing WOKEN, would skip us. Such a ticket must not
+        // sleep; the caller re-checks and announces again, clearing WOKEN.
+        // Relaxed: ordered after the Acquire load above, which saw any bump
+        // whose WOKEN we must see (the notifier sets it before bumping).
+        let stale = self.waiters.load(Ordering::Relaxed) & WOKEN != 0;
+        Ticket { seq, strong, stale }
     }
 
     /// Sleeps until woken, `deadline` passes, or a spurious wake-up.
     /// Returns `false` if the deadline passed. The caller re-checks either way.
     pub fn sleep(&self, ticket: Ticket, deadline: Deadline) -> bool {
+        if ticket.stale {
+            // As a spurious wake-up: the caller re-checks and re-announces.
+            return true;
+        }
         #[cfg(not(loom))]
         {
             futex::wait(&self.seq, ticket.seq, Some(deadline))
