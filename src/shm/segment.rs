@@ -112,6 +112,9 @@ pub struct Segment {
     fd: Option<OwnedFd>,
     /// Whether dropping this handle unlinks the name (creator, not persisted).
     unlink_on_drop: AtomicBool,
+    /// The pid that created this handle (kept locally: the header's copy is
+    /// shared memory and is not trusted for deciding to unlink).
+    owner_pid: u32,
 }
 
 impl Segment {
@@ -217,6 +220,7 @@ impl Segment {
             location: location.clone(),
             fd: matches!(location, Location::Anonymous).then(|| OwnedFd::from(file)),
             unlink_on_drop: AtomicBool::new(unlink),
+            owner_pid: me.pid,
         };
         let header = seg.header();
         header.begin_init();
@@ -298,6 +302,7 @@ impl Segment {
                     location: location.clone(),
                     fd: None,
                     unlink_on_drop: AtomicBool::new(false),
+                    owner_pid: std::process::id(),
                 };
                 let header = seg.header();
                 let magic = header.magic();
@@ -405,9 +410,7 @@ impl Drop for Segment {
     fn drop(&mut self) {
         // Relaxed: process-local flag. A forked child inherits the handle but
         // must not unlink the creator's name: check that we are the creator.
-        if self.unlink_on_drop.load(Ordering::Relaxed)
-            && self.header().read().creator_pid == std::process::id()
-        {
+        if self.unlink_on_drop.load(Ordering::Relaxed) && self.owner_pid == std::process::id() {
             let _ = Self::remove(&self.location);
         }
     }
