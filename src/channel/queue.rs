@@ -280,7 +280,7 @@ impl<T: Pod> Shared<T> {
         let me = process::current();
         let exclusive = self.info.flavor == Flavor::Spsc;
         for attempt in 0..2 {
-            let Some(index) = self.table().claim(role, me) else {
+            let Some(info) = self.table().claim(role, me) else {
                 if attempt == 0 {
                     self.reap(Role::Sender);
                     self.reap(Role::Receiver);
@@ -288,12 +288,7 @@ impl<T: Pod> Shared<T> {
                 }
                 return Err(SegmentError::TooManyEndpoints(ENDPOINTS));
             };
-            let info = self
-                .table()
-                .entries()
-                .find(|e| e.index == index)
-                .ok_or(SegmentError::Corrupted("endpoint entry changed under us"))?;
-            if self.ctrl().attach(role, index as u32, exclusive) {
+            if self.ctrl().attach(role, info.index as u32, exclusive) {
                 return Ok(info);
             }
             self.table().release(&info);

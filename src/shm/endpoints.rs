@@ -75,15 +75,10 @@ impl<'a> EndpointTable<'a> {
         EndpointTable { entries }
     }
 
-    /// Claims a free entry for `(role, me)`; returns its index.
-    pub fn claim(&self, role: Role, me: ProcId) -> Option<usize> {
-        let word = pack(
-            role,
-            ProcId {
-                pid: me.pid,
-                start: me.start & START_MASK,
-            },
-        );
+    /// Claims a free entry for `(role, me)`; returns what it now holds.
+    pub fn claim(&self, role: Role, me: ProcId) -> Option<EndpointInfo> {
+        let owner = stored_identity(me);
+        let word = pack(role, owner);
         for (i, e) in self.entries.iter().enumerate() {
             // Relaxed: only a guess; the CAS decides.
             if e.load(Ordering::Relaxed) & LIVE == 0
@@ -92,7 +87,11 @@ impl<'a> EndpointTable<'a> {
                 // Relaxed on failure: we move on.
                 && e.compare_exchange(0, word, Ordering::AcqRel, Ordering::Relaxed).is_ok()
             {
-                return Some(i);
+                return Some(EndpointInfo {
+                    index: i,
+                    role,
+                    owner,
+                });
             }
         }
         None
@@ -145,7 +144,8 @@ mod tests {
         let me = crate::process::current();
         let a = t.claim(Role::Sender, me).unwrap();
         let b = t.claim(Role::Receiver, me).unwrap();
-        assert_ne!(a, b);
+        assert_ne!(a.index, b.index);
+        assert_eq!(a.owner, stored_identity(me));
         let all: Vec<_> = t.entries().collect();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].owner, stored_identity(me));
@@ -158,7 +158,7 @@ mod tests {
         let g = t.claim(Role::Sender, ghost).unwrap();
         let dead: Vec<_> = t.dead(Role::Sender).collect();
         assert_eq!(dead.len(), 1);
-        assert_eq!(dead[0].index, g);
+        assert_eq!(dead[0], g);
         assert!(t.release(&dead[0]));
         assert!(!t.release(&dead[0]), "a second release must fail");
         for _ in 0..ENDPOINTS - 2 {
