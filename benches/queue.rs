@@ -17,7 +17,7 @@
 //! | `spsc/rtt`, `mpmc/rtt` | one round trip of a `u64` through two shmring queues (one each way), `send` + `recv` (default spin) |
 //! | `floor/stream` | one `u64` from child to parent through a minimal SPSC ring in shared memory (head and tail on their own 128-byte lines, cached peer index) |
 //! | `spsc/stream`, `mpmc/stream` | one `u64` from child to parent through a shmring queue, `send` / `recv` |
-//! | `spsc/stream_slice` | as `spsc/stream` with `send_slice` / `recv_slice` in batches of 64 |
+//! | `spsc/stream_slice`, `mpmc/stream_slice` | as `spsc/stream`, `mpmc/stream` with `send_slice` / `recv_slice` in batches of 64 (MPMC: one CAS claims a whole run of slots) |
 //! | `arrayqueue/stream` | one `u64` between two threads of the parent (CPU 0 and 1) through crossbeam's `ArrayQueue`, the in-process MPMC reference |
 //!
 //! Every streaming queue holds 1024 messages. Compare figures only within
@@ -56,6 +56,7 @@ mod imp {
     const SPSC_STREAM: u32 = 5;
     const MPMC_STREAM: u32 = 6;
     const SPSC_STREAM_SLICE: u32 = 7;
+    const MPMC_STREAM_SLICE: u32 = 8;
 
     /// A value alone on its 128-byte line (two 64-byte lines: the adjacent
     /// line prefetcher pairs them).
@@ -207,6 +208,7 @@ mod imp {
         spsc_stream: Queue<u64>,
         mpmc_stream: Queue<u64>,
         spsc_slice: Queue<u64>,
+        mpmc_slice: Queue<u64>,
     }
 
     impl Queues {
@@ -220,6 +222,7 @@ mod imp {
                 spsc_stream: q(Flavor::Spsc, RING as u64),
                 mpmc_stream: q(Flavor::Mpmc, RING as u64),
                 spsc_slice: q(Flavor::Spsc, RING as u64),
+                mpmc_slice: q(Flavor::Mpmc, RING as u64),
             }
         }
     }
@@ -233,6 +236,7 @@ mod imp {
         spsc_stream: Receiver<u64>,
         mpmc_stream: Receiver<u64>,
         spsc_slice: Receiver<u64>,
+        mpmc_slice: Receiver<u64>,
     }
 
     /// The child's endpoints, attached in the child (a handle inherited
@@ -245,6 +249,7 @@ mod imp {
         spsc_stream: Sender<u64>,
         mpmc_stream: Sender<u64>,
         spsc_slice: Sender<u64>,
+        mpmc_slice: Sender<u64>,
     }
 
     fn rtt_server(req: &Receiver<u64>, resp: &Sender<u64>, n: u64) {
@@ -304,6 +309,7 @@ mod imp {
             spsc_stream: queues.spsc_stream.sender().expect("child: attach"),
             mpmc_stream: queues.mpmc_stream.sender().expect("child: attach"),
             spsc_slice: queues.spsc_slice.sender().expect("child: attach"),
+            mpmc_slice: queues.mpmc_slice.sender().expect("child: attach"),
         };
         let mut buf = [0u64; BATCH];
         let mut seen = 0u32;
@@ -370,14 +376,19 @@ mod imp {
                         ends.mpmc_stream.send(i).expect("child: send");
                     }
                 }
-                SPSC_STREAM_SLICE => {
+                SPSC_STREAM_SLICE | MPMC_STREAM_SLICE => {
+                    let tx = if kind == SPSC_STREAM_SLICE {
+                        &ends.spsc_slice
+                    } else {
+                        &ends.mpmc_slice
+                    };
                     let mut sent = 0u64;
                     while sent < n {
                         let k = (n - sent).min(BATCH as u64) as usize;
                         for (b, v) in buf[..k].iter_mut().zip(sent..) {
                             *b = v;
                         }
-                        ends.spsc_slice.send_slice(&buf[..k]).expect("child: send");
+                        tx.send_slice(&buf[..k]).expect("child: send");
                         sent += k as u64;
                     }
                 }
@@ -423,6 +434,7 @@ mod imp {
                         spsc_stream: queues.spsc_stream.receiver().expect("attach"),
                         mpmc_stream: queues.mpmc_stream.receiver().expect("attach"),
                         spsc_slice: queues.spsc_slice.receiver().expect("attach"),
+                        mpmc_slice: queues.mpmc_slice.receiver().expect("attach"),
                     };
                     Child {
                         shm,
@@ -607,12 +619,16 @@ mod imp {
                 e
             })
         });
-        if name == "spsc" {
-            let rx = &child.ends.spsc_slice;
+        {
+            let (rx, kind) = if name == "spsc" {
+                (&child.ends.spsc_slice, SPSC_STREAM_SLICE)
+            } else {
+                (&child.ends.mpmc_slice, MPMC_STREAM_SLICE)
+            };
             g.bench_function("stream_slice", |b| {
                 let mut buf = vec![0u64; BATCH];
                 b.iter_custom(|iters| {
-                    child.prepare(SPSC_STREAM_SLICE, iters);
+                    child.prepare(kind, iters);
                     let t = child.go();
                     let mut sum = 0u64;
                     let mut got = 0u64;

@@ -213,3 +213,81 @@ fn one_producer_one_consumer_capacity_1() {
         max_preemptions: None,
     });
 }
+
+/// Batch claims (`send_slice` / `recv_slice`): 2 producers each send the
+/// slice `[10p, 10p + 1]` into a ring of capacity 3 (so claims get clamped at
+/// the end of a lap) while 1 consumer takes batches of up to 3. A batch
+/// claim checks every slot of the run before its one CAS, then writes and
+/// publishes slot by slot; a consumer may claim the published prefix of a
+/// producer's run. Every value exactly once, per-producer FIFO order.
+#[test]
+fn batch_claims_two_producers_one_consumer_capacity_3() {
+    builder().check(|| {
+        let q = HeapQueue::<u64>::new(Flavor::Mpmc, 3, WakeMode::Fast);
+        let senders: Vec<_> = (0..2u64).map(|_| q.sender().unwrap()).collect();
+        let rx = q.receiver().unwrap();
+        let handles: Vec<_> = (0..2u64)
+            .zip(senders)
+            .map(|(p, tx)| {
+                thread::spawn(move || {
+                    tx.send_slice_deadline(&[10 * p, 10 * p + 1], None, Duration::ZERO, &|| {})
+                        .expect("the receiver is attached");
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        let mut buf = [0u64; 3];
+        while all.len() < 4 {
+            let n = rx
+                .recv_slice_deadline(&mut buf, None, Duration::ZERO, &|| {})
+                .expect("senders are attached");
+            assert!((1..=3).contains(&n), "a batch holds 1..=3 messages: {n}");
+            all.extend_from_slice(&buf[..n]);
+        }
+        assert_per_producer_fifo(&all);
+        for h in handles {
+            h.join().unwrap();
+        }
+        all.sort_unstable();
+        assert_eq!(all, vec![0, 1, 10, 11], "every value exactly once");
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    });
+}
+
+/// Batch claims with `try_` calls, 1 producer and 1 consumer, capacity 2: a
+/// 3-value slice never fits at once, so the producer sends partial batches
+/// that cross laps, and the consumer's batches reuse slots released by its
+/// own earlier batch.
+#[test]
+fn batch_try_calls_capacity_2() {
+    builder().check(|| {
+        let q = HeapQueue::<u64>::new(Flavor::Mpmc, 2, WakeMode::Fast);
+        let tx = q.sender().unwrap();
+        let rx = q.receiver().unwrap();
+        let producer = thread::spawn(move || {
+            let values = [1u64, 2, 3];
+            let mut sent = 0;
+            while sent < values.len() {
+                match tx.try_send_slice(&values[sent..]) {
+                    Ok(n) => {
+                        assert!((1..=2).contains(&n), "a claim fits the ring: {n}");
+                        sent += n;
+                    }
+                    Err(TrySendError::Full(())) => thread::yield_now(),
+                    Err(e) => panic!("unexpected send error: {e:?}"),
+                }
+            }
+        });
+        let mut got = Vec::new();
+        let mut buf = [0u64; 2];
+        while got.len() < 3 {
+            match rx.try_recv_slice(&mut buf) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(TryRecvError::Empty) => thread::yield_now(),
+                Err(e) => panic!("unexpected receive error: {e:?}"),
+            }
+        }
+        assert_eq!(got, vec![1, 2, 3]);
+        producer.join().unwrap();
+    });
+}

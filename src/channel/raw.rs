@@ -192,22 +192,7 @@ impl<T: Copy> RawSender<T> {
         }
         let pushed = match &self.ring {
             SendRing::Spsc(p) => p.push_slice(values),
-            SendRing::Mpmc(r) => {
-                let mut n = 0;
-                let mut res = Ok(0);
-                for v in values {
-                    match r.try_push(*v) {
-                        Ok(()) => n += 1,
-                        Err(e) => {
-                            if n == 0 {
-                                res = Err(e);
-                            }
-                            break;
-                        }
-                    }
-                }
-                res.map(|_: usize| n)
-            }
+            SendRing::Mpmc(r) => r.push_slice(values),
         };
         match pushed {
             Ok(0) | Err(PushError::Full) => Err(TrySendError::Full(())),
@@ -352,20 +337,7 @@ impl<T: Copy> RawReceiver<T> {
         let grab = |out: &mut [T]| -> Result<usize, PopError> {
             match &self.ring {
                 RecvRing::Spsc(c) => c.pop_into(out),
-                RecvRing::Mpmc(r) => {
-                    let mut n = 0;
-                    for o in out.iter_mut() {
-                        match r.try_pop() {
-                            Ok(v) => {
-                                *o = v;
-                                n += 1;
-                            }
-                            Err(e) if n == 0 => return Err(e),
-                            Err(_) => break,
-                        }
-                    }
-                    Ok(n)
-                }
+                RecvRing::Mpmc(r) => r.pop_into(out),
             }
         };
         let mut got = grab(out);

@@ -277,4 +277,146 @@ impl<T: Copy> MpmcRing<T> {
         }
         Err(PopError::Empty)
     }
+
+    /// How many slots from position `pos` (at `index`, within one lap, at
+    /// most `max`) have the stamp `position + offset`: free slots for a
+    /// producer (`offset` 0), published messages for a consumer (`offset` 1).
+    /// The first slot is already known to match.
+    #[inline(always)]
+    fn run_length(&self, pos: u64, index: u64, max: u64, offset: u64) -> u64 {
+        let limit = max.min(self.capacity - index);
+        let mut k = 1;
+        while k < limit {
+            // Acquire: as for the first slot (see `try_push` / `try_pop`).
+            let stamp = self.slot_at(index + k).stamp.load(Ordering::Acquire);
+            if stamp != pos.wrapping_add(k + offset) {
+                break;
+            }
+            k += 1;
+        }
+        k
+    }
+
+    /// The position `k` places after `(lap, index)`, where `index + k` is at
+    /// most the capacity (a claim never crosses the end of a lap).
+    #[inline(always)]
+    fn advance(&self, lap: u64, index: u64, k: u64) -> u64 {
+        if index + k < self.capacity {
+            lap | (index + k)
+        } else {
+            lap.wrapping_add(self.one_lap)
+        }
+    }
+
+    /// Writes a prefix of `values` with one claim of consecutive positions
+    /// (never across the end of a lap): the number written, at least one, or
+    /// `Full` / `Corrupted`.
+    ///
+    /// The claim is one CAS of `tail` from `t` to `t + k`, made after seeing
+    /// the slots of positions `t..t+k` free. They stay free for us: a slot
+    /// free for position `p` changes only when the owner of `p` publishes,
+    /// and the CAS made us the owner of all of them.
+    pub fn push_slice(&self, values: &[T]) -> Result<usize, PushError> {
+        if values.is_empty() {
+            return Ok(0);
+        }
+        // Relaxed: only a guess at our position; the stamp check validates it.
+        let mut tail = self.tail().load(Ordering::Relaxed);
+        for _ in 0..MAX_ROUNDS {
+            let (lap, index) = self.split(tail).ok_or(PushError::Corrupted)?;
+            // Acquire: pairs with the previous consumer's Release (see
+            // `try_push`).
+            let stamp = self.slot_at(index).stamp.load(Ordering::Acquire);
+            if stamp == tail {
+                let k = self.run_length(tail, index, values.len() as u64, 0);
+                // Relaxed (both): the CAS only decides who owns the positions.
+                match self.tail().compare_exchange_weak(
+                    tail,
+                    self.advance(lap, index, k),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        for (i, v) in (0u64..).zip(&values[..k as usize]) {
+                            let slot = self.slot_at(index + i);
+                            // SAFETY: we own position `tail + i` and its slot
+                            // is free (its stamp was `tail + i`, acquired).
+                            slot.value.with_mut(|p| unsafe { p.write(*v) });
+                            // Release: the write happens-before the consumer
+                            // that acquires this stamp.
+                            slot.stamp
+                                .store(tail.wrapping_add(i + 1), Ordering::Release);
+                        }
+                        return Ok(k as usize);
+                    }
+                    Err(t) => tail = t,
+                }
+            } else if behind(stamp, tail) {
+                return Err(PushError::Full);
+            } else {
+                // Another producer took `tail` (see `try_push`).
+                // Relaxed: a new guess, validated by the next stamp check.
+                let fresh = self.tail().load(Ordering::Relaxed);
+                if fresh == tail {
+                    return Err(PushError::Corrupted);
+                }
+                tail = fresh;
+            }
+            spin_loop();
+        }
+        Err(PushError::Full)
+    }
+
+    /// Takes up to `out.len()` messages with one claim of consecutive
+    /// positions (never across the end of a lap): the number taken, at least
+    /// one, or `Empty` / `Corrupted`. The claim argument is `push_slice`'s.
+    pub fn pop_into(&self, out: &mut [T]) -> Result<usize, PopError> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        // Relaxed: only a guess at our position; the stamp check validates it.
+        let mut head = self.head().load(Ordering::Relaxed);
+        for _ in 0..MAX_ROUNDS {
+            let (lap, index) = self.split(head).ok_or(PopError::Corrupted)?;
+            // Acquire: pairs with the producer's Release (see `try_pop`).
+            let stamp = self.slot_at(index).stamp.load(Ordering::Acquire);
+            if stamp == head.wrapping_add(1) {
+                let k = self.run_length(head, index, out.len() as u64, 1);
+                // Relaxed (both): the CAS only decides who owns the positions.
+                match self.head().compare_exchange_weak(
+                    head,
+                    self.advance(lap, index, k),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        for (i, o) in (0u64..).zip(&mut out[..k as usize]) {
+                            let slot = self.slot_at(index + i);
+                            // SAFETY: we own position `head + i`, whose
+                            // message is published (stamp acquired above).
+                            *o = slot.value.with(|p| unsafe { p.read() });
+                            // Release: our read happens-before the next
+                            // producer's overwrite.
+                            slot.stamp
+                                .store(head.wrapping_add(i + self.one_lap), Ordering::Release);
+                        }
+                        return Ok(k as usize);
+                    }
+                    Err(h) => head = h,
+                }
+            } else if behind(stamp, head.wrapping_add(1)) {
+                return Err(PopError::Empty);
+            } else {
+                // Another consumer took `head` (see `try_push`).
+                // Relaxed: a new guess, validated by the next stamp check.
+                let fresh = self.head().load(Ordering::Relaxed);
+                if fresh == head {
+                    return Err(PopError::Corrupted);
+                }
+                head = fresh;
+            }
+            spin_loop();
+        }
+        Err(PopError::Empty)
+    }
 }
