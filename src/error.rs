@@ -12,6 +12,8 @@ use std::fmt;
 pub enum Kind {
     /// A bounded queue of fixed-size `Pod` values.
     Queue,
+    /// A bounded queue of variable-length byte messages.
+    ByteQueue,
     /// A kind this build of shmring does not know (the raw header value).
     Unknown(u32),
 }
@@ -20,6 +22,7 @@ impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Kind::Queue => f.write_str("queue"),
+            Kind::ByteQueue => f.write_str("byte queue"),
             Kind::Unknown(k) => write!(f, "unknown kind {k}"),
         }
     }
@@ -154,6 +157,14 @@ pub enum SegmentError {
     /// A bad argument: empty or invalid name, capacity 0, an element type too large.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The byte queue's maximum message size differs from the one asked for.
+    #[error("maximum message size mismatch: expected {expected} bytes, found {found}")]
+    MessageSizeMismatch {
+        /// What the caller asked for.
+        expected: u64,
+        /// What the segment records.
+        found: u64,
+    },
     /// An SPSC queue already has a live endpoint of this role.
     #[error("this SPSC queue already has a live {0}")]
     RoleTaken(Role),
@@ -239,6 +250,32 @@ value_error! {
         /// The queue's shared state failed a check.
         Corrupted => "sending on a corrupted queue", is_corrupted;
     }
+}
+
+/// Why sending a byte message failed. The message stays the caller's (it
+/// was passed by reference), and nothing queued was touched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ByteSendError {
+    /// The message is larger than the queue's maximum message size.
+    #[error("a message of {len} bytes exceeds the queue's maximum of {max} bytes")]
+    TooLarge {
+        /// The message's length.
+        len: usize,
+        /// The queue's maximum message size, fixed at creation.
+        max: usize,
+    },
+    /// The queue is full (`try_` calls only).
+    #[error("sending on a full queue")]
+    Full,
+    /// The queue stayed full until the deadline (timeout calls only).
+    #[error("timed out sending on a full queue")]
+    Timeout,
+    /// Every receiver is gone.
+    #[error("sending on a queue with no receivers")]
+    Disconnected,
+    /// The queue's shared state failed a check.
+    #[error("sending on a corrupted queue")]
+    Corrupted,
 }
 
 /// Why [`Receiver::try_recv`](crate::Receiver::try_recv) returned nothing.

@@ -61,10 +61,14 @@ pub mod shm;
 pub mod wait;
 
 #[cfg(not(loom))]
-pub use channel::{Iter, Queue, QueueBuilder, QueueInfo, Receiver, Sender, TryIter};
+pub use channel::{
+    ByteIter, ByteQueue, ByteQueueBuilder, ByteReceiver, ByteSender, Iter, Queue, QueueBuilder,
+    QueueInfo, Receiver, Sender, TryIter, MAX_CAPACITY, MAX_MESSAGE,
+};
+pub use channel::{ByteLoan, ByteRef};
 pub use error::{
-    Flavor, Kind, RecvError, RecvTimeoutError, Role, SegmentError, SendError, SendTimeoutError,
-    TryRecvError, TrySendError, TypeDesc,
+    ByteSendError, Flavor, Kind, RecvError, RecvTimeoutError, Role, SegmentError, SendError,
+    SendTimeoutError, TryRecvError, TrySendError, TypeDesc,
 };
 pub use wait::{Deadline, WakeMode};
 

@@ -1,10 +1,19 @@
 //! Layer 4: the cross-process bounded queue — ring + wait + endpoint table.
 
+#[cfg(not(loom))]
+mod bytes;
+pub mod bytes_core;
 pub mod control;
 pub mod heap;
+pub mod payload;
 #[cfg(not(loom))]
 mod queue;
 pub mod raw;
 
 #[cfg(not(loom))]
-pub use queue::{Iter, Queue, QueueBuilder, QueueInfo, Receiver, Sender, TryIter};
+pub use bytes::{ByteIter, ByteQueue, ByteQueueBuilder, ByteReceiver, ByteSender};
+pub use bytes_core::{ByteLoan, ByteRef};
+#[cfg(not(loom))]
+pub use queue::{
+    Iter, Queue, QueueBuilder, QueueInfo, Receiver, Sender, TryIter, MAX_CAPACITY, MAX_MESSAGE,
+};

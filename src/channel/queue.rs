@@ -1,6 +1,7 @@
 //! The public `Queue<T>`, `Sender<T>`, `Receiver<T>` over mapped segments.
 
 use super::control::QueueControl;
+use super::payload::Payload;
 use super::raw::{RawReceiver, RawSender, RecvRing, SendRing, DEFAULT_SPIN};
 use crate::error::{
     Flavor, Kind, RecvError, RecvTimeoutError, Role, SegmentError, SendError, SendTimeoutError,
@@ -24,8 +25,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// `kind` header value of a queue.
+/// `kind` header value of a queue of `Pod` values.
 pub(crate) const KIND_QUEUE: u32 = 1;
+/// `kind` header value of a queue of byte messages.
+pub(crate) const KIND_BYTES: u32 = 2;
 const FLAVOR_SPSC: u32 = 1;
 const FLAVOR_MPMC: u32 = 2;
 const WAKE_FAST: u32 = 1;
@@ -34,12 +37,16 @@ const WAKE_STRICT: u32 = 2;
 /// Largest capacity a queue accepts.
 pub const MAX_CAPACITY: u64 = 1 << 32;
 
+/// Largest maximum message size a byte queue accepts (1 GiB).
+pub const MAX_MESSAGE: u64 = 1 << 30;
+
 fn align_up(v: u64, a: u64) -> Option<u64> {
     Some(v.checked_add(a - 1)? & !(a - 1))
 }
 
-/// The queue's layout in its segment, derived from flavor, type and capacity.
-fn layout<T>(flavor: Flavor, capacity: u64) -> Result<HeaderFields, SegmentError> {
+/// The queue's layout in its segment, derived from flavor, type, capacity
+/// and, for byte messages (`msg_max > 0`), the largest message.
+fn layout<T>(flavor: Flavor, capacity: u64, msg_max: u64) -> Result<HeaderFields, SegmentError> {
     if capacity == 0 {
         return Err(SegmentError::InvalidArgument(
             "queue capacity must be at least 1".into(),
@@ -64,13 +71,34 @@ fn layout<T>(flavor: Flavor, capacity: u64) -> Result<HeaderFields, SegmentError
     let endpoints_offset = control_offset + std::mem::size_of::<QueueControl>() as u64;
     let slots_offset = align_up(endpoints_offset + 8 * ENDPOINTS as u64, slot_align.max(128))
         .ok_or_else(too_big)?;
-    let total_len = slot_count
+    if msg_max > MAX_MESSAGE {
+        return Err(SegmentError::InvalidArgument(format!(
+            "maximum message size {msg_max} exceeds the limit {MAX_MESSAGE}"
+        )));
+    }
+    let slots_end = slot_count
         .checked_mul(slot_stride)
         .and_then(|b| b.checked_add(slots_offset))
+        .ok_or_else(too_big)?;
+    // Byte messages: one payload per slot, each on its own cache lines.
+    let (payload_offset, payload_stride) = if msg_max > 0 {
+        (
+            align_up(slots_end, 128).ok_or_else(too_big)?,
+            align_up(msg_max, 64).ok_or_else(too_big)?,
+        )
+    } else {
+        (0, 0)
+    };
+    let total_len = slot_count
+        .checked_mul(payload_stride)
+        .and_then(|b| b.checked_add(payload_offset.max(slots_end)))
         .filter(|&t| t <= isize::MAX as u64)
         .ok_or_else(too_big)?;
     Ok(HeaderFields {
-        kind: KIND_QUEUE,
+        kind: if msg_max > 0 { KIND_BYTES } else { KIND_QUEUE },
+        msg_max,
+        payload_offset,
+        payload_stride,
         flavor: match flavor {
             Flavor::Spsc => FLAVOR_SPSC,
             Flavor::Mpmc => FLAVOR_MPMC,
@@ -107,12 +135,14 @@ pub struct QueueInfo {
     pub creator_pid: u32,
 }
 
-struct Shared<T> {
+pub(super) struct Shared<T> {
     seg: Segment,
     ctrl: NonNull<QueueControl>,
     table: NonNull<AtomicU64>,
     ring: Ring<T>,
     info: QueueInfo,
+    /// Byte queues: the payload area.
+    pub(super) payload: Option<Payload>,
 }
 
 // SAFETY: the pointers address the mapping owned by `seg`; everything shared
@@ -131,11 +161,31 @@ impl<T: Pod> Shared<T> {
     /// Builds the process-local view, re-validating the geometry against
     /// the layout this build derives from (flavor, T, capacity).
     fn new(seg: Segment, fields: &HeaderFields, expect: &Expect) -> Result<Self, SegmentError> {
-        if fields.kind != KIND_QUEUE {
+        let (want_kind, want_kind_name) = if expect.bytes {
+            (KIND_BYTES, Kind::ByteQueue)
+        } else {
+            (KIND_QUEUE, Kind::Queue)
+        };
+        if fields.kind != want_kind {
             return Err(SegmentError::WrongKind {
-                expected: Kind::Queue,
-                found: Kind::Unknown(fields.kind),
+                expected: want_kind_name,
+                found: match fields.kind {
+                    KIND_QUEUE => Kind::Queue,
+                    KIND_BYTES => Kind::ByteQueue,
+                    k => Kind::Unknown(k),
+                },
             });
+        }
+        if expect.bytes && !(1..=MAX_MESSAGE).contains(&fields.msg_max) {
+            return Err(SegmentError::Corrupted("maximum message size out of range"));
+        }
+        if let Some(max) = expect.msg_max {
+            if max != fields.msg_max {
+                return Err(SegmentError::MessageSizeMismatch {
+                    expected: max,
+                    found: fields.msg_max,
+                });
+            }
         }
         let flavor = match fields.flavor {
             FLAVOR_SPSC => Flavor::Spsc,
@@ -170,7 +220,8 @@ impl<T: Pod> Shared<T> {
             WAKE_STRICT => WakeMode::Strict,
             _ => return Err(SegmentError::Corrupted("unknown wake mode")),
         };
-        let derived = layout::<T>(flavor, fields.capacity)
+        let msg_max = if expect.bytes { fields.msg_max } else { 0 };
+        let derived = layout::<T>(flavor, fields.capacity, msg_max)
             .map_err(|_| SegmentError::Corrupted("capacity out of range"))?;
         if (
             derived.slot_count,
@@ -180,6 +231,9 @@ impl<T: Pod> Shared<T> {
             derived.endpoint_count,
             derived.slots_offset,
             derived.total_len,
+            derived.msg_max,
+            derived.payload_offset,
+            derived.payload_stride,
         ) != (
             fields.slot_count,
             fields.slot_stride,
@@ -188,6 +242,9 @@ impl<T: Pod> Shared<T> {
             fields.endpoint_count,
             fields.slots_offset,
             fields.total_len,
+            fields.msg_max,
+            fields.payload_offset,
+            fields.payload_stride,
         ) {
             return Err(SegmentError::Corrupted(
                 "layout fields disagree with capacity and type",
@@ -224,11 +281,33 @@ impl<T: Pod> Shared<T> {
                 Ring::Mpmc(unsafe { MpmcRing::from_raw(head, tail, slots, fields.capacity) })
             }
         };
+        let payload = if derived.msg_max > 0 {
+            let base = seg
+                .at::<u8>(
+                    derived.payload_offset,
+                    derived.slot_count * derived.payload_stride,
+                )
+                .ok_or_else(bad)?;
+            // SAFETY: slot_count payloads of payload_stride bytes lie in the
+            // mapping (checked by `at`), which lives as long as `Shared`;
+            // msg_max <= payload_stride by construction of the layout.
+            Some(unsafe {
+                Payload::from_raw(
+                    base,
+                    derived.payload_stride as usize,
+                    derived.msg_max as usize,
+                    derived.slot_count,
+                )
+            })
+        } else {
+            None
+        };
         Ok(Shared {
             seg,
             ctrl,
             table,
             ring,
+            payload,
             info: QueueInfo {
                 flavor,
                 capacity: fields.capacity,
@@ -309,6 +388,10 @@ impl<T: Pod> Shared<T> {
 struct Expect {
     flavor: Option<Flavor>,
     capacity: Option<u64>,
+    /// A byte queue (else a queue of `T`).
+    bytes: bool,
+    /// Byte queues: the maximum message size asked for, if any.
+    msg_max: Option<u64>,
 }
 
 /// A bounded queue of `T` in shared memory: a handle to the segment, from
@@ -328,7 +411,7 @@ struct Expect {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Queue<T: Pod> {
-    shared: Arc<Shared<T>>,
+    pub(super) shared: Arc<Shared<T>>,
 }
 
 impl<T: Pod> Clone for Queue<T> {
@@ -356,6 +439,8 @@ impl<T: Pod> Queue<T> {
             capacity: None,
             opts: SegmentOptions::default(),
             wake: WakeMode::Fast,
+            bytes: false,
+            msg_max: None,
             _t: PhantomData,
         }
     }
@@ -530,6 +615,10 @@ pub struct QueueBuilder<T> {
     capacity: Option<u64>,
     opts: SegmentOptions,
     wake: WakeMode,
+    /// Builds a byte queue (set by `ByteQueueBuilder`).
+    pub(super) bytes: bool,
+    /// Byte queues: the maximum message size.
+    pub(super) msg_max: Option<u64>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -575,7 +664,19 @@ impl<T: Pod> QueueBuilder<T> {
         let capacity = self.capacity.ok_or_else(|| {
             SegmentError::InvalidArgument("creating a queue needs a capacity".into())
         })?;
-        let mut f = layout::<T>(self.flavor.unwrap_or(Flavor::Spsc), capacity)?;
+        let msg_max = if self.bytes {
+            match self.msg_max {
+                Some(0) | None => {
+                    return Err(SegmentError::InvalidArgument(
+                        "a byte queue needs a maximum message size of at least 1 byte".into(),
+                    ))
+                }
+                Some(m) => m,
+            }
+        } else {
+            0
+        };
+        let mut f = layout::<T>(self.flavor.unwrap_or(Flavor::Spsc), capacity, msg_max)?;
         f.wake_mode = match self.wake {
             WakeMode::Fast => WAKE_FAST,
             WakeMode::Strict => WAKE_STRICT,
@@ -614,6 +715,8 @@ impl<T: Pod> QueueBuilder<T> {
             &Expect {
                 flavor: None,
                 capacity: None,
+                bytes: self.bytes,
+                msg_max: None,
             },
         )?;
         Ok(Queue {
@@ -630,6 +733,8 @@ impl<T: Pod> QueueBuilder<T> {
         let expect = Expect {
             flavor: self.flavor,
             capacity: self.capacity,
+            bytes: self.bytes,
+            msg_max: self.msg_max,
         };
         Ok(Queue {
             shared: Arc::new(Shared::new(seg, &fields, &expect)?),
@@ -690,10 +795,10 @@ impl<T: Pod> QueueBuilder<T> {
 /// `Send` but not `Sync`: an SPSC producer keeps its indices locally. For
 /// many producing threads, attach one sender per thread (MPMC).
 pub struct Sender<T: Pod> {
-    raw: RawSender<T>,
-    shared: Arc<Shared<T>>,
+    pub(super) raw: RawSender<T>,
+    pub(super) shared: Arc<Shared<T>>,
     endpoint: EndpointInfo,
-    spin: Duration,
+    pub(super) spin: Duration,
 }
 
 impl<T: Pod> fmt::Debug for Sender<T> {
@@ -705,7 +810,7 @@ impl<T: Pod> fmt::Debug for Sender<T> {
 }
 
 impl<T: Pod> Sender<T> {
-    fn reaper(&self) -> impl Fn() + '_ {
+    pub(super) fn reaper(&self) -> impl Fn() + '_ {
         || self.shared.reap(Role::Receiver)
     }
 
@@ -834,10 +939,10 @@ impl<T: Pod> Drop for Sender<T> {
 ///
 /// `Send` but not `Sync`, like [`Sender`].
 pub struct Receiver<T: Pod> {
-    raw: RawReceiver<T>,
-    shared: Arc<Shared<T>>,
+    pub(super) raw: RawReceiver<T>,
+    pub(super) shared: Arc<Shared<T>>,
     endpoint: EndpointInfo,
-    spin: Duration,
+    pub(super) spin: Duration,
 }
 
 impl<T: Pod> fmt::Debug for Receiver<T> {
@@ -848,14 +953,14 @@ impl<T: Pod> fmt::Debug for Receiver<T> {
     }
 }
 
-fn recv_err(e: TryRecvError) -> RecvError {
+pub(super) fn recv_err(e: TryRecvError) -> RecvError {
     match e {
         TryRecvError::Corrupted => RecvError::Corrupted,
         TryRecvError::Empty | TryRecvError::Disconnected => RecvError::Disconnected,
     }
 }
 
-fn recv_timeout_err(e: TryRecvError) -> RecvTimeoutError {
+pub(super) fn recv_timeout_err(e: TryRecvError) -> RecvTimeoutError {
     match e {
         TryRecvError::Corrupted => RecvTimeoutError::Corrupted,
         TryRecvError::Empty => RecvTimeoutError::Timeout,
@@ -864,7 +969,7 @@ fn recv_timeout_err(e: TryRecvError) -> RecvTimeoutError {
 }
 
 impl<T: Pod> Receiver<T> {
-    fn reaper(&self) -> impl Fn() + '_ {
+    pub(super) fn reaper(&self) -> impl Fn() + '_ {
         || self.shared.reap(Role::Sender)
     }
 

@@ -242,6 +242,108 @@ impl<T: Copy> RawSender<T> {
     }
 }
 
+/// A claimed slot: its ring position and slot index. Held by a loan (or a
+/// byte message being written or read in place) until it is committed,
+/// abandoned or released.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotClaim {
+    /// The ring position.
+    pub pos: u64,
+    /// The slot index, `0..slot_count`.
+    pub index: u64,
+}
+
+impl<T: Copy> RawSender<T> {
+    /// Claims a slot to write in place, without waiting.
+    #[inline]
+    pub fn try_claim(&self) -> Result<SlotClaim, TrySendError<()>> {
+        let ctrl = self.ctrl();
+        // Relaxed: a hint, as in `try_send`.
+        if ctrl.peers.receivers.load(crate::loom::Ordering::Relaxed) == 0
+            && ctrl.disconnected(Role::Receiver)
+        {
+            return Err(TrySendError::Disconnected(()));
+        }
+        let claimed = match &self.ring {
+            SendRing::Spsc(p) => p.claim().map(|pos| SlotClaim {
+                pos,
+                index: p.index(pos),
+            }),
+            SendRing::Mpmc(r) => r.claim_push().map(|(pos, index)| SlotClaim { pos, index }),
+        };
+        claimed.map_err(|e| match e {
+            PushError::Full => TrySendError::Full(()),
+            PushError::Corrupted => TrySendError::Corrupted(()),
+        })
+    }
+
+    /// Claims a slot, waiting for room until `deadline` (`None`: forever).
+    pub fn claim_deadline(
+        &self,
+        deadline: Option<Deadline>,
+        spin: Duration,
+        reap: &dyn Fn(),
+    ) -> Result<SlotClaim, SendTimeoutError<()>> {
+        let r = block_on(
+            &self.ctrl().not_full,
+            self.mode,
+            spin,
+            deadline,
+            reap,
+            || match self.try_claim() {
+                Ok(c) => Some(Ok(c)),
+                Err(TrySendError::Full(())) => None,
+                Err(TrySendError::Disconnected(())) => {
+                    Some(Err(SendTimeoutError::Disconnected(())))
+                }
+                Err(TrySendError::Corrupted(())) => Some(Err(SendTimeoutError::Corrupted(()))),
+            },
+        );
+        r.unwrap_or(Err(SendTimeoutError::Timeout(())))
+    }
+
+    /// The claimed slot, to write in place.
+    #[inline]
+    pub fn slot_ptr(&self, c: &SlotClaim) -> *mut T {
+        match &self.ring {
+            SendRing::Spsc(p) => p.slot_ptr(c.pos),
+            SendRing::Mpmc(r) => r.slot_ptr(c.index),
+        }
+    }
+
+    /// Writes `value` into the claimed slot.
+    #[inline]
+    pub fn write(&self, c: &SlotClaim, value: T) {
+        match &self.ring {
+            SendRing::Spsc(p) => p.write(c.pos, value),
+            SendRing::Mpmc(r) => r.write(c.index, value),
+        }
+    }
+
+    /// Publishes the claimed slot's message and wakes a sleeping receiver.
+    #[inline]
+    pub fn commit(&self, c: SlotClaim) {
+        match &self.ring {
+            SendRing::Spsc(p) => p.commit(c.pos),
+            SendRing::Mpmc(r) => r.commit_push(c.pos, c.index),
+        }
+        self.ctrl().not_empty.notify(self.mode);
+    }
+
+    /// Gives the claimed slot up without a message. SPSC: the slot simply
+    /// stays free. MPMC: a skip record is published, which receivers step
+    /// over (a receiver may be waiting behind it, so it is woken).
+    pub fn abandon(&self, c: SlotClaim) {
+        match &self.ring {
+            SendRing::Spsc(_) => {}
+            SendRing::Mpmc(r) => {
+                r.abandon_push(c.pos, c.index);
+                self.ctrl().not_empty.notify(self.mode);
+            }
+        }
+    }
+}
+
 /// The receiving core.
 #[derive(Debug)]
 pub struct RawReceiver<T> {
@@ -382,5 +484,130 @@ impl<T: Copy> RawReceiver<T> {
             },
         );
         r.unwrap_or(Ok(0))
+    }
+}
+
+impl<T: Copy> RawReceiver<T> {
+    #[inline]
+    fn take(&self) -> Result<SlotClaim, PopError> {
+        match &self.ring {
+            RecvRing::Spsc(c) => c.peek().map(|pos| SlotClaim {
+                pos,
+                index: c.index(pos),
+            }),
+            RecvRing::Mpmc(r) => r.claim_pop().map(|(pos, index)| SlotClaim { pos, index }),
+        }
+    }
+
+    /// Claims the oldest message to read in place, without waiting.
+    #[inline]
+    pub fn try_take(&self) -> Result<SlotClaim, TryRecvError> {
+        let mut taken = self.take();
+        if matches!(taken, Err(PopError::Empty)) && self.ctrl().disconnected(Role::Sender) {
+            // As in `try_recv`: a second look after seeing every sender gone.
+            taken = self.take();
+            if matches!(taken, Err(PopError::Empty)) {
+                return Err(TryRecvError::Disconnected);
+            }
+        }
+        taken.map_err(|e| match e {
+            PopError::Empty => TryRecvError::Empty,
+            PopError::Corrupted => TryRecvError::Corrupted,
+        })
+    }
+
+    /// Claims the oldest message, waiting until `deadline` (`None`:
+    /// forever). `Ok(None)`: timed out.
+    pub fn take_deadline(
+        &self,
+        deadline: Option<Deadline>,
+        spin: Duration,
+        reap: &dyn Fn(),
+    ) -> Result<Option<SlotClaim>, TryRecvError> {
+        let r = block_on(
+            &self.ctrl().not_empty,
+            self.mode,
+            spin,
+            deadline,
+            reap,
+            || match self.try_take() {
+                Err(TryRecvError::Empty) => None,
+                other => Some(other),
+            },
+        );
+        match r {
+            None => Ok(None),
+            Some(r) => r.map(Some),
+        }
+    }
+
+    /// Whether a message is waiting, without taking it: SPSC exactly; MPMC
+    /// from the ring's occupancy (a skip record counts until stepped over).
+    pub fn has_message(&self) -> Result<bool, TryRecvError> {
+        match &self.ring {
+            RecvRing::Spsc(c) => match c.peek() {
+                Ok(_) => Ok(true),
+                Err(PopError::Empty) => Ok(false),
+                Err(PopError::Corrupted) => Err(TryRecvError::Corrupted),
+            },
+            RecvRing::Mpmc(r) => Ok(r.len() > 0),
+        }
+    }
+
+    /// Waits until a message is waiting (`Ok(true)`), the deadline passes
+    /// (`Ok(false)`), or every sender is gone with nothing queued
+    /// (`Err(Disconnected)`). Takes nothing.
+    pub fn poll_deadline(
+        &self,
+        deadline: Option<Deadline>,
+        spin: Duration,
+        reap: &dyn Fn(),
+    ) -> Result<bool, TryRecvError> {
+        let r = block_on(
+            &self.ctrl().not_empty,
+            self.mode,
+            spin,
+            deadline,
+            reap,
+            || match self.has_message() {
+                Ok(true) => Some(Ok(true)),
+                Ok(false) if self.ctrl().disconnected(Role::Sender) => match self.has_message() {
+                    Ok(true) => Some(Ok(true)),
+                    Ok(false) => Some(Err(TryRecvError::Disconnected)),
+                    Err(e) => Some(Err(e)),
+                },
+                Ok(false) => None,
+                Err(e) => Some(Err(e)),
+            },
+        );
+        r.unwrap_or(Ok(false))
+    }
+
+    /// The claimed slot, to read in place.
+    #[inline]
+    pub fn slot_ptr(&self, c: &SlotClaim) -> *const T {
+        match &self.ring {
+            RecvRing::Spsc(s) => s.slot_ptr(c.pos),
+            RecvRing::Mpmc(r) => r.slot_ptr(c.index),
+        }
+    }
+
+    /// Reads the claimed slot.
+    #[inline]
+    pub fn read(&self, c: &SlotClaim) -> T {
+        match &self.ring {
+            RecvRing::Spsc(s) => s.read(c.pos),
+            RecvRing::Mpmc(r) => r.read(c.index),
+        }
+    }
+
+    /// Gives the claimed slot back to producers and wakes a sleeping sender.
+    #[inline]
+    pub fn release(&self, c: SlotClaim) {
+        match &self.ring {
+            RecvRing::Spsc(s) => s.release_one(c.pos),
+            RecvRing::Mpmc(r) => r.release_pop(c.pos, c.index),
+        }
+        self.ctrl().not_full.notify(self.mode);
     }
 }

@@ -48,6 +48,11 @@ impl<T: Copy> MpmcSlot<T> {
     }
 }
 
+/// Bit 63 of a stamp marks a skip record: a producer claimed the position
+/// and gave it up (a dropped loan). Real stamps never reach bit 63: that
+/// takes 2^63 positions.
+pub const SKIP: u64 = 1 << 63;
+
 /// `one_lap` for a capacity: the lap unit of the stamp encoding.
 pub fn one_lap(capacity: u64) -> u64 {
     (capacity + 1).next_power_of_two()
@@ -173,17 +178,19 @@ impl<T: Copy> MpmcRing<T> {
         }
     }
 
-    /// Writes one message, or reports `Full`.
-    #[inline]
-    pub fn try_push(&self, value: T) -> Result<(), PushError> {
+    /// Claims the next position for writing in place: `(position, slot
+    /// index)`, or `Full`. The slot is the caller's until it calls
+    /// [`commit_push`](Self::commit_push), or
+    /// [`abandon_push`](Self::abandon_push) to give it up.
+    #[inline(always)]
+    pub fn claim_push(&self) -> Result<(u64, u64), PushError> {
         // Relaxed: only a guess at our position; the stamp check validates it.
         let mut tail = self.tail().load(Ordering::Relaxed);
         for _ in 0..MAX_ROUNDS {
             let (lap, index) = self.split(tail).ok_or(PushError::Corrupted)?;
-            let slot = self.slot_at(index);
             // Acquire: the previous consumer's read of this slot happens-before
             // our overwrite (pairs with its Release of the stamp).
-            let stamp = slot.stamp.load(Ordering::Acquire);
+            let stamp = self.slot_at(index).stamp.load(Ordering::Acquire);
             if stamp == tail {
                 // Relaxed (both): the CAS only decides who owns position `tail`.
                 match self.tail().compare_exchange_weak(
@@ -192,22 +199,15 @@ impl<T: Copy> MpmcRing<T> {
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) => {
-                        // SAFETY: we own position `tail`: its slot is free
-                        // (stamp == tail) and no other producer can claim it.
-                        slot.value.with_mut(|p| unsafe { p.write(value) });
-                        // Release: the write above happens-before the
-                        // consumer that sees this stamp with Acquire.
-                        slot.stamp.store(tail.wrapping_add(1), Ordering::Release);
-                        return Ok(());
-                    }
+                    Ok(_) => return Ok((tail, index)),
                     Err(t) => tail = t,
                 }
             } else if behind(stamp, tail) {
                 // The slot has not caught up with our position: it still
-                // holds last lap's message (full, or its consumer is
-                // mid-read), or last lap's producer claimed it and has not
-                // written yet. Either way there is no free slot now.
+                // holds last lap's message or skip record (full, or its
+                // consumer is mid-read), or last lap's producer claimed it
+                // and has not written yet. Either way there is no free slot
+                // now. (A skip stamp has bit 63 set, so it compares behind.)
                 return Err(PushError::Full);
             } else {
                 // The slot is ahead of us: another producer took `tail`. Its
@@ -226,17 +226,87 @@ impl<T: Copy> MpmcRing<T> {
         Err(PushError::Full)
     }
 
-    /// Takes one message, or reports `Empty`.
+    /// The slot at `index`, to write or read in place while claimed.
+    #[inline(always)]
+    pub fn slot_ptr(&self, index: u64) -> *mut T {
+        self.slot_at(index).value.with_mut(|p| p)
+    }
+
+    /// Writes `value` into the slot of a claimed position.
+    #[inline(always)]
+    pub fn write(&self, index: u64, value: T) {
+        // SAFETY: the caller owns the claimed position whose slot is
+        // `index`: the slot is free and no one else writes it.
+        self.slot_at(index)
+            .value
+            .with_mut(|p| unsafe { p.write(value) });
+    }
+
+    /// Publishes the message written at the claimed position `pos`.
+    #[inline(always)]
+    pub fn commit_push(&self, pos: u64, index: u64) {
+        // Release: the write of the slot happens-before the consumer that
+        // sees this stamp with Acquire.
+        self.slot_at(index)
+            .stamp
+            .store(pos.wrapping_add(1), Ordering::Release);
+    }
+
+    /// Gives up a claimed position without a message: publishes a skip
+    /// record, which consumers step over. The position itself cannot be
+    /// handed back, since later producers may already have claimed past it.
+    pub fn abandon_push(&self, pos: u64, index: u64) {
+        // Release: orders the producer's abandonment after anything it did
+        // to the slot (it may have written part of a message).
+        self.slot_at(index)
+            .stamp
+            .store(pos.wrapping_add(1) | SKIP, Ordering::Release);
+    }
+
+    /// Writes one message, or reports `Full`.
     #[inline]
-    pub fn try_pop(&self) -> Result<T, PopError> {
+    pub fn try_push(&self, value: T) -> Result<(), PushError> {
+        let (pos, index) = self.claim_push()?;
+        self.write(index, value);
+        self.commit_push(pos, index);
+        Ok(())
+    }
+
+    /// Consumes the skip record at position `head` (slot `index`, stamp
+    /// `head + 1 | SKIP` seen with Acquire): claims the position like a
+    /// message and releases the slot at once. Returns the fresh `head`.
+    #[cold]
+    fn step_over(&self, head: u64, lap: u64, index: u64) -> u64 {
+        let next = self.next(lap, index);
+        // Relaxed (both): as for a message, the CAS decides who owns `head`.
+        match self
+            .head()
+            .compare_exchange(head, next, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => {
+                // Release: as in `release_pop`.
+                self.slot_at(index)
+                    .stamp
+                    .store(head.wrapping_add(self.one_lap), Ordering::Release);
+                next
+            }
+            Err(h) => h,
+        }
+    }
+
+    /// Claims the oldest published message for reading in place:
+    /// `(position, slot index)`, or `Empty`. Skip records of abandoned
+    /// claims are consumed on the way. The slot is the caller's until
+    /// [`release_pop`](Self::release_pop).
+    #[inline(always)]
+    pub fn claim_pop(&self) -> Result<(u64, u64), PopError> {
         // Relaxed: only a guess at our position; the stamp check validates it.
         let mut head = self.head().load(Ordering::Relaxed);
         for _ in 0..MAX_ROUNDS {
             let (lap, index) = self.split(head).ok_or(PopError::Corrupted)?;
-            let slot = self.slot_at(index);
             // Acquire: the producer's write happens-before our read (pairs
             // with its Release of the stamp).
-            let stamp = slot.stamp.load(Ordering::Acquire);
+            let stamp = self.slot_at(index).stamp.load(Ordering::Acquire);
             if stamp == head.wrapping_add(1) {
                 // Relaxed (both): the CAS only decides who owns position `head`.
                 match self.head().compare_exchange_weak(
@@ -245,18 +315,12 @@ impl<T: Copy> MpmcRing<T> {
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) => {
-                        // SAFETY: we own position `head`, whose message is
-                        // published (stamp == head + 1, acquired above).
-                        let value = slot.value.with(|p| unsafe { p.read() });
-                        // Release: our read happens-before the next producer's
-                        // overwrite (it acquires this stamp).
-                        slot.stamp
-                            .store(head.wrapping_add(self.one_lap), Ordering::Release);
-                        return Ok(value);
-                    }
+                    Ok(_) => return Ok((head, index)),
                     Err(h) => head = h,
                 }
+            } else if stamp == head.wrapping_add(1) | SKIP {
+                head = self.step_over(head, lap, index);
+                continue;
             } else if behind(stamp, head.wrapping_add(1)) {
                 // Not written in this lap (empty, or its producer has claimed
                 // the position and not published yet), or last lap's
@@ -265,7 +329,7 @@ impl<T: Copy> MpmcRing<T> {
                 return Err(PopError::Empty);
             } else {
                 // The slot is ahead of us: another consumer took `head` (see
-                // `try_push`).
+                // `claim_push`).
                 // Relaxed: a new guess, validated by the next stamp check.
                 let fresh = self.head().load(Ordering::Relaxed);
                 if fresh == head {
@@ -276,6 +340,33 @@ impl<T: Copy> MpmcRing<T> {
             spin_loop();
         }
         Err(PopError::Empty)
+    }
+
+    /// Reads the message in the slot of a claimed position.
+    #[inline(always)]
+    pub fn read(&self, index: u64) -> T {
+        // SAFETY: the caller owns the claimed position whose slot is
+        // `index`; its message is published (stamp acquired by the claim).
+        self.slot_at(index).value.with(|p| unsafe { p.read() })
+    }
+
+    /// Gives the slot of the claimed position `pos` back to producers.
+    #[inline(always)]
+    pub fn release_pop(&self, pos: u64, index: u64) {
+        // Release: our read happens-before the next producer's overwrite
+        // (it acquires this stamp).
+        self.slot_at(index)
+            .stamp
+            .store(pos.wrapping_add(self.one_lap), Ordering::Release);
+    }
+
+    /// Takes one message, or reports `Empty`.
+    #[inline]
+    pub fn try_pop(&self) -> Result<T, PopError> {
+        let (pos, index) = self.claim_pop()?;
+        let value = self.read(index);
+        self.release_pop(pos, index);
+        Ok(value)
     }
 
     /// How many slots from position `pos` (at `index`, within one lap, at
@@ -354,7 +445,7 @@ impl<T: Copy> MpmcRing<T> {
             } else if behind(stamp, tail) {
                 return Err(PushError::Full);
             } else {
-                // Another producer took `tail` (see `try_push`).
+                // Another producer took `tail` (see `claim_push`).
                 // Relaxed: a new guess, validated by the next stamp check.
                 let fresh = self.tail().load(Ordering::Relaxed);
                 if fresh == tail {
@@ -404,10 +495,13 @@ impl<T: Copy> MpmcRing<T> {
                     }
                     Err(h) => head = h,
                 }
+            } else if stamp == head.wrapping_add(1) | SKIP {
+                head = self.step_over(head, lap, index);
+                continue;
             } else if behind(stamp, head.wrapping_add(1)) {
                 return Err(PopError::Empty);
             } else {
-                // Another consumer took `head` (see `try_push`).
+                // Another consumer took `head` (see `claim_push`).
                 // Relaxed: a new guess, validated by the next stamp check.
                 let fresh = self.head().load(Ordering::Relaxed);
                 if fresh == head {

@@ -175,6 +175,46 @@ impl<T: Copy> SpscProducer<T> {
         Ok(())
     }
 
+    /// Claims the next slot to be written in place: its position, or
+    /// `Full`. Nothing is visible to the consumer until [`commit`]; not
+    /// committing gives the slot back (the next claim returns it again).
+    ///
+    /// [`commit`]: Self::commit
+    #[inline]
+    pub fn claim(&self) -> Result<u64, PushError> {
+        if self.free(1)? == 0 {
+            return Err(PushError::Full);
+        }
+        Ok(self.tail.get())
+    }
+
+    /// The slot of a claimed position, to write in place.
+    #[inline]
+    pub fn slot_ptr(&self, pos: u64) -> *mut T {
+        self.ring.slot(pos).with_mut(|p| p)
+    }
+
+    /// The slot index (`0..slot_count`) of a position.
+    #[inline]
+    pub fn index(&self, pos: u64) -> u64 {
+        pos & self.ring.mask
+    }
+
+    /// Writes `value` into the slot of a claimed position.
+    #[inline]
+    pub fn write(&self, pos: u64, value: T) {
+        // SAFETY: `pos` was claimed (`claim`): its slot is free and only we,
+        // the single producer, write it.
+        self.ring.slot(pos).with_mut(|p| unsafe { p.write(value) });
+    }
+
+    /// Publishes the message written at the claimed position `pos`.
+    #[inline]
+    pub fn commit(&self, pos: u64) {
+        debug_assert_eq!(pos, self.tail.get());
+        self.publish(pos.wrapping_add(1));
+    }
+
     /// Writes as many of `values` as fit, publishing once; returns how many.
     pub fn push_slice(&self, values: &[T]) -> Result<usize, PushError> {
         let free = self.free(values.len() as u64)?;
@@ -242,6 +282,46 @@ impl<T: Copy> SpscConsumer<T> {
         let value = self.ring.slot(head).with(|p| unsafe { p.read() });
         self.release(head.wrapping_add(1));
         Ok(value)
+    }
+
+    /// The position of the oldest published message, without taking it,
+    /// or `Empty`. It stays the consumer's until [`release_one`].
+    ///
+    /// [`release_one`]: Self::release_one
+    #[inline]
+    pub fn peek(&self) -> Result<u64, PopError> {
+        if self.available(1)? == 0 {
+            return Err(PopError::Empty);
+        }
+        Ok(self.head.get())
+    }
+
+    /// The slot of a peeked position, to read in place.
+    #[inline]
+    pub fn slot_ptr(&self, pos: u64) -> *const T {
+        self.ring.slot(pos).with(|p| p)
+    }
+
+    /// The slot index (`0..slot_count`) of a position.
+    #[inline]
+    pub fn index(&self, pos: u64) -> u64 {
+        pos & self.ring.mask
+    }
+
+    /// Reads the message at a peeked position.
+    #[inline]
+    pub fn read(&self, pos: u64) -> T {
+        // SAFETY: `pos` was peeked: its message is published (Acquire in
+        // `available`) and the producer does not overwrite it before we
+        // release it.
+        self.ring.slot(pos).with(|p| unsafe { p.read() })
+    }
+
+    /// Gives the slot at the peeked position `pos` back to the producer.
+    #[inline]
+    pub fn release_one(&self, pos: u64) {
+        debug_assert_eq!(pos, self.head.get());
+        self.release(pos.wrapping_add(1));
     }
 
     /// Takes up to `out.len()` messages, releasing once; returns how many.

@@ -11,7 +11,8 @@
 //!  56 slot_count  64 slot_stride  72 control_offset     80 endpoints_offset
 //!  88 endpoint_count   96 slots_offset   104 total_len
 //! 112 creator_pid  116 creator_uid  120 creator_start  128 created_unix_ns
-//! 136 wake_mode    140 reserved     144 checksum       152..256 reserved
+//! 136 wake_mode    140 reserved     144 checksum       152 msg_max
+//! 160 payload_offset  168 payload_stride  176..256 reserved
 //! ```
 
 use crate::error::{SegmentError, TypeDesc};
@@ -61,7 +62,10 @@ pub struct Header {
     wake_mode: AtomicU32,
     _reserved0: AtomicU32,
     checksum: AtomicU64,
-    _reserved: [AtomicU64; 13],
+    msg_max: AtomicU64,
+    payload_offset: AtomicU64,
+    payload_stride: AtomicU64,
+    _reserved: [AtomicU64; 10],
 }
 
 #[cfg(not(loom))]
@@ -118,6 +122,12 @@ pub struct HeaderFields {
     pub created_unix_ns: u64,
     /// The wake protocol (`WakeMode` as a number).
     pub wake_mode: u32,
+    /// Byte messages: the largest message, in bytes (0 for `Pod` queues).
+    pub msg_max: u64,
+    /// Byte messages: offset of the payload area (one payload per slot).
+    pub payload_offset: u64,
+    /// Byte messages: bytes per payload.
+    pub payload_stride: u64,
     /// FNV-1a over every field above.
     pub checksum: u64,
 }
@@ -156,6 +166,9 @@ impl HeaderFields {
             self.creator_start,
             self.created_unix_ns,
             self.wake_mode as u64,
+            self.msg_max,
+            self.payload_offset,
+            self.payload_stride,
         ] {
             h.u64(v);
         }
@@ -239,6 +252,9 @@ impl Header {
             creator_start: self.creator_start.load(r),
             created_unix_ns: self.created_unix_ns.load(r),
             wake_mode: self.wake_mode.load(r),
+            msg_max: self.msg_max.load(r),
+            payload_offset: self.payload_offset.load(r),
+            payload_stride: self.payload_stride.load(r),
             checksum: self.checksum.load(r),
         }
     }
@@ -268,6 +284,9 @@ impl Header {
         self.creator_start.store(f.creator_start, r);
         self.created_unix_ns.store(f.created_unix_ns, r);
         self.wake_mode.store(f.wake_mode, r);
+        self.msg_max.store(f.msg_max, r);
+        self.payload_offset.store(f.payload_offset, r);
+        self.payload_stride.store(f.payload_stride, r);
         self.checksum.store(f.compute_checksum(), r);
     }
 }

@@ -1,0 +1,685 @@
+//! The public byte-message queue: [`ByteQueue`], [`ByteSender`],
+//! [`ByteReceiver`].
+
+use super::bytes_core::{self, ByteLoan, ByteRef};
+use super::payload::Payload;
+use super::queue::{recv_err, recv_timeout_err, Queue, QueueBuilder, QueueInfo, Receiver, Sender};
+use crate::error::{
+    ByteSendError, Flavor, RecvError, RecvTimeoutError, SegmentError, TryRecvError,
+};
+use crate::wait::{Deadline, WakeMode};
+use std::fmt;
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A bounded queue of variable-length byte messages in shared memory.
+///
+/// Every message is at most [`max_message_size`](Self::max_message_size)
+/// bytes, fixed at creation and recorded in the segment's header. The queue
+/// holds `capacity` messages, each in a fixed slot of that size: a send is
+/// one copy in, a receive one copy out, and a [loan](ByteSender::loan) or an
+/// [in-place receive](ByteReceiver::recv_ref) removes the copy. SPSC or MPMC,
+/// with the same blocking, timeout and disconnect rules as [`Queue`].
+///
+/// # Examples
+/// ```
+/// use shmring::{ByteQueue, Flavor};
+/// let q = ByteQueue::anonymous(Flavor::Spsc, 4, 1024)?;
+/// let (mut tx, mut rx) = (q.sender()?, q.receiver()?);
+/// tx.send(b"hello")?;
+/// let mut loan = tx.loan(3)?; // write in place
+/// loan.copy_from_slice(b"abc");
+/// loan.commit();
+/// assert_eq!(rx.recv()?, b"hello");
+/// assert_eq!(&*rx.recv_ref()?, b"abc"); // read in place
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct ByteQueue {
+    inner: Queue<u32>,
+}
+
+impl fmt::Debug for ByteQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ByteQueue")
+            .field("info", self.inner.info())
+            .field("max_message_size", &self.max_message_size())
+            .finish()
+    }
+}
+
+impl ByteQueue {
+    /// A builder for every way of creating or opening a byte queue.
+    pub fn builder() -> ByteQueueBuilder {
+        let mut inner = Queue::<u32>::builder();
+        inner.bytes = true;
+        ByteQueueBuilder { inner }
+    }
+
+    /// Creates `/dev/shm/<name>` exclusively, holding `capacity` messages of
+    /// at most `max_message_size` bytes.
+    ///
+    /// # Errors
+    /// As for [`Queue::create`]; `InvalidArgument` for a maximum size of 0
+    /// or above [`MAX_MESSAGE`](crate::MAX_MESSAGE).
+    pub fn create(
+        name: &str,
+        flavor: Flavor,
+        capacity: u64,
+        max_message_size: u64,
+    ) -> Result<Self, SegmentError> {
+        Self::builder()
+            .flavor(flavor)
+            .capacity(capacity)
+            .max_message_size(max_message_size)
+            .create(name)
+    }
+
+    /// Opens `/dev/shm/<name>`, of any flavor, capacity and maximum size.
+    ///
+    /// # Errors
+    /// As for [`Queue::open`]; `WrongKind` if it is not a byte queue.
+    pub fn open(name: &str) -> Result<Self, SegmentError> {
+        Self::builder().open(name)
+    }
+
+    /// Creates an anonymous byte queue (a sealed memfd) to share across `fork`.
+    pub fn anonymous(
+        flavor: Flavor,
+        capacity: u64,
+        max_message_size: u64,
+    ) -> Result<Self, SegmentError> {
+        Self::builder()
+            .flavor(flavor)
+            .capacity(capacity)
+            .max_message_size(max_message_size)
+            .create_anonymous()
+    }
+
+    /// Removes `/dev/shm/<name>`. Mapped handles keep working.
+    pub fn unlink(name: &str) -> Result<(), SegmentError> {
+        Queue::<u32>::unlink(name)
+    }
+
+    fn payload(&self) -> Payload {
+        self.inner
+            .shared
+            .payload
+            .clone()
+            .expect("a byte queue's segment has a payload area (checked on open)")
+    }
+
+    /// Attaches a sender in this process.
+    ///
+    /// # Errors
+    /// As for [`Queue::sender`].
+    pub fn sender(&self) -> Result<ByteSender, SegmentError> {
+        Ok(ByteSender {
+            inner: self.inner.sender()?,
+            payload: self.payload(),
+        })
+    }
+
+    /// Attaches a receiver in this process.
+    ///
+    /// # Errors
+    /// As for [`Queue::receiver`].
+    pub fn receiver(&self) -> Result<ByteReceiver, SegmentError> {
+        Ok(ByteReceiver {
+            inner: self.inner.receiver()?,
+            payload: self.payload(),
+        })
+    }
+
+    /// Flavor, capacity and sizes, from the header.
+    pub fn info(&self) -> &QueueInfo {
+        self.inner.info()
+    }
+
+    /// The largest message, in bytes.
+    pub fn max_message_size(&self) -> usize {
+        self.payload().max()
+    }
+
+    /// The flavor.
+    pub fn flavor(&self) -> Flavor {
+        self.inner.flavor()
+    }
+
+    /// Maximum messages queued.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+
+    /// Messages queued now (a snapshot).
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Whether no message is queued (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+
+    /// Whether the queue is at capacity (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.inner.is_full()
+    }
+
+    /// Live senders and receivers, in all processes.
+    pub fn endpoints(&self) -> (u32, u32) {
+        self.inner.endpoints()
+    }
+
+    /// Keep the name after the creating handle is dropped.
+    pub fn persist(&self) {
+        self.inner.persist()
+    }
+
+    /// The segment's file path, if named.
+    pub fn path(&self) -> Option<PathBuf> {
+        self.inner.path()
+    }
+
+    /// The memfd of an anonymous queue.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.inner.fd()
+    }
+
+    /// The raw memfd of an anonymous queue.
+    pub fn raw_fd(&self) -> Option<RawFd> {
+        self.inner.raw_fd()
+    }
+}
+
+/// Builds or opens a [`ByteQueue`].
+#[derive(Debug)]
+pub struct ByteQueueBuilder {
+    inner: QueueBuilder<u32>,
+}
+
+impl ByteQueueBuilder {
+    /// SPSC or MPMC. Creating defaults to SPSC; opening checks it if set.
+    pub fn flavor(mut self, flavor: Flavor) -> Self {
+        self.inner = self.inner.flavor(flavor);
+        self
+    }
+
+    /// Maximum messages queued (at least 1). Creating requires it; opening
+    /// checks it if set.
+    pub fn capacity(mut self, capacity: u64) -> Self {
+        self.inner = self.inner.capacity(capacity);
+        self
+    }
+
+    /// The largest message in bytes (1 ..= [`MAX_MESSAGE`](crate::MAX_MESSAGE)).
+    /// Creating requires it; opening checks it if set
+    /// (`MessageSizeMismatch`).
+    pub fn max_message_size(mut self, bytes: u64) -> Self {
+        self.inner.msg_max = Some(bytes);
+        self
+    }
+
+    /// Permission bits of a new segment (default 0o600).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.inner = self.inner.mode(mode);
+        self
+    }
+
+    /// Keep the name when the creating handle is dropped (default: unlink).
+    pub fn persist(mut self, persist: bool) -> Self {
+        self.inner = self.inner.persist(persist);
+        self
+    }
+
+    /// The wake protocol of a new queue (default [`WakeMode::Fast`]).
+    pub fn wake_mode(mut self, mode: WakeMode) -> Self {
+        self.inner = self.inner.wake_mode(mode);
+        self
+    }
+
+    /// How long opening waits for a creator to finish (default 1 s).
+    pub fn init_timeout(mut self, timeout: Duration) -> Self {
+        self.inner = self.inner.init_timeout(timeout);
+        self
+    }
+
+    /// Creates `/dev/shm/<name>` exclusively.
+    pub fn create(self, name: &str) -> Result<ByteQueue, SegmentError> {
+        Ok(ByteQueue {
+            inner: self.inner.create(name)?,
+        })
+    }
+
+    /// Creates a segment at a file path exclusively.
+    pub fn create_at(self, path: impl AsRef<Path>) -> Result<ByteQueue, SegmentError> {
+        Ok(ByteQueue {
+            inner: self.inner.create_at(path)?,
+        })
+    }
+
+    /// Creates an anonymous (memfd) byte queue.
+    pub fn create_anonymous(self) -> Result<ByteQueue, SegmentError> {
+        Ok(ByteQueue {
+            inner: self.inner.create_anonymous()?,
+        })
+    }
+
+    /// Opens `/dev/shm/<name>`, checking what was set.
+    pub fn open(self, name: &str) -> Result<ByteQueue, SegmentError> {
+        Ok(ByteQueue {
+            inner: self.inner.open(name)?,
+        })
+    }
+
+    /// Opens a segment at a file path.
+    pub fn open_at(self, path: impl AsRef<Path>) -> Result<ByteQueue, SegmentError> {
+        Ok(ByteQueue {
+            inner: self.inner.open_at(path)?,
+        })
+    }
+
+    /// Opens an anonymous byte queue from an inherited memfd.
+    pub fn from_fd(self, fd: OwnedFd) -> Result<ByteQueue, SegmentError> {
+        Ok(ByteQueue {
+            inner: self.inner.from_fd(fd)?,
+        })
+    }
+
+    /// Opens `/dev/shm/<name>` if it exists (checking that it matches),
+    /// otherwise creates it.
+    pub fn open_or_create(self, name: &str) -> Result<ByteQueue, SegmentError> {
+        Ok(ByteQueue {
+            inner: self.inner.open_or_create(name)?,
+        })
+    }
+}
+
+/// The sending end of a [`ByteQueue`], attached in one process.
+pub struct ByteSender {
+    inner: Sender<u32>,
+    payload: Payload,
+}
+
+impl fmt::Debug for ByteSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ByteSender")
+            .field("sender", &self.inner)
+            .field("max_message_size", &self.payload.max())
+            .finish()
+    }
+}
+
+fn blocking_err(e: ByteSendError) -> ByteSendError {
+    // Without a deadline, a wait ends only by disconnection.
+    match e {
+        ByteSendError::Timeout => ByteSendError::Disconnected,
+        other => other,
+    }
+}
+
+impl ByteSender {
+    /// Sends `msg` without waiting.
+    ///
+    /// # Errors
+    /// `TooLarge`, `Full`, `Disconnected`, `Corrupted`.
+    pub fn try_send(&self, msg: &[u8]) -> Result<(), ByteSendError> {
+        bytes_core::try_send(&self.inner.raw, &self.payload, msg)
+    }
+
+    /// Sends `msg`, waiting while the queue is full.
+    ///
+    /// # Errors
+    /// `TooLarge` (nothing is sent), `Disconnected` once no receiver is
+    /// left, `Corrupted`.
+    pub fn send(&self, msg: &[u8]) -> Result<(), ByteSendError> {
+        bytes_core::send_deadline(
+            &self.inner.raw,
+            &self.payload,
+            msg,
+            None,
+            self.inner.spin,
+            &self.inner.reaper(),
+        )
+        .map_err(blocking_err)
+    }
+
+    /// Sends `msg`, waiting at most `timeout` while the queue is full.
+    ///
+    /// # Errors
+    /// `TooLarge`, `Timeout`, `Disconnected`, `Corrupted`.
+    pub fn send_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), ByteSendError> {
+        self.send_deadline(msg, Deadline::after(timeout))
+    }
+
+    /// Sends `msg`, waiting until `deadline` while the queue is full.
+    ///
+    /// # Errors
+    /// As for [`send_timeout`](Self::send_timeout).
+    pub fn send_deadline(&self, msg: &[u8], deadline: Deadline) -> Result<(), ByteSendError> {
+        bytes_core::send_deadline(
+            &self.inner.raw,
+            &self.payload,
+            msg,
+            Some(deadline),
+            self.inner.spin,
+            &self.inner.reaper(),
+        )
+    }
+
+    /// Borrows space for a message of `len` bytes inside the queue, without
+    /// waiting. Write it in place, then [`commit`](ByteLoan::commit);
+    /// dropping the loan sends nothing.
+    ///
+    /// # Errors
+    /// `TooLarge`, `Full`, `Disconnected`, `Corrupted`.
+    pub fn try_loan(&mut self, len: usize) -> Result<ByteLoan<'_>, ByteSendError> {
+        bytes_core::loan(&self.inner.raw, &self.payload, len, None)
+    }
+
+    /// As [`try_loan`](Self::try_loan), waiting while the queue is full.
+    ///
+    /// # Errors
+    /// `TooLarge`, `Disconnected`, `Corrupted`.
+    pub fn loan(&mut self, len: usize) -> Result<ByteLoan<'_>, ByteSendError> {
+        let reap = || self.inner.reaper()();
+        bytes_core::loan(
+            &self.inner.raw,
+            &self.payload,
+            len,
+            Some((None, self.inner.spin, &reap)),
+        )
+        .map_err(blocking_err)
+    }
+
+    /// As [`loan`](Self::loan), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// `TooLarge`, `Timeout`, `Disconnected`, `Corrupted`.
+    pub fn loan_timeout(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<ByteLoan<'_>, ByteSendError> {
+        let reap = || self.inner.reaper()();
+        bytes_core::loan(
+            &self.inner.raw,
+            &self.payload,
+            len,
+            Some((Some(Deadline::after(timeout)), self.inner.spin, &reap)),
+        )
+    }
+
+    /// The largest message, in bytes.
+    pub fn max_message_size(&self) -> usize {
+        self.payload.max()
+    }
+
+    /// How long a blocked call spins before sleeping (default 20 µs).
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.inner.set_spin(spin)
+    }
+
+    /// Messages queued now (a snapshot).
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Whether no message is queued (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+
+    /// Whether the queue is at capacity (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.inner.is_full()
+    }
+
+    /// Maximum messages queued.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+
+    /// Whether a receiver is attached anywhere.
+    pub fn is_connected(&self) -> bool {
+        self.inner.is_connected()
+    }
+}
+
+/// The receiving end of a [`ByteQueue`], attached in one process.
+pub struct ByteReceiver {
+    inner: Receiver<u32>,
+    payload: Payload,
+}
+
+impl fmt::Debug for ByteReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ByteReceiver")
+            .field("receiver", &self.inner)
+            .field("max_message_size", &self.payload.max())
+            .finish()
+    }
+}
+
+impl ByteReceiver {
+    fn recv_into_until(
+        &self,
+        out: &mut Vec<u8>,
+        deadline: Option<Deadline>,
+    ) -> Result<Option<usize>, TryRecvError> {
+        bytes_core::recv_into_deadline(
+            &self.inner.raw,
+            &self.payload,
+            out,
+            deadline,
+            self.inner.spin,
+            &self.inner.reaper(),
+        )
+    }
+
+    /// Receives the oldest message into `out` (cleared first, its capacity
+    /// reused) without waiting; returns its length.
+    ///
+    /// # Errors
+    /// `Empty`, `Disconnected` (empty and no sender left), `Corrupted`
+    /// (including a stored length beyond the maximum: that message is
+    /// dropped).
+    pub fn try_recv_into(&self, out: &mut Vec<u8>) -> Result<usize, TryRecvError> {
+        bytes_core::try_recv_into(&self.inner.raw, &self.payload, out)
+    }
+
+    /// Receives into `out`, waiting while the queue is empty.
+    ///
+    /// # Errors
+    /// `Disconnected` once drained with no sender left, `Corrupted`.
+    pub fn recv_into(&self, out: &mut Vec<u8>) -> Result<usize, RecvError> {
+        match self.recv_into_until(out, None) {
+            Ok(Some(n)) => Ok(n),
+            Ok(None) => Err(RecvError::Disconnected),
+            Err(e) => Err(recv_err(e)),
+        }
+    }
+
+    /// Receives into `out`, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// `Timeout`, `Disconnected`, `Corrupted`.
+    pub fn recv_into_timeout(
+        &self,
+        out: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutError> {
+        match self.recv_into_until(out, Some(Deadline::after(timeout))) {
+            Ok(Some(n)) => Ok(n),
+            Ok(None) => Err(RecvTimeoutError::Timeout),
+            Err(e) => Err(recv_timeout_err(e)),
+        }
+    }
+
+    /// Receives the oldest message as a new `Vec`, without waiting.
+    ///
+    /// # Errors
+    /// As for [`try_recv_into`](Self::try_recv_into).
+    pub fn try_recv(&self) -> Result<Vec<u8>, TryRecvError> {
+        let mut v = Vec::new();
+        self.try_recv_into(&mut v).map(|_| v)
+    }
+
+    /// Receives the oldest message as a new `Vec`, waiting while empty.
+    ///
+    /// # Errors
+    /// As for [`recv_into`](Self::recv_into).
+    pub fn recv(&self) -> Result<Vec<u8>, RecvError> {
+        let mut v = Vec::new();
+        self.recv_into(&mut v).map(|_| v)
+    }
+
+    /// Receives as a new `Vec`, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As for [`recv_into_timeout`](Self::recv_into_timeout).
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Vec<u8>, RecvTimeoutError> {
+        let mut v = Vec::new();
+        self.recv_into_timeout(&mut v, timeout).map(|_| v)
+    }
+
+    /// Takes the oldest message to read in place, without waiting; its slot
+    /// goes back to the senders when the [`ByteRef`] is dropped.
+    ///
+    /// # Errors
+    /// As for [`try_recv_into`](Self::try_recv_into).
+    pub fn try_recv_ref(&mut self) -> Result<ByteRef<'_>, TryRecvError> {
+        bytes_core::take_ref(&self.inner.raw, &self.payload, None)
+            .map(|r| r.expect("no wait, no timeout"))
+    }
+
+    /// As [`try_recv_ref`](Self::try_recv_ref), waiting while empty.
+    ///
+    /// # Errors
+    /// As for [`recv_into`](Self::recv_into).
+    pub fn recv_ref(&mut self) -> Result<ByteRef<'_>, RecvError> {
+        let reap = || self.inner.reaper()();
+        match bytes_core::take_ref(
+            &self.inner.raw,
+            &self.payload,
+            Some((None, self.inner.spin, &reap)),
+        ) {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(RecvError::Disconnected),
+            Err(e) => Err(recv_err(e)),
+        }
+    }
+
+    /// As [`recv_ref`](Self::recv_ref), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As for [`recv_into_timeout`](Self::recv_into_timeout).
+    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<ByteRef<'_>, RecvTimeoutError> {
+        let reap = || self.inner.reaper()();
+        match bytes_core::take_ref(
+            &self.inner.raw,
+            &self.payload,
+            Some((Some(Deadline::after(timeout)), self.inner.spin, &reap)),
+        ) {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(RecvTimeoutError::Timeout),
+            Err(e) => Err(recv_timeout_err(e)),
+        }
+    }
+
+    /// Waits at most `timeout` for a message, without taking it: `Ok(true)`
+    /// if one is waiting, `Ok(false)` on timeout.
+    ///
+    /// # Errors
+    /// `Disconnected` when nothing is queued and no sender is left (a
+    /// `recv` would return it too), `Corrupted`.
+    pub fn poll(&self, timeout: Duration) -> Result<bool, RecvError> {
+        self.inner
+            .raw
+            .poll_deadline(
+                Some(Deadline::after(timeout)),
+                self.inner.spin,
+                &self.inner.reaper(),
+            )
+            .map_err(recv_err)
+    }
+
+    /// A blocking iterator: yields messages until every sender is gone and
+    /// the queue is drained (or it is corrupted).
+    pub fn iter(&self) -> ByteIter<'_> {
+        ByteIter {
+            rx: self,
+            blocking: true,
+        }
+    }
+
+    /// A non-blocking iterator over the messages queued now.
+    pub fn try_iter(&self) -> ByteIter<'_> {
+        ByteIter {
+            rx: self,
+            blocking: false,
+        }
+    }
+
+    /// The largest message, in bytes.
+    pub fn max_message_size(&self) -> usize {
+        self.payload.max()
+    }
+
+    /// How long a blocked call spins before sleeping (default 20 µs).
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.inner.set_spin(spin)
+    }
+
+    /// Messages queued now (a snapshot).
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Whether no message is queued (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+
+    /// Whether the queue is at capacity (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.inner.is_full()
+    }
+
+    /// Maximum messages queued.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+
+    /// Whether a sender is attached anywhere.
+    pub fn is_connected(&self) -> bool {
+        self.inner.is_connected()
+    }
+}
+
+/// An iterator over received byte messages (see [`ByteReceiver::iter`]).
+#[derive(Debug)]
+pub struct ByteIter<'a> {
+    rx: &'a ByteReceiver,
+    blocking: bool,
+}
+
+impl Iterator for ByteIter<'_> {
+    type Item = Vec<u8>;
+    fn next(&mut self) -> Option<Vec<u8>> {
+        if self.blocking {
+            self.rx.recv().ok()
+        } else {
+            self.rx.try_recv().ok()
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a ByteReceiver {
+    type Item = Vec<u8>;
+    type IntoIter = ByteIter<'a>;
+    fn into_iter(self) -> ByteIter<'a> {
+        self.iter()
+    }
+}

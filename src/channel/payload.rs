@@ -1,0 +1,132 @@
+//! The payload area of a byte-message queue: one fixed-size payload per ring
+//! slot, owned by whoever owns the slot in the ring protocol.
+//!
+//! The ring slot itself holds only the message length (a `u32`); the bytes
+//! live here, at `base + index * stride`. A payload is written only by the
+//! producer that claimed its slot and read only by the consumer that claimed
+//! the published message, so the ring's stamps (MPMC) or indices (SPSC)
+//! order every access, exactly as they order the slot's own value. Under
+//! loom each payload is shadowed by a loom `UnsafeCell<()>` touched on every
+//! access, so the models check that ownership too.
+
+use std::ptr::NonNull;
+
+/// A process-local view of a payload area.
+#[derive(Clone, Debug)]
+pub struct Payload {
+    base: NonNull<u8>,
+    stride: usize,
+    max: usize,
+    count: u64,
+    #[cfg(loom)]
+    guards: std::sync::Arc<[crate::loom::UnsafeCell<()>]>,
+}
+
+// SAFETY: the area is shared memory whose accesses are ordered by the ring
+// protocol (see the module docs); the view holds no thread-affine state.
+unsafe impl Send for Payload {}
+// SAFETY: as above.
+unsafe impl Sync for Payload {}
+
+impl Payload {
+    /// A view of `count` payloads of `stride` bytes at `base`, each holding
+    /// at most `max` bytes.
+    ///
+    /// # Safety
+    /// `count * stride` bytes at `base` must stay mapped and writable while
+    /// the view (or a clone) is used, and `max <= stride`.
+    pub unsafe fn from_raw(base: NonNull<u8>, stride: usize, max: usize, count: u64) -> Self {
+        debug_assert!(max <= stride);
+        Payload {
+            base,
+            stride,
+            max,
+            count,
+            #[cfg(loom)]
+            guards: (0..count)
+                .map(|_| crate::loom::UnsafeCell::new(()))
+                .collect(),
+        }
+    }
+
+    /// The largest message, in bytes.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Payload `index`. The index comes from the ring, which keeps it below
+    /// the slot count; a larger one is a bug in shmring, not bad input.
+    fn ptr(&self, index: u64) -> *mut u8 {
+        assert!(index < self.count, "payload index out of range");
+        // SAFETY: index < count, so the offset stays inside the area
+        // (contract of `from_raw`).
+        unsafe { self.base.as_ptr().add(index as usize * self.stride) }
+    }
+
+    /// Copies `bytes` into payload `index`.
+    ///
+    /// # Safety
+    /// The caller owns slot `index` as its producer (claimed, not yet
+    /// committed), and `bytes.len() <= max`.
+    pub unsafe fn write(&self, index: u64, bytes: &[u8]) {
+        assert!(bytes.len() <= self.max);
+        let dst = self.ptr(index);
+        let copy = || {
+            // SAFETY: the payload is ours (contract) and holds `max` bytes;
+            // the source is a caller's slice, which cannot overlap shared
+            // memory we own exclusively.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len()) }
+        };
+        #[cfg(loom)]
+        self.guards[index as usize].with_mut(|_| copy());
+        #[cfg(not(loom))]
+        copy();
+    }
+
+    /// Appends `len` bytes of payload `index` to `out` (reusing its
+    /// capacity).
+    ///
+    /// # Safety
+    /// The caller owns slot `index` as its consumer (claimed, published,
+    /// not yet released), and `len <= max`.
+    pub unsafe fn read_into(&self, index: u64, len: usize, out: &mut Vec<u8>) {
+        assert!(len <= self.max);
+        let src = self.ptr(index);
+        let mut copy = || {
+            // SAFETY: the payload is ours to read (contract) and holds at
+            // least `len` bytes.
+            out.extend_from_slice(unsafe { std::slice::from_raw_parts(src, len) })
+        };
+        #[cfg(loom)]
+        self.guards[index as usize].with(|_| copy());
+        #[cfg(not(loom))]
+        copy();
+    }
+
+    /// Payload `index` as a mutable slice of `max` bytes, to write in place.
+    ///
+    /// # Safety
+    /// The caller owns slot `index` as its producer for all of `'a`.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slice_mut<'a>(&'a self, index: u64) -> &'a mut [u8] {
+        let p = self.ptr(index);
+        #[cfg(loom)]
+        self.guards[index as usize].with_mut(|_| ());
+        // SAFETY: in bounds, and exclusively ours for 'a (contract).
+        unsafe { std::slice::from_raw_parts_mut(p, self.max) }
+    }
+
+    /// The first `len` bytes of payload `index`, to read in place.
+    ///
+    /// # Safety
+    /// The caller owns slot `index` as its consumer for all of `'a`, and
+    /// `len <= max`.
+    pub unsafe fn slice<'a>(&'a self, index: u64, len: usize) -> &'a [u8] {
+        assert!(len <= self.max);
+        let p = self.ptr(index);
+        #[cfg(loom)]
+        self.guards[index as usize].with(|_| ());
+        // SAFETY: in bounds, and not written by anyone during 'a (contract).
+        unsafe { std::slice::from_raw_parts(p, len) }
+    }
+}
