@@ -18,6 +18,10 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
+/// How a call waits: until a deadline (`None`: forever), spinning first for
+/// a while, checking peers' liveness with the callback between sleeps.
+pub type Wait<'r> = (Option<Deadline>, Duration, &'r dyn Fn());
+
 fn too_large(len: usize, payload: &Payload) -> Result<(), ByteSendError> {
     if len > payload.max() {
         return Err(ByteSendError::TooLarge {
@@ -88,7 +92,7 @@ pub fn loan<'a>(
     raw: &'a RawSender<u32>,
     payload: &'a Payload,
     len: usize,
-    wait: Option<(Option<Deadline>, Duration, &dyn Fn())>,
+    wait: Option<Wait<'_>>,
 ) -> Result<ByteLoan<'a>, ByteSendError> {
     too_large(len, payload)?;
     let claim = match (raw.try_claim(), wait) {
@@ -256,7 +260,7 @@ pub fn recv_into_deadline(
 pub fn take_ref<'a>(
     raw: &'a RawReceiver<u32>,
     payload: &'a Payload,
-    wait: Option<(Option<Deadline>, Duration, &dyn Fn())>,
+    wait: Option<Wait<'_>>,
 ) -> Result<Option<ByteRef<'a>>, TryRecvError> {
     let claim = match (raw.try_take(), wait) {
         (Ok(c), _) => c,

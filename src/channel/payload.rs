@@ -106,27 +106,27 @@ impl Payload {
     /// Payload `index` as a mutable slice of `max` bytes, to write in place.
     ///
     /// # Safety
-    /// The caller owns slot `index` as its producer for all of `'a`.
+    /// The caller owns slot `index` as its producer while the slice lives.
     #[allow(clippy::mut_from_ref)]
-    pub unsafe fn slice_mut<'a>(&'a self, index: u64) -> &'a mut [u8] {
+    pub unsafe fn slice_mut(&self, index: u64) -> &mut [u8] {
         let p = self.ptr(index);
         #[cfg(loom)]
         self.guards[index as usize].with_mut(|_| ());
-        // SAFETY: in bounds, and exclusively ours for 'a (contract).
+        // SAFETY: in bounds, and exclusively ours while borrowed (contract).
         unsafe { std::slice::from_raw_parts_mut(p, self.max) }
     }
 
     /// The first `len` bytes of payload `index`, to read in place.
     ///
     /// # Safety
-    /// The caller owns slot `index` as its consumer for all of `'a`, and
+    /// The caller owns slot `index` as its consumer while the slice lives, and
     /// `len <= max`.
-    pub unsafe fn slice<'a>(&'a self, index: u64, len: usize) -> &'a [u8] {
+    pub unsafe fn slice(&self, index: u64, len: usize) -> &[u8] {
         assert!(len <= self.max);
         let p = self.ptr(index);
         #[cfg(loom)]
         self.guards[index as usize].with(|_| ());
-        // SAFETY: in bounds, and not written by anyone during 'a (contract).
+        // SAFETY: in bounds, and not written by anyone while borrowed (contract).
         unsafe { std::slice::from_raw_parts(p, len) }
     }
 }
