@@ -62,8 +62,8 @@ pub mod wait;
 
 #[cfg(not(loom))]
 pub use channel::{
-    ByteIter, ByteQueue, ByteQueueBuilder, ByteReceiver, ByteSender, Iter, Queue, QueueBuilder,
-    QueueInfo, Receiver, Sender, TryIter, MAX_CAPACITY, MAX_MESSAGE,
+    ByteIter, ByteQueue, ByteQueueBuilder, ByteReceiver, ByteSender, Iter, Loan, Queue,
+    QueueBuilder, QueueInfo, Receiver, Ref, Sender, TryIter, MAX_CAPACITY, MAX_MESSAGE,
 };
 pub use channel::{ByteLoan, ByteRef};
 pub use error::{

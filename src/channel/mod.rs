@@ -5,6 +5,8 @@ mod bytes;
 pub mod bytes_core;
 pub mod control;
 pub mod heap;
+#[cfg(not(loom))]
+mod loan;
 pub mod payload;
 #[cfg(not(loom))]
 mod queue;
@@ -13,6 +15,8 @@ pub mod raw;
 #[cfg(not(loom))]
 pub use bytes::{ByteIter, ByteQueue, ByteQueueBuilder, ByteReceiver, ByteSender};
 pub use bytes_core::{ByteLoan, ByteRef};
+#[cfg(not(loom))]
+pub use loan::{Loan, Ref};
 #[cfg(not(loom))]
 pub use queue::{
     Iter, Queue, QueueBuilder, QueueInfo, Receiver, Sender, TryIter, MAX_CAPACITY, MAX_MESSAGE,
