@@ -11,6 +11,8 @@ pub mod payload;
 #[cfg(not(loom))]
 mod queue;
 pub mod raw;
+#[cfg(all(feature = "serde", not(loom)))]
+mod value;
 
 #[cfg(not(loom))]
 pub use bytes::{ByteIter, ByteQueue, ByteQueueBuilder, ByteReceiver, ByteSender};
@@ -21,3 +23,5 @@ pub use loan::{Loan, Ref};
 pub use queue::{
     Iter, Queue, QueueBuilder, QueueInfo, Receiver, Sender, TryIter, MAX_CAPACITY, MAX_MESSAGE,
 };
+#[cfg(all(feature = "serde", not(loom)))]
+pub use value::{ValueRecvError, ValueSendError};

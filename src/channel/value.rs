@@ -1,0 +1,168 @@
+//! Any `Serialize` / `Deserialize` value over a byte queue (cargo feature
+//! `serde`), encoded with postcard.
+//!
+//! Sending encodes straight into a loaned slot (no intermediate buffer) and
+//! commits the bytes written; receiving decodes straight from the slot, read
+//! in place, then releases it. A value whose encoding does not fit the
+//! queue's maximum message size is refused with `TooLarge` and nothing is
+//! sent.
+
+use super::bytes::{ByteReceiver, ByteSender};
+use super::bytes_core::{ByteLoan, ByteRef};
+use crate::error::{ByteSendError, RecvError, RecvTimeoutError, TryRecvError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Duration;
+
+/// Why sending a value failed; nothing was sent.
+#[derive(Debug, thiserror::Error)]
+pub enum ValueSendError {
+    /// The value's encoding does not fit the queue's maximum message size.
+    #[error("the encoded value does not fit the maximum message size of {max} bytes")]
+    TooLarge {
+        /// The queue's maximum message size.
+        max: usize,
+    },
+    /// The queue refused the message (full, timed out, disconnected,
+    /// corrupted).
+    #[error(transparent)]
+    Send(#[from] ByteSendError),
+    /// The value could not be encoded.
+    #[error("encoding failed: {0}")]
+    Encode(postcard::Error),
+}
+
+/// Why receiving a value failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ValueRecvError {
+    /// The queue stayed empty (`try_` and timeout calls only).
+    #[error("no message before the deadline")]
+    Empty,
+    /// The queue is drained and every sender is gone.
+    #[error("receiving on an empty queue with no senders")]
+    Disconnected,
+    /// The queue's shared state failed a check.
+    #[error("receiving on a corrupted queue")]
+    Corrupted,
+    /// The message is not a valid encoding of the requested type; it was
+    /// consumed.
+    #[error("decoding failed: {0}")]
+    Decode(postcard::Error),
+}
+
+impl From<TryRecvError> for ValueRecvError {
+    fn from(e: TryRecvError) -> Self {
+        match e {
+            TryRecvError::Empty => ValueRecvError::Empty,
+            TryRecvError::Disconnected => ValueRecvError::Disconnected,
+            TryRecvError::Corrupted => ValueRecvError::Corrupted,
+        }
+    }
+}
+
+impl From<RecvError> for ValueRecvError {
+    fn from(e: RecvError) -> Self {
+        TryRecvError::from(e).into()
+    }
+}
+
+impl From<RecvTimeoutError> for ValueRecvError {
+    fn from(e: RecvTimeoutError) -> Self {
+        match e {
+            RecvTimeoutError::Timeout => ValueRecvError::Empty,
+            RecvTimeoutError::Disconnected => ValueRecvError::Disconnected,
+            RecvTimeoutError::Corrupted => ValueRecvError::Corrupted,
+        }
+    }
+}
+
+/// Encodes `value` into the whole loaned slot and commits what was written.
+/// Dropping the loan on failure abandons it: nothing is sent.
+pub(crate) fn encode_commit<V: Serialize + ?Sized>(
+    mut loan: ByteLoan<'_>,
+    value: &V,
+) -> Result<(), ValueSendError> {
+    let max = loan.max_len();
+    let n = match postcard::to_slice(value, loan.full_slot()) {
+        Ok(used) => used.len(),
+        Err(postcard::Error::SerializeBufferFull) => return Err(ValueSendError::TooLarge { max }),
+        Err(e) => return Err(ValueSendError::Encode(e)),
+    };
+    loan.set_len(n)?;
+    loan.commit();
+    Ok(())
+}
+
+/// Decodes a value from a message read in place; the slot is released when
+/// `msg` drops, decoded or not.
+pub(crate) fn decode<V: DeserializeOwned>(msg: ByteRef<'_>) -> Result<V, ValueRecvError> {
+    postcard::from_bytes(&msg).map_err(ValueRecvError::Decode)
+}
+
+impl ByteSender {
+    /// Sends `value`, encoded with postcard directly into the queue, waiting
+    /// while the queue is full.
+    ///
+    /// # Errors
+    /// `TooLarge` (encoding beyond the maximum message size), `Encode`,
+    /// `Send(Disconnected | Corrupted)`.
+    pub fn send_value<V: Serialize + ?Sized>(&mut self, value: &V) -> Result<(), ValueSendError> {
+        let max = self.max_message_size();
+        encode_commit(self.loan(max)?, value)
+    }
+
+    /// As [`send_value`](Self::send_value), without waiting (`Send(Full)`).
+    ///
+    /// # Errors
+    /// As for [`send_value`](Self::send_value), plus `Send(Full)`.
+    pub fn try_send_value<V: Serialize + ?Sized>(
+        &mut self,
+        value: &V,
+    ) -> Result<(), ValueSendError> {
+        let max = self.max_message_size();
+        encode_commit(self.try_loan(max)?, value)
+    }
+
+    /// As [`send_value`](Self::send_value), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As for [`send_value`](Self::send_value), plus `Send(Timeout)`.
+    pub fn send_value_timeout<V: Serialize + ?Sized>(
+        &mut self,
+        value: &V,
+        timeout: Duration,
+    ) -> Result<(), ValueSendError> {
+        let max = self.max_message_size();
+        encode_commit(self.loan_timeout(max, timeout)?, value)
+    }
+}
+
+impl ByteReceiver {
+    /// Receives a value, decoding it in place, waiting while empty.
+    ///
+    /// # Errors
+    /// `Disconnected`, `Corrupted`, `Decode` (the message is consumed).
+    pub fn recv_value<V: DeserializeOwned>(&mut self) -> Result<V, ValueRecvError> {
+        decode(self.recv_ref()?)
+    }
+
+    /// As [`recv_value`](Self::recv_value), without waiting (`Empty`).
+    ///
+    /// # Errors
+    /// As for [`recv_value`](Self::recv_value), plus `Empty`.
+    pub fn try_recv_value<V: DeserializeOwned>(&mut self) -> Result<V, ValueRecvError> {
+        decode(self.try_recv_ref()?)
+    }
+
+    /// As [`recv_value`](Self::recv_value), waiting at most `timeout`
+    /// (`Empty` when it passes).
+    ///
+    /// # Errors
+    /// As for [`recv_value`](Self::recv_value), plus `Empty`.
+    pub fn recv_value_timeout<V: DeserializeOwned>(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<V, ValueRecvError> {
+        decode(self.recv_ref_timeout(timeout)?)
+    }
+}
