@@ -66,6 +66,8 @@ pub use channel::{
     QueueBuilder, QueueInfo, Receiver, Ref, Sender, TryIter, MAX_CAPACITY, MAX_MESSAGE,
 };
 pub use channel::{ByteLoan, ByteRef};
+#[cfg(not(loom))]
+pub use channel::{Connection, Pipe, PipeBuilder, PIPE_CAPACITY, PIPE_MAX_MESSAGE};
 #[cfg(all(feature = "serde", not(loom)))]
 pub use channel::{ValueRecvError, ValueSendError};
 pub use error::{

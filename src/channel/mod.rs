@@ -9,6 +9,8 @@ pub mod heap;
 mod loan;
 pub mod payload;
 #[cfg(not(loom))]
+mod pipe;
+#[cfg(not(loom))]
 mod queue;
 pub mod raw;
 #[cfg(all(feature = "serde", not(loom)))]
@@ -19,6 +21,8 @@ pub use bytes::{ByteIter, ByteQueue, ByteQueueBuilder, ByteReceiver, ByteSender}
 pub use bytes_core::{ByteLoan, ByteRef};
 #[cfg(not(loom))]
 pub use loan::{Loan, Ref};
+#[cfg(not(loom))]
+pub use pipe::{Connection, Pipe, PipeBuilder, PIPE_CAPACITY, PIPE_MAX_MESSAGE};
 #[cfg(not(loom))]
 pub use queue::{
     Iter, Queue, QueueBuilder, QueueInfo, Receiver, Sender, TryIter, MAX_CAPACITY, MAX_MESSAGE,

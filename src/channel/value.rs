@@ -9,6 +9,7 @@
 
 use super::bytes::{ByteReceiver, ByteSender};
 use super::bytes_core::{ByteLoan, ByteRef};
+use super::pipe::Connection;
 use crate::error::{ByteSendError, RecvError, RecvTimeoutError, TryRecvError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -164,5 +165,42 @@ impl ByteReceiver {
         timeout: Duration,
     ) -> Result<V, ValueRecvError> {
         decode(self.recv_ref_timeout(timeout)?)
+    }
+}
+
+impl Connection {
+    /// Sends `value` (see [`ByteSender::send_value`]).
+    ///
+    /// # Errors
+    /// As for [`ByteSender::send_value`]; `Send(Disconnected)` on an end
+    /// that cannot send.
+    pub fn send_value<V: Serialize + ?Sized>(&mut self, value: &V) -> Result<(), ValueSendError> {
+        self.sender()
+            .ok_or(ByteSendError::Disconnected)?
+            .send_value(value)
+    }
+
+    /// Receives a value (see [`ByteReceiver::recv_value`]).
+    ///
+    /// # Errors
+    /// As for [`ByteReceiver::recv_value`]; `Disconnected` on an end that
+    /// cannot receive.
+    pub fn recv_value<V: DeserializeOwned>(&mut self) -> Result<V, ValueRecvError> {
+        self.receiver()
+            .ok_or(ValueRecvError::Disconnected)?
+            .recv_value()
+    }
+
+    /// Receives a value, waiting at most `timeout` (`Empty` when it passes).
+    ///
+    /// # Errors
+    /// As for [`recv_value`](Self::recv_value), plus `Empty`.
+    pub fn recv_value_timeout<V: DeserializeOwned>(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<V, ValueRecvError> {
+        self.receiver()
+            .ok_or(ValueRecvError::Disconnected)?
+            .recv_value_timeout(timeout)
     }
 }

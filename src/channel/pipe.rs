@@ -1,0 +1,358 @@
+//! [`Pipe`] and [`Connection`]: Python's `multiprocessing.Pipe` over SPSC
+//! byte queues in shared memory.
+//!
+//! A pipe is one SPSC byte queue per direction: right → left always, and
+//! left → right when duplex. Named pipes live in `/dev/shm/<name>.0` (right
+//! → left) and `/dev/shm/<name>.1` (left → right, duplex only); anonymous
+//! ones in memfds shared across `fork`.
+//!
+//! Ends are attached in the process that uses them: create (or open) the
+//! [`Pipe`], `fork`, then call [`Pipe::left`] in one process and
+//! [`Pipe::right`] in the other. An end attached before `fork` belongs to
+//! the process that attached it (shmring tracks endpoints by process), so
+//! its copy in the child neither counts as a peer nor closes anything when
+//! dropped. [`Pipe::pair`] attaches both ends at once, for threads of one
+//! process.
+
+use super::bytes::{ByteQueue, ByteQueueBuilder, ByteReceiver, ByteSender};
+use crate::error::{
+    ByteSendError, Flavor, RecvError, RecvTimeoutError, SegmentError, TryRecvError,
+};
+use crate::wait::WakeMode;
+use std::time::Duration;
+
+/// Default messages buffered per direction.
+pub const PIPE_CAPACITY: u64 = 64;
+/// Default largest message (64 KiB).
+pub const PIPE_MAX_MESSAGE: u64 = 64 * 1024;
+
+/// A pipe between two processes: the shared queues, from which each process
+/// attaches its [`Connection`].
+///
+/// # Examples
+/// ```
+/// use shmring::Pipe;
+/// let (left, right) = Pipe::pair(true)?; // duplex; usually one end per process
+/// right.send(b"ping")?;
+/// assert_eq!(left.recv()?, b"ping");
+/// left.send(b"pong")?;
+/// assert_eq!(right.recv()?, b"pong");
+/// drop(left);
+/// assert!(right.recv().is_err()); // the other end is closed: EOF
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Pipe {
+    /// Right → left.
+    to_left: ByteQueue,
+    /// Left → right, duplex pipes only.
+    to_right: Option<ByteQueue>,
+}
+
+impl Pipe {
+    /// A builder for named and anonymous pipes.
+    pub fn builder() -> PipeBuilder {
+        PipeBuilder {
+            duplex: true,
+            capacity: PIPE_CAPACITY,
+            max_message_size: PIPE_MAX_MESSAGE,
+            mode: 0o600,
+            persist: false,
+            wake_mode: WakeMode::Fast,
+        }
+    }
+
+    /// An anonymous pipe to share with children through `fork`: duplex (each
+    /// end sends and receives) or one-way (the left end receives, the right
+    /// end sends, as Python's `Pipe(duplex=False)` returns `(reader,
+    /// writer)`). Default capacity and maximum message size.
+    pub fn anonymous(duplex: bool) -> Result<Pipe, SegmentError> {
+        Self::builder().duplex(duplex).create_anonymous()
+    }
+
+    /// Both ends attached in this process (for threads), like Python's
+    /// `Pipe(duplex)`: `(left, right)`.
+    pub fn pair(duplex: bool) -> Result<(Connection, Connection), SegmentError> {
+        let p = Self::anonymous(duplex)?;
+        Ok((p.left()?, p.right()?))
+    }
+
+    /// Opens the named pipe `name` (one-way or duplex, as created).
+    ///
+    /// # Errors
+    /// As for [`ByteQueue::open`].
+    pub fn open(name: &str) -> Result<Pipe, SegmentError> {
+        Self::builder().open(name)
+    }
+
+    /// Removes the names of pipe `name`.
+    pub fn unlink(name: &str) -> Result<(), SegmentError> {
+        let r = ByteQueue::unlink(&format!("{name}.0"));
+        match ByteQueue::unlink(&format!("{name}.1")) {
+            Err(SegmentError::NotFound(_)) | Ok(()) => r,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether each end both sends and receives.
+    pub fn is_duplex(&self) -> bool {
+        self.to_right.is_some()
+    }
+
+    /// Attaches the left end in this process: it receives what the right end
+    /// sends and, if duplex, sends to the right end.
+    ///
+    /// # Errors
+    /// `RoleTaken` if a live process already holds the left end.
+    pub fn left(&self) -> Result<Connection, SegmentError> {
+        Ok(Connection {
+            rx: Some(self.to_left.receiver()?),
+            tx: self.to_right.as_ref().map(|q| q.sender()).transpose()?,
+        })
+    }
+
+    /// Attaches the right end in this process: it sends to the left end and,
+    /// if duplex, receives what the left end sends.
+    ///
+    /// # Errors
+    /// `RoleTaken` if a live process already holds the right end.
+    pub fn right(&self) -> Result<Connection, SegmentError> {
+        Ok(Connection {
+            tx: Some(self.to_left.sender()?),
+            rx: self.to_right.as_ref().map(|q| q.receiver()).transpose()?,
+        })
+    }
+}
+
+/// Builds or opens a [`Pipe`].
+#[derive(Clone, Debug)]
+pub struct PipeBuilder {
+    duplex: bool,
+    capacity: u64,
+    max_message_size: u64,
+    mode: u32,
+    persist: bool,
+    wake_mode: WakeMode,
+}
+
+impl PipeBuilder {
+    /// Duplex (default) or one-way.
+    pub fn duplex(mut self, duplex: bool) -> Self {
+        self.duplex = duplex;
+        self
+    }
+
+    /// Messages buffered per direction (default [`PIPE_CAPACITY`]).
+    pub fn capacity(mut self, capacity: u64) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// The largest message (default [`PIPE_MAX_MESSAGE`]).
+    pub fn max_message_size(mut self, bytes: u64) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Permission bits of named segments (default 0o600).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Keep the names when the creating handle is dropped.
+    pub fn persist(mut self, persist: bool) -> Self {
+        self.persist = persist;
+        self
+    }
+
+    /// The wake protocol (default [`WakeMode::Fast`]).
+    pub fn wake_mode(mut self, mode: WakeMode) -> Self {
+        self.wake_mode = mode;
+        self
+    }
+
+    fn queue(&self) -> ByteQueueBuilder {
+        ByteQueue::builder()
+            .flavor(Flavor::Spsc)
+            .capacity(self.capacity)
+            .max_message_size(self.max_message_size)
+            .mode(self.mode)
+            .persist(self.persist)
+            .wake_mode(self.wake_mode)
+    }
+
+    /// Creates an anonymous pipe.
+    pub fn create_anonymous(self) -> Result<Pipe, SegmentError> {
+        let to_right = if self.duplex {
+            Some(self.queue().create_anonymous()?)
+        } else {
+            None
+        };
+        Ok(Pipe {
+            to_left: self.queue().create_anonymous()?,
+            to_right,
+        })
+    }
+
+    /// Creates the named pipe `name` exclusively (`/dev/shm/<name>.0` and,
+    /// if duplex, `.1`; the `.1` half first, so that whoever finds `.0`
+    /// finds the whole pipe).
+    ///
+    /// # Errors
+    /// As for [`ByteQueue::create`].
+    pub fn create(self, name: &str) -> Result<Pipe, SegmentError> {
+        let to_right = if self.duplex {
+            Some(self.queue().create(&format!("{name}.1"))?)
+        } else {
+            None
+        };
+        // If this fails, dropping `to_right` (its creating handle) unlinks it.
+        let to_left = self.queue().create(&format!("{name}.0"))?;
+        Ok(Pipe { to_left, to_right })
+    }
+
+    /// Opens the named pipe `name`; the maximum size and capacity are
+    /// those it was created with (this builder's are not checked).
+    ///
+    /// # Errors
+    /// As for [`ByteQueue::open`]; `FlavorMismatch` if a half is not SPSC.
+    pub fn open(self, name: &str) -> Result<Pipe, SegmentError> {
+        let open = |n: String| {
+            ByteQueue::builder()
+                .flavor(Flavor::Spsc)
+                .init_timeout(Duration::from_secs(1))
+                .open(&n)
+        };
+        let to_left = open(format!("{name}.0"))?;
+        let to_right = match open(format!("{name}.1")) {
+            Ok(q) => Some(q),
+            Err(SegmentError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        Ok(Pipe { to_left, to_right })
+    }
+}
+
+/// One end of a [`Pipe`], attached in one process.
+///
+/// When the other end is closed, dropped, or its process dies, `recv`
+/// returns what was already sent and then `Disconnected` (Python's
+/// `EOFError`); `send` to a closed end returns `Disconnected`. The end of a
+/// one-way pipe that cannot receive returns `Disconnected` from `recv` at
+/// once, and the end that cannot send returns `Disconnected` from `send`
+/// ([`readable`](Self::readable) / [`writable`](Self::writable) say which).
+#[derive(Debug)]
+pub struct Connection {
+    tx: Option<ByteSender>,
+    rx: Option<ByteReceiver>,
+}
+
+impl Connection {
+    fn tx(&self) -> Result<&ByteSender, ByteSendError> {
+        self.tx.as_ref().ok_or(ByteSendError::Disconnected)
+    }
+
+    fn rx(&self) -> Result<&ByteReceiver, RecvError> {
+        self.rx.as_ref().ok_or(RecvError::Disconnected)
+    }
+
+    /// Sends a message, waiting while the other end's buffer is full.
+    ///
+    /// # Errors
+    /// `TooLarge`, `Disconnected` (the other end is gone, this end was
+    /// closed, or it cannot send), `Corrupted`.
+    pub fn send(&self, msg: &[u8]) -> Result<(), ByteSendError> {
+        self.tx()?.send(msg)
+    }
+
+    /// Sends without waiting (`Full` if the buffer is full).
+    ///
+    /// # Errors
+    /// As for [`send`](Self::send), plus `Full`.
+    pub fn try_send(&self, msg: &[u8]) -> Result<(), ByteSendError> {
+        self.tx()?.try_send(msg)
+    }
+
+    /// Sends, waiting at most `timeout` while the buffer is full.
+    ///
+    /// # Errors
+    /// As for [`send`](Self::send), plus `Timeout`.
+    pub fn send_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), ByteSendError> {
+        self.tx()?.send_timeout(msg, timeout)
+    }
+
+    /// Receives the next message, waiting for one.
+    ///
+    /// # Errors
+    /// `Disconnected` once everything the other end sent has been received
+    /// and it is gone (EOF), `Corrupted`.
+    pub fn recv(&self) -> Result<Vec<u8>, RecvError> {
+        self.rx()?.recv()
+    }
+
+    /// Receives into `out` (cleared first, capacity reused); returns the length.
+    ///
+    /// # Errors
+    /// As for [`recv`](Self::recv).
+    pub fn recv_into(&self, out: &mut Vec<u8>) -> Result<usize, RecvError> {
+        self.rx()?.recv_into(out)
+    }
+
+    /// Receives, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// `Timeout`, `Disconnected`, `Corrupted`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Vec<u8>, RecvTimeoutError> {
+        self.rx()
+            .map_err(RecvTimeoutError::from)?
+            .recv_timeout(timeout)
+    }
+
+    /// Receives without waiting.
+    ///
+    /// # Errors
+    /// `Empty`, `Disconnected`, `Corrupted`.
+    pub fn try_recv(&self) -> Result<Vec<u8>, TryRecvError> {
+        self.rx().map_err(TryRecvError::from)?.try_recv()
+    }
+
+    /// Waits at most `timeout` for a message without taking it: `Ok(true)`
+    /// if one is waiting, `Ok(false)` on timeout (zero: just look).
+    ///
+    /// # Errors
+    /// `Disconnected` at EOF (nothing waiting, the other end gone),
+    /// `Corrupted`.
+    pub fn poll(&self, timeout: Duration) -> Result<bool, RecvError> {
+        self.rx()?.poll(timeout)
+    }
+
+    /// Closes this end: the other end's `recv` sees EOF after what was
+    /// sent, its `send` sees `Disconnected`. Later calls on this end return
+    /// `Disconnected`. Dropping the connection does the same.
+    pub fn close(&mut self) {
+        self.tx = None;
+        self.rx = None;
+    }
+
+    /// Whether this end can receive (not closed, not the sending end of a
+    /// one-way pipe).
+    pub fn readable(&self) -> bool {
+        self.rx.is_some()
+    }
+
+    /// Whether this end can send.
+    pub fn writable(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// The sending half, for loans and values.
+    pub fn sender(&mut self) -> Option<&mut ByteSender> {
+        self.tx.as_mut()
+    }
+
+    /// The receiving half, for in-place reads and values.
+    pub fn receiver(&mut self) -> Option<&mut ByteReceiver> {
+        self.rx.as_mut()
+    }
+}
