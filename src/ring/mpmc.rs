@@ -50,7 +50,8 @@ impl<T: Copy> MpmcSlot<T> {
 
 /// Bit 63 of a stamp marks a skip record: a producer claimed the position
 /// and gave it up (a dropped loan). Real stamps never reach bit 63: that
-/// takes 2^63 positions.
+/// takes 2^63 positions. Order comparisons (`behind`) strip it: a skip
+/// record sits where its message would.
 pub const SKIP: u64 = 1 << 63;
 
 /// `one_lap` for a capacity: the lap unit of the stamp encoding.
@@ -202,12 +203,13 @@ impl<T: Copy> MpmcRing<T> {
                     Ok(_) => return Ok((tail, index)),
                     Err(t) => tail = t,
                 }
-            } else if behind(stamp, tail) {
+            } else if behind(stamp & !SKIP, tail) {
                 // The slot has not caught up with our position: it still
                 // holds last lap's message or skip record (full, or its
                 // consumer is mid-read), or last lap's producer claimed it
                 // and has not written yet. Either way there is no free slot
-                // now. (A skip stamp has bit 63 set, so it compares behind.)
+                // now. Comparisons of order ignore the skip bit: last lap's
+                // skip record is behind us like last lap's message.
                 return Err(PushError::Full);
             } else {
                 // The slot is ahead of us: another producer took `tail`. Its
@@ -321,7 +323,7 @@ impl<T: Copy> MpmcRing<T> {
             } else if stamp == head.wrapping_add(1) | SKIP {
                 head = self.step_over(head, lap, index);
                 continue;
-            } else if behind(stamp, head.wrapping_add(1)) {
+            } else if behind(stamp & !SKIP, head.wrapping_add(1)) {
                 // Not written in this lap (empty, or its producer has claimed
                 // the position and not published yet), or last lap's
                 // consumer has not released it yet. All are Empty for a
@@ -442,7 +444,7 @@ impl<T: Copy> MpmcRing<T> {
                     }
                     Err(t) => tail = t,
                 }
-            } else if behind(stamp, tail) {
+            } else if behind(stamp & !SKIP, tail) {
                 return Err(PushError::Full);
             } else {
                 // Another producer took `tail` (see `claim_push`).
@@ -498,7 +500,7 @@ impl<T: Copy> MpmcRing<T> {
             } else if stamp == head.wrapping_add(1) | SKIP {
                 head = self.step_over(head, lap, index);
                 continue;
-            } else if behind(stamp, head.wrapping_add(1)) {
+            } else if behind(stamp & !SKIP, head.wrapping_add(1)) {
                 return Err(PopError::Empty);
             } else {
                 // Another consumer took `head` (see `claim_push`).
