@@ -251,3 +251,47 @@ fn the_counter_counts() {
     });
     assert_eq!(n, 1);
 }
+
+/// Byte messages: `send` + `recv_into` a reused `Vec`, then loan + commit +
+/// `recv_ref`, in bursts, on one thread: nothing allocates per message once
+/// the `Vec` has grown to the largest message.
+fn byte_calls(flavor: Flavor) {
+    let q = shmring::ByteQueue::anonymous(flavor, 8, 256).unwrap();
+    let mut tx = q.sender().unwrap();
+    let mut rx = q.receiver().unwrap();
+    let msg: Vec<u8> = (0..=255u8).collect();
+    let mut buf = Vec::with_capacity(256);
+    let mut round = |start: u64, count: u64| {
+        let mut i = start;
+        while i < start + count {
+            let n = 1 + (i % 8);
+            for k in 0..n {
+                let len = ((i + k) % 257) as usize;
+                tx.send(&msg[..len]).unwrap();
+            }
+            for k in 0..n {
+                let len = ((i + k) % 257) as usize;
+                assert_eq!(rx.recv_into(&mut buf).unwrap(), len);
+                assert_eq!(buf[..], msg[..len]);
+            }
+            let mut loan = tx.loan(8).unwrap();
+            loan.copy_from_slice(&i.to_le_bytes());
+            loan.commit();
+            assert_eq!(*rx.recv_ref().unwrap(), i.to_le_bytes());
+            i += n;
+        }
+    };
+    round(0, WARM_UP);
+    let n = allocations_in(|| round(WARM_UP, MEASURED));
+    assert_eq!(n, 0, "byte messages ({flavor:?}) allocated {n} times");
+}
+
+#[test]
+fn spsc_byte_messages_allocate_nothing() {
+    run("alloc_bytes_spsc", |_| byte_calls(Flavor::Spsc));
+}
+
+#[test]
+fn mpmc_byte_messages_allocate_nothing() {
+    run("alloc_bytes_mpmc", |_| byte_calls(Flavor::Mpmc));
+}
