@@ -242,10 +242,19 @@ impl PipeBuilder {
 /// one-way pipe that cannot receive returns `Disconnected` from `recv` at
 /// once, and the end that cannot send returns `Disconnected` from `send`
 /// ([`readable`](Self::readable) / [`writable`](Self::writable) say which).
+///
+/// A peer that closed or dropped its end is seen at once. A peer whose
+/// process died is seen by a `recv` within a liveness slice (20 ms), but a
+/// `send` that finds room in the buffer does not look at the peer: up to
+/// the pipe's capacity of messages can be accepted for a dead peer before a
+/// `send` that has to wait finds it dead and returns `Disconnected`.
+/// Messages that matter need an answer (duplex) to be known delivered.
 #[derive(Debug)]
 pub struct Connection {
-    tx: Option<ByteSender>,
+    // Dropped in declaration order: the receiving half first, so that a
+    // peer that sees EOF also finds nobody receiving its sends.
     rx: Option<ByteReceiver>,
+    tx: Option<ByteSender>,
 }
 
 impl Connection {
@@ -331,8 +340,9 @@ impl Connection {
     /// sent, its `send` sees `Disconnected`. Later calls on this end return
     /// `Disconnected`. Dropping the connection does the same.
     pub fn close(&mut self) {
-        self.tx = None;
+        // Receiving half first (see the field order).
         self.rx = None;
+        self.tx = None;
     }
 
     /// Whether this end can receive (not closed, not the sending end of a
