@@ -3,18 +3,24 @@
 //! Loom atomics cannot live in mapped bytes, so the loom models build their
 //! queues here; unit tests use it to run the ring and channel code across
 //! threads. Nothing here touches a segment or a process table.
+//! [`HeapQueue`] carries `Copy` values; [`HeapByteQueue`] carries byte
+//! messages, with its payload area allocated on the heap.
 
+use super::bytes_core::{self, ByteLoan, ByteRef};
 use super::control::QueueControl;
+use super::payload::Payload;
 use super::raw::{RawReceiver, RawSender, RecvRing, SendRing};
-use crate::error::{Flavor, Role};
+use crate::error::{ByteSendError, Flavor, Role, TryRecvError};
 use crate::loom::UnsafeCell;
 use crate::ring::mpmc::{MpmcRing, MpmcSlot};
 use crate::ring::spsc::{slot_count, SpscRing};
-use crate::wait::WakeMode;
+use crate::wait::{Deadline, WakeMode};
+use std::alloc::Layout;
 use std::ops::Deref;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 enum Slots<T> {
     Spsc(Box<[UnsafeCell<T>]>),
@@ -181,6 +187,270 @@ impl<T: Copy + Default + Send> Drop for HeapReceiver<T> {
     }
 }
 
+/// A heap area of `count` zeroed payloads of `stride` bytes, freed on drop.
+struct PayloadArea {
+    base: NonNull<u8>,
+    /// `None` for an empty area (nothing was allocated).
+    layout: Option<Layout>,
+}
+
+// SAFETY: the area is plain bytes; every access goes through a `Payload`
+// view, whose accesses the ring protocol orders.
+unsafe impl Send for PayloadArea {}
+// SAFETY: as above.
+unsafe impl Sync for PayloadArea {}
+
+impl PayloadArea {
+    /// Alignment of the area and of every payload (the stride is a multiple
+    /// of it): a cache line, as in a segment.
+    const ALIGN: usize = 64;
+
+    fn new(count: u64, stride: usize) -> Self {
+        let size = usize::try_from(count)
+            .ok()
+            .and_then(|c| c.checked_mul(stride))
+            .expect("payload area size overflows");
+        if size == 0 {
+            return PayloadArea {
+                base: NonNull::dangling(),
+                layout: None,
+            };
+        }
+        let layout = Layout::from_size_align(size, Self::ALIGN).expect("payload area too large");
+        // SAFETY: `layout` has a non-zero size (checked above).
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        let Some(base) = NonNull::new(ptr) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        PayloadArea {
+            base,
+            layout: Some(layout),
+        }
+    }
+}
+
+impl Drop for PayloadArea {
+    fn drop(&mut self) {
+        if let Some(layout) = self.layout {
+            // SAFETY: allocated in `new` with this very layout, and freed
+            // only here, once: every `Payload` view into the area belongs to
+            // a holder of the `Arc` that owns it, so none is left.
+            unsafe { std::alloc::dealloc(self.base.as_ptr(), layout) };
+        }
+    }
+}
+
+/// A heap-backed byte-message queue (loom models and threaded unit tests):
+/// a [`HeapQueue<u32>`] of message lengths plus a heap payload area with
+/// one payload per ring slot, driven by the same
+/// [`bytes_core`](super::bytes_core) functions as the segment-backed
+/// [`ByteQueue`](crate::ByteQueue).
+///
+/// Cloning shares the queue.
+#[derive(Clone)]
+pub struct HeapByteQueue {
+    queue: Arc<HeapQueue<u32>>,
+    /// One view for all handles: under loom its ownership guards must be
+    /// shared, so every handle clones this one.
+    payload: Payload,
+    area: Arc<PayloadArea>,
+}
+
+impl HeapByteQueue {
+    /// A new empty queue of `capacity` messages of at most `max` bytes each.
+    pub fn new(flavor: Flavor, capacity: u64, max: usize, mode: WakeMode) -> Self {
+        let queue = HeapQueue::<u32>::new(flavor, capacity, mode);
+        let count = match flavor {
+            Flavor::Spsc => slot_count(capacity),
+            Flavor::Mpmc => capacity,
+        };
+        let stride = max
+            .checked_next_multiple_of(PayloadArea::ALIGN)
+            .expect("payload size overflows");
+        let area = Arc::new(PayloadArea::new(count, stride));
+        // SAFETY: the area holds `count * stride` bytes and lives as long as
+        // the `Arc` that every holder of this view (the queue and each of its
+        // handles) keeps; `max <= stride` by construction.
+        let payload = unsafe { Payload::from_raw(area.base, stride, max, count) };
+        HeapByteQueue {
+            queue,
+            payload,
+            area,
+        }
+    }
+
+    /// The largest message, in bytes.
+    pub fn max_message_size(&self) -> usize {
+        self.payload.max()
+    }
+
+    /// The underlying queue of message lengths.
+    pub fn queue(&self) -> &Arc<HeapQueue<u32>> {
+        &self.queue
+    }
+
+    /// Attaches a sender; `None` if an SPSC queue already has one.
+    pub fn sender(&self) -> Option<HeapByteSender> {
+        Some(HeapByteSender {
+            inner: self.queue.sender()?,
+            payload: self.payload.clone(),
+            _area: self.area.clone(),
+        })
+    }
+
+    /// Attaches a receiver; `None` if an SPSC queue already has one.
+    pub fn receiver(&self) -> Option<HeapByteReceiver> {
+        Some(HeapByteReceiver {
+            inner: self.queue.receiver()?,
+            payload: self.payload.clone(),
+            _area: self.area.clone(),
+        })
+    }
+}
+
+/// A sender on a [`HeapByteQueue`]; detaches on drop.
+pub struct HeapByteSender {
+    inner: HeapSender<u32>,
+    payload: Payload,
+    _area: Arc<PayloadArea>,
+}
+
+impl HeapByteSender {
+    /// The sending core.
+    pub fn raw(&self) -> &RawSender<u32> {
+        &self.inner
+    }
+
+    /// The largest message, in bytes.
+    pub fn max_message_size(&self) -> usize {
+        self.payload.max()
+    }
+
+    /// Sends `msg` without waiting.
+    ///
+    /// # Errors
+    /// `TooLarge`, `Full`, `Disconnected`, `Corrupted`.
+    pub fn try_send(&self, msg: &[u8]) -> Result<(), ByteSendError> {
+        bytes_core::try_send(&self.inner, &self.payload, msg)
+    }
+
+    /// Sends `msg`, waiting for room until `deadline` (`None`: forever),
+    /// spinning for `spin` first and calling `reap` between sleeps.
+    ///
+    /// # Errors
+    /// `TooLarge`, `Timeout`, `Disconnected`, `Corrupted`.
+    pub fn send_deadline(
+        &self,
+        msg: &[u8],
+        deadline: Option<Deadline>,
+        spin: Duration,
+        reap: &dyn Fn(),
+    ) -> Result<(), ByteSendError> {
+        bytes_core::send_deadline(&self.inner, &self.payload, msg, deadline, spin, reap)
+    }
+
+    /// Borrows space for a message of `len` bytes, without waiting.
+    /// `&mut self`: one loan at a time per handle (an SPSC claim is only
+    /// the producer's index, so a second loan would get the same slot).
+    ///
+    /// # Errors
+    /// `TooLarge`, `Full`, `Disconnected`, `Corrupted`.
+    pub fn try_loan(&mut self, len: usize) -> Result<ByteLoan<'_>, ByteSendError> {
+        bytes_core::loan(&self.inner, &self.payload, len, None)
+    }
+
+    /// As [`try_loan`](Self::try_loan), waiting for room until `deadline`
+    /// (`None`: forever), spinning for `spin` first and calling `reap`
+    /// between sleeps.
+    ///
+    /// # Errors
+    /// `TooLarge`, `Timeout`, `Disconnected`, `Corrupted`.
+    pub fn loan_deadline(
+        &mut self,
+        len: usize,
+        deadline: Option<Deadline>,
+        spin: Duration,
+        reap: &dyn Fn(),
+    ) -> Result<ByteLoan<'_>, ByteSendError> {
+        bytes_core::loan(
+            &self.inner,
+            &self.payload,
+            len,
+            Some((deadline, spin, reap)),
+        )
+    }
+}
+
+/// A receiver on a [`HeapByteQueue`]; detaches on drop.
+pub struct HeapByteReceiver {
+    inner: HeapReceiver<u32>,
+    payload: Payload,
+    _area: Arc<PayloadArea>,
+}
+
+impl HeapByteReceiver {
+    /// The receiving core.
+    pub fn raw(&self) -> &RawReceiver<u32> {
+        &self.inner
+    }
+
+    /// The largest message, in bytes.
+    pub fn max_message_size(&self) -> usize {
+        self.payload.max()
+    }
+
+    /// Receives the oldest message into `out` (cleared first) without
+    /// waiting; returns its length.
+    ///
+    /// # Errors
+    /// `Empty`, `Disconnected`, `Corrupted`.
+    pub fn try_recv_into(&self, out: &mut Vec<u8>) -> Result<usize, TryRecvError> {
+        bytes_core::try_recv_into(&self.inner, &self.payload, out)
+    }
+
+    /// Receives into `out`, waiting until `deadline` (`None`: forever),
+    /// spinning for `spin` first and calling `reap` between sleeps.
+    /// `Ok(None)`: timed out.
+    ///
+    /// # Errors
+    /// `Disconnected`, `Corrupted`.
+    pub fn recv_into_deadline(
+        &self,
+        out: &mut Vec<u8>,
+        deadline: Option<Deadline>,
+        spin: Duration,
+        reap: &dyn Fn(),
+    ) -> Result<Option<usize>, TryRecvError> {
+        bytes_core::recv_into_deadline(&self.inner, &self.payload, out, deadline, spin, reap)
+    }
+
+    /// Takes the oldest message to read in place, without waiting.
+    /// `&mut self`: one at a time per handle (an SPSC take is only the
+    /// consumer's index, so a second one would get the same message).
+    ///
+    /// # Errors
+    /// `Empty`, `Disconnected`, `Corrupted`.
+    pub fn try_take_ref(&mut self) -> Result<ByteRef<'_>, TryRecvError> {
+        bytes_core::take_ref(&self.inner, &self.payload, None)
+            .map(|r| r.expect("no wait, no timeout"))
+    }
+
+    /// As [`try_take_ref`](Self::try_take_ref), waiting until `deadline`
+    /// (`None`: forever), spinning for `spin` first and calling `reap`
+    /// between sleeps. `Ok(None)`: timed out.
+    ///
+    /// # Errors
+    /// `Disconnected`, `Corrupted`.
+    pub fn take_ref_deadline(
+        &mut self,
+        deadline: Option<Deadline>,
+        spin: Duration,
+        reap: &dyn Fn(),
+    ) -> Result<Option<ByteRef<'_>>, TryRecvError> {
+        bytes_core::take_ref(&self.inner, &self.payload, Some((deadline, spin, reap)))
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -299,5 +569,182 @@ mod tests {
         assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
         drop(rx);
         assert_eq!(tx.try_send(4), Err(TrySendError::Disconnected(4)));
+    }
+
+    const SPIN: Duration = Duration::from_micros(5);
+
+    /// Message `i` of producer `p`: 8..=16 bytes, `p` and `i` first, then
+    /// filler that depends on both.
+    fn tagged(p: u32, i: u32) -> Vec<u8> {
+        let len = 8 + (i % 9) as usize;
+        let mut m = Vec::with_capacity(len);
+        m.extend_from_slice(&p.to_le_bytes());
+        m.extend_from_slice(&i.to_le_bytes());
+        m.extend((8..len).map(|j| (p as usize * 31 + i as usize * 7 + j) as u8));
+        m
+    }
+
+    /// Checks a message made by [`tagged`]; returns `(p, i)`.
+    fn untag(m: &[u8]) -> (u32, u32) {
+        assert!(m.len() >= 8, "short message: {m:?}");
+        let p = u32::from_le_bytes(m[..4].try_into().unwrap());
+        let i = u32::from_le_bytes(m[4..8].try_into().unwrap());
+        assert_eq!(m, &tagged(p, i)[..], "message ({p}, {i}) corrupted");
+        (p, i)
+    }
+
+    /// SPSC, capacity 3 (4 payloads): lengths 0..=40 cycling, every third
+    /// message written through a loan, every fifth loan dropped once before
+    /// the message is sent (the claim goes back: the next one gets the same
+    /// slot); the consumer alternates copies and in-place reads.
+    #[test]
+    fn spsc_bytes_threads_in_order() {
+        const N: usize = 20_000;
+        const MAX: usize = 40;
+        let msg = |i: usize| -> Vec<u8> { (0..i % (MAX + 1)).map(|j| (i + j) as u8).collect() };
+        let q = HeapByteQueue::new(Flavor::Spsc, 3, MAX, WakeMode::Fast);
+        let mut tx = q.sender().unwrap();
+        assert!(q.sender().is_none(), "SPSC: one sender");
+        let mut rx = q.receiver().unwrap();
+        assert_eq!(tx.max_message_size(), MAX);
+        assert!(matches!(
+            tx.try_send(&[0; MAX + 1]),
+            Err(ByteSendError::TooLarge { len: 41, max: MAX })
+        ));
+        let producer = std::thread::spawn(move || {
+            for i in 0..N {
+                let m = msg(i);
+                if i % 3 == 0 {
+                    if i % 5 == 0 {
+                        let mut loan = tx.loan_deadline(MAX, None, SPIN, &|| {}).unwrap();
+                        loan.fill(0xee);
+                    }
+                    let mut loan = tx.loan_deadline(m.len(), None, SPIN, &|| {}).unwrap();
+                    loan.copy_from_slice(&m);
+                    loan.commit();
+                } else {
+                    tx.send_deadline(&m, None, SPIN, &|| {}).unwrap();
+                }
+            }
+        });
+        let mut out = Vec::new();
+        for i in 0..N {
+            if i % 2 == 0 {
+                let n = rx
+                    .recv_into_deadline(&mut out, None, SPIN, &|| {})
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(n, out.len());
+                assert_eq!(out, msg(i), "message {i}");
+            } else {
+                let r = rx.take_ref_deadline(None, SPIN, &|| {}).unwrap().unwrap();
+                assert_eq!(&*r, &msg(i)[..], "message {i}");
+            }
+        }
+        producer.join().unwrap();
+        assert_eq!(rx.try_recv_into(&mut out), Err(TryRecvError::Disconnected));
+    }
+
+    /// MPMC, capacity 4: 3 producers (sends, committed loans, loans dropped
+    /// before the real message: skip records), 2 consumers (one copying,
+    /// one reading in place). Every message exactly once and intact, each
+    /// producer's in order within each consumer.
+    #[test]
+    fn mpmc_bytes_threads_exactly_once() {
+        const PER: u32 = 10_000;
+        let q = HeapByteQueue::new(Flavor::Mpmc, 4, 16, WakeMode::Fast);
+        let producers: Vec<_> = (0..3u32)
+            .map(|p| {
+                let mut tx = q.sender().unwrap();
+                std::thread::spawn(move || {
+                    for i in 0..PER {
+                        let m = tagged(p, i);
+                        match (i + p) % 4 {
+                            0 => tx.send_deadline(&m, None, SPIN, &|| {}).unwrap(),
+                            1 => loop {
+                                match tx.try_send(&m) {
+                                    Ok(()) => break,
+                                    Err(ByteSendError::Full) => std::thread::yield_now(),
+                                    Err(e) => panic!("{e:?}"),
+                                }
+                            },
+                            2 => {
+                                let mut loan = tx.loan_deadline(16, None, SPIN, &|| {}).unwrap();
+                                loan.fill(0xee);
+                                loan.set_len(m.len()).unwrap();
+                                loan.copy_from_slice(&m);
+                                loan.commit();
+                            }
+                            _ => {
+                                let mut loan = tx.loan_deadline(8, None, SPIN, &|| {}).unwrap();
+                                loan.fill(0xee);
+                                drop(loan);
+                                tx.send_deadline(&m, None, SPIN, &|| {}).unwrap();
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        let consumers: Vec<_> = (0..2)
+            .map(|c| {
+                let mut rx = q.receiver().unwrap();
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    let mut out = Vec::new();
+                    loop {
+                        let id = if c == 0 {
+                            match rx.recv_into_deadline(&mut out, None, SPIN, &|| {}) {
+                                Ok(Some(_)) => untag(&out),
+                                Err(TryRecvError::Disconnected) => break,
+                                other => panic!("{other:?}"),
+                            }
+                        } else {
+                            match rx.take_ref_deadline(None, SPIN, &|| {}) {
+                                Ok(Some(r)) => untag(&r),
+                                Err(TryRecvError::Disconnected) => break,
+                                other => panic!("{other:?}"),
+                            }
+                        };
+                        got.push(id);
+                    }
+                    got
+                })
+            })
+            .collect();
+        drop(q);
+        for h in producers {
+            h.join().unwrap();
+        }
+        let mut seen = vec![vec![false; PER as usize]; 3];
+        for h in consumers {
+            let mut last = [None::<u32>; 3];
+            for (p, i) in h.join().unwrap() {
+                let p = p as usize;
+                assert!(last[p].is_none_or(|l| l < i), "producer {p}: out of order");
+                last[p] = Some(i);
+                assert!(!seen[p][i as usize], "({p}, {i}) delivered twice");
+                seen[p][i as usize] = true;
+            }
+        }
+        assert!(seen.iter().flatten().all(|&s| s), "a message was lost");
+    }
+
+    /// Zero-byte payloads: nothing is allocated, empty messages still flow.
+    #[test]
+    fn zero_max_message_size() {
+        for flavor in [Flavor::Spsc, Flavor::Mpmc] {
+            let q = HeapByteQueue::new(flavor, 2, 0, WakeMode::Strict);
+            let mut tx = q.sender().unwrap();
+            let mut rx = q.receiver().unwrap();
+            tx.try_send(&[]).unwrap();
+            tx.try_loan(0).unwrap().commit();
+            assert!(matches!(tx.try_send(&[]), Err(ByteSendError::Full)));
+            let mut out = vec![1];
+            assert_eq!(rx.try_recv_into(&mut out), Ok(0));
+            assert!(out.is_empty());
+            assert!(rx.try_take_ref().unwrap().is_empty());
+            assert_eq!(rx.try_recv_into(&mut out), Err(TryRecvError::Empty));
+        }
     }
 }

@@ -1,0 +1,316 @@
+//! loom models of byte messages through the heap-backed byte queue: a ring
+//! of `u32` lengths plus a payload area with one payload per slot, driven by
+//! the same `bytes_core` functions as the segment-backed `ByteQueue`.
+//!
+//! Each payload is shadowed by a loom `UnsafeCell<()>` that every payload
+//! access touches, so loom checks that the ring protocol orders the payload
+//! bytes exactly as it orders the slot's own value: the producer's writes
+//! (copied or through a loan) before the consumer's reads (copied out or
+//! through a `ByteRef`), and those reads before the next producer's writes
+//! to the same payload. The asserts check contents, order and
+//! exactly-once delivery; abandoned loans (MPMC skip records) must never
+//! reach a consumer.
+//!
+//! Threads: two-thread models may use `try_` calls with `yield_now`; models
+//! with more threads use the blocking calls (see the comment at the top of
+//! `mpmc.rs`). Blocking calls run with no deadline and no spinning: loom
+//! reports a deadlock if a wake-up is lost.
+#![cfg(loom)]
+
+use loom::thread;
+use shmring::channel::heap::{HeapByteQueue, HeapByteReceiver, HeapByteSender};
+use shmring::{ByteSendError, Flavor, TryRecvError, WakeMode};
+use shmring_loom_tests::builder;
+use std::time::Duration;
+
+/// The largest message in every model.
+const MAX: usize = 8;
+
+/// Lengths of the messages in the streaming models: empty, short, full.
+const LENGTHS: [usize; 3] = [0, 3, MAX];
+
+/// Message `i` of producer `p`: `len` bytes, each naming `p`, `i` and its
+/// offset, so a torn, stale or misplaced payload shows.
+fn message(p: u8, i: u8, len: usize) -> Vec<u8> {
+    (0..len as u8).map(|j| 100 * p + 10 * i + j).collect()
+}
+
+fn send_blocking(tx: &HeapByteSender, msg: &[u8]) {
+    tx.send_deadline(msg, None, Duration::ZERO, &|| {})
+        .expect("a receiver is attached");
+}
+
+/// Receives the next message, waiting: `Err` once every sender is gone and
+/// the queue is drained.
+fn recv_blocking(rx: &HeapByteReceiver) -> Result<Vec<u8>, TryRecvError> {
+    let mut out = vec![0xff; 2]; // cleared by the receive
+    match rx.recv_into_deadline(&mut out, None, Duration::ZERO, &|| {}) {
+        Ok(Some(n)) => {
+            assert_eq!(n, out.len(), "the returned length is the message's");
+            Ok(out)
+        }
+        Ok(None) => panic!("no deadline, yet timed out"),
+        Err(e) => Err(e),
+    }
+}
+
+/// (a) SPSC: one producer sends messages of 0, 3 and 8 bytes with `try_`
+/// calls into a ring of `capacity` (1 or 2 payloads), so they wrap around
+/// and every payload is rewritten right after its consumer released it.
+/// The consumer copies them out in order; then the queue reports
+/// `Disconnected`.
+fn spsc_stream(capacity: u64) {
+    builder().check(move || {
+        let q = HeapByteQueue::new(Flavor::Spsc, capacity, MAX, WakeMode::Fast);
+        let tx = q.sender().expect("first sender attaches");
+        let rx = q.receiver().expect("first receiver attaches");
+        drop(q);
+
+        let producer = thread::spawn(move || {
+            for (i, &len) in (0u8..).zip(&LENGTHS) {
+                let msg = message(0, i, len);
+                loop {
+                    match tx.try_send(&msg) {
+                        Ok(()) => break,
+                        Err(ByteSendError::Full) => thread::yield_now(),
+                        Err(e) => panic!("unexpected send error: {e:?}"),
+                    }
+                }
+            }
+        });
+
+        let mut out = Vec::new();
+        for (i, &len) in (0u8..).zip(&LENGTHS) {
+            loop {
+                match rx.try_recv_into(&mut out) {
+                    Ok(n) => {
+                        assert_eq!(n, len);
+                        break;
+                    }
+                    Err(TryRecvError::Empty) => thread::yield_now(),
+                    Err(e) => panic!("unexpected receive error: {e:?}"),
+                }
+            }
+            assert_eq!(out, message(0, i, len), "message {i}");
+        }
+        producer.join().unwrap();
+        assert_eq!(rx.try_recv_into(&mut out), Err(TryRecvError::Disconnected));
+    });
+}
+
+#[test]
+fn spsc_stream_capacity_1() {
+    spsc_stream(1);
+}
+
+#[test]
+fn spsc_stream_capacity_2() {
+    spsc_stream(2);
+}
+
+/// How the two-thread models call.
+#[derive(Clone, Copy)]
+enum Calls {
+    /// `try_` calls, `yield_now` on Full / Empty.
+    Try,
+    /// Blocking calls: no deadline, no spinning.
+    Blocking,
+}
+
+/// (b) MPMC, one producer: it takes a loan, fills it and drops it without
+/// committing (a skip record), then sends a real message. The consumer
+/// receives only the real message, then `Disconnected` once the producer is
+/// gone. At capacity 1 the real message needs the very slot of the skip
+/// record: the producer finds the ring full until the consumer has stepped
+/// over it (last lap's skip record must read as Full, not as Corrupted). At
+/// capacity 2 it goes to the next slot.
+fn mpmc_abandoned_loan(capacity: u64, calls: Calls) {
+    builder().check(move || {
+        let q = HeapByteQueue::new(Flavor::Mpmc, capacity, MAX, WakeMode::Fast);
+        let mut tx = q.sender().expect("MPMC senders always attach");
+        let rx = q.receiver().expect("MPMC receivers always attach");
+        drop(q);
+
+        let real = message(0, 1, 3);
+        let producer = thread::spawn({
+            let real = real.clone();
+            move || {
+                let mut loan = tx.try_loan(MAX).expect("an empty ring has room");
+                loan.fill(0xee);
+                drop(loan);
+                match calls {
+                    Calls::Try => loop {
+                        match tx.try_send(&real) {
+                            Ok(()) => break,
+                            Err(ByteSendError::Full) => thread::yield_now(),
+                            Err(e) => panic!("unexpected send error: {e:?}"),
+                        }
+                    },
+                    Calls::Blocking => send_blocking(&tx, &real),
+                }
+            }
+        });
+
+        let recv = || match calls {
+            Calls::Try => {
+                let mut out = Vec::new();
+                loop {
+                    match rx.try_recv_into(&mut out) {
+                        Ok(_) => return Ok(out),
+                        Err(TryRecvError::Empty) => thread::yield_now(),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Calls::Blocking => recv_blocking(&rx),
+        };
+        assert_eq!(recv(), Ok(real));
+        assert_eq!(recv(), Err(TryRecvError::Disconnected));
+        producer.join().unwrap();
+    });
+}
+
+#[test]
+fn mpmc_abandoned_loan_capacity_1_try() {
+    mpmc_abandoned_loan(1, Calls::Try);
+}
+
+/// A lost wake-up: the producer sleeps on `not_full` behind its own skip
+/// record; the consumer steps over it (freeing the slot) and, finding
+/// nothing after it, sleeps on `not_empty` without notifying `not_full`.
+/// loom reports the deadlock (and the abort takes the whole test binary
+/// down, hence the `ignore`). Outside loom every sleep is bounded by the
+/// liveness slice, so the send is late by up to 20 ms rather than lost.
+#[test]
+#[ignore = "lost wake-up: stepping over a skip record does not notify not_full (src/channel/raw.rs)"]
+fn mpmc_abandoned_loan_capacity_1_blocking() {
+    mpmc_abandoned_loan(1, Calls::Blocking);
+}
+
+#[test]
+fn mpmc_abandoned_loan_capacity_2_blocking() {
+    mpmc_abandoned_loan(2, Calls::Blocking);
+}
+
+/// (c) MPMC, capacity 2, three threads with blocking calls: producer 0
+/// takes a loan, writes into it and drops it (a skip record), then, if
+/// `p0_sends`, sends a message; producer 1 sends two messages meanwhile.
+/// Three claims or more on two slots: a producer may find the ring full
+/// with the skip record in it and sleep until the consumer steps over it,
+/// and the skip record and messages share slots across laps (the next
+/// writer of the skip record's payload is ordered after the loan's writes
+/// through the consumer's step-over). The consumer gets only the real
+/// messages, each producer's in order, then `Disconnected`.
+fn two_producers_one_abandons(p0_sends: bool, max_preemptions: Option<usize>) {
+    let mut b = builder();
+    if let Some(cap) = max_preemptions {
+        b.preemption_bound = b.preemption_bound.map(|n| n.min(cap));
+    }
+    b.check(move || {
+        let q = HeapByteQueue::new(Flavor::Mpmc, 2, MAX, WakeMode::Fast);
+        let mut tx0 = q.sender().expect("MPMC senders always attach");
+        let tx1 = q.sender().expect("MPMC senders always attach");
+        let rx = q.receiver().expect("MPMC receivers always attach");
+        drop(q);
+
+        let from_0 = message(0, 0, MAX);
+        let from_1 = [message(1, 0, 3), message(1, 1, 0)];
+        let p0 = thread::spawn({
+            let msg = from_0.clone();
+            move || {
+                let mut loan = tx0
+                    .loan_deadline(MAX, None, Duration::ZERO, &|| {})
+                    .expect("a receiver is attached");
+                loan.fill(0xee);
+                drop(loan);
+                if p0_sends {
+                    send_blocking(&tx0, &msg);
+                }
+            }
+        });
+        let p1 = thread::spawn({
+            let msgs = from_1.clone();
+            move || {
+                for m in &msgs {
+                    send_blocking(&tx1, m);
+                }
+            }
+        });
+
+        let mut got = Vec::new();
+        for _ in 0..2 + usize::from(p0_sends) {
+            got.push(recv_blocking(&rx).expect("more messages are coming"));
+        }
+        let got_1: Vec<_> = got.iter().filter(|m| **m != from_0).cloned().collect();
+        assert_eq!(got_1, from_1, "producer 1's messages, in order: {got:?}");
+        assert_eq!(got.len() - got_1.len(), usize::from(p0_sends), "{got:?}");
+        p0.join().unwrap();
+        p1.join().unwrap();
+        assert_eq!(recv_blocking(&rx), Err(TryRecvError::Disconnected));
+    });
+}
+
+/// Producer 0 only abandons: three claims on two slots, at the full
+/// preemption bound (about 18 s at bound 2 in a release build on a loaded
+/// 2-core machine).
+#[test]
+fn mpmc_two_producers_one_abandons() {
+    two_producers_one_abandons(false, None);
+}
+
+/// Producer 0 abandons, then sends: four claims on two slots (two full
+/// laps), at preemption bound 1: at bound 2 this shape takes about 90 s.
+#[test]
+fn mpmc_two_producers_one_abandons_then_sends() {
+    two_producers_one_abandons(true, Some(1));
+}
+
+/// (d) Zero-copy both ways, capacity 1: the producer writes two messages in
+/// place through loans (the first filled whole, then shortened with
+/// `set_len`) and commits them; the consumer reads each in place through a
+/// `ByteRef`, so the second loan's writes must wait for the first
+/// `ByteRef`'s drop (the payload's ownership passes by the ring alone).
+fn in_place(flavor: Flavor) {
+    builder().check(move || {
+        let q = HeapByteQueue::new(flavor, 1, MAX, WakeMode::Fast);
+        let mut tx = q.sender().expect("first sender attaches");
+        let mut rx = q.receiver().expect("first receiver attaches");
+        drop(q);
+
+        let producer = thread::spawn(move || {
+            let mut loan = tx
+                .loan_deadline(MAX, None, Duration::ZERO, &|| {})
+                .expect("a receiver is attached");
+            assert_eq!(loan.max_len(), MAX);
+            loan.copy_from_slice(&message(0, 0, MAX));
+            loan.set_len(3).expect("3 <= MAX");
+            loan.commit();
+
+            let mut loan = tx
+                .loan_deadline(5, None, Duration::ZERO, &|| {})
+                .expect("a receiver is attached");
+            loan.copy_from_slice(&message(0, 1, 5));
+            loan.commit();
+        });
+
+        for (i, len) in [(0, 3), (1, 5)] {
+            let r = rx
+                .take_ref_deadline(None, Duration::ZERO, &|| {})
+                .expect("the sender is attached")
+                .expect("no deadline");
+            assert_eq!(&*r, &message(0, i, len)[..], "message {i}");
+        }
+        producer.join().unwrap();
+        assert!(matches!(rx.try_take_ref(), Err(TryRecvError::Disconnected)));
+    });
+}
+
+#[test]
+fn spsc_in_place() {
+    in_place(Flavor::Spsc);
+}
+
+#[test]
+fn mpmc_in_place() {
+    in_place(Flavor::Mpmc);
+}
