@@ -175,14 +175,11 @@ fn mpmc_abandoned_loan_capacity_1_try() {
     mpmc_abandoned_loan(1, Calls::Try);
 }
 
-/// A lost wake-up: the producer sleeps on `not_full` behind its own skip
-/// record; the consumer steps over it (freeing the slot) and, finding
-/// nothing after it, sleeps on `not_empty` without notifying `not_full`.
-/// loom reports the deadlock (and the abort takes the whole test binary
-/// down, hence the `ignore`). Outside loom every sleep is bounded by the
-/// liveness slice, so the send is late by up to 20 ms rather than lost.
+/// The producer sleeps on `not_full` behind its own skip record; the
+/// consumer steps over it (freeing the slot) and, finding nothing after it,
+/// goes to sleep on `not_empty`. Stepping over must wake the producer: the
+/// first version did not, and loom found the lost wake-up here.
 #[test]
-#[ignore = "lost wake-up: stepping over a skip record does not notify not_full (src/channel/raw.rs)"]
 fn mpmc_abandoned_loan_capacity_1_blocking() {
     mpmc_abandoned_loan(1, Calls::Blocking);
 }

@@ -375,11 +375,25 @@ impl<T: Copy> RawReceiver<T> {
         unsafe { self.ctrl.as_ref() }
     }
 
+    /// Wakes producers after a pop that stepped over skip records: it freed
+    /// slots even if it found no message.
+    #[cold]
+    fn freed_slots(&self) {
+        self.ctrl().not_full.notify(self.mode);
+    }
+
     #[inline(always)]
     fn pop(&self) -> Result<T, PopError> {
         match &self.ring {
             RecvRing::Spsc(c) => c.try_pop(),
-            RecvRing::Mpmc(r) => r.try_pop(),
+            RecvRing::Mpmc(r) => {
+                let mut freed = false;
+                let r = r.try_pop(&mut freed);
+                if freed {
+                    self.freed_slots();
+                }
+                r
+            }
         }
     }
 
@@ -439,7 +453,14 @@ impl<T: Copy> RawReceiver<T> {
         let grab = |out: &mut [T]| -> Result<usize, PopError> {
             match &self.ring {
                 RecvRing::Spsc(c) => c.pop_into(out),
-                RecvRing::Mpmc(r) => r.pop_into(out),
+                RecvRing::Mpmc(r) => {
+                    let mut freed = false;
+                    let got = r.pop_into(out, &mut freed);
+                    if freed {
+                        self.freed_slots();
+                    }
+                    got
+                }
             }
         };
         let mut got = grab(out);
@@ -495,7 +516,14 @@ impl<T: Copy> RawReceiver<T> {
                 pos,
                 index: c.index(pos),
             }),
-            RecvRing::Mpmc(r) => r.claim_pop().map(|(pos, index)| SlotClaim { pos, index }),
+            RecvRing::Mpmc(r) => {
+                let mut freed = false;
+                let got = r.claim_pop(&mut freed);
+                if freed {
+                    self.freed_slots();
+                }
+                got.map(|(pos, index)| SlotClaim { pos, index })
+            }
         }
     }
 

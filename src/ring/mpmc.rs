@@ -276,9 +276,11 @@ impl<T: Copy> MpmcRing<T> {
 
     /// Consumes the skip record at position `head` (slot `index`, stamp
     /// `head + 1 | SKIP` seen with Acquire): claims the position like a
-    /// message and releases the slot at once. Returns the fresh `head`.
+    /// message and releases the slot at once. Returns the fresh `head`, and
+    /// sets `freed` if this call released the slot (a producer waiting for
+    /// room must then be woken by the caller).
     #[cold]
-    fn step_over(&self, head: u64, lap: u64, index: u64) -> u64 {
+    fn step_over(&self, head: u64, lap: u64, index: u64, freed: &mut bool) -> u64 {
         let next = self.next(lap, index);
         // Relaxed (both): as for a message, the CAS decides who owns `head`.
         match self
@@ -290,6 +292,7 @@ impl<T: Copy> MpmcRing<T> {
                 self.slot_at(index)
                     .stamp
                     .store(head.wrapping_add(self.one_lap), Ordering::Release);
+                *freed = true;
                 next
             }
             Err(h) => h,
@@ -299,9 +302,11 @@ impl<T: Copy> MpmcRing<T> {
     /// Claims the oldest published message for reading in place:
     /// `(position, slot index)`, or `Empty`. Skip records of abandoned
     /// claims are consumed on the way. The slot is the caller's until
-    /// [`release_pop`](Self::release_pop).
+    /// [`release_pop`](Self::release_pop). Sets `freed` if it stepped over
+    /// a skip record (releasing a slot): the caller then wakes producers,
+    /// whatever the result.
     #[inline(always)]
-    pub fn claim_pop(&self) -> Result<(u64, u64), PopError> {
+    pub fn claim_pop(&self, freed: &mut bool) -> Result<(u64, u64), PopError> {
         // Relaxed: only a guess at our position; the stamp check validates it.
         let mut head = self.head().load(Ordering::Relaxed);
         for _ in 0..MAX_ROUNDS {
@@ -321,7 +326,7 @@ impl<T: Copy> MpmcRing<T> {
                     Err(h) => head = h,
                 }
             } else if stamp == head.wrapping_add(1) | SKIP {
-                head = self.step_over(head, lap, index);
+                head = self.step_over(head, lap, index, freed);
                 continue;
             } else if behind(stamp & !SKIP, head.wrapping_add(1)) {
                 // Not written in this lap (empty, or its producer has claimed
@@ -362,10 +367,11 @@ impl<T: Copy> MpmcRing<T> {
             .store(pos.wrapping_add(self.one_lap), Ordering::Release);
     }
 
-    /// Takes one message, or reports `Empty`.
+    /// Takes one message, or reports `Empty`; `freed` as for
+    /// [`claim_pop`](Self::claim_pop).
     #[inline]
-    pub fn try_pop(&self) -> Result<T, PopError> {
-        let (pos, index) = self.claim_pop()?;
+    pub fn try_pop(&self, freed: &mut bool) -> Result<T, PopError> {
+        let (pos, index) = self.claim_pop(freed)?;
         let value = self.read(index);
         self.release_pop(pos, index);
         Ok(value)
@@ -462,8 +468,9 @@ impl<T: Copy> MpmcRing<T> {
 
     /// Takes up to `out.len()` messages with one claim of consecutive
     /// positions (never across the end of a lap): the number taken, at least
-    /// one, or `Empty` / `Corrupted`. The claim argument is `push_slice`'s.
-    pub fn pop_into(&self, out: &mut [T]) -> Result<usize, PopError> {
+    /// one, or `Empty` / `Corrupted`. The claim argument is `push_slice`'s;
+    /// `freed` as for [`claim_pop`](Self::claim_pop).
+    pub fn pop_into(&self, out: &mut [T], freed: &mut bool) -> Result<usize, PopError> {
         if out.is_empty() {
             return Ok(0);
         }
@@ -498,7 +505,7 @@ impl<T: Copy> MpmcRing<T> {
                     Err(h) => head = h,
                 }
             } else if stamp == head.wrapping_add(1) | SKIP {
-                head = self.step_over(head, lap, index);
+                head = self.step_over(head, lap, index, freed);
                 continue;
             } else if behind(stamp & !SKIP, head.wrapping_add(1)) {
                 return Err(PopError::Empty);
