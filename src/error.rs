@@ -14,8 +14,25 @@ pub enum Kind {
     Queue,
     /// A bounded queue of variable-length byte messages.
     ByteQueue,
+    /// One value of a `ShmSafe` type ([`Shared`](crate::Shared), `Value`).
+    Struct,
+    /// An array of `Pod` values with a lock (`Array`).
+    Array,
     /// A kind this build of shmring does not know (the raw header value).
     Unknown(u32),
+}
+
+impl Kind {
+    /// The kind a header's `kind` field names.
+    pub fn from_raw(kind: u32) -> Kind {
+        match kind {
+            1 => Kind::Queue,
+            2 => Kind::ByteQueue,
+            3 => Kind::Struct,
+            4 => Kind::Array,
+            k => Kind::Unknown(k),
+        }
+    }
 }
 
 impl fmt::Display for Kind {
@@ -23,6 +40,8 @@ impl fmt::Display for Kind {
         match self {
             Kind::Queue => f.write_str("queue"),
             Kind::ByteQueue => f.write_str("byte queue"),
+            Kind::Struct => f.write_str("shared struct"),
+            Kind::Array => f.write_str("shared array"),
             Kind::Unknown(k) => write!(f, "unknown kind {k}"),
         }
     }
@@ -157,6 +176,14 @@ pub enum SegmentError {
     /// A bad argument: empty or invalid name, capacity 0, an element type too large.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The array's length differs from the one asked for.
+    #[error("array length mismatch: expected {expected}, found {found}")]
+    LengthMismatch {
+        /// What the caller asked for.
+        expected: u64,
+        /// What the segment records.
+        found: u64,
+    },
     /// The byte queue's maximum message size differs from the one asked for.
     #[error("maximum message size mismatch: expected {expected} bytes, found {found}")]
     MessageSizeMismatch {

@@ -51,13 +51,18 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(not(loom))]
+mod cell;
 pub mod channel;
 pub mod error;
 mod loom;
 #[cfg(not(loom))]
 pub mod process;
 pub(crate) mod ring;
+#[cfg(not(loom))]
+mod shared;
 pub mod shm;
+pub mod sync;
 pub mod wait;
 
 #[cfg(not(loom))]
@@ -75,6 +80,16 @@ pub use error::{
     SendTimeoutError, TryRecvError, TrySendError, TypeDesc,
 };
 pub use wait::{Deadline, WakeMode};
+
+#[cfg(not(loom))]
+pub use cell::{Array, ArrayGuard, Value, ValueCell, ValueGuard};
+#[cfg(not(loom))]
+pub use shared::{Shared, SharedBuilder, ShmSafe};
+pub use sync::{
+    Barrier, BarrierError, BarrierWaitResult, CondGuard, Condition, Event, Lock, LockGuard,
+    LockTimeoutError, OwnerDied, RLock, RLockGuard, Semaphore, SemaphoreOverflow, TryLockError,
+    WaitTimeoutResult,
+};
 
 /// Re-exported so users can derive `Pod` for their message types.
 pub use bytemuck;

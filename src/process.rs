@@ -22,7 +22,7 @@ pub enum Liveness {
 }
 
 /// Parses `(state, starttime)` out of `/proc/<pid>/stat` content.
-fn parse_stat(stat: &str) -> Option<(char, u64)> {
+pub(crate) fn parse_stat(stat: &str) -> Option<(char, u64)> {
     // The command name (field 2) may hold spaces and parentheses: fields
     // resume after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -33,7 +33,7 @@ fn parse_stat(stat: &str) -> Option<(char, u64)> {
     Some((state, start))
 }
 
-fn read_stat(pid: u32) -> Option<(char, u64)> {
+pub(crate) fn read_stat(pid: u32) -> Option<(char, u64)> {
     parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 

@@ -169,11 +169,7 @@ impl<T: Pod> Shared<T> {
         if fields.kind != want_kind {
             return Err(SegmentError::WrongKind {
                 expected: want_kind_name,
-                found: match fields.kind {
-                    KIND_QUEUE => Kind::Queue,
-                    KIND_BYTES => Kind::ByteQueue,
-                    k => Kind::Unknown(k),
-                },
+                found: Kind::from_raw(fields.kind),
             });
         }
         if expect.bytes && !(1..=MAX_MESSAGE).contains(&fields.msg_max) {

@@ -203,13 +203,49 @@ impl WaitCell {
     #[cold]
     #[inline(never)]
     fn wake_all_slow(&self) {
+        self.wake_slow(i32::MAX);
+    }
+
+    /// Wakes one announced waiter, if any: for primitives that hand one
+    /// waiter a turn (a lock's unlock, a semaphore's permit). The barrier
+    /// pair is `notify`'s; there is no WOKEN bit: every call that finds a
+    /// waiter announced bumps `seq` and wakes one.
+    #[inline]
+    pub fn notify_one(&self, mode: WakeMode) {
+        self.notify_n(mode, 1);
+    }
+
+    /// Wakes every announced waiter, if any (an event set, a barrier
+    /// tripping, a condition's broadcast). No syscall when none is announced.
+    #[inline]
+    pub fn notify_all(&self, mode: WakeMode) {
+        self.notify_n(mode, i32::MAX);
+    }
+
+    #[inline(always)]
+    fn notify_n(&self, mode: WakeMode, n: i32) {
+        match mode {
+            WakeMode::Fast => light_barrier(),
+            WakeMode::Strict => fence(Ordering::SeqCst),
+        }
+        // Relaxed: ordered by the barrier pair, as in `notify`.
+        if self.waiters.load(Ordering::Relaxed) & !WOKEN != 0 {
+            self.wake_slow(n);
+        }
+    }
+
+    #[cold]
+    fn wake_slow(&self, n: i32) {
         // Release: a waiter that reads the new value (W3, Acquire) sees
         // everything published before this notify.
         self.seq.fetch_add(1, Ordering::Release);
         #[cfg(not(loom))]
-        futex::wake(&self.seq, i32::MAX);
+        futex::wake(&self.seq, n);
         #[cfg(loom)]
-        self.backend.wake();
+        {
+            let _ = n;
+            self.backend.wake();
+        }
     }
 
     /// Announces a waiter (W1–W3). The caller must re-check its condition,

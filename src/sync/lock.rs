@@ -1,0 +1,513 @@
+//! [`Lock`] and [`RLock`]: futex mutexes that live in shared memory and
+//! survive the death of their owner.
+//!
+//! # The protocol
+//! `owner` holds 0 (free) or the owner word of the thread holding the lock
+//! ([`owner`](super::owner)): taking the lock is one CAS `0 → me`
+//! (**Acquire**: the previous holder's writes happen-before ours), releasing
+//! is a store of 0 (**Release**), then a notify that makes a system call only
+//! when a waiter is announced. A contended locker spins briefly, then
+//! announces itself on the wait cell, re-checks, and sleeps (the wait layer's
+//! protocol, with `SeqCst` fences on both sides: no lost wake-up).
+//!
+//! # Owner death
+//! A sleeper wakes at least every [`LIVENESS_SLICE`]; when it was not woken,
+//! it checks whether the owner is alive. If the owner is proven dead, the
+//! sleeper takes the lock with one CAS from that exact owner word to its
+//! own, so only one recovers it, and gets [`OwnerDied`] carrying the guard:
+//! the protected data may be half-updated. A stopped (SIGSTOP) owner is
+//! alive and keeps the lock; a reused tid has another start time and is not
+//! mistaken for the dead owner. `try_lock` makes the same check when it
+//! finds the lock held.
+
+use super::owner;
+use crate::loom::{AtomicU32, AtomicU64, Ordering};
+use crate::wait::{Deadline, Spin, WaitCell, WakeMode};
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+/// How long a sleeping locker waits between liveness checks of the owner.
+pub const LIVENESS_SLICE: Duration = Duration::from_millis(20);
+
+/// How long a contended locker spins before sleeping.
+const SPIN: Duration = Duration::from_micros(20);
+
+/// The primitives' wake protocol: they already pay a CAS on every
+/// operation, so the fences of [`WakeMode::Strict`] cost little here and
+/// need no `membarrier` registration.
+pub(crate) const MODE: WakeMode = WakeMode::Strict;
+
+/// The previous owner died holding the lock; the lock is now the caller's,
+/// and the guard is inside. The protected state may be inconsistent.
+pub struct OwnerDied<G>(pub G);
+
+impl<G> OwnerDied<G> {
+    /// The guard: the lock is held.
+    pub fn into_inner(self) -> G {
+        self.0
+    }
+}
+
+impl<G> fmt::Debug for OwnerDied<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OwnerDied(..)")
+    }
+}
+
+impl<G> fmt::Display for OwnerDied<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the previous owner died holding the lock")
+    }
+}
+
+impl<G> std::error::Error for OwnerDied<G> {}
+
+/// Why `try_lock` did not simply succeed.
+pub enum TryLockError<G> {
+    /// A live thread holds the lock.
+    WouldBlock,
+    /// The previous owner died; the lock is now the caller's.
+    OwnerDied(G),
+}
+
+/// Why a lock with a timeout did not simply succeed.
+pub enum LockTimeoutError<G> {
+    /// A live thread held the lock until the deadline.
+    Timeout,
+    /// The previous owner died; the lock is now the caller's.
+    OwnerDied(G),
+}
+
+macro_rules! lock_error_impls {
+    ($name:ident, $other:ident, $msg:literal) => {
+        impl<G> $name<G> {
+            /// The guard, if the lock was taken (after an owner's death).
+            pub fn into_guard(self) -> Option<G> {
+                match self {
+                    $name::$other => None,
+                    $name::OwnerDied(g) => Some(g),
+                }
+            }
+        }
+        impl<G> fmt::Debug for $name<G> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $name::$other => {
+                        f.write_str(concat!(stringify!($name), "::", stringify!($other)))
+                    }
+                    $name::OwnerDied(_) => {
+                        f.write_str(concat!(stringify!($name), "::OwnerDied(..)"))
+                    }
+                }
+            }
+        }
+        impl<G> fmt::Display for $name<G> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $name::$other => f.write_str($msg),
+                    $name::OwnerDied(_) => f.write_str("the previous owner died holding the lock"),
+                }
+            }
+        }
+        impl<G> std::error::Error for $name<G> {}
+        impl<G> PartialEq for $name<G> {
+            fn eq(&self, other: &Self) -> bool {
+                matches!(
+                    (self, other),
+                    ($name::$other, $name::$other) | ($name::OwnerDied(_), $name::OwnerDied(_))
+                )
+            }
+        }
+    };
+}
+lock_error_impls!(TryLockError, WouldBlock, "the lock is held");
+lock_error_impls!(LockTimeoutError, Timeout, "timed out waiting for the lock");
+
+/// How an acquisition ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Acquired {
+    /// Taken from a free lock.
+    Clean,
+    /// Taken over from a dead owner.
+    Recovered,
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// The shared core of `Lock` and `RLock`: the owner word and the wait cell.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct RawLock {
+    owner: AtomicU64,
+    cell: WaitCell,
+}
+
+impl RawLock {
+    pub(crate) fn new() -> Self {
+        RawLock {
+            owner: AtomicU64::new(0),
+            cell: WaitCell::new(),
+        }
+    }
+
+    #[inline]
+    fn try_take(&self, me: u64) -> bool {
+        // Acquire: the previous holder's writes (before its Release store
+        // of 0) happen-before ours. Relaxed on failure: we learn nothing.
+        self.owner
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Takes the lock over from a dead owner, if it has one.
+    #[cold]
+    fn recover(&self, me: u64) -> bool {
+        // Relaxed: an identity to check; the CAS below validates it.
+        let held = self.owner.load(Ordering::Relaxed);
+        // Acquire on success: whatever the dead owner wrote is visible to
+        // the recoverer, which is told the state may be inconsistent.
+        held != 0
+            && held != me
+            && owner::is_dead(held)
+            && self
+                .owner
+                .compare_exchange(held, me, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Whether the calling thread (`me`) holds the lock.
+    #[inline]
+    pub(crate) fn held_by(&self, me: u64) -> bool {
+        // Relaxed: only `me` itself ever stores `me`.
+        self.owner.load(Ordering::Relaxed) == me
+    }
+
+    /// Whether anyone holds the lock (a snapshot).
+    pub(crate) fn is_locked(&self) -> bool {
+        // Relaxed: a snapshot.
+        self.owner.load(Ordering::Relaxed) != 0
+    }
+
+    /// Without waiting: `Some(Clean)`, `Some(Recovered)` or `None` (held by
+    /// a live thread).
+    pub(crate) fn try_acquire(&self, me: u64) -> Option<Acquired> {
+        if self.try_take(me) {
+            Some(Acquired::Clean)
+        } else if self.recover(me) {
+            Some(Acquired::Recovered)
+        } else {
+            None
+        }
+    }
+
+    /// Takes the lock, waiting until `deadline` (`None`: forever).
+    #[inline]
+    pub(crate) fn acquire(&self, me: u64, deadline: Option<Deadline>) -> Acquired {
+        if self.try_take(me) {
+            return Acquired::Clean;
+        }
+        self.acquire_slow(me, deadline)
+    }
+
+    #[cold]
+    fn acquire_slow(&self, me: u64, deadline: Option<Deadline>) -> Acquired {
+        let mut spin = Spin::new(SPIN);
+        while spin.spin() {
+            // Relaxed peek before the CAS: do not steal the line needlessly.
+            if self.owner.load(Ordering::Relaxed) == 0 && self.try_take(me) {
+                return Acquired::Clean;
+            }
+        }
+        loop {
+            let ticket = self.cell.prepare(MODE);
+            if self.try_take(me) {
+                self.cell.cancel();
+                return Acquired::Clean;
+            }
+            if deadline.is_some_and(Deadline::has_passed) {
+                self.cell.cancel();
+                return Acquired::TimedOut;
+            }
+            let mut wake_at = Deadline::after(LIVENESS_SLICE);
+            if let Some(d) = deadline {
+                wake_at = wake_at.min(d);
+            }
+            let woken = self.cell.sleep(ticket, wake_at);
+            self.cell.cancel();
+            if !woken && self.recover(me) {
+                return Acquired::Recovered;
+            }
+        }
+    }
+
+    /// Releases the lock and wakes one sleeper, if any.
+    #[inline]
+    pub(crate) fn release(&self) {
+        // Release: our writes happen-before the next holder's Acquire CAS.
+        self.owner.store(0, Ordering::Release);
+        self.cell.notify_one(MODE);
+    }
+}
+
+/// A mutual-exclusion lock for threads of any process, placed in shared
+/// memory: Python's `multiprocessing.Lock`.
+///
+/// Put it in a segment with [`Shared`](crate::Shared) (by name, at a path,
+/// or anonymous for `fork`), or as a field of your own `#[repr(C)]` struct
+/// in one. Any thread may release a lock (by dropping the guard) that
+/// another took, as in Python.
+///
+/// # Examples
+/// ```
+/// use shmring::{Lock, Shared};
+/// let lock = Shared::anonymous(Lock::new())?; // shared with forked children
+/// let guard = lock.lock().unwrap_or_else(|died| died.into_inner());
+/// assert!(lock.try_lock().is_err());
+/// drop(guard);
+/// # Ok::<(), shmring::SegmentError>(())
+/// ```
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct Lock {
+    raw: RawLock,
+}
+
+/// Holds a [`Lock`]; releases it when dropped.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct LockGuard<'a> {
+    pub(crate) lock: &'a Lock,
+}
+
+impl fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LockGuard")
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        self.lock.raw.release();
+    }
+}
+
+impl Lock {
+    /// An unlocked lock, to place in shared memory.
+    pub fn new() -> Self {
+        Lock {
+            raw: RawLock::new(),
+        }
+    }
+
+    pub(crate) fn raw(&self) -> &RawLock {
+        &self.raw
+    }
+
+    fn guard(&self) -> LockGuard<'_> {
+        LockGuard { lock: self }
+    }
+
+    /// Takes the lock, waiting as long as a live thread holds it.
+    ///
+    /// # Errors
+    /// `OwnerDied(guard)`: the previous owner died holding it (detected
+    /// within about [`LIVENESS_SLICE`]); the lock is now held.
+    pub fn lock(&self) -> Result<LockGuard<'_>, OwnerDied<LockGuard<'_>>> {
+        match self.raw.acquire(owner::current(), None) {
+            Acquired::Recovered => Err(OwnerDied(self.guard())),
+            _ => Ok(self.guard()),
+        }
+    }
+
+    /// Takes the lock if it is free (or its owner is dead), without waiting.
+    ///
+    /// # Errors
+    /// `WouldBlock`, or `OwnerDied(guard)`.
+    pub fn try_lock(&self) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
+        match self.raw.try_acquire(owner::current()) {
+            Some(Acquired::Recovered) => Err(TryLockError::OwnerDied(self.guard())),
+            Some(_) => Ok(self.guard()),
+            None => Err(TryLockError::WouldBlock),
+        }
+    }
+
+    /// Takes the lock, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// `Timeout`, or `OwnerDied(guard)`.
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<LockGuard<'_>, LockTimeoutError<LockGuard<'_>>> {
+        match self
+            .raw
+            .acquire(owner::current(), Some(Deadline::after(timeout)))
+        {
+            Acquired::Clean => Ok(self.guard()),
+            Acquired::Recovered => Err(LockTimeoutError::OwnerDied(self.guard())),
+            Acquired::TimedOut => Err(LockTimeoutError::Timeout),
+        }
+    }
+
+    /// Whether someone holds the lock (a snapshot).
+    pub fn is_locked(&self) -> bool {
+        self.raw.is_locked()
+    }
+}
+
+/// A re-entrant lock: the thread that holds it may take it again, and it is
+/// released when every guard is dropped. Python's `multiprocessing.RLock`.
+///
+/// The depth is kept in shared memory next to the owner (only the owner
+/// writes it). Guards are not `Send`: a re-entrant lock belongs to a thread.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct RLock {
+    raw: RawLock,
+    depth: AtomicU32,
+}
+
+/// Holds an [`RLock`] once; the lock is released when the outermost guard
+/// is dropped.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct RLockGuard<'a> {
+    pub(crate) lock: &'a RLock,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl fmt::Debug for RLockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RLockGuard")
+            .field("depth", &self.lock.depth())
+            .finish()
+    }
+}
+
+impl Drop for RLockGuard<'_> {
+    fn drop(&mut self) {
+        // Relaxed: only the owner (this thread) touches the depth.
+        let d = self.lock.depth.load(Ordering::Relaxed);
+        self.lock
+            .depth
+            .store(d.saturating_sub(1), Ordering::Relaxed);
+        if d <= 1 {
+            self.lock.raw.release();
+        }
+    }
+}
+
+impl RLock {
+    /// An unlocked re-entrant lock, to place in shared memory.
+    pub fn new() -> Self {
+        RLock {
+            raw: RawLock::new(),
+            depth: AtomicU32::new(0),
+        }
+    }
+
+    fn guard(&self) -> RLockGuard<'_> {
+        RLockGuard {
+            lock: self,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Enters once more if this thread holds the lock.
+    fn reenter(&self, me: u64) -> Option<RLockGuard<'_>> {
+        if !self.raw.held_by(me) {
+            return None;
+        }
+        // Relaxed: only the owner (this thread) touches the depth.
+        let d = self.depth.load(Ordering::Relaxed);
+        self.depth.store(d.saturating_add(1), Ordering::Relaxed);
+        Some(self.guard())
+    }
+
+    fn entered(&self, how: Acquired) -> Result<RLockGuard<'_>, OwnerDied<RLockGuard<'_>>> {
+        // Relaxed: we are the owner now; a dead owner's depth is void.
+        self.depth.store(1, Ordering::Relaxed);
+        match how {
+            Acquired::Recovered => Err(OwnerDied(self.guard())),
+            _ => Ok(self.guard()),
+        }
+    }
+
+    /// Takes the lock (again, if this thread holds it).
+    ///
+    /// # Errors
+    /// `OwnerDied(guard)`: the previous owner died holding it.
+    pub fn lock(&self) -> Result<RLockGuard<'_>, OwnerDied<RLockGuard<'_>>> {
+        let me = owner::current();
+        if let Some(g) = self.reenter(me) {
+            return Ok(g);
+        }
+        self.entered(self.raw.acquire(me, None))
+    }
+
+    /// Takes the lock without waiting.
+    ///
+    /// # Errors
+    /// `WouldBlock` (another live thread holds it), or `OwnerDied(guard)`.
+    pub fn try_lock(&self) -> Result<RLockGuard<'_>, TryLockError<RLockGuard<'_>>> {
+        let me = owner::current();
+        if let Some(g) = self.reenter(me) {
+            return Ok(g);
+        }
+        match self.raw.try_acquire(me) {
+            Some(how) => self.entered(how).map_err(|e| TryLockError::OwnerDied(e.0)),
+            None => Err(TryLockError::WouldBlock),
+        }
+    }
+
+    /// Takes the lock, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// `Timeout`, or `OwnerDied(guard)`.
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<RLockGuard<'_>, LockTimeoutError<RLockGuard<'_>>> {
+        let me = owner::current();
+        if let Some(g) = self.reenter(me) {
+            return Ok(g);
+        }
+        match self.raw.acquire(me, Some(Deadline::after(timeout))) {
+            Acquired::TimedOut => Err(LockTimeoutError::Timeout),
+            how => self
+                .entered(how)
+                .map_err(|e| LockTimeoutError::OwnerDied(e.0)),
+        }
+    }
+
+    /// How many guards the owning thread holds (0: free). A snapshot when
+    /// read by another thread.
+    pub fn depth(&self) -> u32 {
+        if self.raw.is_locked() {
+            // Relaxed: exact for the owner, a snapshot for others.
+            self.depth.load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+
+    /// Whether the calling thread holds the lock.
+    pub fn is_owned_by_current_thread(&self) -> bool {
+        self.raw.held_by(owner::current())
+    }
+
+    /// Releases every level at once for a condition wait; returns the depth.
+    pub(crate) fn release_all(&self) -> u32 {
+        // Relaxed: only the owner touches the depth.
+        let d = self.depth.swap(0, Ordering::Relaxed);
+        self.raw.release();
+        d
+    }
+
+    /// Re-acquires after a condition wait and restores the depth.
+    pub(crate) fn reacquire(&self, depth: u32) -> Acquired {
+        let how = self.raw.acquire(owner::current(), None);
+        // Relaxed: we are the owner.
+        self.depth.store(depth.max(1), Ordering::Relaxed);
+        how
+    }
+}
