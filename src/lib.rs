@@ -36,6 +36,10 @@
 //! | `put_nowait` / `get_nowait`, `Full` / `Empty` | [`Sender::try_send`] / [`Receiver::try_recv`], [`TrySendError::Full`] / [`TryRecvError::Empty`] |
 //! | `qsize()`, `empty()`, `full()` | [`Queue::len`], [`Queue::is_empty`], [`Queue::is_full`] |
 //! | `close()`, `EOFError` | drop the handles; the peer sees `Disconnected` |
+//! | `put(obj)` of any size | [`ByteQueue`]: [`ByteSender::send`], [`ByteReceiver::recv_into`]; loans: [`ByteSender::loan`], [`ByteReceiver::recv_ref`] |
+//! | `Pipe(duplex)` | [`Pipe::anonymous`], then [`Pipe::left`] / [`Pipe::right`] per process: [`Connection`] |
+//! | `Value`, `Array`, `get_lock()` | [`Value`], [`Array`], [`Value::get_lock`] |
+//! | `Lock`, `RLock`, `Event`, `Condition`, `Semaphore`, `Barrier` | [`Lock`], [`RLock`], [`Event`], [`Condition`], [`Semaphore`], [`Barrier`], placed with [`Shared`] |
 //!
 //! ## Guarantees
 //! - Nothing read from shared memory is trusted: every index is masked or

@@ -243,7 +243,7 @@ impl Drop for PayloadArea {
 /// A heap-backed byte-message queue (loom models and threaded unit tests):
 /// a [`HeapQueue<u32>`] of message lengths plus a heap payload area with
 /// one payload per ring slot, driven by the same
-/// [`bytes_core`](super::bytes_core) functions as the segment-backed
+/// [`bytes_core`] functions as the segment-backed
 /// [`ByteQueue`](crate::ByteQueue).
 ///
 /// Cloning shares the queue.
