@@ -667,6 +667,49 @@ impl<T: Pod> Array<T> {
         unsafe { racy_write(self.data.as_ptr() as *mut u8, bytemuck::cast_slice(values)) };
     }
 
+    /// Copies `out.len()` elements starting at `offset`, without the lock.
+    ///
+    /// # Panics
+    /// If `offset + out.len()` is beyond the array.
+    pub fn read_at(&self, offset: usize, out: &mut [T]) {
+        let end = offset.checked_add(out.len());
+        assert!(
+            end.is_some_and(|e| e <= self.len),
+            "read_at: {offset}+{} > len {}",
+            out.len(),
+            self.len
+        );
+        // SAFETY: elements offset..offset+out.len() lie in the mapping.
+        unsafe {
+            racy_read(
+                self.data.as_ptr().add(offset) as *const u8,
+                bytemuck::cast_slice_mut(out),
+            )
+        };
+    }
+
+    /// Overwrites `values.len()` elements starting at `offset`, without the
+    /// lock (workers filling disjoint slices need no lock).
+    ///
+    /// # Panics
+    /// If `offset + values.len()` is beyond the array.
+    pub fn write_at(&self, offset: usize, values: &[T]) {
+        let end = offset.checked_add(values.len());
+        assert!(
+            end.is_some_and(|e| e <= self.len),
+            "write_at: {offset}+{} > len {}",
+            values.len(),
+            self.len
+        );
+        // SAFETY: as in `read_at`.
+        unsafe {
+            racy_write(
+                self.data.as_ptr().add(offset) as *mut u8,
+                bytemuck::cast_slice(values),
+            )
+        };
+    }
+
     /// A copy of every element without the lock.
     pub fn to_vec(&self) -> Vec<T> {
         let mut v = vec![T::zeroed(); self.len];
