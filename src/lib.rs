@@ -67,6 +67,8 @@ pub(crate) mod ring;
 mod shared;
 pub mod shm;
 pub mod sync;
+#[cfg(not(loom))]
+pub mod transport;
 pub mod wait;
 
 #[cfg(not(loom))]
