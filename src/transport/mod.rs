@@ -188,6 +188,9 @@ pub trait Transport: Send {
     fn set_spin(&mut self, _spin: Duration) {}
 }
 
+/// A transport endpoint of any kind.
+pub type BoxedTransport = Box<dyn Transport>;
+
 /// How a [`Link`] is made.
 #[derive(Clone, Debug)]
 pub struct LinkOptions {
@@ -256,7 +259,7 @@ impl Link {
     ///
     /// # Errors
     /// As for [`new`](Self::new).
-    pub fn pair(self) -> Result<(Box<dyn Transport>, Box<dyn Transport>), TransportError> {
+    pub fn pair(self) -> Result<(BoxedTransport, BoxedTransport), TransportError> {
         match self.inner {
             LinkInner::Shm(l) => {
                 let (a, b) = l.pair()?;
