@@ -193,7 +193,7 @@ mod imp {
         while !cond() {
             spin_loop();
             spins = spins.wrapping_add(1);
-            if spins % (1 << 24) == 0 {
+            if spins.is_multiple_of(1 << 24) {
                 stalled();
             }
         }
@@ -277,7 +277,7 @@ mod imp {
 
     /// Sum of `0..n`, wrapping: what a stream of `0..n` must add up to.
     fn stream_sum(n: u64) -> u64 {
-        let (a, b) = if n % 2 == 0 {
+        let (a, b) = if n.is_multiple_of(2) {
             (n / 2, n.wrapping_sub(1))
         } else {
             (n, (n - 1) / 2)

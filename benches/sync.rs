@@ -269,7 +269,7 @@ mod imp {
         while !cond() {
             spin_loop();
             spins = spins.wrapping_add(1);
-            if spins % (1 << 24) == 0 {
+            if spins.is_multiple_of(1 << 24) {
                 stalled();
             }
         }

@@ -33,7 +33,7 @@ use std::time::Duration;
 /// `src..src+dst.len()` must be mapped and only accessed atomically or under
 /// shmring's locks by others.
 unsafe fn racy_read(src: *const u8, dst: &mut [u8]) {
-    let words = src as usize % 8 == 0 && dst.len() % 8 == 0;
+    let words = (src as usize).is_multiple_of(8) && dst.len().is_multiple_of(8);
     if words {
         for (i, chunk) in dst.chunks_exact_mut(8).enumerate() {
             // SAFETY: aligned, in bounds (contract); AtomicU64 has u64's layout.
@@ -56,7 +56,7 @@ unsafe fn racy_read(src: *const u8, dst: &mut [u8]) {
 /// # Safety
 /// As for [`racy_read`], for `dst..dst+src.len()`.
 unsafe fn racy_write(dst: *mut u8, src: &[u8]) {
-    let words = dst as usize % 8 == 0 && src.len() % 8 == 0;
+    let words = (dst as usize).is_multiple_of(8) && src.len().is_multiple_of(8);
     if words {
         for (i, chunk) in src.chunks_exact(8).enumerate() {
             // SAFETY: aligned, in bounds (contract).

@@ -139,7 +139,7 @@ fn slice_calls(tx: &Sender<u64>, rx: &Receiver<u64>, start: u64, count: u64, bur
         for (k, o) in out[..n].iter_mut().enumerate() {
             *o = next + k as u64;
         }
-        if round % 2 == 0 {
+        if round.is_multiple_of(2) {
             tx.send_slice(&out[..n]).unwrap();
         } else {
             let mut done = 0;
@@ -150,7 +150,7 @@ fn slice_calls(tx: &Sender<u64>, rx: &Receiver<u64>, start: u64, count: u64, bur
         next += n as u64;
         let mut got = 0;
         while got < n {
-            let k = if round % 2 == 0 {
+            let k = if round.is_multiple_of(2) {
                 rx.recv_slice(&mut inp[..n - got]).unwrap()
             } else {
                 rx.try_recv_slice(&mut inp[..n - got]).unwrap()

@@ -68,7 +68,7 @@ fn msg_len(producer: u32, seq: u32, min: usize, max: usize) -> usize {
         return max;
     }
     let r = splitmix(key(producer, seq) ^ 0x5151_5151);
-    let hi = if r % 4 == 0 {
+    let hi = if r.is_multiple_of(4) {
         max
     } else {
         (min + 256).min(max)

@@ -354,7 +354,7 @@ impl Segment {
     pub fn at<T>(&self, offset: u64, count: u64) -> Option<NonNull<T>> {
         let size = (std::mem::size_of::<T>() as u64).checked_mul(count)?;
         let end = offset.checked_add(size)?;
-        if end > self.len || offset % std::mem::align_of::<T>() as u64 != 0 {
+        if end > self.len || !offset.is_multiple_of(std::mem::align_of::<T>() as u64) {
             return None;
         }
         // SAFETY: offset + size <= len: the pointer stays inside the mapping.

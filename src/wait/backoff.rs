@@ -34,7 +34,7 @@ impl Spin {
         // 64: a receiver that is merely a little ahead of its sender finds
         // the ring empty on most calls, and a clock read costs more than the
         // message it is waiting for.
-        if self.iter % 64 == 0 {
+        if self.iter.is_multiple_of(64) {
             let now = Deadline::now();
             match self.until {
                 None => self.until = Some(Deadline(now.0.saturating_add(self.budget_ns))),

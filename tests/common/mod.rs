@@ -432,7 +432,7 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let mut n: u64 = 0;
     while !cond() {
         n += 1;
-        if n % 10_000 == 0 {
+        if n.is_multiple_of(10_000) {
             eprintln!("still waiting for {what}");
         }
         thread::sleep(Duration::from_millis(1));
