@@ -272,6 +272,36 @@ impl Link {
         }
     }
 
+    /// Takes the left end of a shared-memory link as its concrete type
+    /// (for loans and in-place reads through
+    /// [`ShmTransport::sender`] / [`ShmTransport::receiver`]).
+    ///
+    /// # Errors
+    /// `Io(InvalidInput)` if this is not a shared-memory link; as for
+    /// [`new`](Self::new).
+    pub fn left_shm(self) -> Result<ShmTransport, TransportError> {
+        self.shm_end(true)
+    }
+
+    /// The right end of a shared-memory link as its concrete type (see
+    /// [`left_shm`](Self::left_shm)).
+    ///
+    /// # Errors
+    /// As for [`left_shm`](Self::left_shm).
+    pub fn right_shm(self) -> Result<ShmTransport, TransportError> {
+        self.shm_end(false)
+    }
+
+    fn shm_end(self, left: bool) -> Result<ShmTransport, TransportError> {
+        match self.inner {
+            LinkInner::Shm(l) => l.end(left),
+            LinkInner::Stream(l) => Err(TransportError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{} is not a shared-memory transport", l.kind()),
+            ))),
+        }
+    }
+
     /// Takes the left end in this process.
     ///
     /// # Errors
