@@ -1742,9 +1742,9 @@ fn array_filled_by_worker_processes() {
 // Edge: a zero timeout on a dead owner's lock
 // ---------------------------------------------------------------------------
 
+/// A deadline that has passed still recovers a dead owner's lock (the first
+/// version timed out without looking at the owner).
 #[test]
-#[ignore = "bug: lock_timeout with a timeout shorter than the spin (e.g. ZERO) returns \
-            Timeout on a dead owner's lock without checking the owner (try_lock recovers it)"]
 fn zero_timeout_on_a_dead_owners_lock_recovers_like_try_lock() {
     run("sync_died_zero_timeout", |ctx| {
         let f = Fixture::new(ctx);

@@ -227,6 +227,11 @@ impl RawLock {
             }
             if deadline.is_some_and(Deadline::has_passed) {
                 self.cell.cancel();
+                // A dead owner is no reason to time out (try_lock would
+                // recover it too, however short the deadline).
+                if self.recover(me) {
+                    return Acquired::Recovered;
+                }
                 return Acquired::TimedOut;
             }
             let mut wake_at = Deadline::after(LIVENESS_SLICE);
