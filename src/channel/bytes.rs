@@ -172,6 +172,16 @@ impl ByteQueue {
         self.inner.endpoints()
     }
 
+    /// Messages lost to processes that died mid-send or mid-receive (MPMC).
+    pub fn lost(&self) -> u64 {
+        self.inner.lost()
+    }
+
+    /// Reclaims dead processes' endpoints, repairing their claims in flight.
+    pub fn reap_dead(&self) {
+        self.inner.reap_dead()
+    }
+
     /// Keep the name after the creating handle is dropped.
     pub fn persist(&self) {
         self.inner.persist()

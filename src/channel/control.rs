@@ -36,6 +36,10 @@ pub struct Peers {
     /// seen and is gone again, so a receiver that starts first waits for
     /// its sender instead of seeing a disconnect.
     pub ever: AtomicU64,
+    /// Messages lost to processes that died holding a claim: published
+    /// never (a producer died mid-send) or consumed never to completion (a
+    /// consumer died mid-receive). Never delivered twice, never torn.
+    pub lost: AtomicU64,
 }
 
 /// The control block, `repr(C)`, hot fields each on their own 128-byte line.
@@ -84,6 +88,7 @@ impl QueueControl {
                 receivers: AtomicU64::new(0),
                 reaped: AtomicU64::new(0),
                 ever: AtomicU64::new(0),
+                lost: AtomicU64::new(0),
             }),
         }
     }

@@ -12,7 +12,7 @@ use super::payload::Payload;
 use super::raw::{RawReceiver, RawSender, RecvRing, SendRing};
 use crate::error::{ByteSendError, Flavor, Role, TryRecvError};
 use crate::loom::UnsafeCell;
-use crate::ring::mpmc::{MpmcRing, MpmcSlot};
+use crate::ring::mpmc::{Intent, MpmcRing, MpmcSlot};
 use crate::ring::spsc::{slot_count, SpscRing};
 use crate::wait::{Deadline, WakeMode};
 use std::alloc::Layout;
@@ -31,6 +31,8 @@ enum Slots<T> {
 pub struct HeapQueue<T> {
     ctrl: Box<QueueControl>,
     slots: Slots<T>,
+    /// One intent record per endpoint bit (MPMC claims in flight).
+    intents: Box<[Intent]>,
     capacity: u64,
     mode: WakeMode,
     next_bit: AtomicU32,
@@ -60,6 +62,7 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
         Arc::new(HeapQueue {
             ctrl: Box::new(QueueControl::new()),
             slots,
+            intents: (0..64).map(|_| Intent::new()).collect(),
             capacity,
             mode,
             next_bit: AtomicU32::new(0),
@@ -88,6 +91,31 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
         }
     }
 
+    /// The MPMC ring as endpoint `bit` sees it: announcing its claims.
+    fn mpmc_for(&self, s: &[MpmcSlot<T>], bit: u32) -> MpmcRing<T> {
+        let record = &self.intents[bit as usize % self.intents.len()];
+        record.reset();
+        // SAFETY: the record lives as long as `self` (kept alive by the
+        // handle's Arc) and bit `bit` is this endpoint's while attached.
+        unsafe { self.mpmc(s).with_intent(NonNull::from(record)) }
+    }
+
+    /// MPMC: repairs claims that endpoints for which `live(bit)` is false
+    /// left in flight (as a reaper does for dead processes): unpublished
+    /// positions become skip records, unreleased slots are freed, and both
+    /// sides are woken. Returns the messages lost. SPSC: 0.
+    pub fn repair(&self, live: &dyn Fn(usize) -> bool) -> u64 {
+        let Slots::Mpmc(s) = &self.slots else {
+            return 0;
+        };
+        let ring = self.mpmc(s);
+        let lost = ring.repair_unpublished(&self.intents, live)
+            + ring.repair_unreleased(&self.intents, live);
+        self.ctrl.not_empty.wake_all();
+        self.ctrl.not_full.wake_all();
+        lost
+    }
+
     fn mpmc(&self, s: &[MpmcSlot<T>]) -> MpmcRing<T> {
         // SAFETY: as in `spsc`.
         unsafe {
@@ -114,7 +142,7 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
         }
         let ring = match &self.slots {
             Slots::Spsc(s) => SendRing::Spsc(self.spsc(s).producer().ok()?),
-            Slots::Mpmc(s) => SendRing::Mpmc(self.mpmc(s)),
+            Slots::Mpmc(s) => SendRing::Mpmc(self.mpmc_for(s, bit)),
         };
         // SAFETY: the Arc in the handle keeps the control block alive, and
         // the sender was counted just above.
@@ -135,7 +163,7 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
         }
         let ring = match &self.slots {
             Slots::Spsc(s) => RecvRing::Spsc(self.spsc(s).consumer().ok()?),
-            Slots::Mpmc(s) => RecvRing::Mpmc(self.mpmc(s)),
+            Slots::Mpmc(s) => RecvRing::Mpmc(self.mpmc_for(s, bit)),
         };
         // SAFETY: as in `sender`.
         let raw = unsafe { RawReceiver::new(self.ctrl_ptr(), ring, self.mode) };

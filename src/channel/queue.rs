@@ -9,7 +9,7 @@ use crate::error::{
 };
 use crate::loom::AtomicU64;
 use crate::process;
-use crate::ring::mpmc::{MpmcRing, MpmcSlot};
+use crate::ring::mpmc::{Intent, MpmcRing, MpmcSlot};
 use crate::ring::spsc::{self, SpscRing};
 use crate::shm::endpoints::{EndpointInfo, EndpointTable, ENDPOINTS};
 use crate::shm::header::{type_desc, HeaderFields, HEADER_LEN};
@@ -33,6 +33,9 @@ const FLAVOR_SPSC: u32 = 1;
 const FLAVOR_MPMC: u32 = 2;
 const WAKE_FAST: u32 = 1;
 const WAKE_STRICT: u32 = 2;
+
+/// Bytes per intent record.
+const INTENT_LEN: u64 = std::mem::size_of::<Intent>() as u64;
 
 /// Largest capacity a queue accepts.
 pub const MAX_CAPACITY: u64 = 1 << 32;
@@ -69,8 +72,14 @@ fn layout<T>(flavor: Flavor, capacity: u64, msg_max: u64) -> Result<HeaderFields
     let too_big = || SegmentError::InvalidArgument("queue size overflows".into());
     let control_offset = HEADER_LEN;
     let endpoints_offset = control_offset + std::mem::size_of::<QueueControl>() as u64;
-    let slots_offset = align_up(endpoints_offset + 8 * ENDPOINTS as u64, slot_align.max(128))
-        .ok_or_else(too_big)?;
+    // The intent records (MPMC claims in flight, one line per endpoint)
+    // follow the endpoint table.
+    let intents_offset = endpoints_offset + 8 * ENDPOINTS as u64;
+    let slots_offset = align_up(
+        intents_offset + INTENT_LEN * ENDPOINTS as u64,
+        slot_align.max(128),
+    )
+    .ok_or_else(too_big)?;
     if msg_max > MAX_MESSAGE {
         return Err(SegmentError::InvalidArgument(format!(
             "maximum message size {msg_max} exceeds the limit {MAX_MESSAGE}"
@@ -139,6 +148,8 @@ pub(super) struct Shared<T> {
     seg: Segment,
     ctrl: NonNull<QueueControl>,
     table: NonNull<AtomicU64>,
+    /// One intent record per endpoint-table entry.
+    intents: NonNull<Intent>,
     ring: Ring<T>,
     info: QueueInfo,
     /// Byte queues: the payload area.
@@ -255,6 +266,12 @@ impl<T: Pod> Shared<T> {
         let table = seg
             .at::<AtomicU64>(derived.endpoints_offset, ENDPOINTS as u64)
             .ok_or_else(bad)?;
+        let intents = seg
+            .at::<Intent>(
+                derived.endpoints_offset + 8 * ENDPOINTS as u64,
+                ENDPOINTS as u64,
+            )
+            .ok_or_else(bad)?;
         // SAFETY: `ctrl` is in bounds and aligned (checked by `at`) and lives
         // as long as `seg`, which `Shared` owns.
         let ctrl_ref = unsafe { ctrl.as_ref() };
@@ -302,6 +319,7 @@ impl<T: Pod> Shared<T> {
             seg,
             ctrl,
             table,
+            intents,
             ring,
             payload,
             info: QueueInfo {
@@ -325,9 +343,41 @@ impl<T: Pod> Shared<T> {
         EndpointTable::new(unsafe { std::slice::from_raw_parts(self.table.as_ptr(), ENDPOINTS) })
     }
 
-    /// Reclaims the endpoints of `role` whose processes are proven dead.
+    fn intents(&self) -> &[Intent] {
+        // SAFETY: ENDPOINTS records in bounds and aligned (checked in
+        // `new`), alive as long as `self.seg`; all atomics.
+        unsafe { std::slice::from_raw_parts(self.intents.as_ptr(), ENDPOINTS) }
+    }
+
+    /// MPMC: turns claims that dead processes left in flight into skip
+    /// records (unpublished) or free slots (unreleased), counts the lost
+    /// messages, and wakes both sides. Returns how many were lost.
+    fn repair(&self) -> u64 {
+        let Ring::Mpmc(ring) = &self.ring else {
+            return 0;
+        };
+        let table = self.table();
+        let live = |i: usize| table.held_by_live(i);
+        let lost = ring.repair_unpublished(self.intents(), &live)
+            + ring.repair_unreleased(self.intents(), &live);
+        if lost > 0 {
+            // Relaxed: a statistic.
+            self.ctrl().peers.lost.fetch_add(lost, Ordering::Relaxed);
+        }
+        // Skip records and freed slots are news to both sides (even when
+        // only skip records were involved and nothing counts as lost).
+        self.ctrl().not_empty.wake_all();
+        self.ctrl().not_full.wake_all();
+        lost
+    }
+
+    /// Reclaims the endpoints of `role` whose processes are proven dead,
+    /// after repairing the claims they left in flight.
     fn reap(&self, role: Role) {
         let ctrl = self.ctrl();
+        if self.table().dead(role).next().is_some() {
+            self.repair();
+        }
         for dead in self.table().dead(role) {
             // Clear the bit first (idempotent), then free the entry: the
             // entry stays claimed until the bit is gone, so no new owner's
@@ -373,6 +423,17 @@ impl<T: Pod> Shared<T> {
             }
         }
         Err(SegmentError::RoleTaken(role))
+    }
+
+    /// The ring as seen by the endpoint `info`: announcing its claims in
+    /// its own intent record (cleared first: a previous owner's is stale).
+    fn intent_view(&self, ring: MpmcRing<T>, info: &EndpointInfo) -> MpmcRing<T> {
+        let record = &self.intents()[info.index % ENDPOINTS];
+        record.reset();
+        // SAFETY: the record lives as long as the mapping (kept alive by
+        // the handle's Arc), and entry `info.index` is this endpoint's alone
+        // while it is attached.
+        unsafe { ring.with_intent(NonNull::from(record)) }
     }
 
     fn detach(&self, role: Role, info: &EndpointInfo) {
@@ -494,7 +555,7 @@ impl<T: Pod> Queue<T> {
                     return Err(SegmentError::Corrupted("queue indices out of range"));
                 }
             },
-            Ring::Mpmc(r) => SendRing::Mpmc(r),
+            Ring::Mpmc(r) => SendRing::Mpmc(self.shared.intent_view(r, &info)),
         };
         // SAFETY: `Sender` holds the Arc that keeps the mapping alive, and
         // the sender was counted by `attach`.
@@ -521,7 +582,7 @@ impl<T: Pod> Queue<T> {
                     return Err(SegmentError::Corrupted("queue indices out of range"));
                 }
             },
-            Ring::Mpmc(r) => RecvRing::Mpmc(r),
+            Ring::Mpmc(r) => RecvRing::Mpmc(self.shared.intent_view(r, &info)),
         };
         // SAFETY: as in `sender`.
         let raw = unsafe { RawReceiver::new(self.shared.ctrl, ring, self.shared.info.wake_mode) };
@@ -575,11 +636,20 @@ impl<T: Pod> Queue<T> {
         self.shared.ctrl().peers.reaped.load(Ordering::Relaxed)
     }
 
-    /// Reclaims endpoints whose processes are dead (blocked calls do this
-    /// by themselves every liveness slice).
+    /// Reclaims endpoints whose processes are dead, first repairing the
+    /// claims they left in flight (blocked calls do this by themselves every
+    /// liveness slice).
     pub fn reap_dead(&self) {
         self.shared.reap(Role::Sender);
         self.shared.reap(Role::Receiver);
+    }
+
+    /// Messages lost so far to processes that died mid-send or mid-receive
+    /// (MPMC; an SPSC queue has nothing in flight to lose). Each is counted
+    /// once; none is ever delivered twice or torn.
+    pub fn lost(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.shared.ctrl().peers.lost.load(Ordering::Relaxed)
     }
 
     /// Keep the name after the creating handle is dropped.

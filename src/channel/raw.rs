@@ -72,6 +72,10 @@ fn block_slow<R>(
     reap: &dyn Fn(),
     attempt: &mut dyn FnMut() -> Option<R>,
 ) -> Option<R> {
+    // Peers are checked after every slice without a wake-up, and at least
+    // once a slice even when wake-ups keep coming (others' traffic must not
+    // hide a dead peer that this caller specifically waits for).
+    let mut next_reap = Deadline::after(LIVENESS_SLICE);
     loop {
         let ticket = cell.prepare(mode);
         if let Some(r) = attempt() {
@@ -94,8 +98,9 @@ fn block_slow<R>(
         }
         let woken = cell.sleep(ticket, wake_at);
         cell.cancel();
-        if !woken {
+        if !woken || next_reap.has_passed() {
             reap();
+            next_reap = Deadline::after(LIVENESS_SLICE);
         }
     }
 }

@@ -66,6 +66,60 @@ fn behind(a: u64, b: u64) -> bool {
     (a.wrapping_sub(b) as i64) < 0
 }
 
+/// What one endpoint is claiming: the positions `start..end` (stamps,
+/// within one lap), announced before the claiming CAS so that, if the
+/// endpoint's process dies holding the claim, a survivor can tell whose
+/// claim a stuck slot is. One per endpoint-table entry, on its own line;
+/// written only by its endpoint (`start == end`: nothing claimed).
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub struct Intent {
+    start: AtomicU64,
+    end: AtomicU64,
+}
+
+impl Intent {
+    /// Nothing claimed.
+    pub fn new() -> Self {
+        Intent {
+            start: AtomicU64::new(0),
+            end: AtomicU64::new(0),
+        }
+    }
+
+    /// Announces a claim of `start..end` (Relaxed: the claiming CAS, a
+    /// Release RMW on `head`/`tail`, publishes it to repairers, who read
+    /// that word with Acquire before the intents).
+    #[inline(always)]
+    fn set(&self, start: u64, end: u64) {
+        self.end.store(end, Ordering::Relaxed);
+        self.start.store(start, Ordering::Relaxed);
+    }
+
+    /// Withdraws the announcement (no claim made).
+    #[inline(always)]
+    fn clear(&self) {
+        // Relaxed: a stale announcement only delays a repair.
+        self.start.store(0, Ordering::Relaxed);
+        self.end.store(0, Ordering::Relaxed);
+    }
+
+    /// Clears a record a new endpoint takes over (its previous owner's
+    /// claims were repaired when that owner was reaped).
+    pub fn reset(&self) {
+        self.clear();
+    }
+
+    /// Whether the announced claim covers position `pos` (a snapshot).
+    pub fn covers(&self, pos: u64) -> bool {
+        // Relaxed: see `set`; a torn pair belongs to a live endpoint
+        // between claims, which holds nothing to repair.
+        let start = self.start.load(Ordering::Relaxed);
+        let end = self.end.load(Ordering::Relaxed) & !SKIP;
+        pos.wrapping_sub(start) < end.wrapping_sub(start)
+    }
+}
+
 /// A process-local view of an MPMC ring in shared memory.
 #[derive(Debug)]
 pub struct MpmcRing<T> {
@@ -74,6 +128,8 @@ pub struct MpmcRing<T> {
     slots: NonNull<MpmcSlot<T>>,
     capacity: u64,
     one_lap: u64,
+    /// This endpoint's intent record, if it announces claims.
+    intent: Option<NonNull<Intent>>,
 }
 
 impl<T> Clone for MpmcRing<T> {
@@ -102,6 +158,33 @@ impl<T: Copy> MpmcRing<T> {
             slots,
             capacity,
             one_lap: one_lap(capacity),
+            intent: None,
+        }
+    }
+
+    /// This view, announcing its claims in `intent`.
+    ///
+    /// # Safety
+    /// `intent` must stay valid while the view is used, and no other live
+    /// endpoint may use it.
+    pub unsafe fn with_intent(mut self, intent: NonNull<Intent>) -> Self {
+        self.intent = Some(intent);
+        self
+    }
+
+    #[inline(always)]
+    fn announce(&self, start: u64, end: u64) {
+        if let Some(i) = self.intent {
+            // SAFETY: valid while the view is (contract of `with_intent`).
+            unsafe { i.as_ref() }.set(start, end);
+        }
+    }
+
+    #[inline(always)]
+    fn withdraw(&self) {
+        if let Some(i) = self.intent {
+            // SAFETY: as in `announce`.
+            unsafe { i.as_ref() }.clear();
         }
     }
 
@@ -193,11 +276,14 @@ impl<T: Copy> MpmcRing<T> {
             // our overwrite (pairs with its Release of the stamp).
             let stamp = self.slot_at(index).stamp.load(Ordering::Acquire);
             if stamp == tail {
-                // Relaxed (both): the CAS only decides who owns position `tail`.
+                self.announce(tail, tail.wrapping_add(1));
+                // Release: publishes the announcement to repairers (who
+                // read `tail` with Acquire); otherwise the CAS only decides
+                // who owns position `tail`. Relaxed on failure.
                 match self.tail().compare_exchange_weak(
                     tail,
                     self.next(lap, index),
-                    Ordering::Relaxed,
+                    Ordering::Release,
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => return Ok((tail, index)),
@@ -210,6 +296,7 @@ impl<T: Copy> MpmcRing<T> {
                 // and has not written yet. Either way there is no free slot
                 // now. Comparisons of order ignore the skip bit: last lap's
                 // skip record is behind us like last lap's message.
+                self.withdraw();
                 return Err(PushError::Full);
             } else {
                 // The slot is ahead of us: another producer took `tail`. Its
@@ -219,12 +306,14 @@ impl<T: Copy> MpmcRing<T> {
                 // Relaxed: a new guess, validated by the next stamp check.
                 let fresh = self.tail().load(Ordering::Relaxed);
                 if fresh == tail {
+                    self.withdraw();
                     return Err(PushError::Corrupted);
                 }
                 tail = fresh;
             }
             spin_loop();
         }
+        self.withdraw();
         Err(PushError::Full)
     }
 
@@ -282,10 +371,11 @@ impl<T: Copy> MpmcRing<T> {
     #[cold]
     fn step_over(&self, head: u64, lap: u64, index: u64, freed: &mut bool) -> u64 {
         let next = self.next(lap, index);
-        // Relaxed (both): as for a message, the CAS decides who owns `head`.
+        self.announce(head, head.wrapping_add(1));
+        // Release: as in `claim_pop`. Relaxed on failure.
         match self
             .head()
-            .compare_exchange(head, next, Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(head, next, Ordering::Release, Ordering::Relaxed)
         {
             Ok(_) => {
                 // Release: as in `release_pop`.
@@ -315,11 +405,14 @@ impl<T: Copy> MpmcRing<T> {
             // with its Release of the stamp).
             let stamp = self.slot_at(index).stamp.load(Ordering::Acquire);
             if stamp == head.wrapping_add(1) {
-                // Relaxed (both): the CAS only decides who owns position `head`.
+                self.announce(head, head.wrapping_add(1));
+                // Release: publishes the announcement to repairers (who read
+                // `head` with Acquire); otherwise the CAS only decides who
+                // owns position `head`. Relaxed on failure.
                 match self.head().compare_exchange_weak(
                     head,
                     self.next(lap, index),
-                    Ordering::Relaxed,
+                    Ordering::Release,
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => return Ok((head, index)),
@@ -333,6 +426,7 @@ impl<T: Copy> MpmcRing<T> {
                 // the position and not published yet), or last lap's
                 // consumer has not released it yet. All are Empty for a
                 // `try_` call; whoever finishes notifies.
+                self.withdraw();
                 return Err(PopError::Empty);
             } else {
                 // The slot is ahead of us: another consumer took `head` (see
@@ -340,12 +434,14 @@ impl<T: Copy> MpmcRing<T> {
                 // Relaxed: a new guess, validated by the next stamp check.
                 let fresh = self.head().load(Ordering::Relaxed);
                 if fresh == head {
+                    self.withdraw();
                     return Err(PopError::Corrupted);
                 }
                 head = fresh;
             }
             spin_loop();
         }
+        self.withdraw();
         Err(PopError::Empty)
     }
 
@@ -428,11 +524,12 @@ impl<T: Copy> MpmcRing<T> {
             let stamp = self.slot_at(index).stamp.load(Ordering::Acquire);
             if stamp == tail {
                 let k = self.run_length(tail, index, values.len() as u64, 0);
-                // Relaxed (both): the CAS only decides who owns the positions.
+                self.announce(tail, tail.wrapping_add(k));
+                // Release: as in `claim_push`. Relaxed on failure.
                 match self.tail().compare_exchange_weak(
                     tail,
                     self.advance(lap, index, k),
-                    Ordering::Relaxed,
+                    Ordering::Release,
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
@@ -451,18 +548,21 @@ impl<T: Copy> MpmcRing<T> {
                     Err(t) => tail = t,
                 }
             } else if behind(stamp & !SKIP, tail) {
+                self.withdraw();
                 return Err(PushError::Full);
             } else {
                 // Another producer took `tail` (see `claim_push`).
                 // Relaxed: a new guess, validated by the next stamp check.
                 let fresh = self.tail().load(Ordering::Relaxed);
                 if fresh == tail {
+                    self.withdraw();
                     return Err(PushError::Corrupted);
                 }
                 tail = fresh;
             }
             spin_loop();
         }
+        self.withdraw();
         Err(PushError::Full)
     }
 
@@ -482,11 +582,12 @@ impl<T: Copy> MpmcRing<T> {
             let stamp = self.slot_at(index).stamp.load(Ordering::Acquire);
             if stamp == head.wrapping_add(1) {
                 let k = self.run_length(head, index, out.len() as u64, 1);
-                // Relaxed (both): the CAS only decides who owns the positions.
+                self.announce(head, head.wrapping_add(k));
+                // Release: as in `claim_pop`. Relaxed on failure.
                 match self.head().compare_exchange_weak(
                     head,
                     self.advance(lap, index, k),
-                    Ordering::Relaxed,
+                    Ordering::Release,
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
@@ -508,18 +609,123 @@ impl<T: Copy> MpmcRing<T> {
                 head = self.step_over(head, lap, index, freed);
                 continue;
             } else if behind(stamp & !SKIP, head.wrapping_add(1)) {
+                self.withdraw();
                 return Err(PopError::Empty);
             } else {
                 // Another consumer took `head` (see `claim_push`).
                 // Relaxed: a new guess, validated by the next stamp check.
                 let fresh = self.head().load(Ordering::Relaxed);
                 if fresh == head {
+                    self.withdraw();
                     return Err(PopError::Corrupted);
                 }
                 head = fresh;
             }
             spin_loop();
         }
+        self.withdraw();
         Err(PopError::Empty)
+    }
+
+    /// Whether some endpoint announced a claim of `pos` and every endpoint
+    /// that did is dead (`live(i)` false for entry `i`).
+    fn claimed_only_by_dead(
+        &self,
+        pos: u64,
+        intents: &[Intent],
+        live: &dyn Fn(usize) -> bool,
+    ) -> bool {
+        let mut dead_claim = false;
+        for (i, intent) in intents.iter().enumerate() {
+            if intent.covers(pos) {
+                if live(i) {
+                    return false;
+                }
+                dead_claim = true;
+            }
+        }
+        dead_claim
+    }
+
+    /// Repairs positions that dead producers claimed and never published:
+    /// each becomes a skip record (one CAS from the free stamp, so a commit
+    /// can never be overwritten: only a dead claimer's slot is touched, and
+    /// dead processes do not commit). Returns how many messages were lost.
+    ///
+    /// A position `p` between `head` and `tail` is stuck when its slot
+    /// still holds the free stamp `p`. Its claimer announced `p` in its
+    /// intent before the CAS that moved `tail` past `p`; reading `tail` with
+    /// Acquire makes that announcement visible here. If any live endpoint
+    /// covers `p`, it may be that claimer, still writing: left alone.
+    pub fn repair_unpublished(&self, intents: &[Intent], live: &dyn Fn(usize) -> bool) -> u64 {
+        // Acquire: see above (pairs with the claimers' Release CAS).
+        let tail = self.tail().load(Ordering::Acquire);
+        // Relaxed: a starting point; every position is validated by its stamp.
+        let mut pos = self.head().load(Ordering::Relaxed);
+        let mut lost = 0;
+        for _ in 0..self.capacity {
+            if !behind(pos, tail) {
+                break;
+            }
+            let Some((lap, index)) = self.split(pos) else {
+                break;
+            };
+            let slot = self.slot_at(index);
+            // Relaxed: compared, then confirmed by the CAS below.
+            if slot.stamp.load(Ordering::Relaxed) == pos
+                && self.claimed_only_by_dead(pos, intents, live)
+                // Release: consumers acquire the skip stamp, as any stamp.
+                && slot
+                    .stamp
+                    .compare_exchange(pos, pos.wrapping_add(1) | SKIP, Ordering::Release, Ordering::Relaxed)
+                    .is_ok()
+            {
+                lost += 1;
+            }
+            pos = self.next(lap, index);
+        }
+        lost
+    }
+
+    /// Repairs slots that dead consumers claimed and never released: each
+    /// is released (one CAS from its published stamp). Returns how many
+    /// messages were lost (taken by a consumer that died before it was
+    /// done; skip records do not count).
+    ///
+    /// The slot a producer at `tail` needs holds the previous lap's
+    /// position `p = tail - one_lap` at `p + 1` while unreleased; it is stuck
+    /// when `head` is past `p` (a consumer claimed it) and only dead
+    /// endpoints announced `p`.
+    pub fn repair_unreleased(&self, intents: &[Intent], live: &dyn Fn(usize) -> bool) -> u64 {
+        // Acquire: pairs with the consumers' Release CAS of `head`.
+        let head = self.head().load(Ordering::Acquire);
+        // Relaxed: a starting point, validated by the stamps.
+        let mut q = self.tail().load(Ordering::Relaxed);
+        let mut lost = 0;
+        for _ in 0..self.capacity {
+            let Some((lap, index)) = self.split(q) else {
+                break;
+            };
+            let p = q.wrapping_sub(self.one_lap);
+            if !behind(p, head) {
+                break;
+            }
+            let slot = self.slot_at(index);
+            // Relaxed: compared, then confirmed by the CAS below.
+            let stamp = slot.stamp.load(Ordering::Relaxed);
+            if stamp & !SKIP == p.wrapping_add(1)
+                && self.claimed_only_by_dead(p, intents, live)
+                // Release: producers acquire the freed stamp.
+                && slot
+                    .stamp
+                    .compare_exchange(stamp, q, Ordering::Release, Ordering::Relaxed)
+                    .is_ok()
+                && stamp & SKIP == 0
+            {
+                lost += 1;
+            }
+            q = self.next(lap, index);
+        }
+        lost
     }
 }

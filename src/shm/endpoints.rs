@@ -118,6 +118,15 @@ impl<'a> EndpointTable<'a> {
             .filter_map(|(i, e)| unpack(i, e.load(Ordering::Acquire)))
     }
 
+    /// Whether entry `i` is held by a process that is not proven dead.
+    pub fn held_by_live(&self, i: usize) -> bool {
+        // Acquire: as in `entries`.
+        self.entries
+            .get(i)
+            .and_then(|e| unpack(i, e.load(Ordering::Acquire)))
+            .is_some_and(|e| liveness(e.owner) == Liveness::Alive)
+    }
+
     /// Live entries of `role` whose process is proven dead.
     pub fn dead(&self, role: Role) -> impl Iterator<Item = EndpointInfo> + 'a {
         self.entries()
