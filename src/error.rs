@@ -170,6 +170,12 @@ pub enum SegmentError {
     /// The header or control block fails validation.
     #[error("segment is corrupted: {0}")]
     Corrupted(&'static str),
+    /// The segment may have been made or changed by someone this process
+    /// does not trust: owned by another user, writable by group or others,
+    /// or reached through a symbolic link. Open it only if that is intended
+    /// (`trust_shared` on the builder).
+    #[error("untrusted segment {0}")]
+    Untrusted(String),
     /// The operating system refused access.
     #[error("permission denied for segment {0:?}")]
     PermissionDenied(String),

@@ -312,6 +312,12 @@ impl<T: ShmSafe> SharedBuilder<T> {
         self
     }
 
+    /// Open segments owned by another user or writable by group or others.
+    pub fn trust_shared(mut self, trust: bool) -> Self {
+        self.opts.trust_shared = trust;
+        self
+    }
+
     fn create_at_location(&self, loc: Location, value: T) -> Result<Shared<T>, SegmentError> {
         let fields = region_layout(KIND_STRUCT, type_desc::<T>(), 1, 0)?;
         let mut value = Some(value);

@@ -255,6 +255,12 @@ impl ByteQueueBuilder {
         self
     }
 
+    /// Open segments owned by another user or writable by group or others.
+    pub fn trust_shared(mut self, trust: bool) -> Self {
+        self.inner = self.inner.trust_shared(trust);
+        self
+    }
+
     /// Creates `/dev/shm/<name>` exclusively.
     pub fn create(self, name: &str) -> Result<ByteQueue, SegmentError> {
         Ok(ByteQueue {

@@ -726,6 +726,13 @@ impl<T: Pod> QueueBuilder<T> {
         self
     }
 
+    /// Open segments owned by another user or writable by group or others
+    /// (default: refused with `Untrusted`; see `docs/security.md`).
+    pub fn trust_shared(mut self, trust: bool) -> Self {
+        self.opts.trust_shared = trust;
+        self
+    }
+
     fn fields(&self) -> Result<HeaderFields, SegmentError> {
         let capacity = self.capacity.ok_or_else(|| {
             SegmentError::InvalidArgument("creating a queue needs a capacity".into())

@@ -54,6 +54,9 @@ pub struct SegmentOptions {
     pub persist: bool,
     /// How long an opener waits for a creator to finish (default 1 s).
     pub init_timeout: Duration,
+    /// Open named and path segments owned by another user, or writable by
+    /// group or others (default: refuse them with `Untrusted`).
+    pub trust_shared: bool,
 }
 
 impl Default for SegmentOptions {
@@ -62,6 +65,7 @@ impl Default for SegmentOptions {
             mode: 0o600,
             persist: false,
             init_timeout: Duration::from_secs(1),
+            trust_shared: false,
         }
     }
 }
@@ -87,8 +91,8 @@ fn map_errno(e: Errno, what: &Location) -> SegmentError {
         Errno::ENOENT => SegmentError::NotFound(what.describe()),
         Errno::EEXIST => SegmentError::AlreadyExists(what.describe()),
         Errno::EACCES | Errno::EPERM => SegmentError::PermissionDenied(what.describe()),
-        Errno::ELOOP => SegmentError::InvalidArgument(format!(
-            "{} is a symbolic link; shmring does not follow links",
+        Errno::ELOOP => SegmentError::Untrusted(format!(
+            "{}: a symbolic link (shmring does not follow links)",
             what.describe()
         )),
         e => SegmentError::Io(std::io::Error::from(e)),
@@ -268,12 +272,44 @@ impl Segment {
         Self::open_fd(Location::Anonymous, fd, opts)
     }
 
+    /// Refuses a named or path segment that another user owns, or that
+    /// group or others may write, unless the caller trusts shared segments.
+    fn check_trusted(
+        file: &File,
+        location: &Location,
+        opts: &SegmentOptions,
+    ) -> Result<(), SegmentError> {
+        use std::os::unix::fs::MetadataExt;
+        if opts.trust_shared || matches!(location, Location::Anonymous) {
+            return Ok(());
+        }
+        let meta = file.metadata().map_err(|e| map_io(e, location))?;
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            return Err(SegmentError::Untrusted(format!(
+                "{}: owned by uid {}, not by this process's uid {me}",
+                location.describe(),
+                meta.uid()
+            )));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(SegmentError::Untrusted(format!(
+                "{}: mode {:o} lets group or others write it",
+                location.describe(),
+                meta.mode() & 0o777
+            )));
+        }
+        Ok(())
+    }
+
     fn open_fd(
         location: Location,
         fd: OwnedFd,
         opts: &SegmentOptions,
     ) -> Result<(Segment, HeaderFields), SegmentError> {
         let file = File::from(fd);
+        Self::check_trusted(&file, &location, opts)?;
         let started = Instant::now();
         loop {
             let size = file.metadata().map_err(|e| map_io(e, &location))?.len();
