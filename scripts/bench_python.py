@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Python multiprocessing baselines for `shmring bench`.
+
+Measures, between two processes pinned to two CPUs, the round-trip latency
+(time.perf_counter_ns around each put/get or send/recv pair; percentiles by
+nearest rank) and the one-way streaming throughput (child to parent) of
+
+  - multiprocessing.Queue  (transport "python-queue": two queues, one each way)
+  - multiprocessing.Pipe   (transport "python-pipe": one duplex Pipe)
+
+carrying `bytes` objects of the given size (pickled, as Python programs send
+them). Prints one JSON object per line with the keys of `shmring bench --json`
+(mode "block") plus "curve" (percentile, ns) pairs for the plot.
+
+`shmring bench` embeds this file and runs it with `python3 -c`; it also runs
+on its own:
+
+    python3 scripts/bench_python.py --kinds queue,pipe --sizes 8,1024,65536
+"""
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import sys
+import time
+
+CURVE = [50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0]
+
+
+def pin(cpu):
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})
+
+
+def percentile(sorted_ns, p):
+    """Nearest rank: the smallest value with at least p% of values at or below it."""
+    if not sorted_ns:
+        return 0
+    if p >= 100.0:
+        return sorted_ns[-1]
+    rank = max(1, math.ceil(p / 100.0 * len(sorted_ns)))
+    return sorted_ns[min(rank, len(sorted_ns)) - 1]
+
+
+def serve(kind, ends, size, cpu):
+    """The child: answers commands until ("exit",)."""
+    pin(cpu)
+    if kind == "queue":
+        req, resp = ends
+        recv, send = req.get, resp.put
+    else:
+        conn = ends
+        recv, send = conn.recv, conn.send
+    payload = bytes(size)
+    while True:
+        cmd = recv()
+        if cmd[0] == "rtt":
+            for _ in range(cmd[1]):
+                send(recv())
+        elif cmd[0] == "stream":
+            for _ in range(cmd[1]):
+                send(payload)
+        else:
+            break
+    if kind == "queue":
+        # Let the feeder thread flush before the process exits.
+        resp.close()
+        resp.join_thread()
+
+
+def measure(kind, size, rtt, warmup, calibrate, target_ms, cpus):
+    ctx = multiprocessing.get_context("fork")
+    parent_cpu, child_cpu = cpus if cpus else (None, None)
+    pin(parent_cpu)
+    if kind == "queue":
+        req, resp = ctx.Queue(), ctx.Queue()
+        child_ends = (req, resp)
+        send, recv = req.put, resp.get
+    else:
+        mine, theirs = ctx.Pipe(duplex=True)
+        child_ends = theirs
+        send, recv = mine.send, mine.recv
+    child = ctx.Process(target=serve, args=(kind, child_ends, size, child_cpu), daemon=True)
+    child.start()
+
+    msg = bytes(size)
+    clock = time.perf_counter_ns
+    samples = []
+    append = samples.append
+    send(("rtt", warmup + rtt))
+    for i in range(warmup + rtt):
+        t0 = clock()
+        send(msg)
+        got = recv()
+        t1 = clock()
+        if i >= warmup:
+            append(t1 - t0)
+        if len(got) != size:
+            raise RuntimeError(f"round trip {i}: {len(got)} bytes came back, expected {size}")
+    samples.sort()
+
+    def stream(count):
+        send(("stream", count))
+        t0 = clock()
+        for i in range(count):
+            got = recv()
+            if len(got) != size:
+                raise RuntimeError(f"stream message {i}: {len(got)} bytes, expected {size}")
+        return clock() - t0
+
+    d0 = max(stream(calibrate), 1)
+    count = int(target_ms * 1e6 / (d0 / calibrate))
+    count = max(calibrate, min(count, 50_000_000))
+    d = max(stream(count), 1)
+    send(("exit",))
+    child.join(10)
+    if child.exitcode != 0:
+        raise RuntimeError(f"the child process ended with exit code {child.exitcode}")
+
+    msgs_per_s = count / (d / 1e9)
+    return {
+        "transport": "python-" + kind,
+        "mode": "block",
+        "size": size,
+        "rtt_p50_ns": percentile(samples, 50.0),
+        "rtt_p99_ns": percentile(samples, 99.0),
+        "rtt_p999_ns": percentile(samples, 99.9),
+        "rtt_max_ns": samples[-1] if samples else 0,
+        "msgs_per_s": msgs_per_s,
+        "bytes_per_s": msgs_per_s * size,
+        "count": len(samples),
+        "curve": [[p, percentile(samples, p)] for p in CURVE],
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--kinds", default="queue,pipe", help="queue, pipe (comma-separated)")
+    ap.add_argument("--sizes", default="8,1024,65536", help="message sizes in bytes")
+    ap.add_argument("--rtt", type=int, default=20000, help="timed round trips")
+    ap.add_argument("--warmup", type=int, default=2000, help="untimed round trips first")
+    ap.add_argument("--calibrate", type=int, default=1000, help="messages of the calibration stream")
+    ap.add_argument("--target-ms", type=float, default=200.0, help="length of the timed stream")
+    ap.add_argument("--cpus", default=None, help="parent,child CPUs (default: 0,1 if allowed)")
+    a = ap.parse_args()
+
+    cpus = None
+    if a.cpus:
+        cpus = tuple(int(c) for c in a.cpus.split(","))
+    elif hasattr(os, "sched_getaffinity"):
+        allowed = sorted(os.sched_getaffinity(0))
+        if len(allowed) >= 2:
+            cpus = (allowed[0], allowed[1])
+    for kind in a.kinds.split(","):
+        if kind not in ("queue", "pipe"):
+            sys.exit(f"unknown kind {kind!r} (queue, pipe)")
+        for size in (int(s) for s in a.sizes.split(",")):
+            row = measure(kind, size, a.rtt, a.warmup, a.calibrate, a.target_ms, cpus)
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+//! The floors, measured in the same run as everything else:
+//!
+//! - `floor`/`spin`: a busy-poll ping-pong of a `u64` through one shared
+//!   cache line each way (no queue at all), and for throughput a minimal
+//!   busy-poll SPSC ring of `u64` (head and tail on their own lines, cached
+//!   peer index);
+//! - `floor`/`block`: a raw futex ping-pong through two shared `u32` words
+//!   (`FUTEX_WAIT` / `FUTEX_WAKE`, no private flag, a wake on every hop),
+//!   and for throughput the same minimal ring whose sides sleep on a futex
+//!   when it is empty or full (a waiter flag and a fence per message).
+//!
+//! One child process per mode, forked with a fresh shared mapping.
+
+use crate::bench::{spin_until, Config, Failure, Mode};
+use crate::report::{Latency, Row};
+use crate::sys::{self, Forked, Peer};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Slots of the floor ring.
+const RING: u32 = 1024;
+/// How long a futex sleep lasts before the sleeper checks its peer.
+const NAP: Duration = Duration::from_millis(50);
+
+const OP_RTT: u32 = 1;
+const OP_STREAM: u32 = 2;
+const OP_EXIT: u32 = 3;
+
+/// A value alone on its 128-byte line pair.
+#[repr(C, align(128))]
+struct Line<T>(T);
+
+impl<T> std::ops::Deref for Line<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// The shared page(s); valid when all zero.
+#[repr(C)]
+struct Shm {
+    /// Bumped by the parent for each command (the child sleeps on it).
+    cmd_seq: Line<AtomicU32>,
+    cmd_op: AtomicU32,
+    cmd_count: AtomicU64,
+    /// Spin ping-pong.
+    ping: Line<AtomicU64>,
+    pong: Line<AtomicU64>,
+    /// Futex ping-pong.
+    fping: Line<AtomicU32>,
+    fpong: Line<AtomicU32>,
+    /// Ring: next position to read (consumer), next to write (producer),
+    /// and the sleepers' flags (block mode).
+    head: Line<AtomicU32>,
+    tail: Line<AtomicU32>,
+    cons_sleeps: Line<AtomicU32>,
+    prod_sleeps: Line<AtomicU32>,
+    slots: [AtomicU64; RING as usize],
+}
+
+/// Measures the floor of `mode`: one row (transport `floor`, size 8).
+pub fn measure(cfg: &Config, mode: Mode) -> Result<Row, Failure> {
+    // SAFETY: `Shm` is atomics only (valid all-zero), aligned to 128 bytes.
+    let shm = unsafe { sys::SharedMap::<Shm>::new() }
+        .map_err(|e| Failure::Run(format!("mapping the floor's page: {e}")))?;
+    let label = format!("floor {}", mode.name());
+    match sys::fork().map_err(|e| Failure::Run(format!("fork: {e}")))? {
+        Forked::Child => sys::child_main(&label, cfg.cpus.1, cfg.timeout, |peer| {
+            child(&shm, mode, peer)
+        }),
+        Forked::Parent(child) => {
+            let peer = Peer::Child(&child);
+            let mut seq = 0u32;
+            let mut post = |op: u32, count: u64| {
+                seq = seq.wrapping_add(1);
+                shm.cmd_op.store(op, Ordering::Relaxed);
+                shm.cmd_count.store(count, Ordering::Relaxed);
+                shm.cmd_seq.store(seq, Ordering::Release);
+                sys::futex_wake(&shm.cmd_seq);
+            };
+            let n = cfg.rtt_iterations(8);
+            let warm = cfg.warmup(n);
+            let mut hist = crate::bench::new_histogram();
+            // Round trips.
+            post(OP_RTT, warm + n);
+            let r = match mode {
+                Mode::Spin => rtt_spin(&shm, warm, n, &mut hist, &peer),
+                Mode::Block => rtt_futex(&shm, warm, n, &mut hist, &peer),
+            };
+            r.map_err(|e| Failure::Run(format!("{label}: {e}")))?;
+            // Throughput: a calibration run, then one of about the target time.
+            let mut pos = 0u32;
+            let mut stream = |count: u64, pos: &mut u32| -> Result<Duration, String> {
+                post(OP_STREAM, count);
+                let t = Instant::now();
+                consume(&shm, mode, pos, count, &peer)?;
+                Ok(t.elapsed())
+            };
+            let run = |e: String| Failure::Run(format!("{label}: {e}"));
+            let n0 = cfg.calibration_messages();
+            let d0 = stream(n0, &mut pos).map_err(run)?;
+            let count = cfg.stream_messages(n0, d0);
+            let d = stream(count, &mut pos).map_err(run)?;
+            post(OP_EXIT, 0);
+            child
+                .reap()
+                .map_err(|e| Failure::Run(format!("{label}: {e}")))?;
+            Ok(Row {
+                transport: "floor".into(),
+                mode,
+                size: 8,
+                loan: false,
+                lat: Latency::from_histogram(&hist),
+                msgs_per_s: count as f64 / d.as_secs_f64(),
+            })
+        }
+    }
+}
+
+fn rtt_spin(
+    shm: &Shm,
+    warm: u64,
+    n: u64,
+    hist: &mut hdrhistogram::Histogram<u64>,
+    peer: &Peer,
+) -> Result<(), String> {
+    let base = shm.ping.load(Ordering::Relaxed);
+    for i in 1..=warm + n {
+        let v = base + i;
+        let t = Instant::now();
+        shm.ping.store(v, Ordering::Release);
+        spin_until(|| shm.pong.load(Ordering::Acquire) == v, peer)?;
+        let dt = t.elapsed();
+        if i > warm {
+            hist.saturating_record(dt.as_nanos() as u64);
+        }
+    }
+    Ok(())
+}
+
+/// Waits (futex) until `word` holds `want`; `before` is its value until then.
+fn futex_until(word: &AtomicU32, before: u32, want: u32, peer: &Peer) -> Result<(), String> {
+    while word.load(Ordering::Acquire) != want {
+        sys::futex_wait(word, before, NAP);
+        if word.load(Ordering::Acquire) != want {
+            peer.check()?;
+        }
+    }
+    Ok(())
+}
+
+fn rtt_futex(
+    shm: &Shm,
+    warm: u64,
+    n: u64,
+    hist: &mut hdrhistogram::Histogram<u64>,
+    peer: &Peer,
+) -> Result<(), String> {
+    let base = shm.fping.load(Ordering::Relaxed);
+    for i in 1..=warm + n {
+        let v = base.wrapping_add(i as u32);
+        let t = Instant::now();
+        shm.fping.store(v, Ordering::Release);
+        sys::futex_wake(&shm.fping);
+        futex_until(&shm.fpong, v.wrapping_sub(1), v, peer)?;
+        let dt = t.elapsed();
+        if i > warm {
+            hist.saturating_record(dt.as_nanos() as u64);
+        }
+    }
+    Ok(())
+}
+
+/// The ring's consumer (parent): `count` messages from position `pos`.
+fn consume(shm: &Shm, mode: Mode, pos: &mut u32, count: u64, peer: &Peer) -> Result<(), String> {
+    let mut cached_tail = shm.tail.load(Ordering::Acquire);
+    let mut sum = 0u64;
+    let first = *pos;
+    for _ in 0..count {
+        let p = *pos;
+        if p == cached_tail {
+            match mode {
+                Mode::Spin => spin_until(
+                    || {
+                        cached_tail = shm.tail.load(Ordering::Acquire);
+                        cached_tail != p
+                    },
+                    peer,
+                )?,
+                Mode::Block => {
+                    cached_tail = sleep_while(&shm.tail, p, &shm.cons_sleeps, peer)?;
+                }
+            }
+        }
+        sum = sum.wrapping_add(shm.slots[(p % RING) as usize].load(Ordering::Relaxed));
+        *pos = p.wrapping_add(1);
+        shm.head.store(*pos, Ordering::Release);
+        if mode == Mode::Block {
+            // The producer may have announced a sleep on `head` before our
+            // store: Dekker's pattern, a full fence between store and load.
+            fence(Ordering::SeqCst);
+            if shm.prod_sleeps.load(Ordering::Relaxed) != 0 {
+                sys::futex_wake(&shm.head);
+            }
+        }
+    }
+    let want = (0..count).fold(0u64, |s, i| {
+        s.wrapping_add(u64::from(first.wrapping_add(i as u32)))
+    });
+    if sum != want {
+        return Err("the floor ring delivered wrong values".into());
+    }
+    Ok(())
+}
+
+/// Sleeps until `word` differs from `stuck`, announcing the sleep in `flag`;
+/// returns the new value.
+fn sleep_while(word: &AtomicU32, stuck: u32, flag: &AtomicU32, peer: &Peer) -> Result<u32, String> {
+    loop {
+        let v = word.load(Ordering::Acquire);
+        if v != stuck {
+            return Ok(v);
+        }
+        flag.store(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let v = word.load(Ordering::Acquire);
+        if v != stuck {
+            flag.store(0, Ordering::Relaxed);
+            return Ok(v);
+        }
+        sys::futex_wait(word, stuck, NAP);
+        flag.store(0, Ordering::Relaxed);
+        if word.load(Ordering::Acquire) == stuck {
+            peer.check()?;
+        }
+    }
+}
+
+/// The ring's producer (child).
+fn produce(shm: &Shm, mode: Mode, pos: &mut u32, count: u64, peer: &Peer) -> Result<(), String> {
+    let mut cached_head = shm.head.load(Ordering::Acquire);
+    for _ in 0..count {
+        let p = *pos;
+        if p.wrapping_sub(cached_head) == RING {
+            let full = p.wrapping_sub(RING);
+            match mode {
+                Mode::Spin => spin_until(
+                    || {
+                        cached_head = shm.head.load(Ordering::Acquire);
+                        cached_head != full
+                    },
+                    peer,
+                )?,
+                Mode::Block => {
+                    cached_head = sleep_while(&shm.head, full, &shm.prod_sleeps, peer)?;
+                }
+            }
+        }
+        shm.slots[(p % RING) as usize].store(u64::from(p), Ordering::Relaxed);
+        *pos = p.wrapping_add(1);
+        shm.tail.store(*pos, Ordering::Release);
+        if mode == Mode::Block {
+            fence(Ordering::SeqCst);
+            if shm.cons_sleeps.load(Ordering::Relaxed) != 0 {
+                sys::futex_wake(&shm.tail);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The child: serves commands until `OP_EXIT`.
+fn child(shm: &Shm, mode: Mode, peer: &Peer) -> Result<(), String> {
+    let mut seen = 0u32;
+    let mut pos = 0u32;
+    loop {
+        // Wait for a command: spin a little, then sleep on the futex.
+        let until = Instant::now() + Duration::from_millis(1);
+        let seq = loop {
+            let s = shm.cmd_seq.load(Ordering::Acquire);
+            if s != seen {
+                break s;
+            }
+            if Instant::now() < until {
+                std::hint::spin_loop();
+            } else {
+                sys::futex_wait(&shm.cmd_seq, seen, NAP);
+                peer.check()?;
+            }
+        };
+        seen = seq;
+        let count = shm.cmd_count.load(Ordering::Relaxed);
+        match shm.cmd_op.load(Ordering::Relaxed) {
+            OP_RTT => match mode {
+                Mode::Spin => {
+                    let base = shm.pong.load(Ordering::Relaxed);
+                    for i in 1..=count {
+                        let v = base + i;
+                        spin_until(|| shm.ping.load(Ordering::Acquire) == v, peer)?;
+                        shm.pong.store(v, Ordering::Release);
+                    }
+                }
+                Mode::Block => {
+                    let base = shm.fpong.load(Ordering::Relaxed);
+                    for i in 1..=count {
+                        let v = base.wrapping_add(i as u32);
+                        futex_until(&shm.fping, v.wrapping_sub(1), v, peer)?;
+                        shm.fpong.store(v, Ordering::Release);
+                        sys::futex_wake(&shm.fpong);
+                    }
+                }
+            },
+            OP_STREAM => produce(shm, mode, &mut pos, count, peer)?,
+            OP_EXIT => return Ok(()),
+            op => return Err(format!("unknown command {op}")),
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! Results: rows, the table with its ratios, the verdicts, JSON lines.
+
+use crate::bench::Mode;
+use std::fmt::Write as _;
+
+/// Percentiles the plot draws (100 = the maximum).
+pub const CURVE_PERCENTILES: [f64; 10] = [
+    50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0,
+];
+
+/// Round-trip latency, in nanoseconds.
+#[derive(Clone, Debug, Default)]
+pub struct Latency {
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Maximum.
+    pub max: u64,
+    /// Round trips timed.
+    pub count: u64,
+    /// (percentile, ns) at [`CURVE_PERCENTILES`].
+    pub curve: Vec<(f64, u64)>,
+}
+
+impl Latency {
+    /// From an HdrHistogram of round trips in nanoseconds.
+    pub fn from_histogram(h: &hdrhistogram::Histogram<u64>) -> Self {
+        let q = |p: f64| h.value_at_quantile(p / 100.0);
+        Latency {
+            p50: q(50.0),
+            p99: q(99.0),
+            p999: q(99.9),
+            max: h.max(),
+            count: h.len(),
+            curve: CURVE_PERCENTILES
+                .iter()
+                .map(|&p| (p, if p >= 100.0 { h.max() } else { q(p) }))
+                .collect(),
+        }
+    }
+}
+
+/// One measured (transport, mode, size[, loan]).
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// `floor`, `shm-spsc`, ..., `python-pipe`.
+    pub transport: String,
+    /// Spin or block.
+    pub mode: Mode,
+    /// Message size in bytes.
+    pub size: usize,
+    /// Loan + commit / in-place reads instead of copies (shm only).
+    pub loan: bool,
+    /// Round trips.
+    pub lat: Latency,
+    /// One-way throughput.
+    pub msgs_per_s: f64,
+}
+
+impl Row {
+    /// A row to be labelled by the caller.
+    pub fn new(lat: Latency, msgs_per_s: f64) -> Self {
+        Row {
+            transport: String::new(),
+            mode: Mode::Block,
+            size: 0,
+            loan: false,
+            lat,
+            msgs_per_s,
+        }
+    }
+
+    /// Bytes per second.
+    pub fn bytes_per_s(&self) -> f64 {
+        self.msgs_per_s * self.size as f64
+    }
+
+    /// The JSON line: exactly the documented keys.
+    pub fn json(&self) -> String {
+        format!(
+            "{{\"transport\":\"{}\",\"mode\":\"{}\",\"size\":{},\"rtt_p50_ns\":{},\
+             \"rtt_p99_ns\":{},\"rtt_p999_ns\":{},\"rtt_max_ns\":{},\"msgs_per_s\":{:.1},\
+             \"bytes_per_s\":{:.1}}}",
+            self.transport,
+            self.mode.name(),
+            self.size,
+            self.lat.p50,
+            self.lat.p99,
+            self.lat.p999,
+            self.lat.max,
+            self.msgs_per_s,
+            self.bytes_per_s()
+        )
+    }
+
+    /// `shm-spsc spin`, with ` loan` for loan rows.
+    pub fn name(&self) -> String {
+        format!(
+            "{} {}{}",
+            self.transport,
+            self.mode.name(),
+            if self.loan { " loan" } else { "" }
+        )
+    }
+}
+
+/// `8 B`, `1 KiB`, `64 KiB`, `1.5 MiB`.
+pub fn human_size(n: usize) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 20 {
+        format!("{:.1} MiB", n as f64 / (1 << 20) as f64)
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{} KiB", n >> 10)
+    } else if n >= 1 << 10 {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// Three significant digits.
+fn sig3(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// `83 ns`, `1.23 µs`, `45.1 ms`.
+pub fn human_ns(ns: u64) -> String {
+    let v = ns as f64;
+    if ns < 1_000 {
+        format!("{ns} ns")
+    } else if ns < 1_000_000 {
+        format!("{} µs", sig3(v / 1e3))
+    } else if ns < 1_000_000_000 {
+        format!("{} ms", sig3(v / 1e6))
+    } else {
+        format!("{} s", sig3(v / 1e9))
+    }
+}
+
+/// `423 M/s`, `42.1 k/s`.
+pub fn human_rate(r: f64) -> String {
+    if r >= 1e9 {
+        format!("{} G/s", sig3(r / 1e9))
+    } else if r >= 1e6 {
+        format!("{} M/s", sig3(r / 1e6))
+    } else if r >= 1e3 {
+        format!("{} k/s", sig3(r / 1e3))
+    } else {
+        format!("{} /s", sig3(r))
+    }
+}
+
+/// `9.50 GiB/s`.
+pub fn human_bytes_rate(r: f64) -> String {
+    const K: f64 = 1024.0;
+    if r >= K * K * K {
+        format!("{} GiB/s", sig3(r / (K * K * K)))
+    } else if r >= K * K {
+        format!("{} MiB/s", sig3(r / (K * K)))
+    } else if r >= K {
+        format!("{} KiB/s", sig3(r / K))
+    } else {
+        format!("{} B/s", sig3(r))
+    }
+}
+
+/// `0-1`, `0,2-3`.
+pub fn cpu_list(cpus: &[usize]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if j > i {
+            let _ = write!(out, "{}-{}", cpus[i], cpus[j]);
+        } else {
+            let _ = write!(out, "{}", cpus[i]);
+        }
+        i = j + 1;
+    }
+    if out.is_empty() {
+        out.push_str("none");
+    }
+    out
+}
+
+fn find<'a>(
+    rows: &'a [Row],
+    transport: &str,
+    mode: Mode,
+    size: usize,
+    loan: bool,
+) -> Option<&'a Row> {
+    rows.iter()
+        .find(|r| r.transport == transport && r.mode == mode && r.size == size && r.loan == loan)
+}
+
+fn floor_of(rows: &[Row], mode: Mode) -> Option<&Row> {
+    find(rows, "floor", mode, 8, false)
+}
+
+fn shm_of(rows: &[Row], mode: Mode, size: usize) -> Option<&Row> {
+    find(rows, "shm-spsc", mode, size, false)
+}
+
+fn ratio(a: f64, b: Option<f64>) -> String {
+    match b {
+        Some(b) if b > 0.0 && a.is_finite() => format!("{:.2}", a / b),
+        _ => "-".into(),
+    }
+}
+
+/// The table: absolute figures and ratios, one row per (transport, mode, size).
+pub fn table(rows: &[Row]) -> String {
+    let header = [
+        "transport",
+        "mode",
+        "size",
+        "loan",
+        "rtts",
+        "p50",
+        "p99",
+        "p99.9",
+        "max",
+        "msgs/s",
+        "bytes/s",
+        "p50÷floor",
+        "p50÷shm",
+        "msgs÷floor",
+        "msgs÷shm",
+    ];
+    let mut cells: Vec<Vec<String>> = Vec::new();
+    for r in rows {
+        let floor = floor_of(rows, r.mode);
+        let shm = shm_of(
+            rows,
+            r.mode,
+            if r.transport == "floor" { 8 } else { r.size },
+        );
+        cells.push(vec![
+            r.transport.clone(),
+            r.mode.name().into(),
+            human_size(r.size),
+            if r.loan { "loan" } else { "" }.into(),
+            r.lat.count.to_string(),
+            human_ns(r.lat.p50),
+            human_ns(r.lat.p99),
+            human_ns(r.lat.p999),
+            human_ns(r.lat.max),
+            human_rate(r.msgs_per_s),
+            human_bytes_rate(r.bytes_per_s()),
+            ratio(r.lat.p50 as f64, floor.map(|f| f.lat.p50 as f64)),
+            ratio(r.lat.p50 as f64, shm.map(|s| s.lat.p50 as f64)),
+            ratio(r.msgs_per_s, floor.map(|f| f.msgs_per_s)),
+            ratio(r.msgs_per_s, shm.map(|s| s.msgs_per_s)),
+        ]);
+    }
+    let width = |i: usize| {
+        cells
+            .iter()
+            .map(|c| c[i].chars().count())
+            .chain([header[i].chars().count()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..header.len()).map(width).collect();
+    let left = |i: usize| i < 4;
+    let line = |cols: &[String]| {
+        let mut s = String::new();
+        for (i, c) in cols.iter().enumerate() {
+            let pad = widths[i].saturating_sub(c.chars().count());
+            if i > 0 {
+                s.push_str("  ");
+            }
+            if left(i) {
+                s.push_str(c);
+                s.push_str(&" ".repeat(pad));
+            } else {
+                s.push_str(&" ".repeat(pad));
+                s.push_str(c);
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = String::new();
+    let h: Vec<String> = header.iter().map(|s| s.to_string()).collect();
+    out.push_str(&line(&h));
+    out.push('\n');
+    let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+    out.push_str(&"-".repeat(total));
+    out.push('\n');
+    let mut last: Option<(&str, Mode)> = None;
+    for (r, c) in rows.iter().zip(&cells) {
+        if let Some((t, m)) = last {
+            if t != r.transport || m != r.mode {
+                // A blank line between transports keeps the table readable.
+                if t != r.transport {
+                    out.push('\n');
+                }
+            }
+        }
+        last = Some((&r.transport, r.mode));
+        out.push_str(&line(c));
+        out.push('\n');
+    }
+    out.push_str(
+        "p50÷floor: over the floor of the same mode (spin: cache-line ping-pong; block: raw \
+         futex ping-pong), lower is better.\np50÷shm: over shm-spsc of the same mode and size. \
+         msgs÷…: throughput ratios, higher is faster.",
+    );
+    out
+}
+
+/// One target: its text, the measured ratio, and whether it passed (None:
+/// not measured in this run).
+struct Verdict {
+    what: &'static str,
+    got: Option<(String, bool)>,
+}
+
+/// The targets of the bench issue, checked on this run's rows.
+pub fn verdicts(rows: &[Row]) -> String {
+    let p50 = |t: &str, m: Mode, size: usize, loan: bool| {
+        find(rows, t, m, size, loan).map(|r| r.lat.p50 as f64)
+    };
+    let shm_spin = p50("shm-spsc", Mode::Spin, 8, false);
+    let shm_block = p50("shm-spsc", Mode::Block, 8, false);
+    let at_most = |a: Option<f64>, b: Option<f64>, limit: f64| -> Option<(String, bool)> {
+        let (a, b) = (a?, b?);
+        let r = a / b;
+        Some((format!("{r:.2}×"), r <= limit))
+    };
+    let faster = |slow: Option<f64>, limit: f64| -> Option<(String, bool)> {
+        let (s, f) = (slow?, shm_spin?);
+        let r = s / f;
+        Some((format!("{r:.0}× faster"), r >= limit))
+    };
+    let list = [
+        Verdict {
+            what: "shm-spsc spin 8 B p50 ≤ 1.3× floor spin",
+            got: at_most(shm_spin, p50("floor", Mode::Spin, 8, false), 1.3),
+        },
+        Verdict {
+            what: "shm-spsc spin 8 B p50 ≥ 50× faster than pipe",
+            got: faster(p50("pipe", Mode::Block, 8, false), 50.0),
+        },
+        Verdict {
+            what: "shm-spsc spin 8 B p50 ≥ 100× faster than tcp",
+            got: faster(p50("tcp", Mode::Block, 8, false), 100.0),
+        },
+        Verdict {
+            what: "shm-spsc spin 8 B p50 ≥ 200× faster than python-queue",
+            got: faster(p50("python-queue", Mode::Block, 8, false), 200.0),
+        },
+        Verdict {
+            what: "shm-spsc block 8 B p50 ≤ 1.1× raw futex ping-pong (floor block)",
+            got: at_most(shm_block, p50("floor", Mode::Block, 8, false), 1.1),
+        },
+        Verdict {
+            what: "shm-spsc spin 64 KiB loan p50 ≤ 2× shm-spsc spin 8 B p50",
+            got: at_most(p50("shm-spsc", Mode::Spin, 64 << 10, true), shm_spin, 2.0),
+        },
+    ];
+    let mut out = String::from("Targets (p50 of round trips, this run):\n");
+    for v in &list {
+        let (status, detail) = match &v.got {
+            Some((d, true)) => ("PASS", d.as_str()),
+            Some((d, false)) => ("FAIL", d.as_str()),
+            None => ("n/a ", "not measured in this run"),
+        };
+        let _ = writeln!(out, "  [{status}] {:<62} {detail}", v.what);
+    }
+    if let (Some(l), Some(l8)) = (
+        p50("shm-spsc", Mode::Spin, 64 << 10, true),
+        p50("shm-spsc", Mode::Spin, 8, true),
+    ) {
+        let _ = writeln!(out, "         (64 KiB loan ÷ 8 B loan: {:.2}×)", l / l8);
+    }
+    out.trim_end().to_string()
+}
