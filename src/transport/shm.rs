@@ -28,8 +28,11 @@ fn try_recv_err(e: TryRecvError) -> TransportError {
 #[derive(Debug)]
 pub struct ShmTransport {
     kind: TransportKind,
-    tx: ByteSender,
+    // Dropped in declaration order: the receiving half first, so that a
+    // peer that sees the end of our messages also finds nobody receiving
+    // its sends (as with `Connection`, and as closing a pipe or socket).
     rx: ByteReceiver,
+    tx: ByteSender,
 }
 
 impl ShmTransport {

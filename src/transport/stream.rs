@@ -9,23 +9,41 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Read buffer: small messages arrive with one `read` for header and body.
 const READ_BUF: usize = 64 * 1024;
 
-/// Waits up to `timeout_ms` (-1: forever) for `events` on `fd`.
-fn poll_fd(fd: RawFd, events: libc::c_short, timeout_ms: libc::c_int) -> io::Result<bool> {
+/// Waits up to `timeout` (`None`: forever) for `events` on `fd`; whether
+/// they came. Never gives up before `timeout` has passed: the wait is
+/// rounded up to whole milliseconds, and a signal only resumes it for the
+/// time left.
+fn poll_fd(fd: RawFd, events: libc::c_short, timeout: Option<Duration>) -> io::Result<bool> {
     let mut p = libc::pollfd {
         fd,
         events,
         revents: 0,
     };
+    let start = Instant::now();
     loop {
+        let ms = match timeout {
+            None => -1,
+            Some(t) => {
+                let left = t.saturating_sub(start.elapsed());
+                let ms = left.as_nanos().div_ceil(1_000_000);
+                libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
+            }
+        };
         // SAFETY: one valid pollfd, count 1.
-        let r = unsafe { libc::poll(&mut p, 1, timeout_ms) };
-        if r >= 0 {
-            return Ok(r > 0);
+        let r = unsafe { libc::poll(&mut p, 1, ms) };
+        if r > 0 {
+            return Ok(true);
+        }
+        if r == 0 {
+            if ms == 0 || timeout.is_some_and(|t| start.elapsed() >= t) {
+                return Ok(false);
+            }
+            continue;
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
@@ -128,13 +146,18 @@ impl StreamTransport {
         Ok(len)
     }
 
-    /// Whether a frame can be read without waiting more than `timeout_ms`
+    /// Whether a frame can be read without waiting more than `timeout`
     /// for its first byte.
-    fn readable(&mut self, timeout_ms: libc::c_int) -> Result<bool, TransportError> {
+    fn readable(&mut self, timeout: Duration) -> Result<bool, TransportError> {
         if !self.reader.buffer().is_empty() {
             return Ok(true);
         }
-        poll_fd(self.reader.get_ref().as_raw_fd(), libc::POLLIN, timeout_ms).map_err(io_err)
+        poll_fd(
+            self.reader.get_ref().as_raw_fd(),
+            libc::POLLIN,
+            Some(timeout),
+        )
+        .map_err(io_err)
     }
 }
 
@@ -154,7 +177,7 @@ impl Transport for StreamTransport {
 
     fn try_send(&mut self, msg: &[u8]) -> Result<(), TransportError> {
         self.check_len(msg.len())?;
-        if !poll_fd(self.writer.as_raw_fd(), libc::POLLOUT, 0).map_err(io_err)? {
+        if !poll_fd(self.writer.as_raw_fd(), libc::POLLOUT, Some(Duration::ZERO)).map_err(io_err)? {
             return Err(TransportError::WouldBlock);
         }
         self.write_frame(msg)
@@ -165,7 +188,7 @@ impl Transport for StreamTransport {
     }
 
     fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, TransportError> {
-        if !self.readable(0)? {
+        if !self.readable(Duration::ZERO)? {
             return Err(TransportError::WouldBlock);
         }
         self.read_frame(buf)
@@ -176,8 +199,7 @@ impl Transport for StreamTransport {
         buf: &mut Vec<u8>,
         timeout: Duration,
     ) -> Result<usize, TransportError> {
-        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-        if !self.readable(ms)? {
+        if !self.readable(timeout)? {
             return Err(TransportError::Timeout);
         }
         self.read_frame(buf)
@@ -236,7 +258,7 @@ pub(super) enum StreamLink {
         rl: (OwnedFd, OwnedFd),
     },
     Fifo {
-        dir: PathBuf,
+        dir: FifoDir,
     },
     Unix {
         left: UnixStream,
@@ -245,6 +267,31 @@ pub(super) enum StreamLink {
     Tcp {
         listener: TcpListener,
     },
+}
+
+/// The directory holding a FIFO link's two FIFOs, "lr" and "rl". Dropping
+/// it removes them, whether or not the ends were opened (each end removes
+/// the names once it has both FIFOs open; a link dropped unused must not
+/// leave them behind).
+#[derive(Debug)]
+pub(super) struct FifoDir(PathBuf);
+
+impl FifoDir {
+    fn lr(&self) -> PathBuf {
+        self.0.join("lr")
+    }
+
+    fn rl(&self) -> PathBuf {
+        self.0.join("rl")
+    }
+}
+
+impl Drop for FifoDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.lr());
+        let _ = std::fs::remove_file(self.rl());
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
 fn fifo_dir(base: Option<&Path>) -> PathBuf {
@@ -288,13 +335,12 @@ impl StreamLink {
                 }
             }
             TransportKind::Fifo => {
-                let dir = fifo_dir(opts.fifo_dir.as_deref());
-                std::fs::create_dir(&dir)?;
-                let made = mkfifo(&dir.join("lr")).and_then(|_| mkfifo(&dir.join("rl")));
-                if let Err(e) = made {
-                    let _ = std::fs::remove_dir_all(&dir);
-                    return Err(e.into());
-                }
+                let path = fifo_dir(opts.fifo_dir.as_deref());
+                std::fs::create_dir(&path)?;
+                // From here on, dropping `dir` removes what was made.
+                let dir = FifoDir(path);
+                mkfifo(&dir.lr())?;
+                mkfifo(&dir.rl())?;
                 StreamLink::Fifo { dir }
             }
             TransportKind::Unix => {
@@ -332,7 +378,9 @@ impl StreamLink {
             StreamLink::Fifo { dir } => {
                 // The opens block until the other side opens: one end on a
                 // helper thread.
-                let other = StreamLink::Fifo { dir: dir.clone() };
+                let other = StreamLink::Fifo {
+                    dir: FifoDir(dir.0.clone()),
+                };
                 std::thread::scope(|s| {
                     let right = s.spawn(move || other.end(false, max));
                     let left = StreamLink::Fifo { dir }.end(true, max);
@@ -371,7 +419,7 @@ impl StreamLink {
             StreamLink::Fifo { dir } => {
                 // Both sides open "lr" first, then "rl", so the blocking
                 // opens pair up instead of deadlocking.
-                let (lr, rl) = (dir.join("lr"), dir.join("rl"));
+                let (lr, rl) = (dir.lr(), dir.rl());
                 let (read, write) = if left {
                     let w = open_fifo(&lr, true)?;
                     (open_fifo(&rl, false)?, w)
@@ -380,9 +428,7 @@ impl StreamLink {
                     (r, open_fifo(&rl, true)?)
                 };
                 // Both ends have opened both FIFOs: the names can go.
-                let _ = std::fs::remove_file(&lr);
-                let _ = std::fs::remove_file(&rl);
-                let _ = std::fs::remove_dir(&dir);
+                drop(dir);
                 Ok(StreamTransport::new(kind, read, write, max))
             }
             StreamLink::Unix { left: l, right: r } => {
