@@ -5,6 +5,8 @@
 #[cfg(not(loom))]
 pub mod endpoints;
 pub mod header;
+#[cfg(not(loom))]
+pub mod inspect;
 pub mod line;
 #[cfg(not(loom))]
 pub mod segment;
