@@ -321,7 +321,8 @@ pub fn table(rows: &[Row]) -> String {
     out.push_str(
         "p50÷floor: over the floor of the same mode (spin: cache-line ping-pong; block: raw \
          futex ping-pong), lower is better.\np50÷shm: over shm-spsc of the same mode and size. \
-         msgs÷…: throughput ratios, higher is faster.",
+         msgs÷…: throughput ratios, higher is faster.\nloan rows: loan + commit and recv_ref in place, only an 8-byte header \
+         written and read (their bytes/s is nominal); not in --json.",
     );
     out
 }
@@ -377,13 +378,19 @@ pub fn verdicts(rows: &[Row]) -> String {
         },
     ];
     let mut out = String::from("Targets (p50 of round trips, this run):\n");
+    let w = list
+        .iter()
+        .map(|v| v.what.chars().count())
+        .max()
+        .unwrap_or(0);
     for v in &list {
         let (status, detail) = match &v.got {
             Some((d, true)) => ("PASS", d.as_str()),
             Some((d, false)) => ("FAIL", d.as_str()),
             None => ("n/a ", "not measured in this run"),
         };
-        let _ = writeln!(out, "  [{status}] {:<62} {detail}", v.what);
+        let pad = w - v.what.chars().count();
+        let _ = writeln!(out, "  [{status}] {}{}  {detail}", v.what, " ".repeat(pad));
     }
     if let (Some(l), Some(l8)) = (
         p50("shm-spsc", Mode::Spin, 64 << 10, true),
