@@ -225,8 +225,35 @@ fn ratio(a: f64, b: Option<f64>) -> String {
     }
 }
 
+/// Where a transport comes in the table.
+fn rank(transport: &str) -> usize {
+    const ORDER: [&str; 9] = [
+        "floor",
+        "shm-spsc",
+        "shm-mpmc",
+        "pipe",
+        "fifo",
+        "unix",
+        "tcp",
+        "python-queue",
+        "python-pipe",
+    ];
+    ORDER
+        .iter()
+        .position(|&t| t == transport)
+        .unwrap_or(ORDER.len())
+}
+
+/// Rows in the table's order: transport, mode, size, copy before loan.
+pub fn sorted(rows: &[Row]) -> Vec<Row> {
+    let mut v = rows.to_vec();
+    v.sort_by_key(|r| (rank(&r.transport), r.mode, r.size, r.loan));
+    v
+}
+
 /// The table: absolute figures and ratios, one row per (transport, mode, size).
 pub fn table(rows: &[Row]) -> String {
+    let rows = &sorted(rows)[..];
     let header = [
         "transport",
         "mode",
