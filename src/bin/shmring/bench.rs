@@ -26,9 +26,10 @@ an HdrHistogram; throughput is one-way, child to parent, for about 200 ms
 Rows: `floor` spin is a busy-poll ping-pong through one shared cache line
 (throughput: a minimal busy-poll ring); `floor` block is a raw futex
 ping-pong (FUTEX_WAIT/FUTEX_WAKE on two shared words; throughput: the same
-ring sleeping on a futex). The floor is measured at the start and again at
-the end; the lower is kept, and a note says when the two differ by more than
-25% (the machine's state changed during the run). shm transports run in both modes (spin:
+ring sleeping on a futex). Each floor is measured right before and right
+after shm-spsc at 8 B in its mode (spin rows all come first); the lower is
+kept, and a note says when the two differ by more than 25% (the machine's
+state changed during the run). shm transports run in both modes (spin:
 try_send/try_recv loops; block: spin 0, blocking send/recv); the kernel
 transports and Python (`multiprocessing.Queue` and `Pipe`, through the
 script shipped as scripts/bench_python.py, when python3 is on the PATH) in
