@@ -51,6 +51,12 @@ impl ShmTransport {
         &mut self.tx
     }
 
+    /// Both halves at once: reply with a loan while still holding the
+    /// request read in place.
+    pub fn split(&mut self) -> (&mut ByteSender, &mut ByteReceiver) {
+        (&mut self.tx, &mut self.rx)
+    }
+
     /// The receiving half (for in-place reads).
     pub fn receiver(&mut self) -> &mut ByteReceiver {
         &mut self.rx
