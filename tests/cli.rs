@@ -1,0 +1,158 @@
+//! The `shmring` binary: `bench` argument checking and JSON output, and the
+//! lifecycle commands `ls`, `inspect`, `rm`, `gc` on real segments.
+
+mod common;
+
+use common::*;
+use shmring::{Flavor, Queue};
+use std::process::{Command, Output};
+
+fn shmring(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shmring"))
+        .args(args)
+        .output()
+        .expect("run the shmring binary")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn bench_refuses_bad_arguments_with_exit_2() {
+    for (args, needle) in [
+        (
+            &["bench", "--transports", "shm-spsc,carrier-pigeon"][..],
+            "carrier-pigeon",
+        ),
+        (&["bench", "--sizes", "0"][..], "0"),
+        (&["bench", "--sizes", "64G"][..], "64G"),
+        (&["bench", "--cpus", "0"][..], "cpus"),
+        (&["bench", "--cpus", "0,0"][..], "cpus"),
+        (&["bench", "--modes", "sideways"][..], "sideways"),
+        (&["bench", "--iterations", "0"][..], "iterations"),
+    ] {
+        let o = shmring(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains(needle), "{args:?}: {}", text(&o));
+        assert!(!text(&o).contains("panicked"), "{args:?}: {}", text(&o));
+    }
+}
+
+#[test]
+fn bench_json_lines_have_exactly_the_documented_keys() {
+    run("cli_bench_json", |_| {
+        let o = shmring(&[
+            "bench",
+            "--quick",
+            "--json",
+            "--transports",
+            "shm-spsc,pipe",
+            "--sizes",
+            "8",
+            "--iterations",
+            "200",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let stdout = String::from_utf8(o.stdout).unwrap();
+        let mut transports = Vec::new();
+        for line in stdout.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect(line);
+            let obj = v.as_object().unwrap();
+            let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+            keys.sort_unstable();
+            assert_eq!(
+                keys,
+                [
+                    "bytes_per_s",
+                    "mode",
+                    "msgs_per_s",
+                    "rtt_max_ns",
+                    "rtt_p50_ns",
+                    "rtt_p999_ns",
+                    "rtt_p99_ns",
+                    "size",
+                    "transport"
+                ],
+                "{line}"
+            );
+            let p50 = obj["rtt_p50_ns"].as_f64().unwrap();
+            let p99 = obj["rtt_p99_ns"].as_f64().unwrap();
+            let max = obj["rtt_max_ns"].as_f64().unwrap();
+            assert!(p50 > 0.0 && p50 <= p99 && p99 <= max, "{line}");
+            transports.push(obj["transport"].as_str().unwrap().to_string());
+        }
+        for t in ["floor", "shm-spsc", "pipe"] {
+            assert!(transports.iter().any(|x| x == t), "{t} missing: {stdout}");
+        }
+    });
+}
+
+#[test]
+fn ls_inspect_rm_gc_on_real_segments() {
+    run("cli_lifecycle", |ctx| {
+        let name = ctx.name("q");
+        let q = Queue::<u64>::create(&name, Flavor::Mpmc, 16).unwrap();
+        let (tx, _rx) = (q.sender().unwrap(), q.receiver().unwrap());
+        tx.send(1).unwrap();
+        tx.send(2).unwrap();
+
+        let o = shmring(&["ls"]);
+        assert!(o.status.success(), "{}", text(&o));
+        let line = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .find(|l| l.starts_with(name.as_str()))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("{} not listed: {}", name.as_str(), text(&o)));
+        assert!(line.contains("mpmc") && line.contains("2/0"), "{line}");
+
+        let o = shmring(&["ls", "--json"]);
+        let mine: serde_json::Value = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|v| v["name"] == name.as_str())
+            .unwrap();
+        assert_eq!(mine["occupancy"], 2);
+        assert_eq!(mine["endpoints_alive"], 2);
+        assert_eq!(mine["lost"], 0);
+
+        let o = shmring(&["inspect", name.as_str(), "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["header"]["capacity"], 16);
+        assert_eq!(v["in_use"], true);
+
+        // In use (this process maps it and holds endpoints): rm refuses.
+        let o = shmring(&["rm", name.as_str()]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(text(&o).contains("in use"), "{}", text(&o));
+        assert!(name.exists());
+
+        // gc keeps it too.
+        let o = shmring(&["gc"]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(name.exists());
+
+        // Unused once persisted and dropped: gc removes it.
+        q.persist();
+        drop((tx, _rx, q));
+        let o = shmring(&["gc", "--json"]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(!name.exists(), "{}", text(&o));
+
+        // rm of a missing name, and of a foreign file, fails and removes nothing.
+        let o = shmring(&["rm", name.as_str()]);
+        assert_eq!(o.status.code(), Some(1));
+        let foreign = ctx.name("foreign");
+        std::fs::write(foreign.path(), b"someone else's data").unwrap();
+        let o = shmring(&["rm", foreign.as_str()]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(foreign.exists());
+        let o = shmring(&["ls"]);
+        assert!(!String::from_utf8_lossy(&o.stdout).contains(foreign.as_str()));
+        std::fs::remove_file(foreign.path()).unwrap();
+    });
+}
