@@ -25,10 +25,11 @@
 //! the slot's `UnsafeCell` concurrently with that access: loom reports the
 //! data race.
 //!
-//! Two models are ignored: they expose a liveness bug of
-//! `repair_unreleased` (a live, idle producer's intent still announces the
-//! position it committed, so a dead consumer's claim of that position is
-//! never freed); see `idle_producer_blocks_dead_consumer_repair`.
+//! Two models found a liveness bug of the first version of
+//! `repair_unreleased` (a live, idle producer's intent still announced the
+//! position it had committed, so a dead consumer's claim of that position
+//! was never freed); intents are now retired after each publishing store.
+//! See `idle_producer_blocks_dead_consumer_repair`.
 //!
 //! Threads: at most one thread spins with `try_` calls and `yield_now`
 //! (see the comment at the top of `mpmc.rs`); a producer that must wait for
@@ -312,7 +313,7 @@ fn dead_and_slow_live_producer_only_dead_is_repaired() {
 ///
 /// C2 consumes only after P's send, so that C1 is the one to take 1: a C2
 /// that took 1 first would leave C1 taking 2 after P's send, and an idle P
-/// then blocks the repair for ever (see the ignored
+/// blocked the repair for ever in the first version (see
 /// `dead_consumer_racing_live_consumer` below).
 #[test]
 fn dead_consumer_slot_is_freed() {
@@ -364,7 +365,8 @@ fn dead_consumer_slot_is_freed() {
 /// `try_take` gets 1, 2 or nothing. Whatever C1 took is never delivered and
 /// counts as lost exactly once; everything else reaches C2 exactly once.
 ///
-/// Fails (loom: "Model exceeded maximum number of branches"): when C2 takes
+/// Failed before intents were retired after commits (loom: "Model exceeded
+/// maximum number of branches"): when C2 takes
 /// 1 and C1 takes 2 after P's send, P is live and idle, its intent still
 /// announces position 2 (an intent is only replaced by the next claim or
 /// withdrawn by a failed one, never cleared after the commit), so
@@ -372,7 +374,6 @@ fn dead_consumer_slot_is_freed() {
 /// position and never frees it: C2 spins for ever. See
 /// `idle_producer_blocks_dead_consumer_repair` for the minimal case.
 #[test]
-#[ignore = "bug: a live idle producer's intent of a committed position blocks repair_unreleased of that position"]
 fn dead_consumer_racing_live_consumer() {
     model(|| {
         let q = HeapQueue::<u64>::new(Flavor::Mpmc, 1, WakeMode::Fast);
@@ -438,7 +439,6 @@ fn dead_consumer_racing_live_consumer() {
 /// live endpoint" and is never freed: P2 stays blocked for as long as P1
 /// sends nothing, and the lost message is never counted.
 #[test]
-#[ignore = "bug: a live idle producer's intent of a committed position blocks repair_unreleased of that position"]
 fn idle_producer_blocks_dead_consumer_repair() {
     model(|| {
         let q = HeapQueue::<u64>::new(Flavor::Mpmc, 1, WakeMode::Fast);

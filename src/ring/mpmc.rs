@@ -96,6 +96,16 @@ impl Intent {
         self.start.store(start, Ordering::Relaxed);
     }
 
+    /// Ends the announcement of a claim starting at `start` once its
+    /// publishing store is done: one store, `end = start` (empty range).
+    /// Release: a repairer that sees the claim retired (Acquire in
+    /// `covers`) also sees the store that ended it, so its CAS cannot be
+    /// ordered before that store.
+    #[inline(always)]
+    fn retire(&self, start: u64) {
+        self.end.store(start, Ordering::Release);
+    }
+
     /// Withdraws the announcement (no claim made).
     #[inline(always)]
     fn clear(&self) {
@@ -113,9 +123,10 @@ impl Intent {
     /// Whether the announced claim covers position `pos` (a snapshot).
     pub fn covers(&self, pos: u64) -> bool {
         // Relaxed: see `set`; a torn pair belongs to a live endpoint
-        // between claims, which holds nothing to repair.
+        // between claims, which holds nothing to repair. Acquire on `end`:
+        // pairs with `retire`.
         let start = self.start.load(Ordering::Relaxed);
-        let end = self.end.load(Ordering::Relaxed) & !SKIP;
+        let end = self.end.load(Ordering::Acquire) & !SKIP;
         pos.wrapping_sub(start) < end.wrapping_sub(start)
     }
 }
@@ -177,6 +188,14 @@ impl<T: Copy> MpmcRing<T> {
         if let Some(i) = self.intent {
             // SAFETY: valid while the view is (contract of `with_intent`).
             unsafe { i.as_ref() }.set(start, end);
+        }
+    }
+
+    #[inline(always)]
+    fn retire(&self, start: u64) {
+        if let Some(i) = self.intent {
+            // SAFETY: as in `announce`.
+            unsafe { i.as_ref() }.retire(start);
         }
     }
 
@@ -341,6 +360,7 @@ impl<T: Copy> MpmcRing<T> {
         self.slot_at(index)
             .stamp
             .store(pos.wrapping_add(1), Ordering::Release);
+        self.retire(pos);
     }
 
     /// Gives up a claimed position without a message: publishes a skip
@@ -352,6 +372,7 @@ impl<T: Copy> MpmcRing<T> {
         self.slot_at(index)
             .stamp
             .store(pos.wrapping_add(1) | SKIP, Ordering::Release);
+        self.retire(pos);
     }
 
     /// Writes one message, or reports `Full`.
@@ -382,6 +403,7 @@ impl<T: Copy> MpmcRing<T> {
                 self.slot_at(index)
                     .stamp
                     .store(head.wrapping_add(self.one_lap), Ordering::Release);
+                self.retire(head);
                 *freed = true;
                 next
             }
@@ -461,6 +483,7 @@ impl<T: Copy> MpmcRing<T> {
         self.slot_at(index)
             .stamp
             .store(pos.wrapping_add(self.one_lap), Ordering::Release);
+        self.retire(pos);
     }
 
     /// Takes one message, or reports `Empty`; `freed` as for
@@ -543,6 +566,7 @@ impl<T: Copy> MpmcRing<T> {
                             slot.stamp
                                 .store(tail.wrapping_add(i + 1), Ordering::Release);
                         }
+                        self.retire(tail);
                         return Ok(k as usize);
                     }
                     Err(t) => tail = t,
@@ -601,6 +625,7 @@ impl<T: Copy> MpmcRing<T> {
                             slot.stamp
                                 .store(head.wrapping_add(i + self.one_lap), Ordering::Release);
                         }
+                        self.retire(head);
                         return Ok(k as usize);
                     }
                     Err(h) => head = h,
