@@ -1648,17 +1648,13 @@ fn this_thread_owner_word() -> u64 {
 }
 
 /// A peer writes the waiting thread's own identity into the lock's owner
-/// word while it sleeps in `Condition::wait_timeout`. The wait's timeout
-/// should bound the call; instead the re-acquisition after the wait has no
-/// deadline (`reacquire_after_wait` calls `acquire(me, None)`), and
-/// `recover` refuses an owner equal to the caller, so the call never
-/// returns. (Any live thread's identity blocks it the same way, for as long
-/// as that thread lives; `Lock::lock_timeout` returns `Timeout` in both
-/// cases.)
+/// word while it sleeps in `Condition::wait_timeout`. The first version then
+/// never returned (the re-acquisition refused an owner equal to the caller
+/// and had no deadline); now a forged own identity counts as taken, and the
+/// call returns. (A live *other* thread's identity delays the re-acquisition
+/// for as long as that thread lives, as a live holder would: documented on
+/// `wait_timeout`, as in Python.)
 #[test]
-#[ignore = "bug: Condition::wait_timeout re-acquires its lock without a deadline: a \
-            scribbled owner word (a live thread's identity, or the waiter's own) \
-            blocks it past its timeout"]
 fn condition_wait_timeout_returns_although_the_owner_word_is_forged() {
     run("scribble_cond_forged_owner", |ctx| {
         let name = ctx.name("cond");

@@ -246,6 +246,20 @@ impl RawLock {
         }
     }
 
+    /// Takes the lock back after this thread released it for a condition
+    /// wait. An owner word naming this very thread then can only have been
+    /// written by someone else (a scribbling peer): it counts as taken
+    /// rather than deadlocking this thread on itself.
+    pub(crate) fn reacquire(&self, me: u64) -> Acquired {
+        loop {
+            match self.acquire(me, Some(Deadline::after(LIVENESS_SLICE))) {
+                Acquired::TimedOut if self.held_by(me) => return Acquired::Clean,
+                Acquired::TimedOut => {}
+                other => return other,
+            }
+        }
+    }
+
     /// Releases the lock and wakes one sleeper, if any.
     #[inline]
     pub(crate) fn release(&self) {
@@ -510,7 +524,7 @@ impl RLock {
 
     /// Re-acquires after a condition wait and restores the depth.
     pub(crate) fn reacquire(&self, depth: u32) -> Acquired {
-        let how = self.raw.acquire(owner::current(), None);
+        let how = self.raw.reacquire(owner::current());
         // Relaxed: we are the owner.
         self.depth.store(depth.max(1), Ordering::Relaxed);
         how

@@ -67,7 +67,7 @@ impl CondGuard for LockGuard<'_> {
         1
     }
     fn reacquire_after_wait(&self, _depth: u32) -> bool {
-        self.lock.raw().acquire(super::owner::current(), None) == Acquired::Recovered
+        self.lock.raw().reacquire(super::owner::current()) == Acquired::Recovered
     }
 }
 
@@ -138,7 +138,10 @@ impl Condition {
         }
     }
 
-    /// As [`wait`](Self::wait), for at most `timeout`.
+    /// As [`wait`](Self::wait), for at most `timeout` of waiting for a
+    /// notification. Taking the lock back afterwards is not bounded by the
+    /// timeout (as in Python): a live thread that holds the lock delays the
+    /// return until it releases it; a dead one is recovered (`OwnerDied`).
     ///
     /// # Errors
     /// As for [`wait`](Self::wait).
