@@ -371,18 +371,40 @@ impl<T: Pod> Shared<T> {
         lost
     }
 
+    /// Whether endpoint `index`'s intent record covers a claim that is
+    /// not finished yet (MPMC).
+    fn claim_pending(&self, index: usize) -> bool {
+        match &self.ring {
+            Ring::Mpmc(ring) => ring.claim_pending(&self.intents()[index % ENDPOINTS]),
+            Ring::Spsc(_) => false,
+        }
+    }
+
     /// Reclaims the endpoints of `role` whose processes are proven dead,
     /// after repairing the claims they left in flight.
+    ///
+    /// The dead are listed once: an endpoint that dies while this runs is
+    /// left for the next reaper (releasing it unrepaired would orphan its
+    /// claim). An entry whose intent still covers an unfinished claim after
+    /// the repair (a live endpoint's announcement covered the same position,
+    /// so the repair could not decide) keeps its table entry, and with it
+    /// its intent record, until a later repair settles the claim; its role
+    /// bit goes at once, so the disconnect is seen.
     fn reap(&self, role: Role) {
         let ctrl = self.ctrl();
-        if self.table().dead(role).next().is_some() {
-            self.repair();
+        let dead: Vec<EndpointInfo> = self.table().dead(role).collect();
+        if dead.is_empty() {
+            return;
         }
-        for dead in self.table().dead(role) {
+        self.repair();
+        for dead in dead {
             // Clear the bit first (idempotent), then free the entry: the
             // entry stays claimed until the bit is gone, so no new owner's
             // bit can be cleared by mistake.
             ctrl.detach(role, dead.index as u32);
+            if self.claim_pending(dead.index) {
+                continue;
+            }
             if self.table().release(&dead) {
                 // Relaxed: a statistic.
                 ctrl.peers

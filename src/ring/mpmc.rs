@@ -753,4 +753,36 @@ impl<T: Copy> MpmcRing<T> {
         }
         lost
     }
+
+    /// Whether `intent` covers a position whose claim is unfinished: a
+    /// claimed position still unpublished, or a claimed message still
+    /// unreleased. (A reaper keeps a dead endpoint's record until this is
+    /// false, so no claim is orphaned.)
+    #[cfg_attr(loom, allow(dead_code))]
+    pub fn claim_pending(&self, intent: &Intent) -> bool {
+        // Relaxed: the intent of a dead endpoint is stable; `covers` orders
+        // the end with Acquire.
+        let start = intent.start.load(Ordering::Relaxed);
+        // Acquire: as in `repair_*`.
+        let tail = self.tail().load(Ordering::Acquire);
+        let head = self.head().load(Ordering::Acquire);
+        let mut pos = start;
+        for _ in 0..self.capacity {
+            if !intent.covers(pos) {
+                break;
+            }
+            let Some((lap, index)) = self.split(pos) else {
+                return false;
+            };
+            // Relaxed: a snapshot; the repair decides with a CAS.
+            let stamp = self.slot_at(index).stamp.load(Ordering::Relaxed);
+            let unpublished = stamp == pos && behind(pos, tail);
+            let unreleased = stamp & !SKIP == pos.wrapping_add(1) && behind(pos, head);
+            if unpublished || unreleased {
+                return true;
+            }
+            pos = self.next(lap, index);
+        }
+        false
+    }
 }
