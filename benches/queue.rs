@@ -29,7 +29,11 @@
 //! ```
 
 #[cfg(not(loom))]
+mod common;
+
+#[cfg(not(loom))]
 mod imp {
+    use crate::common::{can_pin, futex_wait, futex_wake, map_zeroed, pin, spin_until};
     use criterion::{black_box, Criterion, Throughput};
     use crossbeam_queue::ArrayQueue;
     use nix::sys::signal::{kill, Signal};
@@ -108,95 +112,9 @@ mod imp {
     /// Maps `Shm` in a `MAP_SHARED | MAP_ANONYMOUS` region, inherited by
     /// forked children. Never unmapped: it lives as long as the process.
     fn map_shm() -> &'static Shm {
-        let len = std::mem::size_of::<Shm>();
-        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert!(
-            p != libc::MAP_FAILED,
-            "mmap: {}",
-            std::io::Error::last_os_error()
-        );
-        // SAFETY: the mapping is page-aligned (enough for `Shm`'s 128), `len`
-        // bytes long and zero-filled, and all-zero bytes are a valid `Shm`
-        // (atomics only). It is never unmapped, hence 'static; it is shared
-        // with the child, which only ever accesses it through atomics.
-        unsafe { &*p.cast::<Shm>() }
-    }
-
-    fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
-        let ts = libc::timespec {
-            tv_sec: timeout.as_secs() as libc::time_t,
-            tv_nsec: timeout.subsec_nanos() as libc::c_long,
-        };
-        // SAFETY: `word` is a live, aligned u32 in a shared mapping (hence a
-        // shared futex: no FUTEX_PRIVATE_FLAG); `ts` is a valid relative
-        // timeout. The result does not matter: the caller re-checks.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                word.as_ptr(),
-                libc::FUTEX_WAIT,
-                expected,
-                &ts as *const libc::timespec,
-            )
-        };
-    }
-
-    fn futex_wake(word: &AtomicU32) {
-        // SAFETY: `word` is a live u32; FUTEX_WAKE only uses its address as a key.
-        unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX) };
-    }
-
-    /// Whether this process may run on CPUs 0 and 1.
-    fn can_pin() -> bool {
-        // SAFETY: an all-zero cpu_set_t is the empty set; sched_getaffinity
-        // fills at most `size_of::<cpu_set_t>()` bytes of it, and CPU_ISSET
-        // reads within it (0 and 1 < CPU_SETSIZE).
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0
-                && libc::CPU_ISSET(0, &set)
-                && libc::CPU_ISSET(1, &set)
-        }
-    }
-
-    /// Pins the calling thread to `cpu`.
-    fn pin(cpu: usize) {
-        // SAFETY: as in `can_pin`; sched_setaffinity(0, ..) changes only the
-        // calling thread's mask and reads `size_of::<cpu_set_t>()` bytes.
-        let ok = unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut set);
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
-        };
-        assert!(
-            ok,
-            "sched_setaffinity({cpu}): {}",
-            std::io::Error::last_os_error()
-        );
-    }
-
-    /// Busy-polls `cond`; every 2^24 failed polls (a second or so) calls
-    /// `stalled`, which checks that the peer still lives.
-    #[inline(always)]
-    fn spin_until(mut cond: impl FnMut() -> bool, stalled: &dyn Fn()) {
-        let mut spins = 0u32;
-        while !cond() {
-            spin_loop();
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(1 << 24) {
-                stalled();
-            }
-        }
+        // SAFETY: all-zero bytes are a valid `Shm` (atomics only); its
+        // alignment is at most 128.
+        unsafe { map_zeroed::<Shm>() }
     }
 
     /// The queues, created (anonymous memfds) before the fork.

@@ -1,0 +1,106 @@
+//! Helpers shared by the cross-process benches: a shared anonymous
+//! mapping for the control block, futex wait/wake on it, CPU pinning, and a
+//! busy-wait that checks on its peer.
+#![allow(dead_code)]
+
+use std::hint::spin_loop;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+/// Maps a zero-filled `T` in a `MAP_SHARED | MAP_ANONYMOUS` region,
+/// inherited by forked children. Never unmapped: it lives as long as the
+/// process.
+///
+/// # Safety
+/// All-zero bytes must be a valid `T` (atomics only), and `T`'s alignment
+/// at most a page.
+pub unsafe fn map_zeroed<T>() -> &'static T {
+    let len = std::mem::size_of::<T>();
+    // SAFETY: a fresh anonymous mapping; no existing memory is touched.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert!(
+        p != libc::MAP_FAILED,
+        "mmap: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: page-aligned, `len` bytes, zero-filled, valid as all-zero
+    // (contract); never unmapped, hence 'static; shared with the child,
+    // which only accesses it through atomics.
+    unsafe { &*p.cast::<T>() }
+}
+
+pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `word` is a live, aligned u32 in a shared mapping (hence a
+    // shared futex: no FUTEX_PRIVATE_FLAG); `ts` is a valid relative
+    // timeout. The result does not matter: the caller re-checks.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            &ts as *const libc::timespec,
+        )
+    };
+}
+
+pub fn futex_wake(word: &AtomicU32) {
+    // SAFETY: `word` is a live u32; FUTEX_WAKE only uses its address as a key.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX) };
+}
+
+/// Whether this process may run on CPUs 0 and 1.
+pub fn can_pin() -> bool {
+    // SAFETY: an all-zero cpu_set_t is the empty set; sched_getaffinity
+    // fills at most `size_of::<cpu_set_t>()` bytes of it, and CPU_ISSET
+    // reads within it (0 and 1 < CPU_SETSIZE).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0
+            && libc::CPU_ISSET(0, &set)
+            && libc::CPU_ISSET(1, &set)
+    }
+}
+
+/// Pins the calling thread to `cpu`.
+pub fn pin(cpu: usize) {
+    // SAFETY: as in `can_pin`; sched_setaffinity(0, ..) changes only the
+    // calling thread's mask and reads `size_of::<cpu_set_t>()` bytes.
+    let ok = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    };
+    assert!(
+        ok,
+        "sched_setaffinity({cpu}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Busy-polls `cond`; every 2^24 failed polls (a second or so) calls
+/// `stalled`, which checks that the peer still lives.
+#[inline(always)]
+pub fn spin_until(mut cond: impl FnMut() -> bool, stalled: &dyn Fn()) {
+    let mut spins = 0u32;
+    while !cond() {
+        spin_loop();
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(1 << 24) {
+            stalled();
+        }
+    }
+}
