@@ -47,7 +47,9 @@ mod common;
 
 #[cfg(all(target_os = "linux", not(loom)))]
 mod imp {
-    use crate::common::{can_pin, futex_wait, futex_wake, map_zeroed, pin, spin_until};
+    use crate::common::{
+        can_pin, futex_wait, futex_wake, get_seq, map_zeroed, pin, put_seq, spin_until, Line, Reply,
+    };
     use criterion::{black_box, BenchmarkId, Criterion, Throughput};
     use nix::sys::signal::{kill, Signal};
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -73,8 +75,6 @@ mod imp {
     const STREAM_MAX_SLOTS: usize = 1024;
     /// How long every byte endpoint spins before sleeping.
     const SPIN: Duration = Duration::from_millis(10);
-    /// Length of the sequence header.
-    const HEADER: usize = 8;
 
     const EXIT: u32 = 0;
     const FLOOR_RTT: u32 = 1;
@@ -85,32 +85,6 @@ mod imp {
 
     fn stream_capacity(size: usize) -> u64 {
         (STREAM_BYTES / size).clamp(1, STREAM_MAX_SLOTS) as u64
-    }
-
-    /// Writes the sequence header.
-    #[inline(always)]
-    fn put_seq(msg: &mut [u8], seq: u64) {
-        msg[..HEADER].copy_from_slice(&seq.to_le_bytes());
-    }
-
-    /// Reads the sequence header.
-    #[inline(always)]
-    fn get_seq(msg: &[u8]) -> u64 {
-        let mut h = [0u8; HEADER];
-        h.copy_from_slice(&msg[..HEADER]);
-        u64::from_le_bytes(h)
-    }
-
-    /// A value alone on its 128-byte line (two 64-byte lines: the adjacent
-    /// line prefetcher pairs them).
-    #[repr(C, align(128))]
-    struct Line<T>(T);
-
-    impl<T> std::ops::Deref for Line<T> {
-        type Target = T;
-        fn deref(&self) -> &T {
-            &self.0
-        }
     }
 
     /// Written by the parent.
@@ -126,15 +100,6 @@ mod imp {
         count: AtomicU64,
         /// The sequence number of the first message (streams).
         start: AtomicU64,
-    }
-
-    /// Written by the child.
-    #[repr(C)]
-    struct Reply {
-        /// The `seq` of the command the child is ready to run.
-        ready: AtomicU32,
-        /// The `seq` of the command the child has finished.
-        done: AtomicU32,
     }
 
     /// The shared page: control words and the floor's ping-pong lines.

@@ -33,7 +33,9 @@ mod common;
 
 #[cfg(not(loom))]
 mod imp {
-    use crate::common::{can_pin, futex_wait, futex_wake, map_zeroed, pin, spin_until};
+    use crate::common::{
+        can_pin, futex_wait, futex_wake, map_zeroed, pin, spin_until, Line, Reply,
+    };
     use criterion::{black_box, Criterion, Throughput};
     use crossbeam_queue::ArrayQueue;
     use nix::sys::signal::{kill, Signal};
@@ -62,18 +64,6 @@ mod imp {
     const SPSC_STREAM_SLICE: u32 = 7;
     const MPMC_STREAM_SLICE: u32 = 8;
 
-    /// A value alone on its 128-byte line (two 64-byte lines: the adjacent
-    /// line prefetcher pairs them).
-    #[repr(C, align(128))]
-    struct Line<T>(T);
-
-    impl<T> std::ops::Deref for Line<T> {
-        type Target = T;
-        fn deref(&self) -> &T {
-            &self.0
-        }
-    }
-
     /// Written by the parent.
     #[repr(C)]
     struct Command {
@@ -83,15 +73,6 @@ mod imp {
         go: AtomicU32,
         kind: AtomicU32,
         count: AtomicU64,
-    }
-
-    /// Written by the child.
-    #[repr(C)]
-    struct Reply {
-        /// The `seq` of the command the child is ready to run.
-        ready: AtomicU32,
-        /// The `seq` of the command the child has finished.
-        done: AtomicU32,
     }
 
     /// The shared page(s): control words, the floor's ping-pong lines and

@@ -39,7 +39,9 @@ mod common;
 
 #[cfg(all(target_os = "linux", not(loom)))]
 mod imp {
-    use crate::common::{can_pin, futex_wait, futex_wake, map_zeroed, pin, spin_until};
+    use crate::common::{
+        can_pin, futex_wait, futex_wake, map_zeroed, pin, spin_until, Line, Reply,
+    };
     use criterion::{black_box, Criterion};
     use nix::sys::signal::{kill, Signal};
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -55,18 +57,6 @@ mod imp {
     const SHMRING: u32 = 1;
     const PTHREAD: u32 = 2;
 
-    /// A value alone on its 128-byte line (two 64-byte lines: the adjacent
-    /// line prefetcher pairs them).
-    #[repr(C, align(128))]
-    struct Line<T>(T);
-
-    impl<T> std::ops::Deref for Line<T> {
-        type Target = T;
-        fn deref(&self) -> &T {
-            &self.0
-        }
-    }
-
     /// Written by the parent.
     #[repr(C)]
     struct Command {
@@ -76,15 +66,6 @@ mod imp {
         go: AtomicU32,
         kind: AtomicU32,
         count: AtomicU64,
-    }
-
-    /// Written by the child.
-    #[repr(C)]
-    struct Reply {
-        /// The `seq` of the command the child is ready to run.
-        ready: AtomicU32,
-        /// The `seq` of the command the child has finished.
-        done: AtomicU32,
     }
 
     /// A process-shared pthread mutex and the counter it guards.

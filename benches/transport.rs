@@ -66,7 +66,9 @@ mod common;
 
 #[cfg(all(target_os = "linux", not(loom)))]
 mod imp {
-    use crate::common::{can_pin, futex_wait, futex_wake, map_zeroed, pin, spin_until};
+    use crate::common::{
+        can_pin, futex_wait, futex_wake, get_seq, map_zeroed, pin, put_seq, spin_until, Line, Reply,
+    };
     use criterion::{black_box, BenchmarkId, Criterion, Throughput};
     use nix::sys::signal::{kill, Signal};
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -87,8 +89,6 @@ mod imp {
     const SHM_CAPACITY: u64 = 64;
     /// Capacity of the in-process queues.
     const RING: usize = 1024;
-    /// Length of the sequence header.
-    const HEADER: usize = 8;
     /// Number of transports (one child each).
     const KINDS: usize = TransportKind::ALL.len();
     /// The watchdog kills the run after this long without progress.
@@ -98,32 +98,6 @@ mod imp {
     const FLOOR_RTT: u32 = 1;
     const RTT: u32 = 2;
     const STREAM: u32 = 3;
-
-    /// Writes the sequence header.
-    #[inline(always)]
-    fn put_seq(msg: &mut [u8], seq: u64) {
-        msg[..HEADER].copy_from_slice(&seq.to_le_bytes());
-    }
-
-    /// Reads the sequence header.
-    #[inline(always)]
-    fn get_seq(msg: &[u8]) -> u64 {
-        let mut h = [0u8; HEADER];
-        h.copy_from_slice(&msg[..HEADER]);
-        u64::from_le_bytes(h)
-    }
-
-    /// A value alone on its 128-byte line (two 64-byte lines: the adjacent
-    /// line prefetcher pairs them).
-    #[repr(C, align(128))]
-    struct Line<T>(T);
-
-    impl<T> std::ops::Deref for Line<T> {
-        type Target = T;
-        fn deref(&self) -> &T {
-            &self.0
-        }
-    }
 
     /// Written by the parent.
     #[repr(C)]
@@ -138,15 +112,6 @@ mod imp {
         count: AtomicU64,
         /// The sequence number of the first message.
         start: AtomicU64,
-    }
-
-    /// Written by the child.
-    #[repr(C)]
-    struct Reply {
-        /// The `seq` of the command the child is ready to run.
-        ready: AtomicU32,
-        /// The `seq` of the command the child has finished.
-        done: AtomicU32,
     }
 
     /// One child's control block.

@@ -5,6 +5,45 @@
 
 use std::hint::spin_loop;
 use std::sync::atomic::AtomicU32;
+
+/// A value alone on its 128-byte line (two 64-byte lines: the adjacent
+/// line prefetcher pairs them).
+#[repr(C, align(128))]
+pub struct Line<T>(pub T);
+
+impl<T> std::ops::Deref for Line<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Written by the child of a bench: how far it got with the parent's
+/// commands.
+#[repr(C)]
+pub struct Reply {
+    /// The `seq` of the command the child is ready to run.
+    pub ready: AtomicU32,
+    /// The `seq` of the command the child has finished.
+    pub done: AtomicU32,
+}
+
+/// Bytes of the sequence header at the start of a bench message.
+pub const HEADER: usize = 8;
+
+/// Writes the sequence header.
+#[inline(always)]
+pub fn put_seq(msg: &mut [u8], seq: u64) {
+    msg[..HEADER].copy_from_slice(&seq.to_le_bytes());
+}
+
+/// Reads the sequence header.
+#[inline(always)]
+pub fn get_seq(msg: &[u8]) -> u64 {
+    let mut h = [0u8; HEADER];
+    h.copy_from_slice(&msg[..HEADER]);
+    u64::from_le_bytes(h)
+}
 use std::time::Duration;
 
 /// Maps a zero-filled `T` in a `MAP_SHARED | MAP_ANONYMOUS` region,
