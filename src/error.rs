@@ -23,15 +23,27 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kinds this build knows, in header order.
+    const KNOWN: [Kind; 4] = [Kind::Queue, Kind::ByteQueue, Kind::Struct, Kind::Array];
+
+    /// The value of the header's `kind` field for this kind: the one place
+    /// the numbers are defined.
+    pub const fn raw(self) -> u32 {
+        match self {
+            Kind::Queue => 1,
+            Kind::ByteQueue => 2,
+            Kind::Struct => 3,
+            Kind::Array => 4,
+            Kind::Unknown(k) => k,
+        }
+    }
+
     /// The kind a header's `kind` field names.
     pub fn from_raw(kind: u32) -> Kind {
-        match kind {
-            1 => Kind::Queue,
-            2 => Kind::ByteQueue,
-            3 => Kind::Struct,
-            4 => Kind::Array,
-            k => Kind::Unknown(k),
-        }
+        Kind::KNOWN
+            .into_iter()
+            .find(|k| k.raw() == kind)
+            .unwrap_or(Kind::Unknown(kind))
     }
 }
 

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// `kind` header value of a [`Shared`] segment.
-pub(crate) const KIND_STRUCT: u32 = 3;
+pub(crate) const KIND_STRUCT: u32 = Kind::Struct.raw();
 /// `kind` header value of an [`Array`](crate::Array) segment.
-pub(crate) const KIND_ARRAY: u32 = 4;
+pub(crate) const KIND_ARRAY: u32 = Kind::Array.raw();
 
 /// Types that may live in shared memory and be used from several processes
 /// at once through `&T`.

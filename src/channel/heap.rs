@@ -94,7 +94,7 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
     /// The MPMC ring as endpoint `bit` sees it: announcing its claims.
     fn mpmc_for(&self, s: &[MpmcSlot<T>], bit: u32) -> MpmcRing<T> {
         let record = &self.intents[bit as usize % self.intents.len()];
-        record.reset();
+        record.clear();
         // SAFETY: the record lives as long as `self` (kept alive by the
         // handle's Arc) and bit `bit` is this endpoint's while attached.
         unsafe { self.mpmc(s).with_intent(NonNull::from(record)) }

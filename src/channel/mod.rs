@@ -27,5 +27,7 @@ pub use pipe::{Connection, Pipe, PipeBuilder, PIPE_CAPACITY, PIPE_MAX_MESSAGE};
 pub use queue::{
     Iter, Queue, QueueBuilder, QueueInfo, Receiver, Sender, TryIter, MAX_CAPACITY, MAX_MESSAGE,
 };
+#[cfg(not(loom))]
+pub(crate) use queue::{FLAVOR_MPMC, FLAVOR_SPSC};
 #[cfg(all(feature = "serde", not(loom)))]
 pub use value::{ValueRecvError, ValueSendError};

@@ -26,11 +26,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// `kind` header value of a queue of `Pod` values.
-pub(crate) const KIND_QUEUE: u32 = 1;
+pub(crate) const KIND_QUEUE: u32 = Kind::Queue.raw();
 /// `kind` header value of a queue of byte messages.
-pub(crate) const KIND_BYTES: u32 = 2;
-const FLAVOR_SPSC: u32 = 1;
-const FLAVOR_MPMC: u32 = 2;
+pub(crate) const KIND_BYTES: u32 = Kind::ByteQueue.raw();
+pub(crate) const FLAVOR_SPSC: u32 = 1;
+pub(crate) const FLAVOR_MPMC: u32 = 2;
 const WAKE_FAST: u32 = 1;
 const WAKE_STRICT: u32 = 2;
 
@@ -451,7 +451,7 @@ impl<T: Pod> Shared<T> {
     /// its own intent record (cleared first: a previous owner's is stale).
     fn intent_view(&self, ring: MpmcRing<T>, info: &EndpointInfo) -> MpmcRing<T> {
         let record = &self.intents()[info.index % ENDPOINTS];
-        record.reset();
+        record.clear();
         // SAFETY: the record lives as long as the mapping (kept alive by
         // the handle's Arc), and entry `info.index` is this endpoint's alone
         // while it is attached.

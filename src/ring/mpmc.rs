@@ -59,6 +59,31 @@ pub fn one_lap(capacity: u64) -> u64 {
     (capacity + 1).next_power_of_two()
 }
 
+/// Messages between the positions `head` and `tail` of a ring of
+/// `capacity`, clamped to the capacity; 0 if either is not a valid stamp
+/// (only a scribbled one is not). Used by `len` and by outside inspection.
+pub fn occupancy(head: u64, tail: u64, capacity: u64) -> u64 {
+    // Checked: the capacity may come from a header nobody validated yet.
+    let Some(one_lap) = capacity
+        .checked_add(1)
+        .and_then(u64::checked_next_power_of_two)
+    else {
+        return 0;
+    };
+    let split = |s: u64| {
+        let index = s & (one_lap - 1);
+        (index < capacity).then_some((s & !(one_lap - 1), index))
+    };
+    let (Some((hl, hi)), Some((tl, ti))) = (split(head), split(tail)) else {
+        return 0;
+    };
+    let laps = tl.wrapping_sub(hl) / one_lap;
+    laps.wrapping_mul(capacity)
+        .wrapping_add(ti)
+        .wrapping_sub(hi)
+        .min(capacity)
+}
+
 /// Whether stamp `a` lies before stamp `b` (wrapping, like sequence numbers:
 /// stamps of one slot differ by small multiples of `one_lap`).
 #[inline(always)]
@@ -106,18 +131,14 @@ impl Intent {
         self.end.store(start, Ordering::Release);
     }
 
-    /// Withdraws the announcement (no claim made).
+    /// Withdraws the announcement (no claim made); also clears a record a
+    /// new endpoint takes over (its previous owner's claims were settled
+    /// before its entry was freed).
     #[inline(always)]
-    fn clear(&self) {
+    pub fn clear(&self) {
         // Relaxed: a stale announcement only delays a repair.
         self.start.store(0, Ordering::Relaxed);
         self.end.store(0, Ordering::Relaxed);
-    }
-
-    /// Clears a record a new endpoint takes over (its previous owner's
-    /// claims were repaired when that owner was reaped).
-    pub fn reset(&self) {
-        self.clear();
     }
 
     /// Whether the announced claim covers position `pos` (a snapshot).
@@ -126,7 +147,7 @@ impl Intent {
         // between claims, which holds nothing to repair. Acquire on `end`:
         // pairs with `retire`.
         let start = self.start.load(Ordering::Relaxed);
-        let end = self.end.load(Ordering::Acquire) & !SKIP;
+        let end = self.end.load(Ordering::Acquire);
         pos.wrapping_sub(start) < end.wrapping_sub(start)
     }
 }
@@ -267,15 +288,7 @@ impl<T: Copy> MpmcRing<T> {
             let head = self.head().load(Ordering::Relaxed);
             tries += 1;
             if self.tail().load(Ordering::Relaxed) == tail || tries >= 64 {
-                let (Some((hl, hi)), Some((tl, ti))) = (self.split(head), self.split(tail)) else {
-                    return 0;
-                };
-                let laps = tl.wrapping_sub(hl) / self.one_lap;
-                let n = laps
-                    .wrapping_mul(self.capacity)
-                    .wrapping_add(ti)
-                    .wrapping_sub(hi);
-                return n.min(self.capacity);
+                return occupancy(head, tail, self.capacity);
             }
             spin_loop();
         }

@@ -9,8 +9,11 @@
 use super::endpoints::{EndpointTable, ENDPOINTS};
 use super::header::{HeaderFields, MAGIC};
 use super::segment::{Location, Segment, SegmentOptions};
+use crate::channel::control::{Peers, QueueControl};
+use crate::channel::{FLAVOR_MPMC, FLAVOR_SPSC};
 use crate::error::{Flavor, Kind, Role, SegmentError};
 use crate::process::{liveness, Liveness};
+use std::mem::offset_of;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -139,8 +142,8 @@ pub fn inspect(location: &Location) -> Result<SegmentReport, SegmentError> {
     let kind = Kind::from_raw(h.kind);
     let is_queue = matches!(kind, Kind::Queue | Kind::ByteQueue);
     let flavor = match (is_queue, h.flavor) {
-        (true, 1) => Some(Flavor::Spsc),
-        (true, 2) => Some(Flavor::Mpmc),
+        (true, FLAVOR_SPSC) => Some(Flavor::Spsc),
+        (true, FLAVOR_MPMC) => Some(Flavor::Mpmc),
         _ => None,
     };
     let mut report = SegmentReport {
@@ -159,20 +162,19 @@ pub fn inspect(location: &Location) -> Result<SegmentReport, SegmentError> {
         header: h,
     };
     if is_queue && h.control_offset > 0 {
-        let head = read_u64(&seg, h.control_offset);
-        let tail = read_u64(&seg, h.control_offset + 128);
+        let at = |field: usize| h.control_offset + field as u64;
+        let head = read_u64(&seg, at(offset_of!(QueueControl, head)));
+        let tail = read_u64(&seg, at(offset_of!(QueueControl, tail)));
         report.occupancy = match (flavor, head, tail) {
             (Some(Flavor::Spsc), Some(hd), Some(tl)) => Some(tl.wrapping_sub(hd).min(h.capacity)),
             (Some(Flavor::Mpmc), Some(hd), Some(tl)) => {
-                let one_lap = (h.capacity + 1).next_power_of_two();
-                let pos = |s: u64| (s / one_lap).wrapping_mul(h.capacity) + (s % one_lap);
-                Some(pos(tl).wrapping_sub(pos(hd)).min(h.capacity))
+                Some(crate::ring::mpmc::occupancy(hd, tl, h.capacity))
             }
             _ => None,
         };
-        // Peers line at +512: senders, receivers, reaped, ever, lost.
-        report.reaped = read_u64(&seg, h.control_offset + 512 + 16);
-        report.lost = read_u64(&seg, h.control_offset + 512 + 32);
+        let peers = offset_of!(QueueControl, peers);
+        report.reaped = read_u64(&seg, at(peers + offset_of!(Peers, reaped)));
+        report.lost = read_u64(&seg, at(peers + offset_of!(Peers, lost)));
         if let Some(table) = seg.at::<AtomicU64>(h.endpoints_offset, ENDPOINTS as u64) {
             // SAFETY: ENDPOINTS words in bounds (checked by `at`), alive
             // with `seg`.
