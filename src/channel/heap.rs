@@ -109,11 +109,12 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
             return 0;
         };
         let ring = self.mpmc(s);
-        let lost = ring.repair_unpublished(&self.intents, live)
-            + ring.repair_unreleased(&self.intents, live);
-        self.ctrl.not_empty.wake_all();
-        self.ctrl.not_full.wake_all();
-        lost
+        let done = ring.repair(&self.intents, live);
+        if done.slots > 0 {
+            self.ctrl.not_empty.wake_all();
+            self.ctrl.not_full.wake_all();
+        }
+        done.lost
     }
 
     fn mpmc(&self, s: &[MpmcSlot<T>]) -> MpmcRing<T> {

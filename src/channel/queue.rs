@@ -358,17 +358,22 @@ impl<T: Pod> Shared<T> {
         };
         let table = self.table();
         let live = |i: usize| table.held_by_live(i);
-        let lost = ring.repair_unpublished(self.intents(), &live)
-            + ring.repair_unreleased(self.intents(), &live);
-        if lost > 0 {
+        let done = ring.repair(self.intents(), &live);
+        if done.lost > 0 {
             // Relaxed: a statistic.
-            self.ctrl().peers.lost.fetch_add(lost, Ordering::Relaxed);
+            self.ctrl()
+                .peers
+                .lost
+                .fetch_add(done.lost, Ordering::Relaxed);
         }
-        // Skip records and freed slots are news to both sides (even when
-        // only skip records were involved and nothing counts as lost).
-        self.ctrl().not_empty.wake_all();
-        self.ctrl().not_full.wake_all();
-        lost
+        if done.slots > 0 {
+            // Skip records and freed slots are news to both sides. (Nothing
+            // repaired, nobody woken: a reaper that keeps finding a claim
+            // still pending must not wake every sleeper each slice.)
+            self.ctrl().not_empty.wake_all();
+            self.ctrl().not_full.wake_all();
+        }
+        done.lost
     }
 
     /// Whether endpoint `index`'s intent record covers a claim that is

@@ -152,6 +152,15 @@ impl Intent {
     }
 }
 
+/// What a repair did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Repaired {
+    /// Slots it changed (each frees a waiter on one side or the other).
+    pub slots: u64,
+    /// Messages lost with them (a freed skip record loses none).
+    pub lost: u64,
+}
+
 /// A process-local view of an MPMC ring in shared memory.
 #[derive(Debug)]
 pub struct MpmcRing<T> {
@@ -695,7 +704,7 @@ impl<T: Copy> MpmcRing<T> {
     /// intent before the CAS that moved `tail` past `p`; reading `tail` with
     /// Acquire makes that announcement visible here. If any live endpoint
     /// covers `p`, it may be that claimer, still writing: left alone.
-    pub fn repair_unpublished(&self, intents: &[Intent], live: &dyn Fn(usize) -> bool) -> u64 {
+    fn repair_unpublished(&self, intents: &[Intent], live: &dyn Fn(usize) -> bool) -> u64 {
         // Acquire: see above (pairs with the claimers' Release CAS).
         let tail = self.tail().load(Ordering::Acquire);
         // Relaxed: a starting point; every position is validated by its stamp.
@@ -734,12 +743,12 @@ impl<T: Copy> MpmcRing<T> {
     /// position `p = tail - one_lap` at `p + 1` while unreleased; it is stuck
     /// when `head` is past `p` (a consumer claimed it) and only dead
     /// endpoints announced `p`.
-    pub fn repair_unreleased(&self, intents: &[Intent], live: &dyn Fn(usize) -> bool) -> u64 {
+    fn repair_unreleased(&self, intents: &[Intent], live: &dyn Fn(usize) -> bool) -> Repaired {
         // Acquire: pairs with the consumers' Release CAS of `head`.
         let head = self.head().load(Ordering::Acquire);
         // Relaxed: a starting point, validated by the stamps.
         let mut q = self.tail().load(Ordering::Relaxed);
-        let mut lost = 0;
+        let mut done = Repaired::default();
         for _ in 0..self.capacity {
             let Some((lap, index)) = self.split(q) else {
                 break;
@@ -758,13 +767,27 @@ impl<T: Copy> MpmcRing<T> {
                     .stamp
                     .compare_exchange(stamp, q, Ordering::Release, Ordering::Relaxed)
                     .is_ok()
-                && stamp & SKIP == 0
             {
-                lost += 1;
+                done.slots += 1;
+                if stamp & SKIP == 0 {
+                    done.lost += 1;
+                }
             }
             q = self.next(lap, index);
         }
-        lost
+        done
+    }
+
+    /// Repairs every claim that only dead endpoints (`live(i)` false for
+    /// intent record `i`) left in flight: unpublished positions and
+    /// unreleased slots (see the two passes above).
+    pub fn repair(&self, intents: &[Intent], live: &dyn Fn(usize) -> bool) -> Repaired {
+        let unpublished = self.repair_unpublished(intents, live);
+        let unreleased = self.repair_unreleased(intents, live);
+        Repaired {
+            slots: unpublished + unreleased.slots,
+            lost: unpublished + unreleased.lost,
+        }
     }
 
     /// Whether `intent` covers a position whose claim is unfinished: a
