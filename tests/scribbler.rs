@@ -1693,19 +1693,12 @@ fn condition_wait_timeout_returns_although_the_owner_word_is_forged() {
         // Forge the owner while the waiter sleeps (the lock is free then).
         thread::sleep(Duration::from_millis(50));
         f.write_all_at(&me.to_le_bytes(), owner_off).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while !waiter.is_finished() && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(10));
-        }
-        let hung = !waiter.is_finished();
-        // Unstick it either way, so that the test can clean up.
-        f.write_all_at(&0u64.to_le_bytes(), owner_off).unwrap();
+        // It must return on its own: a hang is the `run` watchdog's failure,
+        // not a wall-clock bound here.
         let took = waiter.join().unwrap();
         assert!(
-            !hung,
-            "Condition::wait_timeout(200 ms) did not return within 3 s once its lock's \
-             owner word named the waiter itself (it returned {took:?} after the word \
-             was cleared)"
+            took >= Duration::from_millis(200),
+            "wait_timeout returned before its timeout: {took:?}"
         );
         drop(pair);
     });
