@@ -450,11 +450,14 @@ fn value_counter_across_five_processes() {
             let total = v.load_atomic();
             let all = INCR_EACH * INCR_PROCS as i64;
             if mode == "racy" {
-                // Lost updates are allowed, but each process's own writes
-                // rise by one per step, so the last write is >= INCR_EACH.
+                // Lost updates are allowed and can be arbitrarily many: a
+                // process that read an old value and was preempted writes it
+                // back over everyone else's work (one process's writes need
+                // not rise). Every write is some load + 1 and nothing counts
+                // down, so the total is at least 1 and at most every step.
                 assert!(
-                    (INCR_EACH..=all).contains(&total),
-                    "racy total {total} outside [{INCR_EACH}, {all}]"
+                    (1..=all).contains(&total),
+                    "racy total {total} outside [1, {all}]"
                 );
             } else {
                 assert_eq!(total, all, "{mode}: every increment counted");
