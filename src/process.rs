@@ -2,6 +2,7 @@
 //! reused pid is never mistaken for the process that used to hold it.
 
 use std::fs;
+use std::io::{Read, Write};
 
 /// A process, identified for life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -33,8 +34,28 @@ pub(crate) fn parse_stat(stat: &str) -> Option<(char, u64)> {
     Some((state, start))
 }
 
+/// Reads `(state, starttime)` of `pid`. Allocation-free (a stack buffer),
+/// so liveness checks may run on paths that promise no allocation.
 pub(crate) fn read_stat(pid: u32) -> Option<(char, u64)> {
-    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    // "/proc/4294967295/stat" is 21 bytes.
+    let mut path = [0u8; 32];
+    let mut w = &mut path[..];
+    write!(w, "/proc/{pid}/stat").ok()?;
+    let len = 32 - w.len();
+    let path = std::str::from_utf8(&path[..len]).ok()?;
+    let mut file = fs::File::open(path).ok()?;
+    // A stat line is a few hundred bytes (the command name is at most 64).
+    let mut buf = [0u8; 1024];
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    parse_stat(std::str::from_utf8(&buf[..got]).ok()?)
 }
 
 /// This process's identity. Read afresh each call (a forked child is a new

@@ -325,3 +325,103 @@ fn stopped_sender_is_not_dead() {
         assert_eq!(q.reaped(), 1);
     });
 }
+
+/// The error without the value it holds back.
+fn unit<T>(e: TrySendError<T>) -> TrySendError<()> {
+    match e {
+        TrySendError::Full(_) => TrySendError::Full(()),
+        TrySendError::Disconnected(_) => TrySendError::Disconnected(()),
+        TrySendError::Corrupted(_) => TrySendError::Corrupted(()),
+    }
+}
+
+/// A caller that never blocks: polls `attempt` until it returns `Some`,
+/// pausing between polls. Only the library's own idle checks can notice a
+/// dead peer here; the watchdog turns "never" into a failure.
+fn poll_until<R>(mut attempt: impl FnMut() -> Option<R>) -> R {
+    loop {
+        if let Some(r) = attempt() {
+            return r;
+        }
+        thread::sleep(Duration::from_micros(200));
+    }
+}
+
+#[test]
+fn sender_killed_while_receiver_only_polls() {
+    run("dis_kill_tx_poll", |ctx| {
+        for flavor in [Flavor::Spsc, Flavor::Mpmc] {
+            for how in ["try_recv", "try_recv_slice", "try_recv_ref"] {
+                let name = ctx.name("q");
+                let q = Queue::<u64>::create(&name, flavor, 64).unwrap();
+                let mut rx = q.receiver().unwrap();
+                let mut child = spawn_child("child_send_then", &[&name, "3", "hang"]);
+                wait_until("the child's messages", || q.len() == 3);
+                kill_child(&mut child);
+                let mut got = Vec::new();
+                let end = poll_until(|| {
+                    let r = match how {
+                        "try_recv" => rx.try_recv().map(|v| vec![v]),
+                        "try_recv_slice" => {
+                            let mut buf = [0u64; 2];
+                            rx.try_recv_slice(&mut buf).map(|n| buf[..n].to_vec())
+                        }
+                        "try_recv_ref" => rx.try_recv_ref().map(|r| vec![*r]),
+                        _ => unreachable!(),
+                    };
+                    match r {
+                        Ok(v) => {
+                            got.extend(v);
+                            None
+                        }
+                        Err(TryRecvError::Empty) => None,
+                        Err(e) => Some(e),
+                    }
+                });
+                assert_eq!(end, TryRecvError::Disconnected, "{flavor:?} {how}");
+                assert_eq!(got, [0, 1, 2], "{flavor:?} {how}: every message first");
+                assert_eq!(q.reaped(), 1, "{flavor:?} {how}");
+            }
+        }
+    });
+}
+
+#[test]
+fn receiver_killed_while_sender_only_polls() {
+    run("dis_kill_rx_poll", |ctx| {
+        for flavor in [Flavor::Spsc, Flavor::Mpmc] {
+            for how in ["try_send", "try_send_slice", "try_loan"] {
+                let name = ctx.name("q");
+                let q = Queue::<u64>::create(&name, flavor, 4).unwrap();
+                let mut tx = q.sender().unwrap();
+                let mut child = spawn_child("child_receiver_hangs", &[&name]);
+                wait_until("the child's receiver", || q.endpoints().1 == 1);
+                kill_child(&mut child);
+                let mut sent = 0u64;
+                let end = poll_until(|| {
+                    let r = match how {
+                        "try_send" => tx.try_send(sent).map(|()| 1).map_err(unit),
+                        "try_send_slice" => tx.try_send_slice(&[sent, sent + 1]),
+                        "try_loan" => tx.try_loan().map(|mut l| {
+                            *l = sent;
+                            l.commit();
+                            1
+                        }),
+                        _ => unreachable!(),
+                    };
+                    match r {
+                        Ok(n) => {
+                            sent += n as u64;
+                            None
+                        }
+                        Err(TrySendError::Full(())) => None,
+                        Err(e) => Some(e),
+                    }
+                });
+                assert_eq!(end, TrySendError::Disconnected(()), "{flavor:?} {how}");
+                assert!(sent <= 4, "{flavor:?} {how}: at most a queue-full before");
+                assert_eq!(q.reaped(), 1, "{flavor:?} {how}");
+            }
+        }
+    });
+}

@@ -380,3 +380,70 @@ fn consumer_killed_mid_recv_does_not_stall_producers() {
         assert_eq!(q.lost(), 1);
     });
 }
+
+/// Polls `attempt` (a non-blocking call) until it returns `Some`, the way a
+/// caller that never blocks would: only the library's own idle checks can
+/// notice a dead peer. The watchdog turns "never" into a failure.
+fn poll_until<R>(mut attempt: impl FnMut() -> Option<R>) -> R {
+    loop {
+        if let Some(r) = attempt() {
+            return r;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// As `producer_killed_mid_push_does_not_stall_consumers`, with a consumer
+/// that only ever polls (`try_recv`): its idle polls check the producers
+/// and repair the dead claim, so the later messages arrive.
+#[test]
+fn polling_consumer_gets_past_a_dead_producers_claim() {
+    run("mpmc_dead_claim_poll", |ctx| {
+        let name = ctx.name("q");
+        let q = Queue::<u64>::create(&name, Flavor::Mpmc, 4).unwrap();
+        let tx = q.sender().unwrap();
+        let rx = q.receiver().unwrap();
+        let mut child = spawn_child("child_dies_mid_push", &[&name]);
+        wait_until("the child's claim", || q.len() == 1);
+        kill_child(&mut child);
+        tx.try_send(5).unwrap();
+        tx.try_send(6).unwrap();
+        let first = poll_until(|| match rx.try_recv() {
+            Err(shmring::TryRecvError::Empty) => None,
+            r => Some(r),
+        });
+        assert_eq!(first, Ok(5));
+        assert_eq!(rx.try_recv(), Ok(6));
+        assert_eq!(q.lost(), 1, "the dead producer's message, counted once");
+        assert!(q.is_empty());
+    });
+}
+
+/// As `consumer_killed_mid_recv_does_not_stall_producers`, with a producer
+/// that only ever polls (`try_send`): its idle polls on the full queue check
+/// the consumers and free the dead one's slot.
+#[test]
+fn polling_producer_gets_past_a_dead_consumers_claim() {
+    run("mpmc_dead_reader_poll", |ctx| {
+        let name = ctx.name("q");
+        let q = Queue::<u64>::create(&name, Flavor::Mpmc, 2).unwrap();
+        let tx = q.sender().unwrap();
+        tx.send(1).unwrap();
+        tx.send(2).unwrap();
+        let mut child = spawn_child("child_dies_mid_recv", &[&name]);
+        wait_until("the child's claim", || q.len() == 1);
+        kill_child(&mut child);
+        let rx = q.receiver().unwrap();
+        assert_eq!(rx.try_recv(), Ok(2));
+        // Position 2 needs the slot the dead consumer holds.
+        let sent = poll_until(|| match tx.try_send(3) {
+            Err(shmring::TrySendError::Full(_)) => None,
+            r => Some(r),
+        });
+        assert_eq!(sent, Ok(()));
+        tx.try_send(4).unwrap();
+        assert_eq!(rx.try_recv(), Ok(3));
+        assert_eq!(rx.try_recv(), Ok(4));
+        assert_eq!(q.lost(), 1, "the dead consumer's message, counted once");
+    });
+}

@@ -394,7 +394,14 @@ fn eof_after_peer_exits_normally() {
 #[test]
 fn eof_after_peer_sigkilled_while_blocked() {
     run("pipe_eof_kill", |ctx| {
-        for how in ["recv", "recv_into", "recv_timeout", "poll"] {
+        for how in [
+            "recv",
+            "recv_into",
+            "recv_timeout",
+            "poll",
+            "try_recv",
+            "poll_zero",
+        ] {
             let name = ctx.name("p");
             let pipe = Pipe::builder().create(&name).unwrap();
             let left = pipe.left().unwrap();
@@ -420,6 +427,19 @@ fn eof_after_peer_sigkilled_while_blocked() {
                     left.poll(Duration::from_secs(100)),
                     Err(RecvError::Disconnected)
                 ),
+                // A caller that never blocks: its idle polls check the peer.
+                "try_recv" => loop {
+                    match left.try_recv() {
+                        Err(TryRecvError::Empty) => thread::sleep(Duration::from_micros(200)),
+                        r => break assert_eq!(r, Err(TryRecvError::Disconnected)),
+                    }
+                },
+                "poll_zero" => loop {
+                    match left.poll(Duration::ZERO) {
+                        Ok(false) => thread::sleep(Duration::from_micros(200)),
+                        r => break assert_eq!(r, Err(RecvError::Disconnected)),
+                    }
+                },
                 _ => unreachable!(),
             }
             wait_killed(&mut killer.join().unwrap());

@@ -341,7 +341,11 @@ impl ByteSender {
     /// # Errors
     /// `TooLarge`, `Full`, `Disconnected`, `Corrupted`.
     pub fn try_send(&self, msg: &[u8]) -> Result<(), ByteSendError> {
-        bytes_core::try_send(&self.inner.raw, &self.payload, msg)
+        let send = || bytes_core::try_send(&self.inner.raw, &self.payload, msg);
+        match send() {
+            Err(ByteSendError::Full) if self.inner.idle_reaped() => send(),
+            r => r,
+        }
     }
 
     /// Sends `msg`, waiting while the queue is full.
@@ -391,7 +395,11 @@ impl ByteSender {
     /// # Errors
     /// `TooLarge`, `Full`, `Disconnected`, `Corrupted`.
     pub fn try_loan(&mut self, len: usize) -> Result<ByteLoan<'_>, ByteSendError> {
-        bytes_core::loan(&self.inner.raw, &self.payload, len, None)
+        let loan = || bytes_core::loan(&self.inner.raw, &self.payload, len, None);
+        match loan() {
+            Err(ByteSendError::Full) if self.inner.idle_reaped() => loan(),
+            r => r,
+        }
     }
 
     /// As [`try_loan`](Self::try_loan), waiting while the queue is full.
@@ -502,7 +510,12 @@ impl ByteReceiver {
     /// (including a stored length beyond the maximum: that message is
     /// dropped).
     pub fn try_recv_into(&self, out: &mut Vec<u8>) -> Result<usize, TryRecvError> {
-        bytes_core::try_recv_into(&self.inner.raw, &self.payload, out)
+        match bytes_core::try_recv_into(&self.inner.raw, &self.payload, out) {
+            Err(TryRecvError::Empty) if self.inner.idle_reaped() => {
+                bytes_core::try_recv_into(&self.inner.raw, &self.payload, out)
+            }
+            r => r,
+        }
     }
 
     /// Receives into `out`, waiting while the queue is empty.
@@ -566,8 +579,14 @@ impl ByteReceiver {
     /// # Errors
     /// As for [`try_recv_into`](Self::try_recv_into).
     pub fn try_recv_ref(&mut self) -> Result<ByteRef<'_>, TryRecvError> {
-        bytes_core::take_ref(&self.inner.raw, &self.payload, None)
-            .map(|r| r.expect("no wait, no timeout"))
+        let take = || {
+            bytes_core::take_ref(&self.inner.raw, &self.payload, None)
+                .map(|r| r.expect("no wait, no timeout"))
+        };
+        match take() {
+            Err(TryRecvError::Empty) if self.inner.idle_reaped() => take(),
+            r => r,
+        }
     }
 
     /// As [`try_recv_ref`](Self::try_recv_ref), waiting while empty.
@@ -611,14 +630,17 @@ impl ByteReceiver {
     /// `Disconnected` when nothing is queued and no sender is left (a
     /// `recv` would return it too), `Corrupted`.
     pub fn poll(&self, timeout: Duration) -> Result<bool, RecvError> {
-        self.inner
-            .raw
-            .poll_deadline(
-                Some(Deadline::after(timeout)),
-                self.inner.spin,
-                &self.inner.reaper(),
-            )
-            .map_err(recv_err)
+        let raw = &self.inner.raw;
+        let reap = self.inner.reaper();
+        match raw.poll_deadline(Some(Deadline::after(timeout)), self.inner.spin, &reap) {
+            // Short polls may never sleep a whole liveness slice: check the
+            // senders as `try_recv` does, then look once more.
+            Ok(false) if self.inner.idle_reaped() => {
+                raw.poll_deadline(Some(Deadline::now()), Duration::ZERO, &reap)
+            }
+            r => r,
+        }
+        .map_err(recv_err)
     }
 
     /// A blocking iterator: yields messages until every sender is gone and

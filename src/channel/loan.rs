@@ -125,7 +125,10 @@ impl<T: Pod> Sender<T> {
     /// # Errors
     /// `Full(())`, `Disconnected(())`, `Corrupted(())`.
     pub fn try_loan(&mut self) -> Result<Loan<'_, T>, TrySendError<()>> {
-        let claim = self.raw.try_claim()?;
+        let claim = match self.raw.try_claim() {
+            Err(TrySendError::Full(())) if self.idle_reaped() => self.raw.try_claim()?,
+            r => r?,
+        };
         Ok(self.lend(claim))
     }
 
@@ -170,7 +173,10 @@ impl<T: Pod> Receiver<T> {
     /// # Errors
     /// `Empty`, `Disconnected`, `Corrupted`.
     pub fn try_recv_ref(&mut self) -> Result<Ref<'_, T>, TryRecvError> {
-        let claim = self.raw.try_take()?;
+        let claim = match self.raw.try_take() {
+            Err(TryRecvError::Empty) if self.idle_reaped() => self.raw.try_take()?,
+            r => r?,
+        };
         Ok(self.hold(claim))
     }
 

@@ -2,7 +2,7 @@
 
 use super::control::QueueControl;
 use super::payload::Payload;
-use super::raw::{RawReceiver, RawSender, RecvRing, SendRing, DEFAULT_SPIN};
+use super::raw::{IdlePolls, RawReceiver, RawSender, RecvRing, SendRing, DEFAULT_SPIN};
 use crate::error::{
     Flavor, Kind, RecvError, RecvTimeoutError, Role, SegmentError, SendError, SendTimeoutError,
     TryRecvError, TrySendError, TypeDesc,
@@ -592,6 +592,7 @@ impl<T: Pod> Queue<T> {
             shared: self.shared.clone(),
             endpoint: info,
             spin: DEFAULT_SPIN,
+            idle: IdlePolls::default(),
         })
     }
 
@@ -618,6 +619,7 @@ impl<T: Pod> Queue<T> {
             shared: self.shared.clone(),
             endpoint: info,
             spin: DEFAULT_SPIN,
+            idle: IdlePolls::default(),
         })
     }
 
@@ -664,8 +666,9 @@ impl<T: Pod> Queue<T> {
     }
 
     /// Reclaims endpoints whose processes are dead, first repairing the
-    /// claims they left in flight (blocked calls do this by themselves every
-    /// liveness slice).
+    /// claims they left in flight, at once. Blocked calls do this by
+    /// themselves every liveness slice, and so do polls that find nothing
+    /// to do (empty or full), at most once a slice.
     pub fn reap_dead(&self) {
         self.shared.reap(Role::Sender);
         self.shared.reap(Role::Receiver);
@@ -899,6 +902,8 @@ pub struct Sender<T: Pod> {
     pub(super) shared: Arc<Shared<T>>,
     endpoint: EndpointInfo,
     pub(super) spin: Duration,
+    /// Rate limit of the liveness check made by polls that find nothing.
+    idle: IdlePolls,
 }
 
 impl<T: Pod> fmt::Debug for Sender<T> {
@@ -914,13 +919,34 @@ impl<T: Pod> Sender<T> {
         || self.shared.reap(Role::Receiver)
     }
 
-    /// Sends without waiting.
+    /// Called when a non-blocking send found the queue full: at most once a
+    /// liveness slice of such polls, reclaims dead receivers (repairing
+    /// their claims). True when it did: poll again, the answer may differ
+    /// (`Disconnected`, or room freed).
+    #[inline(always)]
+    pub(super) fn idle_reaped(&self) -> bool {
+        self.idle.due() && self.idle_reap()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn idle_reap(&self) -> bool {
+        self.shared.reap(Role::Receiver);
+        true
+    }
+
+    /// Sends without waiting. A sender that only polls still learns of
+    /// receivers that died: every liveness slice, a `Full` poll checks them.
     ///
     /// # Errors
-    /// `Full(value)`, `Disconnected(value)` (no receiver left), `Corrupted(value)`.
+    /// `Full(value)`, `Disconnected(value)` (no receiver left, including
+    /// receivers whose processes died), `Corrupted(value)`.
     #[inline(always)]
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        self.raw.try_send(value)
+        match self.raw.try_send(value) {
+            Err(TrySendError::Full(v)) if self.idle_reaped() => self.raw.try_send(v),
+            r => r,
+        }
     }
 
     /// Sends, waiting while the queue is full.
@@ -974,7 +1000,10 @@ impl<T: Pod> Sender<T> {
     /// # Errors
     /// `Full(())` if none fit, `Disconnected(())`, `Corrupted(())`.
     pub fn try_send_slice(&self, values: &[T]) -> Result<usize, TrySendError<()>> {
-        self.raw.try_send_slice(values)
+        match self.raw.try_send_slice(values) {
+            Err(TrySendError::Full(())) if self.idle_reaped() => self.raw.try_send_slice(values),
+            r => r,
+        }
     }
 
     /// Sends all of `values`, in order, waiting for room as needed and
@@ -1043,6 +1072,8 @@ pub struct Receiver<T: Pod> {
     pub(super) shared: Arc<Shared<T>>,
     endpoint: EndpointInfo,
     pub(super) spin: Duration,
+    /// Rate limit of the liveness check made by polls that find nothing.
+    idle: IdlePolls,
 }
 
 impl<T: Pod> fmt::Debug for Receiver<T> {
@@ -1073,13 +1104,34 @@ impl<T: Pod> Receiver<T> {
         || self.shared.reap(Role::Sender)
     }
 
-    /// Receives without waiting.
+    /// Called when a non-blocking receive found the queue empty: at most
+    /// once a liveness slice of such polls, reclaims dead senders (repairing
+    /// their claims). True when it did: poll again, the answer may differ
+    /// (`Disconnected`, or a message behind a repaired slot).
+    #[inline(always)]
+    pub(super) fn idle_reaped(&self) -> bool {
+        self.idle.due() && self.idle_reap()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn idle_reap(&self) -> bool {
+        self.shared.reap(Role::Sender);
+        true
+    }
+
+    /// Receives without waiting. A receiver that only polls still learns of
+    /// senders that died: every liveness slice, an `Empty` poll checks them.
     ///
     /// # Errors
-    /// `Empty`, `Disconnected` (empty and no sender left), `Corrupted`.
+    /// `Empty`, `Disconnected` (empty and no sender left, including senders
+    /// whose processes died), `Corrupted`.
     #[inline(always)]
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
-        self.raw.try_recv()
+        match self.raw.try_recv() {
+            Err(TryRecvError::Empty) if self.idle_reaped() => self.raw.try_recv(),
+            r => r,
+        }
     }
 
     /// Receives, waiting while the queue is empty.
@@ -1136,7 +1188,10 @@ impl<T: Pod> Receiver<T> {
     /// # Errors
     /// `Empty`, `Disconnected`, `Corrupted`.
     pub fn try_recv_slice(&self, out: &mut [T]) -> Result<usize, TryRecvError> {
-        self.raw.try_recv_slice(out)
+        match self.raw.try_recv_slice(out) {
+            Err(TryRecvError::Empty) if self.idle_reaped() => self.raw.try_recv_slice(out),
+            r => r,
+        }
     }
 
     /// Receives at least one and up to `out.len()` messages, waiting while

@@ -23,6 +23,66 @@ pub const WEAK_SLICE: Duration = Duration::from_micros(200);
 /// Default time to spin before sleeping.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
 
+/// Idle polls between two reads of the clock in [`IdlePolls::due`].
+#[cfg(not(loom))]
+const POLLS_PER_CLOCK_READ: u32 = 4;
+
+/// Rate-limits the liveness check a non-blocking call makes when it finds
+/// nothing to do (`try_recv` on an empty queue, `try_send` on a full one), so
+/// that a caller who only ever polls still sees `Disconnected` when its
+/// peers died and gets a dead peer's stuck claim repaired, within about a
+/// [`LIVENESS_SLICE`] of polling. A blocked call does its own checks.
+///
+/// Cost per idle poll: one process-local counter update; every
+/// [`POLLS_PER_CLOCK_READ`]th poll also reads the coarse monotonic clock
+/// (vDSO, no syscall, a few ns). Handles are `!Sync`, so `Cell`s suffice.
+/// (The segment-backed handles that use it are not in the loom build.)
+#[cfg(not(loom))]
+#[derive(Debug, Default)]
+pub(crate) struct IdlePolls {
+    polls: std::cell::Cell<u32>,
+    /// Coarse-clock time of the next check; 0: at the first clock read.
+    next_ns: std::cell::Cell<u64>,
+}
+
+#[cfg(not(loom))]
+impl IdlePolls {
+    /// Records an idle poll; true when a liveness check is due now.
+    #[inline(always)]
+    pub(crate) fn due(&self) -> bool {
+        let n = self.polls.get().wrapping_add(1);
+        self.polls.set(n);
+        n.is_multiple_of(POLLS_PER_CLOCK_READ) && self.slice_passed()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn slice_passed(&self) -> bool {
+        let Some(now) = coarse_ns() else {
+            return false;
+        };
+        if now < self.next_ns.get() {
+            return false;
+        }
+        self.next_ns
+            .set(now.saturating_add(LIVENESS_SLICE.as_nanos() as u64));
+        true
+    }
+}
+
+/// `CLOCK_MONOTONIC_COARSE` in nanoseconds (ticks of a few ms: plenty for
+/// a 20 ms slice, and read from the vDSO without a syscall).
+#[cfg(not(loom))]
+fn coarse_ns() -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    (r == 0).then(|| (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
 /// The producing side's ring.
 #[derive(Debug)]
 pub(crate) enum SendRing<T> {
@@ -55,7 +115,7 @@ fn block_on<R>(
     if let Some(r) = attempt() {
         return Some(r);
     }
-    let mut spinner = Spin::new(spin);
+    let mut spinner = Spin::until(spin, deadline);
     while spinner.spin() {
         if let Some(r) = attempt() {
             return Some(r);

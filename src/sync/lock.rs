@@ -212,7 +212,7 @@ impl RawLock {
 
     #[cold]
     fn acquire_slow(&self, me: u64, deadline: Option<Deadline>) -> Acquired {
-        let mut spin = Spin::new(SPIN);
+        let mut spin = Spin::until(SPIN, deadline);
         while spin.spin() {
             // Relaxed peek before the CAS: do not steal the line needlessly.
             if self.owner.load(Ordering::Relaxed) == 0 && self.try_take(me) {

@@ -9,15 +9,19 @@ use std::time::Duration;
 #[derive(Debug)]
 pub(crate) struct Spin {
     until: Option<Deadline>,
+    /// The caller's deadline, if any: spinning stops there too.
+    cap: Option<Deadline>,
     budget_ns: u64,
     iter: u32,
 }
 
 impl Spin {
-    /// A spinner that gives up after `budget` (zero: never spins).
-    pub(crate) fn new(budget: Duration) -> Self {
+    /// A spinner that gives up after `budget` (zero: never spins) or at
+    /// `cap`, whichever comes first.
+    pub(crate) fn until(budget: Duration, cap: Option<Deadline>) -> Self {
         Spin {
             until: None,
+            cap,
             budget_ns: u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX),
             iter: 0,
         }
@@ -37,7 +41,16 @@ impl Spin {
         if self.iter.is_multiple_of(64) {
             let now = Deadline::now();
             match self.until {
-                None => self.until = Some(Deadline(now.0.saturating_add(self.budget_ns))),
+                None => {
+                    let until = Deadline(now.0.saturating_add(self.budget_ns));
+                    // A caller's deadline ends the spinning too: a zero
+                    // timeout looks briefly, it does not spin the budget.
+                    let until = self.cap.map_or(until, |cap| until.min(cap));
+                    if now >= until {
+                        return false;
+                    }
+                    self.until = Some(until);
+                }
                 Some(u) if now >= u => return false,
                 Some(_) => {}
             }
