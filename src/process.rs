@@ -23,10 +23,12 @@ pub enum Liveness {
 }
 
 /// Parses `(state, starttime)` out of `/proc/<pid>/stat` content.
-pub(crate) fn parse_stat(stat: &str) -> Option<(char, u64)> {
-    // The command name (field 2) may hold spaces and parentheses: fields
-    // resume after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
+pub(crate) fn parse_stat(stat: &[u8]) -> Option<(char, u64)> {
+    // The command name (field 2) may hold any bytes, spaces, parentheses
+    // and invalid UTF-8 included: fields resume after the last ')' and are
+    // ASCII from there on.
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
     let mut fields = rest.split_ascii_whitespace();
     let state = fields.next()?.chars().next()?;
     // After the state (field 3), starttime is field 22: 19 further fields on.
@@ -34,17 +36,20 @@ pub(crate) fn parse_stat(stat: &str) -> Option<(char, u64)> {
     Some((state, start))
 }
 
-/// Reads `(state, starttime)` of `pid`. Allocation-free (a stack buffer),
-/// so liveness checks may run on paths that promise no allocation.
-pub(crate) fn read_stat(pid: u32) -> Option<(char, u64)> {
+/// Reads and parses `/proc/<id>/stat` (a process, or a thread by its tid).
+/// `Err`: it could not be opened or read (`NotFound`: no such task);
+/// `Ok(None)`: unparsable. Allocation-free (stack buffers), so liveness
+/// checks may run on paths that promise no allocation.
+pub(crate) fn stat_of(id: u32) -> std::io::Result<Option<(char, u64)>> {
     // "/proc/4294967295/stat" is 21 bytes.
     let mut path = [0u8; 32];
     let mut w = &mut path[..];
-    write!(w, "/proc/{pid}/stat").ok()?;
+    write!(w, "/proc/{id}/stat")?;
     let len = 32 - w.len();
-    let path = std::str::from_utf8(&path[..len]).ok()?;
-    let mut file = fs::File::open(path).ok()?;
-    // A stat line is a few hundred bytes (the command name is at most 64).
+    let path = std::str::from_utf8(&path[..len]).map_err(std::io::Error::other)?;
+    let mut file = fs::File::open(path)?;
+    // A stat line is a few hundred bytes (the command name is at most 64);
+    // the fields parsed come within the first 1 KiB whatever the name.
     let mut buf = [0u8; 1024];
     let mut got = 0;
     while got < buf.len() {
@@ -52,10 +57,15 @@ pub(crate) fn read_stat(pid: u32) -> Option<(char, u64)> {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
+            Err(e) => return Err(e),
         }
     }
-    parse_stat(std::str::from_utf8(&buf[..got]).ok()?)
+    Ok(parse_stat(&buf[..got]))
+}
+
+/// `(state, starttime)` of `pid`, if readable and well-formed.
+pub(crate) fn read_stat(pid: u32) -> Option<(char, u64)> {
+    stat_of(pid).ok().flatten()
 }
 
 /// This process's identity. Read afresh each call (a forked child is a new
@@ -97,9 +107,12 @@ mod tests {
     #[test]
     fn parses_names_with_spaces_and_parens() {
         let s = "1234 (a) b (c)) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 987654 20 21";
-        assert_eq!(parse_stat(s), Some(('S', 987654)));
-        assert_eq!(parse_stat("garbage"), None);
-        assert_eq!(parse_stat("1 (x) S 1 2"), None);
+        assert_eq!(parse_stat(s.as_bytes()), Some(('S', 987654)));
+        assert_eq!(parse_stat(b"garbage"), None);
+        assert_eq!(parse_stat(b"1 (x) S 1 2"), None);
+        // A name that is not UTF-8 (prctl accepts any bytes) still parses.
+        let odd = b"77 (\xff\xfe)) Z 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 42 20";
+        assert_eq!(parse_stat(odd), Some(('Z', 42)));
     }
 
     #[test]

@@ -76,8 +76,8 @@ mod imp {
         if tid == 0 {
             return true;
         }
-        match std::fs::read_to_string(format!("/proc/{tid}/stat")) {
-            Ok(stat) => match crate::process::parse_stat(&stat) {
+        match crate::process::stat_of(tid) {
+            Ok(stat) => match stat {
                 Some(('Z' | 'X' | 'x', _)) => true,
                 Some((_, s)) => s & START_MASK != start,
                 None => false,
