@@ -5,7 +5,9 @@
 mod common;
 
 use common::{child_main, kill_child, run, sleep_forever, spawn_child, wait_ok, wait_until, Args};
-use shmring::{Flavor, Queue, RecvError, RecvTimeoutError, SendTimeoutError};
+use shmring::{
+    Flavor, Queue, RecvError, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError,
+};
 use std::time::Duration;
 
 const PRODUCERS: u64 = 4;
@@ -314,70 +316,92 @@ fn child_dies_mid_recv() {
 /// must not stall the queue: a blocked consumer finds the claim's owner
 /// dead (its intent record, pid and start time), turns the slot into a skip
 /// record, and receives the live producers' later messages. The dead one's
-/// message is counted as lost, never delivered.
+/// message is counted as lost, never delivered. A consumer that only ever
+/// polls (`try_recv`) does the same from its idle polls.
 #[test]
 fn producer_killed_mid_push_does_not_stall_consumers() {
     run("mpmc_dead_claim", |ctx| {
-        let name = ctx.name("q");
-        let q = Queue::<u64>::create(&name, Flavor::Mpmc, 4).unwrap();
-        let tx = q.sender().unwrap();
-        let rx = q.receiver().unwrap();
-        let mut child = spawn_child("child_dies_mid_push", &[&name]);
-        wait_until("the child's claim", || q.len() == 1);
-        kill_child(&mut child);
-        // A live producer goes on sending, behind the dead claim.
-        tx.send(5).unwrap();
-        tx.send(6).unwrap();
-        assert_eq!(q.len(), 3, "the dead claim and two live messages");
-        assert_eq!(rx.recv(), Ok(5));
-        assert_eq!(rx.recv(), Ok(6));
-        assert_eq!(
-            q.lost(),
-            1,
-            "the dead producer's message is lost, and counted"
-        );
-        assert!(q.is_empty());
-        // The queue works on, through every slot.
-        for v in 0..20 {
-            tx.send(v).unwrap();
-            assert_eq!(rx.recv(), Ok(v));
+        for polling in [false, true] {
+            let name = ctx.name("q");
+            let q = Queue::<u64>::create(&name, Flavor::Mpmc, 4).unwrap();
+            let tx = q.sender().unwrap();
+            let rx = q.receiver().unwrap();
+            let mut child = spawn_child("child_dies_mid_push", &[&name]);
+            wait_until("the child's claim", || q.len() == 1);
+            kill_child(&mut child);
+            // A live producer goes on sending, behind the dead claim.
+            tx.send(5).unwrap();
+            tx.send(6).unwrap();
+            assert_eq!(q.len(), 3, "the dead claim and two live messages");
+            let first = if polling {
+                poll_until(|| match rx.try_recv() {
+                    Err(TryRecvError::Empty) => None,
+                    r => Some(r.ok()),
+                })
+            } else {
+                rx.recv().ok()
+            };
+            assert_eq!(first, Some(5), "polling: {polling}");
+            assert_eq!(rx.recv(), Ok(6));
+            assert_eq!(
+                q.lost(),
+                1,
+                "the dead producer's message is lost, and counted"
+            );
+            assert!(q.is_empty());
+            // The queue works on, through every slot.
+            for v in 0..20 {
+                tx.send(v).unwrap();
+                assert_eq!(rx.recv(), Ok(v));
+            }
+            assert_eq!(q.lost(), 1);
         }
-        assert_eq!(q.lost(), 1);
     });
 }
 
 /// A consumer killed after claiming a message and before releasing its
 /// slot must not wedge producers: a producer blocked on the full queue
 /// finds the claim's owner dead and frees the slot. The message it held
-/// counts as lost; nothing is delivered twice.
+/// counts as lost; nothing is delivered twice. A producer that only ever
+/// polls (`try_send`) does the same from its idle polls.
 #[test]
 fn consumer_killed_mid_recv_does_not_stall_producers() {
     run("mpmc_dead_reader", |ctx| {
-        let name = ctx.name("q");
-        let q = Queue::<u64>::create(&name, Flavor::Mpmc, 2).unwrap();
-        let tx = q.sender().unwrap();
-        tx.send(1).unwrap();
-        tx.send(2).unwrap();
-        let mut child = spawn_child("child_dies_mid_recv", &[&name]);
-        wait_until("the child's claim", || q.len() == 1);
-        kill_child(&mut child);
-        let rx = q.receiver().unwrap();
-        assert_eq!(rx.recv(), Ok(2));
-        // Position 2 needs the slot the dead consumer holds.
-        tx.send(3).unwrap();
-        tx.send(4).unwrap();
-        assert_eq!(rx.recv(), Ok(3));
-        assert_eq!(rx.recv(), Ok(4));
-        assert_eq!(
-            q.lost(),
-            1,
-            "the dead consumer's message is lost, and counted"
-        );
-        for v in 10..30 {
-            tx.send(v).unwrap();
-            assert_eq!(rx.recv(), Ok(v));
+        for polling in [false, true] {
+            let name = ctx.name("q");
+            let q = Queue::<u64>::create(&name, Flavor::Mpmc, 2).unwrap();
+            let tx = q.sender().unwrap();
+            tx.send(1).unwrap();
+            tx.send(2).unwrap();
+            let mut child = spawn_child("child_dies_mid_recv", &[&name]);
+            wait_until("the child's claim", || q.len() == 1);
+            kill_child(&mut child);
+            let rx = q.receiver().unwrap();
+            assert_eq!(rx.recv(), Ok(2));
+            // Position 2 needs the slot the dead consumer holds.
+            if polling {
+                let sent = poll_until(|| match tx.try_send(3) {
+                    Err(TrySendError::Full(_)) => None,
+                    r => Some(r.is_ok()),
+                });
+                assert!(sent, "polling past the dead consumer's slot");
+            } else {
+                tx.send(3).unwrap();
+            }
+            tx.send(4).unwrap();
+            assert_eq!(rx.recv(), Ok(3));
+            assert_eq!(rx.recv(), Ok(4));
+            assert_eq!(
+                q.lost(),
+                1,
+                "the dead consumer's message is lost, and counted"
+            );
+            for v in 10..30 {
+                tx.send(v).unwrap();
+                assert_eq!(rx.recv(), Ok(v));
+            }
+            assert_eq!(q.lost(), 1);
         }
-        assert_eq!(q.lost(), 1);
     });
 }
 
@@ -391,59 +415,4 @@ fn poll_until<R>(mut attempt: impl FnMut() -> Option<R>) -> R {
         }
         std::thread::sleep(Duration::from_micros(200));
     }
-}
-
-/// As `producer_killed_mid_push_does_not_stall_consumers`, with a consumer
-/// that only ever polls (`try_recv`): its idle polls check the producers
-/// and repair the dead claim, so the later messages arrive.
-#[test]
-fn polling_consumer_gets_past_a_dead_producers_claim() {
-    run("mpmc_dead_claim_poll", |ctx| {
-        let name = ctx.name("q");
-        let q = Queue::<u64>::create(&name, Flavor::Mpmc, 4).unwrap();
-        let tx = q.sender().unwrap();
-        let rx = q.receiver().unwrap();
-        let mut child = spawn_child("child_dies_mid_push", &[&name]);
-        wait_until("the child's claim", || q.len() == 1);
-        kill_child(&mut child);
-        tx.try_send(5).unwrap();
-        tx.try_send(6).unwrap();
-        let first = poll_until(|| match rx.try_recv() {
-            Err(shmring::TryRecvError::Empty) => None,
-            r => Some(r),
-        });
-        assert_eq!(first, Ok(5));
-        assert_eq!(rx.try_recv(), Ok(6));
-        assert_eq!(q.lost(), 1, "the dead producer's message, counted once");
-        assert!(q.is_empty());
-    });
-}
-
-/// As `consumer_killed_mid_recv_does_not_stall_producers`, with a producer
-/// that only ever polls (`try_send`): its idle polls on the full queue check
-/// the consumers and free the dead one's slot.
-#[test]
-fn polling_producer_gets_past_a_dead_consumers_claim() {
-    run("mpmc_dead_reader_poll", |ctx| {
-        let name = ctx.name("q");
-        let q = Queue::<u64>::create(&name, Flavor::Mpmc, 2).unwrap();
-        let tx = q.sender().unwrap();
-        tx.send(1).unwrap();
-        tx.send(2).unwrap();
-        let mut child = spawn_child("child_dies_mid_recv", &[&name]);
-        wait_until("the child's claim", || q.len() == 1);
-        kill_child(&mut child);
-        let rx = q.receiver().unwrap();
-        assert_eq!(rx.try_recv(), Ok(2));
-        // Position 2 needs the slot the dead consumer holds.
-        let sent = poll_until(|| match tx.try_send(3) {
-            Err(shmring::TrySendError::Full(_)) => None,
-            r => Some(r),
-        });
-        assert_eq!(sent, Ok(()));
-        tx.try_send(4).unwrap();
-        assert_eq!(rx.try_recv(), Ok(3));
-        assert_eq!(rx.try_recv(), Ok(4));
-        assert_eq!(q.lost(), 1, "the dead consumer's message, counted once");
-    });
 }

@@ -419,6 +419,23 @@ impl<T: Pod> Shared<T> {
         }
     }
 
+    /// For a poll that found nothing to do (empty, or full), counted in
+    /// the handle's `idle`: at most once a liveness slice of such polls,
+    /// reclaims dead endpoints of `role` (the side it waits for), repairing
+    /// their claims. True when it did: poll again, the answer may differ
+    /// (`Disconnected`, or a slot freed or a message behind a repaired one).
+    #[inline(always)]
+    fn reap_if_idle(&self, idle: &IdlePolls, role: Role) -> bool {
+        idle.due() && self.reap_idle(role)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn reap_idle(&self, role: Role) -> bool {
+        self.reap(role);
+        true
+    }
+
     fn len(&self) -> u64 {
         match &self.ring {
             Ring::Spsc(r) => r.len(),
@@ -919,20 +936,11 @@ impl<T: Pod> Sender<T> {
         || self.shared.reap(Role::Receiver)
     }
 
-    /// Called when a non-blocking send found the queue full: at most once a
-    /// liveness slice of such polls, reclaims dead receivers (repairing
-    /// their claims). True when it did: poll again, the answer may differ
-    /// (`Disconnected`, or room freed).
+    /// Called when a non-blocking send found the queue full: see
+    /// `Shared::reap_if_idle` (this side waits for receivers).
     #[inline(always)]
     pub(super) fn idle_reaped(&self) -> bool {
-        self.idle.due() && self.idle_reap()
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn idle_reap(&self) -> bool {
-        self.shared.reap(Role::Receiver);
-        true
+        self.shared.reap_if_idle(&self.idle, Role::Receiver)
     }
 
     /// Sends without waiting. A sender that only polls still learns of
@@ -1104,20 +1112,11 @@ impl<T: Pod> Receiver<T> {
         || self.shared.reap(Role::Sender)
     }
 
-    /// Called when a non-blocking receive found the queue empty: at most
-    /// once a liveness slice of such polls, reclaims dead senders (repairing
-    /// their claims). True when it did: poll again, the answer may differ
-    /// (`Disconnected`, or a message behind a repaired slot).
+    /// Called when a non-blocking receive found the queue empty: see
+    /// `Shared::reap_if_idle` (this side waits for senders).
     #[inline(always)]
     pub(super) fn idle_reaped(&self) -> bool {
-        self.idle.due() && self.idle_reap()
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn idle_reap(&self) -> bool {
-        self.shared.reap(Role::Sender);
-        true
+        self.shared.reap_if_idle(&self.idle, Role::Sender)
     }
 
     /// Receives without waiting. A receiver that only polls still learns of
