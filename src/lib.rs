@@ -46,8 +46,9 @@
 //!   bounds-checked before it addresses memory, and a scribbled segment
 //!   yields `Corrupted`, never an out-of-bounds access or a panic.
 //! - A process that dies without dropping its handles is detected (pid plus
-//!   start time) within a liveness slice of 20 ms by any blocked peer, which
-//!   then sees `Disconnected` instead of blocking forever.
+//!   start time) within a liveness slice of 20 ms by any blocked peer (and
+//!   by a peer that only polls, within a slice of its polls), which then
+//!   sees `Disconnected` instead of blocking or polling forever.
 //! - No heap allocation and no system call per message while nobody sleeps.
 //!
 //! The design — layout, orderings, futex protocol — is in `docs/design.md`.

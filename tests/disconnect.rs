@@ -351,7 +351,12 @@ fn poll_until<R>(mut attempt: impl FnMut() -> Option<R>) -> R {
 fn sender_killed_while_receiver_only_polls() {
     run("dis_kill_tx_poll", |ctx| {
         for flavor in [Flavor::Spsc, Flavor::Mpmc] {
-            for how in ["try_recv", "try_recv_slice", "try_recv_ref"] {
+            for how in [
+                "try_recv",
+                "try_recv_slice",
+                "try_recv_ref",
+                "recv_timeout_zero",
+            ] {
                 let name = ctx.name("q");
                 let q = Queue::<u64>::create(&name, flavor, 64).unwrap();
                 let mut rx = q.receiver().unwrap();
@@ -367,6 +372,14 @@ fn sender_killed_while_receiver_only_polls() {
                             rx.try_recv_slice(&mut buf).map(|n| buf[..n].to_vec())
                         }
                         "try_recv_ref" => rx.try_recv_ref().map(|r| vec![*r]),
+                        // A zero timeout never sleeps a slice: it checks
+                        // when its deadline passes (rate-limited).
+                        "recv_timeout_zero" => match rx.recv_timeout(Duration::ZERO) {
+                            Ok(v) => Ok(vec![v]),
+                            Err(RecvTimeoutError::Timeout) => Err(TryRecvError::Empty),
+                            Err(RecvTimeoutError::Disconnected) => Err(TryRecvError::Disconnected),
+                            Err(RecvTimeoutError::Corrupted) => Err(TryRecvError::Corrupted),
+                        },
                         _ => unreachable!(),
                     };
                     match r {
@@ -390,7 +403,12 @@ fn sender_killed_while_receiver_only_polls() {
 fn receiver_killed_while_sender_only_polls() {
     run("dis_kill_rx_poll", |ctx| {
         for flavor in [Flavor::Spsc, Flavor::Mpmc] {
-            for how in ["try_send", "try_send_slice", "try_loan"] {
+            for how in [
+                "try_send",
+                "try_send_slice",
+                "try_loan",
+                "send_timeout_zero",
+            ] {
                 let name = ctx.name("q");
                 let q = Queue::<u64>::create(&name, flavor, 4).unwrap();
                 let mut tx = q.sender().unwrap();
@@ -407,6 +425,14 @@ fn receiver_killed_while_sender_only_polls() {
                             l.commit();
                             1
                         }),
+                        "send_timeout_zero" => match tx.send_timeout(sent, Duration::ZERO) {
+                            Ok(()) => Ok(1),
+                            Err(SendTimeoutError::Timeout(_)) => Err(TrySendError::Full(())),
+                            Err(SendTimeoutError::Disconnected(_)) => {
+                                Err(TrySendError::Disconnected(()))
+                            }
+                            Err(SendTimeoutError::Corrupted(_)) => Err(TrySendError::Corrupted(())),
+                        },
                         _ => unreachable!(),
                     };
                     match r {

@@ -630,17 +630,14 @@ impl ByteReceiver {
     /// `Disconnected` when nothing is queued and no sender is left (a
     /// `recv` would return it too), `Corrupted`.
     pub fn poll(&self, timeout: Duration) -> Result<bool, RecvError> {
-        let raw = &self.inner.raw;
-        let reap = self.inner.reaper();
-        match raw.poll_deadline(Some(Deadline::after(timeout)), self.inner.spin, &reap) {
-            // Short polls may never sleep a whole liveness slice: check the
-            // senders as `try_recv` does, then look once more.
-            Ok(false) if self.inner.idle_reaped() => {
-                raw.poll_deadline(Some(Deadline::now()), Duration::ZERO, &reap)
-            }
-            r => r,
-        }
-        .map_err(recv_err)
+        self.inner
+            .raw
+            .poll_deadline(
+                Some(Deadline::after(timeout)),
+                self.inner.spin,
+                &self.inner.reaper(),
+            )
+            .map_err(recv_err)
     }
 
     /// A blocking iterator: yields messages until every sender is gone and

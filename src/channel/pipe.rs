@@ -247,7 +247,8 @@ impl PipeBuilder {
 /// process died is seen by a `recv` within a liveness slice (20 ms), but a
 /// `send` that finds room in the buffer does not look at the peer: up to
 /// the pipe's capacity of messages can be accepted for a dead peer before a
-/// `send` that has to wait finds it dead and returns `Disconnected`.
+/// `send` that has to wait (or a `try_send` that keeps finding the buffer
+/// full) finds it dead and returns `Disconnected`.
 /// Messages that matter need an answer (duplex) to be known delivered.
 #[derive(Debug)]
 pub struct Connection {

@@ -2,7 +2,7 @@
 
 use super::control::QueueControl;
 use super::payload::Payload;
-use super::raw::{IdlePolls, RawReceiver, RawSender, RecvRing, SendRing, DEFAULT_SPIN};
+use super::raw::{RawReceiver, RawSender, ReapGate, RecvRing, SendRing, DEFAULT_SPIN};
 use crate::error::{
     Flavor, Kind, RecvError, RecvTimeoutError, Role, SegmentError, SendError, SendTimeoutError,
     TryRecvError, TrySendError, TypeDesc,
@@ -420,13 +420,13 @@ impl<T: Pod> Shared<T> {
     }
 
     /// For a poll that found nothing to do (empty, or full), counted in
-    /// the handle's `idle`: at most once a liveness slice of such polls,
+    /// the handle's `gate`: at most once a liveness slice of such polls,
     /// reclaims dead endpoints of `role` (the side it waits for), repairing
     /// their claims. True when it did: poll again, the answer may differ
     /// (`Disconnected`, or a slot freed or a message behind a repaired one).
     #[inline(always)]
-    fn reap_if_idle(&self, idle: &IdlePolls, role: Role) -> bool {
-        idle.due() && self.reap_idle(role)
+    fn reap_if_idle(&self, gate: &ReapGate, role: Role) -> bool {
+        gate.idle_poll() && self.reap_idle(role)
     }
 
     #[cold]
@@ -609,7 +609,7 @@ impl<T: Pod> Queue<T> {
             shared: self.shared.clone(),
             endpoint: info,
             spin: DEFAULT_SPIN,
-            idle: IdlePolls::default(),
+            gate: ReapGate::default(),
         })
     }
 
@@ -636,7 +636,7 @@ impl<T: Pod> Queue<T> {
             shared: self.shared.clone(),
             endpoint: info,
             spin: DEFAULT_SPIN,
-            idle: IdlePolls::default(),
+            gate: ReapGate::default(),
         })
     }
 
@@ -919,8 +919,8 @@ pub struct Sender<T: Pod> {
     pub(super) shared: Arc<Shared<T>>,
     endpoint: EndpointInfo,
     pub(super) spin: Duration,
-    /// Rate limit of the liveness check made by polls that find nothing.
-    idle: IdlePolls,
+    /// Rate limit of this handle's liveness checks of its peers.
+    gate: ReapGate,
 }
 
 impl<T: Pod> fmt::Debug for Sender<T> {
@@ -932,15 +932,21 @@ impl<T: Pod> fmt::Debug for Sender<T> {
 }
 
 impl<T: Pod> Sender<T> {
+    /// The check a blocked or timed call makes (rate-limited, see
+    /// [`ReapGate`]).
     pub(super) fn reaper(&self) -> impl Fn() + '_ {
-        || self.shared.reap(Role::Receiver)
+        || {
+            if self.gate.blocked() {
+                self.shared.reap(Role::Receiver)
+            }
+        }
     }
 
     /// Called when a non-blocking send found the queue full: see
     /// `Shared::reap_if_idle` (this side waits for receivers).
     #[inline(always)]
     pub(super) fn idle_reaped(&self) -> bool {
-        self.shared.reap_if_idle(&self.idle, Role::Receiver)
+        self.shared.reap_if_idle(&self.gate, Role::Receiver)
     }
 
     /// Sends without waiting. A sender that only polls still learns of
@@ -1080,8 +1086,8 @@ pub struct Receiver<T: Pod> {
     pub(super) shared: Arc<Shared<T>>,
     endpoint: EndpointInfo,
     pub(super) spin: Duration,
-    /// Rate limit of the liveness check made by polls that find nothing.
-    idle: IdlePolls,
+    /// Rate limit of this handle's liveness checks of its peers.
+    gate: ReapGate,
 }
 
 impl<T: Pod> fmt::Debug for Receiver<T> {
@@ -1108,15 +1114,21 @@ pub(super) fn recv_timeout_err(e: TryRecvError) -> RecvTimeoutError {
 }
 
 impl<T: Pod> Receiver<T> {
+    /// The check a blocked or timed call makes (rate-limited, see
+    /// [`ReapGate`]).
     pub(super) fn reaper(&self) -> impl Fn() + '_ {
-        || self.shared.reap(Role::Sender)
+        || {
+            if self.gate.blocked() {
+                self.shared.reap(Role::Sender)
+            }
+        }
     }
 
     /// Called when a non-blocking receive found the queue empty: see
     /// `Shared::reap_if_idle` (this side waits for senders).
     #[inline(always)]
     pub(super) fn idle_reaped(&self) -> bool {
-        self.shared.reap_if_idle(&self.idle, Role::Sender)
+        self.shared.reap_if_idle(&self.gate, Role::Sender)
     }
 
     /// Receives without waiting. A receiver that only polls still learns of

@@ -23,49 +23,64 @@ pub const WEAK_SLICE: Duration = Duration::from_micros(200);
 /// Default time to spin before sleeping.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
 
-/// Idle polls between two reads of the clock in [`IdlePolls::due`].
+/// Idle polls between two reads of the clock in [`ReapGate::idle_poll`].
 #[cfg(not(loom))]
 const POLLS_PER_CLOCK_READ: u32 = 4;
 
-/// Rate-limits the liveness check a non-blocking call makes when it finds
-/// nothing to do (`try_recv` on an empty queue, `try_send` on a full one), so
-/// that a caller who only ever polls still sees `Disconnected` when its
-/// peers died and gets a dead peer's stuck claim repaired, within about a
-/// [`LIVENESS_SLICE`] of polling. A blocked call does its own checks.
+/// Rate-limits one handle's liveness checks of its peers (reading
+/// `/proc/<pid>/stat` of each: a few µs per peer).
 ///
-/// Cost per idle poll: one process-local counter update; every
-/// [`POLLS_PER_CLOCK_READ`]th poll also reads the coarse monotonic clock
-/// (vDSO, no syscall, a few ns). Handles are `!Sync`, so `Cell`s suffice.
-/// (The segment-backed handles that use it are not in the loom build.)
+/// - A non-blocking call that finds nothing to do (`try_recv` on an empty
+///   queue, `try_send` on a full one) checks at most once a
+///   [`LIVENESS_SLICE`] of such polls, so a caller who only ever polls still
+///   sees `Disconnected` when its peers died and gets a dead peer's stuck
+///   claim repaired. Cost per idle poll: one counter update; every
+///   [`POLLS_PER_CLOCK_READ`]th poll also reads the coarse monotonic clock
+///   (vDSO, no syscall, ~5 ns).
+/// - A blocking or timed call checks after each slice it sleeps without a
+///   wake-up and when its deadline passes, at most once per half slice:
+///   a loop of short timed calls neither skips the check nor pays it on
+///   every call.
+///
+/// Handles are `!Sync`, so `Cell`s suffice. (The segment-backed handles
+/// that use it are not in the loom build.)
 #[cfg(not(loom))]
 #[derive(Debug, Default)]
-pub(crate) struct IdlePolls {
+pub(crate) struct ReapGate {
     polls: std::cell::Cell<u32>,
-    /// Coarse-clock time of the next check; 0: at the first clock read.
-    next_ns: std::cell::Cell<u64>,
+    /// Coarse-clock time of this handle's last check; 0: none yet.
+    last_ns: std::cell::Cell<u64>,
 }
 
 #[cfg(not(loom))]
-impl IdlePolls {
+impl ReapGate {
     /// Records an idle poll; true when a liveness check is due now.
     #[inline(always)]
-    pub(crate) fn due(&self) -> bool {
+    pub(crate) fn idle_poll(&self) -> bool {
         let n = self.polls.get().wrapping_add(1);
         self.polls.set(n);
-        n.is_multiple_of(POLLS_PER_CLOCK_READ) && self.slice_passed()
+        n.is_multiple_of(POLLS_PER_CLOCK_READ) && self.passed(LIVENESS_SLICE)
     }
 
+    /// A blocked or timed call wants to check: true unless this handle
+    /// checked within the last half slice.
+    pub(crate) fn blocked(&self) -> bool {
+        self.passed(LIVENESS_SLICE / 2)
+    }
+
+    /// True (and restarts the interval) when `gap` has passed since the
+    /// last check.
     #[cold]
     #[inline(never)]
-    fn slice_passed(&self) -> bool {
+    fn passed(&self, gap: Duration) -> bool {
         let Some(now) = coarse_ns() else {
-            return false;
+            return true;
         };
-        if now < self.next_ns.get() {
+        let gap = u64::try_from(gap.as_nanos()).unwrap_or(u64::MAX);
+        if self.last_ns.get() != 0 && now < self.last_ns.get().saturating_add(gap) {
             return false;
         }
-        self.next_ns
-            .set(now.saturating_add(LIVENESS_SLICE.as_nanos() as u64));
+        self.last_ns.set(now);
         true
     }
 }
@@ -103,7 +118,9 @@ pub(crate) enum RecvRing<T> {
 
 /// Runs `attempt` until it yields, spinning first, then sleeping on `cell`
 /// in liveness slices. `None`: the deadline passed. `reap` runs after a slice
-/// in which nobody woke us: it checks whether the peers we wait for live.
+/// in which nobody woke us, and once more before giving up at the deadline
+/// (then `attempt` runs again): it checks whether the peers we wait for
+/// live, and may decline if it checked very recently.
 fn block_on<R>(
     cell: &WaitCell,
     mode: WakeMode,
@@ -136,6 +153,7 @@ fn block_slow<R>(
     // once a slice even when wake-ups keep coming (others' traffic must not
     // hide a dead peer that this caller specifically waits for).
     let mut next_reap = Deadline::after(LIVENESS_SLICE);
+    let mut reaped_at_deadline = false;
     loop {
         let ticket = cell.prepare(mode);
         if let Some(r) = attempt() {
@@ -145,7 +163,14 @@ fn block_slow<R>(
         let now = Deadline::now();
         if deadline.is_some_and(|d| now >= d) {
             cell.cancel();
-            return None;
+            if reaped_at_deadline {
+                return None;
+            }
+            // A call whose deadline came before any unwoken slice (a short
+            // or zero timeout) checks too, then looks once more.
+            reap();
+            reaped_at_deadline = true;
+            continue;
         }
         let slice = if ticket.is_strong() {
             LIVENESS_SLICE

@@ -27,7 +27,8 @@ impl Spin {
         }
     }
 
-    /// Spins a little; returns `false` once the budget is spent.
+    /// Spins a little; returns `false` once the budget is spent or the cap
+    /// has passed (checked every 64 rounds).
     #[inline]
     pub(crate) fn spin(&mut self) -> bool {
         if cfg!(loom) || self.budget_ns == 0 {
