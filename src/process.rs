@@ -1,8 +1,10 @@
 //! Process identity and liveness: a pid plus the process's start time, so a
 //! reused pid is never mistaken for the process that used to hold it.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
 
 /// A process, identified for life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -46,8 +48,7 @@ pub(crate) fn stat_of(id: u32) -> std::io::Result<Option<(char, u64)>> {
     let mut w = &mut path[..];
     write!(w, "/proc/{id}/stat")?;
     let len = 32 - w.len();
-    let path = std::str::from_utf8(&path[..len]).map_err(std::io::Error::other)?;
-    let mut file = fs::File::open(path)?;
+    let mut file = fs::File::open(OsStr::from_bytes(&path[..len]))?;
     // A stat line is a few hundred bytes (the command name is at most 64);
     // the fields parsed come within the first 1 KiB whatever the name.
     let mut buf = [0u8; 1024];

@@ -510,10 +510,9 @@ impl ByteReceiver {
     /// (including a stored length beyond the maximum: that message is
     /// dropped).
     pub fn try_recv_into(&self, out: &mut Vec<u8>) -> Result<usize, TryRecvError> {
-        match bytes_core::try_recv_into(&self.inner.raw, &self.payload, out) {
-            Err(TryRecvError::Empty) if self.inner.idle_reaped() => {
-                bytes_core::try_recv_into(&self.inner.raw, &self.payload, out)
-            }
+        let mut recv = || bytes_core::try_recv_into(&self.inner.raw, &self.payload, out);
+        match recv() {
+            Err(TryRecvError::Empty) if self.inner.idle_reaped() => recv(),
             r => r,
         }
     }

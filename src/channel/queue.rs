@@ -436,6 +436,15 @@ impl<T: Pod> Shared<T> {
         true
     }
 
+    /// For a blocked or timed call (after a slice asleep unwoken, or at its
+    /// deadline): reclaims dead endpoints of `role` unless the handle's
+    /// `gate` checked within the last half slice.
+    fn reap_if_blocked(&self, gate: &ReapGate, role: Role) {
+        if gate.blocked() {
+            self.reap(role);
+        }
+    }
+
     fn len(&self) -> u64 {
         match &self.ring {
             Ring::Spsc(r) => r.len(),
@@ -932,14 +941,10 @@ impl<T: Pod> fmt::Debug for Sender<T> {
 }
 
 impl<T: Pod> Sender<T> {
-    /// The check a blocked or timed call makes (rate-limited, see
-    /// [`ReapGate`]).
+    /// The check a blocked or timed call makes (receivers: the side it
+    /// waits for).
     pub(super) fn reaper(&self) -> impl Fn() + '_ {
-        || {
-            if self.gate.blocked() {
-                self.shared.reap(Role::Receiver)
-            }
-        }
+        || self.shared.reap_if_blocked(&self.gate, Role::Receiver)
     }
 
     /// Called when a non-blocking send found the queue full: see
@@ -1114,14 +1119,10 @@ pub(super) fn recv_timeout_err(e: TryRecvError) -> RecvTimeoutError {
 }
 
 impl<T: Pod> Receiver<T> {
-    /// The check a blocked or timed call makes (rate-limited, see
-    /// [`ReapGate`]).
+    /// The check a blocked or timed call makes (senders: the side it
+    /// waits for).
     pub(super) fn reaper(&self) -> impl Fn() + '_ {
-        || {
-            if self.gate.blocked() {
-                self.shared.reap(Role::Sender)
-            }
-        }
+        || self.shared.reap_if_blocked(&self.gate, Role::Sender)
     }
 
     /// Called when a non-blocking receive found the queue empty: see

@@ -77,11 +77,9 @@ mod imp {
             return true;
         }
         match crate::process::stat_of(tid) {
-            Ok(stat) => match stat {
-                Some(('Z' | 'X' | 'x', _)) => true,
-                Some((_, s)) => s & START_MASK != start,
-                None => false,
-            },
+            Ok(Some(('Z' | 'X' | 'x', _))) => true,
+            Ok(Some((_, s))) => s & START_MASK != start,
+            Ok(None) => false,
             // No such thread, if /proc itself is there to say so.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::path::Path::new("/proc/self/stat").exists()
