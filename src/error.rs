@@ -213,6 +213,22 @@ pub enum SegmentError {
     /// An SPSC queue already has a live endpoint of this role.
     #[error("this SPSC queue already has a live {0}")]
     RoleTaken(Role),
+    /// The segment was created in another pid namespace (a container that
+    /// shares `/dev/shm` but not pids). Pids recorded there name other
+    /// processes, or none, in this one, so a dead peer could not be told
+    /// from a live one: shmring refuses instead of guessing. Share the pid
+    /// namespace too (Docker `--pid=container:<id>` or `--pid=host`,
+    /// Kubernetes `shareProcessNamespace: true`).
+    #[error(
+        "segment was created in pid namespace {segment}, this process lives in {ours}: \
+         peers' liveness cannot be judged across pid namespaces (share the pid namespace)"
+    )]
+    ForeignPidNamespace {
+        /// The creator's pid namespace (inode of `/proc/self/ns/pid`).
+        segment: u64,
+        /// This process's.
+        ours: u64,
+    },
     /// Every entry of the endpoint table is in use by a live process.
     #[error("endpoint table is full ({0} live endpoints)")]
     TooManyEndpoints(usize),

@@ -11,7 +11,11 @@ use std::os::unix::ffi::OsStrExt;
 pub struct ProcId {
     /// The pid.
     pub pid: u32,
-    /// Start time in clock ticks after boot (`/proc/<pid>/stat` field 22).
+    /// Start time in clock ticks after the host's boot (`/proc/<pid>/stat`
+    /// field 22, less this process's time-namespace boot-time offset, so
+    /// that processes in different time namespaces agree on it). 0: unknown
+    /// (`/proc` could not be read when it was recorded); such a process is
+    /// judged dead only when its pid is gone.
     pub start: u64,
 }
 
@@ -61,7 +65,56 @@ pub(crate) fn stat_of(id: u32) -> std::io::Result<Option<(char, u64)>> {
             Err(e) => return Err(e),
         }
     }
-    Ok(parse_stat(&buf[..got]))
+    Ok(parse_stat(&buf[..got]).map(|(state, start)| (state, host_ticks(start))))
+}
+
+/// Converts a start time read from `/proc` (which the kernel shifts by the
+/// reader's time-namespace boot-time offset) to ticks after the host's
+/// boot. Never 0 for a readable value (0 means "unknown").
+fn host_ticks(read: u64) -> u64 {
+    read.saturating_sub(timens_boot_offset_ticks()).max(1)
+}
+
+/// This process's time-namespace boot-time offset in clock ticks (0 in the
+/// initial time namespace, or when `/proc/self/timens_offsets` is absent).
+/// Read once: a process cannot change its own time namespace.
+fn timens_boot_offset_ticks() -> u64 {
+    use std::sync::atomic::Ordering;
+    // Relaxed: a cache of a value every thread computes identically.
+    let v = OFFSET.load(Ordering::Relaxed);
+    if v != UNSET {
+        return v;
+    }
+    // Registers the fork handler that forgets the cache in a child (which
+    // may have been forked into another time namespace).
+    current_pid();
+    let v = fs::read("/proc/self/timens_offsets")
+        .ok()
+        .and_then(|t| parse_timens_boot_offset(&t))
+        .unwrap_or(0);
+    // Relaxed: as above.
+    OFFSET.store(v, Ordering::Relaxed);
+    v
+}
+
+/// The `boottime` line of `/proc/<pid>/timens_offsets` in clock ticks
+/// (100 per second on Linux, `USER_HZ`), rounded down. Negative offsets
+/// (allowed by the kernel) count as 0: start times are then not shifted
+/// below the host's.
+pub(crate) fn parse_timens_boot_offset(text: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(text).ok()?;
+    for line in text.lines() {
+        let mut f = line.split_ascii_whitespace();
+        let name = f.next()?;
+        if name != "boottime" && name != "7" {
+            continue;
+        }
+        let secs: i64 = f.next()?.parse().ok()?;
+        let nanos: i64 = f.next()?.parse().ok()?;
+        let ticks = secs.checked_mul(100)?.checked_add(nanos / 10_000_000)?;
+        return Some(u64::try_from(ticks).unwrap_or(0));
+    }
+    None
 }
 
 /// `(state, starttime)` of `pid`, if readable and well-formed.
@@ -75,6 +128,61 @@ pub fn current() -> ProcId {
     let pid = std::process::id();
     let start = read_stat(pid).map_or(0, |(_, s)| s);
     ProcId { pid, start }
+}
+
+/// This process's pid, cached and refreshed in a forked child (a
+/// `pthread_atfork` child handler): one relaxed load, for the check every
+/// endpoint call makes that it runs in the process that attached it.
+#[inline(always)]
+pub fn current_pid() -> u32 {
+    use std::sync::atomic::Ordering;
+    // Relaxed: written by this process only, before any other thread of a
+    // child exists (fork) or once per process (first call).
+    let p = PID.load(Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    current_pid_slow()
+}
+
+/// `OFFSET` not computed yet.
+const UNSET: u64 = u64::MAX;
+/// Cache of [`timens_boot_offset_ticks`].
+static OFFSET: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(UNSET);
+
+static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[cold]
+fn current_pid_slow() -> u32 {
+    use std::sync::atomic::Ordering;
+    static ATFORK: std::sync::Once = std::sync::Once::new();
+    extern "C" fn forget_pid() {
+        // Relaxed: the child runs one thread here. Async-signal-safe.
+        PID.store(0, Ordering::Relaxed);
+        // Relaxed: as above; the child may live in another time namespace.
+        OFFSET.store(UNSET, Ordering::Relaxed);
+    }
+    ATFORK.call_once(|| {
+        // SAFETY: registers a child handler that only stores to an atomic,
+        // which is async-signal-safe as a fork child handler must be.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
+    });
+    let pid = std::process::id();
+    // Relaxed: see `current_pid`.
+    PID.store(pid, Ordering::Relaxed);
+    pid
+}
+
+/// The pid namespace this process lives in: the inode number of
+/// `/proc/self/ns/pid`, or 0 when it cannot be read (no `/proc`).
+///
+/// A pid, and `/proc/<pid>`, mean something only inside one pid namespace:
+/// processes that share a segment (containers sharing `/dev/shm` without
+/// sharing pids) but live in different ones cannot judge each other's
+/// liveness, so endpoints refuse to attach across them.
+pub fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
 }
 
 /// Whether `p` is still running. Conservative: anything short of proof of
@@ -95,9 +203,22 @@ pub fn liveness(p: ProcId) -> Liveness {
     match read_stat(p.pid) {
         // Zombie or dead: it will never run again, whoever reaps it.
         Some(('Z' | 'X' | 'x', _)) => Liveness::Dead,
-        Some((_, start)) if start != p.start => Liveness::Dead,
-        // Unreadable /proc (hidepid, another namespace): kill() says it exists.
+        // A recorded start of 0 is unknown (the owner could not read /proc):
+        // only the pid's disappearance proves that owner dead.
+        Some((_, start)) if p.start != 0 && !same_start(start, p.start) => Liveness::Dead,
+        // Unreadable /proc (hidepid): kill() says it exists.
         _ => Liveness::Alive,
+    }
+}
+
+/// Whether two normalised start times name the same process start. Exact in
+/// the initial time namespace; within one tick otherwise (the kernel rounds
+/// the shifted value, so a sub-tick offset can move it by one).
+fn same_start(a: u64, b: u64) -> bool {
+    if timens_boot_offset_ticks() == 0 {
+        a == b
+    } else {
+        a.abs_diff(b) <= 1
     }
 }
 
@@ -127,5 +248,41 @@ mod tests {
         };
         assert_eq!(liveness(reused), Liveness::Dead);
         assert_eq!(liveness(ProcId { pid: 0, start: 0 }), Liveness::Dead);
+        // Unknown start (recorded without /proc): alive while the pid is.
+        assert_eq!(
+            liveness(ProcId {
+                pid: me.pid,
+                start: 0
+            }),
+            Liveness::Alive
+        );
+    }
+
+    #[test]
+    fn time_namespace_offsets_parse() {
+        let t = b"monotonic 0 0\nboottime 86400 500000000\n";
+        assert_eq!(parse_timens_boot_offset(t), Some(8_640_050));
+        assert_eq!(parse_timens_boot_offset(b"7 -5 0\n"), Some(0));
+        assert_eq!(parse_timens_boot_offset(b"monotonic 3 0\n"), None);
+    }
+
+    #[test]
+    fn cached_pid_follows_fork() {
+        let parent = current_pid();
+        assert_eq!(parent, std::process::id());
+        // SAFETY: the child only calls async-signal-safe-enough code (an
+        // atomic load and getpid) and leaves with _exit.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0);
+        if child == 0 {
+            let ok = current_pid() == std::process::id() && current_pid() != parent;
+            // SAFETY: _exit ends the child without running the parent's atexit handlers.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        unsafe { libc::waitpid(child, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        assert_ne!(pid_namespace(), 0);
     }
 }

@@ -11,7 +11,7 @@ use crate::loom::AtomicU64;
 use crate::process;
 use crate::ring::mpmc::{Intent, MpmcRing, MpmcSlot};
 use crate::ring::spsc::{self, SpscRing};
-use crate::shm::endpoints::{EndpointInfo, EndpointTable, ENDPOINTS};
+use crate::shm::endpoints::{EndpointInfo, EndpointTable, Reaping, ENDPOINTS};
 use crate::shm::header::{type_desc, HeaderFields, HEADER_LEN};
 use crate::shm::segment::{Location, Segment, SegmentOptions};
 use crate::wait::{register_process, Deadline, WakeMode};
@@ -154,6 +154,8 @@ pub(super) struct Shared<T> {
     info: QueueInfo,
     /// Byte queues: the payload area.
     pub(super) payload: Option<Payload>,
+    /// The header as validated at open (for checks at attach).
+    fields: HeaderFields,
 }
 
 // SAFETY: the pointers address the mapping owned by `seg`; everything shared
@@ -322,6 +324,7 @@ impl<T: Pod> Shared<T> {
             intents,
             ring,
             payload,
+            fields: *fields,
             info: QueueInfo {
                 flavor,
                 capacity: fields.capacity,
@@ -388,29 +391,41 @@ impl<T: Pod> Shared<T> {
     /// Reclaims the endpoints of `role` whose processes are proven dead,
     /// after repairing the claims they left in flight.
     ///
+    /// Each dead entry is first won with a CAS naming this process as its
+    /// reaper ([`EndpointTable::begin_reap`]): of several reapers racing
+    /// over one dead endpoint, exactly one clears its role bit and frees
+    /// it, and none can clear the bit of an endpoint that claimed the entry
+    /// again after it was freed.
+    ///
     /// The dead are listed once: an endpoint that dies while this runs is
     /// left for the next reaper (releasing it unrepaired would orphan its
     /// claim). An entry whose intent still covers an unfinished claim after
     /// the repair (a live endpoint's announcement covered the same position,
-    /// so the repair could not decide) keeps its table entry, and with it
-    /// its intent record, until a later repair settles the claim; its role
-    /// bit goes at once, so the disconnect is seen.
+    /// so the repair could not decide) is given back to its dead owner, and
+    /// with it its intent record, until a later repair settles the claim;
+    /// its role bit goes at once, so the disconnect is seen.
     fn reap(&self, role: Role) {
         let ctrl = self.ctrl();
-        let dead: Vec<EndpointInfo> = self.table().dead(role).collect();
-        if dead.is_empty() {
+        let table = self.table();
+        let mut dead = table.dead(role).peekable();
+        if dead.peek().is_none() {
+            return;
+        }
+        let me = process::current();
+        let won: Vec<Reaping> = dead.filter_map(|d| table.begin_reap(&d, me)).collect();
+        if won.is_empty() {
             return;
         }
         self.repair();
-        for dead in dead {
-            // Clear the bit first (idempotent), then free the entry: the
-            // entry stays claimed until the bit is gone, so no new owner's
-            // bit can be cleared by mistake.
-            ctrl.detach(role, dead.index as u32);
-            if self.claim_pending(dead.index) {
+        for r in won {
+            // Clear the bit first (idempotent; ours to clear while we hold
+            // the entry), then free the entry.
+            ctrl.detach(role, r.entry.index as u32);
+            if self.claim_pending(r.entry.index) {
+                let _ = table.give_back(r);
                 continue;
             }
-            if self.table().release(&dead) {
+            if table.release(&r.entry) {
                 // Relaxed: a statistic.
                 ctrl.peers
                     .reaped
@@ -454,6 +469,9 @@ impl<T: Pod> Shared<T> {
 
     /// Claims an endpoint entry and the role bit.
     fn attach(&self, role: Role) -> Result<EndpointInfo, SegmentError> {
+        // Checked at open too; again here for a handle inherited by a child
+        // forked into a new pid namespace.
+        Segment::check_pid_namespace(&self.fields)?;
         register_process();
         let me = process::current();
         let exclusive = self.info.flavor == Flavor::Spsc;
@@ -612,7 +630,8 @@ impl<T: Pod> Queue<T> {
         };
         // SAFETY: `Sender` holds the Arc that keeps the mapping alive, and
         // the sender was counted by `attach`.
-        let raw = unsafe { RawSender::new(self.shared.ctrl, ring, self.shared.info.wake_mode) };
+        let mut raw = unsafe { RawSender::new(self.shared.ctrl, ring, self.shared.info.wake_mode) };
+        raw.bind_to_process(info.owner.pid);
         Ok(Sender {
             raw,
             shared: self.shared.clone(),
@@ -639,7 +658,9 @@ impl<T: Pod> Queue<T> {
             Ring::Mpmc(r) => RecvRing::Mpmc(self.shared.intent_view(r, &info)),
         };
         // SAFETY: as in `sender`.
-        let raw = unsafe { RawReceiver::new(self.shared.ctrl, ring, self.shared.info.wake_mode) };
+        let mut raw =
+            unsafe { RawReceiver::new(self.shared.ctrl, ring, self.shared.info.wake_mode) };
+        raw.bind_to_process(info.owner.pid);
         Ok(Receiver {
             raw,
             shared: self.shared.clone(),

@@ -98,6 +98,39 @@ fn coarse_ns() -> Option<u64> {
     (r == 0).then(|| (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64)
 }
 
+/// Stops an endpoint handle used in a process other than the one that
+/// attached it (`attached`; 0: unchecked), i.e. a handle inherited through
+/// `fork`. Its ring indices, its SPSC exclusivity and its MPMC intent record
+/// belong to the parent's endpoint: using them from the child as well
+/// silently loses or duplicates messages. One relaxed load of a cached pid.
+///
+/// # Panics
+/// When the process differs: a bug in the caller (the child must attach
+/// its own endpoint from the segment handle, `Queue::sender` etc.), in the
+/// way a `RefCell` borrowed twice is.
+#[inline(always)]
+pub(crate) fn check_process(attached: u32) {
+    #[cfg(not(loom))]
+    if attached != 0 && crate::process::current_pid() != attached {
+        wrong_process(attached);
+    }
+    #[cfg(loom)]
+    let _ = attached;
+}
+
+#[cfg(not(loom))]
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn wrong_process(attached: u32) -> ! {
+    panic!(
+        "shmring: an endpoint attached in process {attached} was used in process {} \
+         (inherited through fork?): attach a new endpoint in this process from the \
+         segment handle (Queue::sender / Queue::receiver, ByteQueue::..., Pipe::left / right)",
+        crate::process::current_pid()
+    )
+}
+
 /// The producing side's ring.
 #[derive(Debug)]
 pub(crate) enum SendRing<T> {
@@ -196,6 +229,8 @@ pub struct RawSender<T> {
     ctrl: NonNull<QueueControl>,
     ring: SendRing<T>,
     mode: WakeMode,
+    /// The process that attached it (0: no check, the heap-backed models).
+    pid: u32,
 }
 
 // SAFETY: the pointers address shared memory built for concurrent access by
@@ -213,11 +248,25 @@ impl<T: Copy> RawSender<T> {
         ring: SendRing<T>,
         mode: WakeMode,
     ) -> Self {
-        RawSender { ctrl, ring, mode }
+        RawSender {
+            ctrl,
+            ring,
+            mode,
+            pid: 0,
+        }
     }
 
-    /// The control block.
+    /// Makes every call check that it runs in process `pid` (the one that
+    /// attached the endpoint): see [`check_process`].
+    pub(crate) fn bind_to_process(&mut self, pid: u32) {
+        self.pid = pid;
+    }
+
+    /// The control block. Every operation starts here, so this is where
+    /// an endpoint used in a process that did not attach it is stopped.
+    #[inline(always)]
     pub fn ctrl(&self) -> &QueueControl {
+        check_process(self.pid);
         // SAFETY: valid while the sender is (contract of `new`).
         unsafe { self.ctrl.as_ref() }
     }
@@ -440,6 +489,8 @@ pub struct RawReceiver<T> {
     ctrl: NonNull<QueueControl>,
     ring: RecvRing<T>,
     mode: WakeMode,
+    /// As in `RawSender`.
+    pid: u32,
 }
 
 // SAFETY: as for `RawSender`.
@@ -456,11 +507,23 @@ impl<T: Copy> RawReceiver<T> {
         ring: RecvRing<T>,
         mode: WakeMode,
     ) -> Self {
-        RawReceiver { ctrl, ring, mode }
+        RawReceiver {
+            ctrl,
+            ring,
+            mode,
+            pid: 0,
+        }
     }
 
-    /// The control block.
+    /// As [`RawSender::bind_to_process`].
+    pub(crate) fn bind_to_process(&mut self, pid: u32) {
+        self.pid = pid;
+    }
+
+    /// The control block; checks the process, as [`RawSender::ctrl`].
+    #[inline(always)]
     pub fn ctrl(&self) -> &QueueControl {
+        check_process(self.pid);
         // SAFETY: valid while the receiver is (contract of `new`).
         unsafe { self.ctrl.as_ref() }
     }

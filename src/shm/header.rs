@@ -12,7 +12,7 @@
 //!  88 endpoint_count   96 slots_offset   104 total_len
 //! 112 creator_pid  116 creator_uid  120 creator_start  128 created_unix_ns
 //! 136 wake_mode    140 reserved     144 checksum       152 msg_max
-//! 160 payload_offset  168 payload_stride  176..256 reserved
+//! 160 payload_offset  168 payload_stride  176 creator_pid_ns  184..256 reserved
 //! ```
 
 use crate::error::{SegmentError, TypeDesc};
@@ -21,7 +21,7 @@ use crate::loom::{AtomicU32, AtomicU64, Ordering};
 /// The first 8 bytes of every shmring segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMRING\0");
 /// The layout version this build writes and reads.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Bytes reserved for the header.
 pub const HEADER_LEN: u64 = 256;
 
@@ -65,7 +65,8 @@ pub struct Header {
     msg_max: AtomicU64,
     payload_offset: AtomicU64,
     payload_stride: AtomicU64,
-    _reserved: [AtomicU64; 10],
+    creator_pid_ns: AtomicU64,
+    _reserved: [AtomicU64; 9],
 }
 
 #[cfg(not(loom))]
@@ -77,6 +78,7 @@ const _: () = {
     assert!(offset_of!(Header, capacity) == 48);
     assert!(offset_of!(Header, total_len) == 104);
     assert!(offset_of!(Header, checksum) == 144);
+    assert!(offset_of!(Header, creator_pid_ns) == 176);
 };
 
 /// A plain copy of the header's fields, taken once.
@@ -128,6 +130,9 @@ pub struct HeaderFields {
     pub payload_offset: u64,
     /// Byte messages: bytes per payload.
     pub payload_stride: u64,
+    /// The creator's pid namespace (inode of `/proc/self/ns/pid`; 0:
+    /// unknown). Pids recorded in the segment mean something only there.
+    pub creator_pid_ns: u64,
     /// FNV-1a over every field above.
     pub checksum: u64,
 }
@@ -169,6 +174,7 @@ impl HeaderFields {
             self.msg_max,
             self.payload_offset,
             self.payload_stride,
+            self.creator_pid_ns,
         ] {
             h.u64(v);
         }
@@ -255,6 +261,7 @@ impl Header {
             msg_max: self.msg_max.load(r),
             payload_offset: self.payload_offset.load(r),
             payload_stride: self.payload_stride.load(r),
+            creator_pid_ns: self.creator_pid_ns.load(r),
             checksum: self.checksum.load(r),
         }
     }
@@ -287,6 +294,7 @@ impl Header {
         self.msg_max.store(f.msg_max, r);
         self.payload_offset.store(f.payload_offset, r);
         self.payload_stride.store(f.payload_stride, r);
+        self.creator_pid_ns.store(f.creator_pid_ns, r);
         self.checksum.store(f.compute_checksum(), r);
     }
 }

@@ -213,6 +213,7 @@ impl Segment {
         fields.version = VERSION;
         fields.creator_pid = me.pid;
         fields.creator_start = me.start;
+        fields.creator_pid_ns = process::pid_namespace();
         // SAFETY: getuid cannot fail.
         fields.creator_uid = unsafe { libc::getuid() };
         fields.created_unix_ns = std::time::SystemTime::now()
@@ -348,6 +349,7 @@ impl Segment {
                 if header.init_state() == init::READY {
                     let fields = header.read();
                     fields.check_intact()?;
+                    check_pid_namespace(&fields)?;
                     if fields.total_len != size {
                         return Err(SegmentError::SizeMismatch {
                             expected: fields.total_len,
@@ -365,6 +367,12 @@ impl Segment {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// Whether this process may use pids recorded in the segment: see
+    /// [`check_pid_namespace`].
+    pub fn check_pid_namespace(fields: &HeaderFields) -> Result<(), SegmentError> {
+        check_pid_namespace(fields)
     }
 
     /// Removes a segment's name (named or path). Mappings stay valid.
@@ -450,4 +458,18 @@ impl Drop for Segment {
             let _ = Self::remove(&self.location);
         }
     }
+}
+
+/// Refuses a segment created in another pid namespace (both known and
+/// different): its recorded pids cannot be judged here. Unknown on either
+/// side (no `/proc`): allowed, since the creator could not tell either.
+pub(crate) fn check_pid_namespace(fields: &HeaderFields) -> Result<(), SegmentError> {
+    let ours = process::pid_namespace();
+    if fields.creator_pid_ns != 0 && ours != 0 && fields.creator_pid_ns != ours {
+        return Err(SegmentError::ForeignPidNamespace {
+            segment: fields.creator_pid_ns,
+            ours,
+        });
+    }
+    Ok(())
 }
