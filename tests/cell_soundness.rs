@@ -30,6 +30,18 @@ use std::thread;
 /// their read-modify-writes many times over.
 const EACH: usize = 200_000;
 
+/// Returns `x` after a short spin: a read-modify-write that takes a while
+/// between its read and its write, and a lock-free updater paced alike, so
+/// that the two overlap all along. (With a guard's plain `*g += 1`, as the
+/// old `&mut T` allowed, the mixed tests then lose about half the updates
+/// on every run.)
+fn slow<T>(x: T) -> T {
+    for _ in 0..64 {
+        std::hint::spin_loop();
+    }
+    x
+}
+
 /// Two threads on one `Value<$t>`, each with its own handle: one adds 1
 /// `EACH` times under the lock (`lock()?.update`), the other `EACH` times
 /// with the lock-free `fetch_add`, checking that its loads never go down.
@@ -49,7 +61,7 @@ macro_rules! mixed_rmw {
                     s.spawn(|| {
                         start.wait();
                         for _ in 0..EACH {
-                            v.lock().unwrap().update(|x| x.wrapping_add(1));
+                            v.lock().unwrap().update(|x| slow(x.wrapping_add(1)));
                         }
                     });
                     s.spawn(|| {
@@ -57,6 +69,7 @@ macro_rules! mixed_rmw {
                         let mut seen: u64 = 0;
                         for _ in 0..EACH {
                             other.fetch_add(1);
+                            slow(());
                             // Every write adds 1; the count of them so far
                             // never goes down (modulo the type's width).
                             let bits = 8 * std::mem::size_of::<$t>() as u32;
@@ -264,7 +277,7 @@ fn child_mixed() {
 
 fn mixed_increments(v: &Value<i64>) {
     for _ in 0..MIXED_EACH {
-        v.lock().unwrap().update(|x| x + 1);
+        v.lock().unwrap().update(|x| slow(x + 1));
         v.fetch_add(1);
     }
 }
