@@ -209,7 +209,7 @@ unsafe fn update_one<T: Pod>(ptr: *mut T, mut f: impl FnMut(T) -> T) -> T {
 /// The contents of a [`Value`] segment: its lock, then the value.
 ///
 /// The value's bytes are only ever accessed by this module, through atomics
-/// of the value's unit width (see the module docs); no reference to them is
+/// of the value's unit width (see [`Value`]); no reference to them is
 /// ever made.
 #[repr(C)]
 pub struct ValueCell<T> {
@@ -241,9 +241,38 @@ impl<T> ValueCell<T> {
 /// A `T` in shared memory with its own lock: Python's
 /// `multiprocessing.Value`.
 ///
-/// Every access is an atomic of the value's unit width (see the [module
-/// docs](self)): a `Value<i32>` is only ever touched as one 4-byte atomic,
-/// locked or not.
+/// # Access paths, and why none hands out `&mut T`
+///
+/// Every access to the value — locked or not, from any handle in any
+/// process — is an **atomic of the value's unit width**: the largest of 8,
+/// 4, 2 and 1 bytes that divides `size_of::<T>()`. A `Value<i32>` is only
+/// ever read, written, added to and compared-and-swapped as one 4-byte
+/// atomic, a `Value<[u64; 3]>` as three 8-byte ones. No `&T` or `&mut T`
+/// into the shared bytes is ever made, so no safe code can race a plain
+/// access with an atomic one, or overlap atomics of two widths (both
+/// undefined behaviour); a peer process writing the bytes some other way
+/// can make the value wrong, never this process's accesses undefined.
+///
+/// - [`lock`](Self::lock) gives a [`ValueGuard`] that holds the value's
+///   lock across processes and reads and writes through
+///   [`get`](ValueGuard::get), [`set`](ValueGuard::set) and
+///   [`update`](ValueGuard::update). Python's `with v.get_lock():
+///   v.value += 1` is `v.lock()?.update(|x| x + 1)`. The lock makes a
+///   guard's accesses exclusive with respect to other lock holders; the
+///   unlocked operations below do not take it.
+/// - Integer values have atomic read-modify-writes without the lock
+///   ([`fetch_add`](Value::<i64>::fetch_add), `fetch_sub`, `swap`,
+///   `compare_exchange`, `fetch_max`, `fetch_min`).
+/// - [`load`](Self::load) and [`store`](Self::store) copy without the lock:
+///   never torn for a `T` of one unit (every integer and float); a larger
+///   `T` is copied unit by unit and may be torn by a racing writer.
+///
+/// **Mixing them on one value.** A guard's `update` on a one-unit `T` is a
+/// compare-and-swap loop, so it and a concurrent lock-free `fetch_add` never
+/// lose each other's updates: both may be used at once and every update
+/// counts. A guard's `get` then `set` is two accesses: exclusive against
+/// other guards, but a lock-free update in between is overwritten, as is
+/// (or overwrites) any unlocked `store`, a blind write.
 ///
 /// # Examples
 /// ```
@@ -441,7 +470,7 @@ impl<T: Pod> Value<T> {
 
     /// A copy of the value without the lock: never torn for a `T` of one
     /// unit (any integer or float); a larger `T` may be torn by a racing
-    /// writer (see the module docs).
+    /// writer (see [`Value`]).
     pub fn load(&self) -> T {
         // SAFETY: the value lies in the mapping, aligned to its unit, alive
         // while `self` is; every access to it is a unit-wide atomic (module
@@ -449,7 +478,7 @@ impl<T: Pod> Value<T> {
         unsafe { load_one(self.shared.ptr()) }
     }
 
-    /// Overwrites the value without the lock (see the module docs): a blind
+    /// Overwrites the value without the lock (see [`Value`]): a blind
     /// write, which a lock holder's `get` then `set` can overwrite and
     /// which can overwrite theirs.
     pub fn store(&self, value: T) {
@@ -538,10 +567,14 @@ atomic_value!(
 /// An array of `T` in shared memory with its own lock: Python's
 /// `multiprocessing.Array`.
 ///
-/// Every access is an atomic of the element's unit width (see the [module
-/// docs](self)); neither the array nor its guard hands out a slice of the
-/// shared bytes. Read the whole with [`to_vec`](Self::to_vec) or
-/// [`read_into`](Self::read_into), which copy.
+/// Every access to an element is an atomic of the element's unit width, as
+/// for a [`Value`] (see there: the same access paths, less the integer
+/// read-modify-writes); neither the array nor its [`ArrayGuard`] hands out
+/// a slice of the shared bytes. Read the whole with
+/// [`to_vec`](Self::to_vec) or [`read_into`](Self::read_into), which copy;
+/// a one-unit element (any integer or float) is never torn. Workers filling
+/// disjoint parts need no lock; a read-modify-write of an element needs the
+/// guard's [`update`](ArrayGuard::update).
 ///
 /// # Examples
 /// ```
@@ -862,7 +895,7 @@ impl<T: Pod> Array<T> {
     }
 
     /// Element `i` without the lock: never torn for a `T` of one unit (any
-    /// integer or float); see the module docs.
+    /// integer or float); see [`Array`].
     ///
     /// # Panics
     /// If `i >= len()`, like slice indexing.
