@@ -334,7 +334,10 @@ impl<T: Pod> ValueGuard<'_, T> {
     /// (every integer and float) it is also one compare-and-swap loop, so a
     /// concurrent lock-free `fetch_add` (or `swap`, `compare_exchange`, …)
     /// from another handle is never lost; `f` may then run more than once,
-    /// so it should be a pure function of its argument.
+    /// so it should be a pure function of its argument. The loop is
+    /// lock-free, not wait-free: while others keep changing the value
+    /// without the lock (`fetch_add` in a tight loop, or a peer writing the
+    /// bytes) it retries, and it finishes once they pause.
     pub fn update(&self, f: impl FnMut(T) -> T) -> T {
         // SAFETY: as in `get`.
         unsafe { update_one(self.cell.ptr(), f) }
