@@ -61,9 +61,10 @@ mod app {
             data.store(i, x);
             partial += x;
         }
-        *total
+        total
             .lock()
-            .map_err(|_| "a process died holding the lock")? += partial;
+            .map_err(|_| "a process died holding the lock")?
+            .update(|t| t + partial);
         Ok(())
     }
 
@@ -135,9 +136,13 @@ mod app {
         }
         let filled = t.elapsed();
 
-        // The workers are gone; the lock makes the read exclusive anyway.
+        // The workers are gone; the lock makes the copy exclusive anyway.
+        // (No guard hands out a slice of shared memory: `to_vec` copies.)
         let (sum, min, max, sq) = {
-            let xs = data.lock().map_err(|_| "a worker died holding the lock")?;
+            let xs = data
+                .lock()
+                .map_err(|_| "a worker died holding the lock")?
+                .to_vec();
             let sum: f64 = xs.iter().sum();
             let mean = sum / n as f64;
             let min = xs.iter().copied().fold(f64::INFINITY, f64::min);

@@ -24,8 +24,9 @@
 //! The processes are made with `fork`; the [`Value`] is anonymous (a memfd
 //! the children inherit), so nothing is left in `/dev/shm`. Part three
 //! runs five processes × 10,000 increments, once under the value's lock
-//! (`*guard += 1`, a read-modify-write that would lose updates without it)
-//! and once with the lock-free `fetch_add`: both must end at 50,000.
+//! (`guard.update(|x| x + 1)`, a read-modify-write that would lose updates
+//! without it), once with the lock-free `fetch_add`, and once with both on
+//! one value: they must end at 50,000, 50,000 and 100,000.
 //!
 //! ```sh
 //! cargo run --release --example value_lock
@@ -109,20 +110,21 @@ mod app {
         for n in 1..=PROCESSES {
             let counter = counter.clone();
             children.push(spawn(move || {
-                let mut v = counter
+                let v = counter
                     .lock()
                     .map_err(|_| "a process died holding the lock")?;
-                println!("Process-{n} got shared value: {}", *v);
-                *v += 1;
+                println!("Process-{n} got shared value: {}", v.get());
+                v.update(|x| x + 1);
                 std::thread::sleep(Duration::from_millis(10));
-                println!("Process-{n} updated shared value: {}", *v);
+                println!("Process-{n} updated shared value: {}", v.get());
                 Ok(())
             })?);
         }
         let children_ok = reap(children)?;
-        let value = *counter
+        let value = counter
             .lock()
-            .map_err(|_| "a child died holding the lock")?;
+            .map_err(|_| "a child died holding the lock")?
+            .get();
         Ok(check("final value", value.into(), PROCESSES as i64) && children_ok)
     }
 
@@ -153,22 +155,31 @@ mod app {
         Ok(check("final value without shared memory", plain.into(), 0) && children_ok)
     }
 
-    /// Part three: many increments from every process, under the lock and
-    /// with `fetch_add`.
+    /// Part three: many increments from every process, under the lock,
+    /// with `fetch_add`, and both at once on one value.
     fn many_increments() -> Res<bool> {
         let locked = Value::<i64>::anonymous(0)?;
         let atomic = Value::<i64>::anonymous(0)?;
+        let mixed = Value::<i64>::anonymous(0)?;
         let mut children = Vec::new();
         for _ in 0..PROCESSES {
-            let (locked, atomic) = (locked.clone(), atomic.clone());
+            let (locked, atomic, mixed) = (locked.clone(), atomic.clone(), mixed.clone());
             children.push(spawn(move || {
                 for _ in 0..MANY {
                     // A read-modify-write, made exclusive by the lock.
-                    *locked
+                    locked
                         .lock()
-                        .map_err(|_| "a process died holding the lock")? += 1;
+                        .map_err(|_| "a process died holding the lock")?
+                        .update(|x| x + 1);
                     // One atomic instruction: no lock needed.
                     atomic.fetch_add(1);
+                    // Both on one value: the guard's update is atomic too,
+                    // so neither loses the other's increments.
+                    mixed
+                        .lock()
+                        .map_err(|_| "a process died holding the lock")?
+                        .update(|x| x + 1);
+                    mixed.fetch_add(1);
                 }
                 Ok(())
             })?);
@@ -185,7 +196,12 @@ mod app {
             atomic.load_atomic(),
             want,
         );
-        Ok(a && b && children_ok)
+        let c = check(
+            &format!("{PROCESSES} x {MANY} x 2 increments, locked and fetch_add mixed"),
+            mixed.load(),
+            2 * want,
+        );
+        Ok(a && b && c && children_ok)
     }
 
     pub fn main() -> Res<i32> {

@@ -1,15 +1,44 @@
 //! Typed shared cells: [`Value<T>`] and [`Array<T>`], each with its own
 //! [`Lock`] (Python's `Value('i', 0)`, `Array('d', n)` and `get_lock()`).
 //!
-//! Three ways in, from strongest to weakest:
-//! - `lock()` gives a guard that derefs to `T` / `[T]`: exclusive access
-//!   for read-modify-write sequences, across processes.
-//! - On integer `Value`s, atomic operations (`fetch_add`, `compare_exchange`,
-//!   `swap`, …) without the lock.
-//! - Unlocked copies (`load` / `store`, `read_into` / `write_from`) for
-//!   callers who synchronise some other way. They copy word by word with
-//!   relaxed atomic accesses, so a racing writer can make a copy mix old and
-//!   new words (torn), but never undefined behaviour.
+//! # One access width per cell, and no references into shared memory
+//!
+//! Every access this module makes to a cell's bytes — locked or not, from
+//! any handle in any process — is an **atomic access of the cell's unit
+//! width**: the largest of 8, 4, 2 and 1 bytes that divides `size_of::<T>()`.
+//! A `Value<i32>` is read, written,
+//! added to and compared-and-swapped only as one 4-byte atomic, a
+//! `Value<i64>` or an `Array<f64>` element only as 8-byte atomics, a
+//! `Value<[u64; 3]>` as three 8-byte atomics. Nothing hands out a `&T`,
+//! `&mut T` or slice into the shared bytes, so no safe code can make a
+//! non-atomic access race with an atomic one, or two atomics of different
+//! widths overlap (both undefined behaviour in Rust's memory model). A peer
+//! process that writes the bytes some other way — a bug, or a hostile peer —
+//! can make the values wrong, never make this process's accesses undefined.
+//!
+//! Three ways in:
+//! - `lock()` gives a guard ([`ValueGuard`], [`ArrayGuard`]) that holds the
+//!   cell's lock, across processes, and reads and writes through
+//!   `get` / `set` / `update` (Python's `with v.get_lock(): v.value += 1`
+//!   is `v.lock()?.update(|x| x + 1)`). The lock makes a guard's sequence
+//!   of accesses exclusive with respect to **other lock holders**; the
+//!   unlocked operations below do not take it.
+//! - On integer `Value`s, atomic read-modify-writes (`fetch_add`,
+//!   `compare_exchange`, `swap`, …) without the lock, at the value's own
+//!   width.
+//! - Unlocked copies (`load` / `store`, `read_into` / `write_from`, …) for
+//!   callers who synchronise some other way. A `T` of one unit (every
+//!   integer and float) is never torn; a larger `T` is copied unit by unit,
+//!   so a racing writer can make a copy mix old and new units (torn), but
+//!   never undefined behaviour.
+//!
+//! **Mixing locked and lock-free updates.** A guard's `update` on a `T` of
+//! one unit is a compare-and-swap loop, so it loses no concurrent
+//! `fetch_add` (or other atomic read-modify-write) made without the lock:
+//! both may be used on one cell at once and every update counts
+//! (`tests/cell_soundness.rs`). A guard's `get` then `set` is two accesses:
+//! exclusive against other guards, but a lock-free update in between is
+//! overwritten, as is any concurrent unlocked `store` (a blind write).
 
 use crate::error::SegmentError;
 use crate::shared::{check_region, region_layout, Region, Shared, ShmSafe, KIND_ARRAY};
@@ -19,85 +48,238 @@ use crate::sync::{Lock, LockGuard, LockTimeoutError, OwnerDied, TryLockError};
 use bytemuck::Pod;
 use std::cell::UnsafeCell;
 use std::fmt;
-use std::ops::{Deref, DerefMut};
 use std::os::fd::{OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
-/// Copies `len` bytes from shared memory at `src` into `dst`, word by word
-/// with relaxed atomic loads where alignment allows, byte by byte otherwise.
+/// The width in bytes of every access to a `T` in a cell: the largest of
+/// 8, 4, 2 and 1 that divides `size_of::<T>()` (0 for a zero-sized `T`,
+/// which has no bytes to access).
 ///
-/// # Safety
-/// `src..src+dst.len()` must be mapped and only accessed atomically or under
-/// shmring's locks by others.
-unsafe fn racy_read(src: *const u8, dst: &mut [u8]) {
-    let words = (src as usize).is_multiple_of(8) && dst.len().is_multiple_of(8);
-    if words {
-        for (i, chunk) in dst.chunks_exact_mut(8).enumerate() {
-            // SAFETY: aligned, in bounds (contract); AtomicU64 has u64's layout.
-            let w = unsafe { AtomicU64::from_ptr(src.add(i * 8) as *mut u64) };
-            // Relaxed: an unsynchronised copy (documented as such).
-            chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
-        }
+/// It depends on the size only, so every handle of a cell (any process,
+/// any type of that size) uses the same width. Every cell address is a
+/// multiple of it: a `Value`'s `T` sits at an 8-aligned offset of an
+/// 8-aligned [`ValueCell`] (a [`Lock`] is 8-aligned and a multiple of 8
+/// long), and an `Array`'s element `i` at an 8-aligned base plus
+/// `i * size_of::<T>()`, a multiple of the unit.
+const fn unit_of<T>() -> usize {
+    let size = std::mem::size_of::<T>();
+    let lowest = size & size.wrapping_neg();
+    if lowest > 8 {
+        8
     } else {
-        for (i, b) in dst.iter_mut().enumerate() {
-            // SAFETY: in bounds (contract); any address is aligned for u8.
-            let a = unsafe { AtomicU8::from_ptr(src.add(i) as *mut u8) };
-            // Relaxed: as above.
-            *b = a.load(Ordering::Relaxed);
-        }
+        lowest
     }
 }
 
-/// Copies `src` into shared memory at `dst`, as [`racy_read`] in reverse.
+/// Whether a `T` is exactly one unit (1, 2, 4 or 8 bytes): loaded and
+/// stored whole, never torn, and updated with one compare-and-swap.
+const fn is_one_unit<T>() -> bool {
+    std::mem::size_of::<T>() != 0 && std::mem::size_of::<T>() == unit_of::<T>()
+}
+
+/// Copies `out.len()` values of `T` from shared memory at `src`, one
+/// relaxed atomic load of [`unit_of::<T>`] bytes per unit.
 ///
 /// # Safety
-/// As for [`racy_read`], for `dst..dst+src.len()`.
-unsafe fn racy_write(dst: *mut u8, src: &[u8]) {
-    let words = (dst as usize).is_multiple_of(8) && src.len().is_multiple_of(8);
-    if words {
-        for (i, chunk) in src.chunks_exact(8).enumerate() {
-            // SAFETY: aligned, in bounds (contract).
-            let w = unsafe { AtomicU64::from_ptr(dst.add(i * 8) as *mut u64) };
-            let v = u64::from_ne_bytes(chunk.try_into().expect("8-byte chunk"));
-            // Relaxed: an unsynchronised copy (documented as such).
-            w.store(v, Ordering::Relaxed);
-        }
-    } else {
-        for (i, b) in src.iter().enumerate() {
-            // SAFETY: in bounds (contract).
-            let a = unsafe { AtomicU8::from_ptr(dst.add(i)) };
-            // Relaxed: as above.
-            a.store(*b, Ordering::Relaxed);
-        }
+/// `src..src + out.len()` must lie in a live mapping, `src` must be aligned
+/// to `unit_of::<T>()`, and every access this process makes to those bytes
+/// meanwhile must be atomic of that same width (the invariant of this
+/// module: nothing else in it touches a cell's bytes).
+unsafe fn load_units<T: Pod>(src: *const T, out: &mut [T]) {
+    if std::mem::size_of::<T>() == 0 {
+        return;
+    }
+    let src = src as *const u8;
+    let bytes: &mut [u8] = bytemuck::cast_slice_mut(out);
+    debug_assert!((src as usize).is_multiple_of(unit_of::<T>()));
+    macro_rules! copy {
+        ($atomic:ty, $int:ty) => {{
+            const W: usize = std::mem::size_of::<$int>();
+            for (i, chunk) in bytes.chunks_exact_mut(W).enumerate() {
+                // SAFETY: in bounds and aligned to W (contract); $atomic
+                // has $int's layout; all accesses to these bytes are W-wide
+                // atomics (contract), so this load races with none.
+                let a = unsafe { <$atomic>::from_ptr(src.add(i * W) as *mut $int) };
+                // Relaxed: a copy; the cell's lock or the caller's own
+                // synchronisation orders it (documented as such).
+                chunk.copy_from_slice(&a.load(Ordering::Relaxed).to_ne_bytes());
+            }
+        }};
+    }
+    match unit_of::<T>() {
+        8 => copy!(AtomicU64, u64),
+        4 => copy!(AtomicU32, u32),
+        2 => copy!(AtomicU16, u16),
+        _ => copy!(AtomicU8, u8),
+    }
+}
+
+/// Copies `values` into shared memory at `dst`, as [`load_units`] in
+/// reverse: one relaxed atomic store per unit.
+///
+/// # Safety
+/// As for [`load_units`], for `dst..dst + values.len()`.
+unsafe fn store_units<T: Pod>(dst: *mut T, values: &[T]) {
+    if std::mem::size_of::<T>() == 0 {
+        return;
+    }
+    let dst = dst as *mut u8;
+    let bytes: &[u8] = bytemuck::cast_slice(values);
+    debug_assert!((dst as usize).is_multiple_of(unit_of::<T>()));
+    macro_rules! copy {
+        ($atomic:ty, $int:ty) => {{
+            const W: usize = std::mem::size_of::<$int>();
+            for (i, chunk) in bytes.chunks_exact(W).enumerate() {
+                // SAFETY: as in `load_units`.
+                let a = unsafe { <$atomic>::from_ptr(dst.add(i * W) as *mut $int) };
+                let v = <$int>::from_ne_bytes(chunk.try_into().expect("one unit"));
+                // Relaxed: as in `load_units`.
+                a.store(v, Ordering::Relaxed);
+            }
+        }};
+    }
+    match unit_of::<T>() {
+        8 => copy!(AtomicU64, u64),
+        4 => copy!(AtomicU32, u32),
+        2 => copy!(AtomicU16, u16),
+        _ => copy!(AtomicU8, u8),
+    }
+}
+
+/// Reads one `T`, as [`load_units`].
+///
+/// # Safety
+/// As for [`load_units`], for one `T`.
+unsafe fn load_one<T: Pod>(src: *const T) -> T {
+    let mut v = T::zeroed();
+    // SAFETY: the caller's contract, for one element.
+    unsafe { load_units(src, std::slice::from_mut(&mut v)) };
+    v
+}
+
+/// Replaces the `T` at `ptr` by `f(old)`; returns the new value.
+///
+/// A `T` of one unit is replaced by a compare-and-swap loop (`f` may run
+/// more than once), so the update is atomic with respect to every other
+/// atomic access, locked or not. A larger `T` is loaded, passed to `f` once
+/// and stored unit by unit: only the caller's lock makes that exclusive.
+///
+/// # Safety
+/// As for [`load_units`], for one `T`.
+unsafe fn update_one<T: Pod>(ptr: *mut T, mut f: impl FnMut(T) -> T) -> T {
+    if !is_one_unit::<T>() {
+        // SAFETY: the caller's contract.
+        let new = f(unsafe { load_one(ptr) });
+        // SAFETY: the caller's contract.
+        unsafe { store_units(ptr, std::slice::from_ref(&new)) };
+        return new;
+    }
+    macro_rules! cas {
+        ($atomic:ty, $int:ty) => {{
+            // SAFETY: as in `load_units`: the T is exactly one $int, aligned.
+            let a = unsafe { <$atomic>::from_ptr(ptr as *mut $int) };
+            // Relaxed: only a first guess; the CAS below checks it.
+            let mut cur = a.load(Ordering::Relaxed);
+            loop {
+                let new = f(bytemuck::pod_read_unaligned(&cur.to_ne_bytes()));
+                let bits =
+                    <$int>::from_ne_bytes(bytemuck::bytes_of(&new).try_into().expect("one unit"));
+                // SeqCst on success: the same order as the lock-free
+                // read-modify-writes (`fetch_add`, …), one total order of
+                // every update of the cell. Relaxed on failure: the value
+                // read is only the next guess.
+                match a.compare_exchange_weak(cur, bits, Ordering::SeqCst, Ordering::Relaxed) {
+                    Ok(_) => return new,
+                    Err(now) => cur = now,
+                }
+            }
+        }};
+    }
+    match std::mem::size_of::<T>() {
+        8 => cas!(AtomicU64, u64),
+        4 => cas!(AtomicU32, u32),
+        2 => cas!(AtomicU16, u16),
+        _ => cas!(AtomicU8, u8),
     }
 }
 
 /// The contents of a [`Value`] segment: its lock, then the value.
+///
+/// The value's bytes are only ever accessed by this module, through atomics
+/// of the value's unit width (see [`Value`]); no reference to them is
+/// ever made.
 #[repr(C)]
 pub struct ValueCell<T> {
     lock: Lock,
     value: UnsafeCell<T>,
 }
 
-// SAFETY: the value is only accessed under `lock`, through atomics, or by
-// word-wise atomic copies; T: Pod holds no pointers and any bits are valid.
+// A `Lock` is 8-aligned and a multiple of 8 long, so the value after it is
+// at an offset aligned to any unit (at most 8): see `unit_of`.
+const _: () = assert!(std::mem::size_of::<Lock>().is_multiple_of(8));
+const _: () = assert!(std::mem::align_of::<Lock>() >= 8);
+
+// SAFETY: the value is only accessed through atomics of its unit width
+// (`load_units` / `store_units` / `update_one` and the integer atomics), so
+// shared access from many threads races only atomic with atomic of one
+// width; T: Pod holds no pointers and any bits are valid.
 unsafe impl<T: Pod> Sync for ValueCell<T> {}
 // SAFETY: plain data.
 unsafe impl<T: Pod> Send for ValueCell<T> {}
 // SAFETY: repr(C) of a Lock and a Pod: no pointers, any bits valid.
 unsafe impl<T: Pod> ShmSafe for ValueCell<T> {}
 
+impl<T> ValueCell<T> {
+    fn ptr(&self) -> *mut T {
+        self.value.get()
+    }
+}
+
 /// A `T` in shared memory with its own lock: Python's
 /// `multiprocessing.Value`.
+///
+/// # Access paths, and why none hands out `&mut T`
+///
+/// Every access to the value — locked or not, from any handle in any
+/// process — is an **atomic of the value's unit width**: the largest of 8,
+/// 4, 2 and 1 bytes that divides `size_of::<T>()`. A `Value<i32>` is only
+/// ever read, written, added to and compared-and-swapped as one 4-byte
+/// atomic, a `Value<[u64; 3]>` as three 8-byte ones. No `&T` or `&mut T`
+/// into the shared bytes is ever made, so no safe code can race a plain
+/// access with an atomic one, or overlap atomics of two widths (both
+/// undefined behaviour); a peer process writing the bytes some other way
+/// can make the value wrong, never this process's accesses undefined.
+///
+/// - [`lock`](Self::lock) gives a [`ValueGuard`] that holds the value's
+///   lock across processes and reads and writes through
+///   [`get`](ValueGuard::get), [`set`](ValueGuard::set) and
+///   [`update`](ValueGuard::update). Python's `with v.get_lock():
+///   v.value += 1` is `v.lock()?.update(|x| x + 1)`. The lock makes a
+///   guard's accesses exclusive with respect to other lock holders; the
+///   unlocked operations below do not take it.
+/// - Integer values have atomic read-modify-writes without the lock
+///   ([`fetch_add`](Value::<i64>::fetch_add), `fetch_sub`, `swap`,
+///   `compare_exchange`, `fetch_max`, `fetch_min`).
+/// - [`load`](Self::load) and [`store`](Self::store) copy without the lock:
+///   never torn for a `T` of one unit (every integer and float); a larger
+///   `T` is copied unit by unit and may be torn by a racing writer.
+///
+/// **Mixing them on one value.** A guard's `update` on a one-unit `T` is a
+/// compare-and-swap loop, so it and a concurrent lock-free `fetch_add` never
+/// lose each other's updates: both may be used at once and every update
+/// counts. A guard's `get` then `set` is two accesses: exclusive against
+/// other guards, but a lock-free update in between is overwritten, as is
+/// (or overwrites) any unlocked `store`, a blind write.
 ///
 /// # Examples
 /// ```
 /// use shmring::Value;
 /// let counter = Value::<i64>::anonymous(0)?; // shared with forked children
-/// *counter.lock().unwrap_or_else(|died| died.into_inner()) += 1;
+/// // Python's `with counter.get_lock(): counter.value += 1`:
+/// counter.lock().unwrap_or_else(|died| died.into_inner()).update(|x| x + 1);
 /// counter.fetch_add(2); // integer cells: atomics without the lock
 /// assert_eq!(counter.load(), 3);
 /// # Ok::<(), shmring::SegmentError>(())
@@ -115,30 +297,56 @@ impl<T: Pod> fmt::Debug for Value<T> {
     }
 }
 
-/// Holds a [`Value`]'s lock; derefs to the value.
+/// Holds a [`Value`]'s lock; reads and writes the value with
+/// [`get`](Self::get), [`set`](Self::set) and [`update`](Self::update).
+///
+/// The guard gives no `&mut T` into shared memory: the unlocked operations
+/// of other handles (`fetch_add`, `store`, `load`) do not wait for the
+/// lock, and a reference would let a plain access race with them. Every
+/// access goes through atomics of the value's width instead.
+#[must_use = "the lock is released when the guard is dropped"]
 pub struct ValueGuard<'a, T: Pod> {
     _guard: LockGuard<'a>,
-    value: &'a UnsafeCell<T>,
+    cell: &'a ValueCell<T>,
 }
 
-impl<T: Pod> Deref for ValueGuard<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        // SAFETY: the lock is held: no other locked access; T is Pod.
-        unsafe { &*self.value.get() }
+impl<T: Pod> ValueGuard<'_, T> {
+    /// The value. Consistent with every other lock holder's writes; a `T`
+    /// of one unit (any integer or float) is also never torn by an
+    /// unlocked `store`.
+    pub fn get(&self) -> T {
+        // SAFETY: the cell lies in the mapping, aligned to the unit (see
+        // `unit_of`), kept alive by the borrowed handle; every access to it
+        // is a unit-wide atomic (module invariant).
+        unsafe { load_one(self.cell.ptr()) }
     }
-}
 
-impl<T: Pod> DerefMut for ValueGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as above, and `&mut self` makes this the only view.
-        unsafe { &mut *self.value.get() }
+    /// Overwrites the value.
+    pub fn set(&self, value: T) {
+        // SAFETY: as in `get`.
+        unsafe { store_units(self.cell.ptr(), std::slice::from_ref(&value)) }
+    }
+
+    /// Replaces the value by `f(value)` and returns the new value: the
+    /// read-modify-write of Python's `with v.get_lock(): v.value += 1`.
+    ///
+    /// Exclusive with respect to other lock holders. For a `T` of one unit
+    /// (every integer and float) it is also one compare-and-swap loop, so a
+    /// concurrent lock-free `fetch_add` (or `swap`, `compare_exchange`, …)
+    /// from another handle is never lost; `f` may then run more than once,
+    /// so it should be a pure function of its argument. The loop is
+    /// lock-free, not wait-free: while others keep changing the value
+    /// without the lock (`fetch_add` in a tight loop, or a peer writing the
+    /// bytes) it retries, and it finishes once they pause.
+    pub fn update(&self, f: impl FnMut(T) -> T) -> T {
+        // SAFETY: as in `get`.
+        unsafe { update_one(self.cell.ptr(), f) }
     }
 }
 
 impl<T: Pod + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
+        f.debug_tuple("ValueGuard").field(&self.get()).finish()
     }
 }
 
@@ -214,7 +422,7 @@ impl<T: Pod> Value<T> {
     fn guard<'a>(&'a self, g: LockGuard<'a>) -> ValueGuard<'a, T> {
         ValueGuard {
             _guard: g,
-            value: &self.shared.value,
+            cell: &self.shared,
         }
     }
 
@@ -224,7 +432,7 @@ impl<T: Pod> Value<T> {
         &self.shared.lock
     }
 
-    /// Takes the value's lock; the guard derefs to the value.
+    /// Takes the value's lock; the guard reads and writes the value.
     ///
     /// # Errors
     /// `OwnerDied(guard)`: a process died holding the lock; the value may
@@ -263,30 +471,22 @@ impl<T: Pod> Value<T> {
         }
     }
 
-    /// A copy of the value without the lock (may be torn by a racing
-    /// writer; see the module docs).
+    /// A copy of the value without the lock: never torn for a `T` of one
+    /// unit (any integer or float); a larger `T` may be torn by a racing
+    /// writer (see [`Value`]).
     pub fn load(&self) -> T {
-        let mut v = T::zeroed();
-        // SAFETY: the value lies in the mapping; others access it only
-        // atomically or under the lock.
-        unsafe {
-            racy_read(
-                self.shared.value.get() as *const u8,
-                bytemuck::bytes_of_mut(&mut v),
-            )
-        };
-        v
+        // SAFETY: the value lies in the mapping, aligned to its unit, alive
+        // while `self` is; every access to it is a unit-wide atomic (module
+        // invariant).
+        unsafe { load_one(self.shared.ptr()) }
     }
 
-    /// Overwrites the value without the lock (see the module docs).
+    /// Overwrites the value without the lock (see [`Value`]): a blind
+    /// write, which a lock holder's `get` then `set` can overwrite and
+    /// which can overwrite theirs.
     pub fn store(&self, value: T) {
         // SAFETY: as in `load`.
-        unsafe {
-            racy_write(
-                self.shared.value.get() as *mut u8,
-                bytemuck::bytes_of(&value),
-            )
-        };
+        unsafe { store_units(self.shared.ptr(), std::slice::from_ref(&value)) }
     }
 }
 
@@ -294,14 +494,18 @@ macro_rules! atomic_value {
     ($($t:ty => $atomic:ty),* $(,)?) => { $(
         impl Value<$t> {
             fn atomic(&self) -> &$atomic {
-                // SAFETY: the value is aligned for its type inside the
-                // repr(C) cell, mapped while `self` lives, and every other
-                // access is atomic or under the lock.
-                unsafe { <$atomic>::from_ptr(self.shared.value.get()) }
+                // SAFETY: the value is one unit (its size is 1, 2, 4 or 8)
+                // and so aligned to it inside the repr(C) cell (see
+                // `unit_of`), mapped while `self` lives, and every other
+                // access to it is an atomic of this same width (module
+                // invariant): `load_units`/`store_units`/`update_one` use
+                // the unsigned atomic of `size_of::<$t>()` bytes.
+                unsafe { <$atomic>::from_ptr(self.shared.ptr()) }
             }
 
             /// Adds atomically without the lock; returns the previous value
-            /// (wrapping on overflow).
+            /// (wrapping on overflow). Never lost against a lock holder's
+            /// [`update`](ValueGuard::update).
             pub fn fetch_add(&self, v: $t) -> $t {
                 // SeqCst: a counter others may read in any order.
                 self.atomic().fetch_add(v, Ordering::SeqCst)
@@ -322,7 +526,8 @@ macro_rules! atomic_value {
             /// Stores `new` if the value is `current`; `Ok(previous)` or
             /// `Err(actual)`.
             pub fn compare_exchange(&self, current: $t, new: $t) -> Result<$t, $t> {
-                // SeqCst: as for fetch_add.
+                // SeqCst (both): as for fetch_add; the failure load is the
+                // value the caller retries from.
                 self.atomic()
                     .compare_exchange(current, new, Ordering::SeqCst, Ordering::SeqCst)
             }
@@ -340,7 +545,8 @@ macro_rules! atomic_value {
                 self.atomic().fetch_min(v, Ordering::SeqCst)
             }
 
-            /// An atomic read (never torn).
+            /// An atomic read in the total order of the read-modify-writes
+            /// ([`load`](Self::load) is never torn either, but relaxed).
             pub fn load_atomic(&self) -> $t {
                 // SeqCst: as for fetch_add.
                 self.atomic().load(Ordering::SeqCst)
@@ -349,6 +555,10 @@ macro_rules! atomic_value {
     )* };
 }
 atomic_value!(
+    i8 => std::sync::atomic::AtomicI8,
+    u8 => std::sync::atomic::AtomicU8,
+    i16 => std::sync::atomic::AtomicI16,
+    u16 => std::sync::atomic::AtomicU16,
     i32 => std::sync::atomic::AtomicI32,
     u32 => std::sync::atomic::AtomicU32,
     i64 => std::sync::atomic::AtomicI64,
@@ -360,17 +570,28 @@ atomic_value!(
 /// An array of `T` in shared memory with its own lock: Python's
 /// `multiprocessing.Array`.
 ///
+/// Every access to an element is an atomic of the element's unit width, as
+/// for a [`Value`] (see there: the same access paths, less the integer
+/// read-modify-writes); neither the array nor its [`ArrayGuard`] hands out
+/// a slice of the shared bytes. Read the whole with
+/// [`to_vec`](Self::to_vec) or [`read_into`](Self::read_into), which copy;
+/// a one-unit element (any integer or float) is never torn. Workers filling
+/// disjoint parts need no lock; a read-modify-write of an element needs the
+/// guard's [`update`](ArrayGuard::update).
+///
 /// # Examples
 /// ```
 /// use shmring::Array;
 /// let a = Array::<f64>::anonymous_from(&[1.0, 2.0, 3.0])?;
-/// a.lock().unwrap_or_else(|died| died.into_inner())[1] = 5.0;
+/// a.lock().unwrap_or_else(|died| died.into_inner()).set(1, 5.0);
 /// assert_eq!(a.to_vec(), vec![1.0, 5.0, 3.0]);
 /// # Ok::<(), shmring::SegmentError>(())
 /// ```
 pub struct Array<T: Pod> {
     region: std::sync::Arc<Region>,
     lock: NonNull<Lock>,
+    /// `len` elements in the mapping, aligned to `unit_of::<T>()` (checked
+    /// when mapped); only ever accessed through unit-wide atomics.
     data: NonNull<T>,
     len: usize,
 }
@@ -387,9 +608,10 @@ impl<T: Pod> Clone for Array<T> {
 }
 
 // SAFETY: the pointers address the mapping kept alive by `region`; the data
-// is accessed under the lock or by atomic copies; T: Pod is plain data.
+// is only accessed through unit-wide atomics; T: Pod is plain data.
 unsafe impl<T: Pod> Send for Array<T> {}
-// SAFETY: as above.
+// SAFETY: as above: shared access races only atomic with atomic of one
+// width.
 unsafe impl<T: Pod> Sync for Array<T> {}
 
 impl<T: Pod> fmt::Debug for Array<T> {
@@ -401,26 +623,85 @@ impl<T: Pod> fmt::Debug for Array<T> {
     }
 }
 
-/// Holds an [`Array`]'s lock; derefs to the slice.
+/// Holds an [`Array`]'s lock; reads and writes elements with
+/// [`get`](Self::get), [`set`](Self::set), [`update`](Self::update) and the
+/// slice copies.
+///
+/// The guard gives no slice of the shared bytes: the array's unlocked
+/// operations (`store`, `write_at`, …, from any handle) do not wait for the
+/// lock, and a reference would let a plain access race with them.
+#[must_use = "the lock is released when the guard is dropped"]
 pub struct ArrayGuard<'a, T: Pod> {
     _guard: LockGuard<'a>,
-    data: NonNull<T>,
-    len: usize,
+    array: &'a Array<T>,
 }
 
-impl<T: Pod> Deref for ArrayGuard<'_, T> {
-    type Target = [T];
-    fn deref(&self) -> &[T] {
-        // SAFETY: `len` elements in the mapping (checked when opened); the
-        // lock is held.
-        unsafe { std::slice::from_raw_parts(self.data.as_ptr(), self.len) }
+impl<T: Pod> ArrayGuard<'_, T> {
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.array.len
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.array.len == 0
+    }
+
+    /// Element `i`.
+    ///
+    /// # Panics
+    /// If `i >= len()`, like slice indexing.
+    pub fn get(&self, i: usize) -> T {
+        self.array.load(i)
+    }
+
+    /// Overwrites element `i`.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    pub fn set(&self, i: usize, value: T) {
+        self.array.store(i, value)
+    }
+
+    /// Replaces element `i` by `f(element)` and returns the new value, as
+    /// [`ValueGuard::update`] (a compare-and-swap loop for a `T` of one
+    /// unit).
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    pub fn update(&self, i: usize, f: impl FnMut(T) -> T) -> T {
+        let p = self.array.elem_ptr(i);
+        // SAFETY: element i lies in the mapping, aligned to its unit; every
+        // access to it is a unit-wide atomic (module invariant).
+        unsafe { update_one(p, f) }
+    }
+
+    /// Copies `out.len()` elements starting at `offset`.
+    ///
+    /// # Panics
+    /// If `offset + out.len()` is beyond the array.
+    pub fn read_at(&self, offset: usize, out: &mut [T]) {
+        self.array.read_at(offset, out)
+    }
+
+    /// Overwrites `values.len()` elements starting at `offset`.
+    ///
+    /// # Panics
+    /// If `offset + values.len()` is beyond the array.
+    pub fn write_at(&self, offset: usize, values: &[T]) {
+        self.array.write_at(offset, values)
+    }
+
+    /// A copy of every element, consistent with every other lock holder's
+    /// writes.
+    pub fn to_vec(&self) -> Vec<T> {
+        self.array.to_vec()
     }
 }
 
-impl<T: Pod> DerefMut for ArrayGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut [T] {
-        // SAFETY: as above, and `&mut self` makes this the only view.
-        unsafe { std::slice::from_raw_parts_mut(self.data.as_ptr(), self.len) }
+impl<T: Pod + fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ArrayGuard").field(&self.to_vec()).finish()
     }
 }
 
@@ -447,6 +728,12 @@ impl<T: Pod> Array<T> {
             .seg
             .at::<T>(region.fields.slots_offset, len)
             .ok_or_else(bad)?;
+        // Every element's address is then a multiple of the unit too
+        // (`unit_of` divides the element size); the offset is this build's
+        // own derivation, so this never fails, but the atomics need it.
+        if !(data.as_ptr() as usize).is_multiple_of(unit_of::<T>().max(1)) {
+            return Err(SegmentError::Corrupted("array elements misaligned"));
+        }
         Ok(Array {
             region: std::sync::Arc::new(region),
             lock,
@@ -558,12 +845,11 @@ impl<T: Pod> Array<T> {
     fn guard<'a>(&'a self, g: LockGuard<'a>) -> ArrayGuard<'a, T> {
         ArrayGuard {
             _guard: g,
-            data: self.data,
-            len: self.len,
+            array: self,
         }
     }
 
-    /// Takes the array's lock; the guard derefs to the slice.
+    /// Takes the array's lock; the guard reads and writes the elements.
     ///
     /// # Errors
     /// `OwnerDied(guard)`: a process died holding the lock.
@@ -601,26 +887,27 @@ impl<T: Pod> Array<T> {
         }
     }
 
-    fn elem_ptr(&self, i: usize) -> *mut u8 {
+    fn elem_ptr(&self, i: usize) -> *mut T {
         assert!(
             i < self.len,
             "index {i} out of bounds for an array of {}",
             self.len
         );
         // SAFETY: i < len, inside the mapping.
-        unsafe { self.data.as_ptr().add(i) as *mut u8 }
+        unsafe { self.data.as_ptr().add(i) }
     }
 
-    /// Element `i` without the lock (see the module docs).
+    /// Element `i` without the lock: never torn for a `T` of one unit (any
+    /// integer or float); see [`Array`].
     ///
     /// # Panics
     /// If `i >= len()`, like slice indexing.
     pub fn load(&self, i: usize) -> T {
-        let mut v = T::zeroed();
-        // SAFETY: element i is in the mapping; others access it atomically
-        // or under the lock.
-        unsafe { racy_read(self.elem_ptr(i), bytemuck::bytes_of_mut(&mut v)) };
-        v
+        let p = self.elem_ptr(i);
+        // SAFETY: element i lies in the mapping (kept alive by `region`),
+        // aligned to its unit; every access to it is a unit-wide atomic
+        // (module invariant).
+        unsafe { load_one(p) }
     }
 
     /// Overwrites element `i` without the lock.
@@ -628,8 +915,9 @@ impl<T: Pod> Array<T> {
     /// # Panics
     /// If `i >= len()`.
     pub fn store(&self, i: usize, value: T) {
+        let p = self.elem_ptr(i);
         // SAFETY: as in `load`.
-        unsafe { racy_write(self.elem_ptr(i), bytemuck::bytes_of(&value)) };
+        unsafe { store_units(p, std::slice::from_ref(&value)) };
     }
 
     /// Copies the first `out.len()` elements without the lock.
@@ -643,13 +931,10 @@ impl<T: Pod> Array<T> {
             out.len(),
             self.len
         );
-        // SAFETY: out.len() elements from the start lie in the mapping.
-        unsafe {
-            racy_read(
-                self.data.as_ptr() as *const u8,
-                bytemuck::cast_slice_mut(out),
-            )
-        };
+        // SAFETY: out.len() elements from the start lie in the mapping,
+        // aligned to their unit; every access to them is a unit-wide atomic
+        // (module invariant).
+        unsafe { load_units(self.data.as_ptr(), out) };
     }
 
     /// Overwrites the first `values.len()` elements without the lock.
@@ -664,7 +949,7 @@ impl<T: Pod> Array<T> {
             self.len
         );
         // SAFETY: as in `read_into`.
-        unsafe { racy_write(self.data.as_ptr() as *mut u8, bytemuck::cast_slice(values)) };
+        unsafe { store_units(self.data.as_ptr(), values) };
     }
 
     /// Copies `out.len()` elements starting at `offset`, without the lock.
@@ -679,13 +964,10 @@ impl<T: Pod> Array<T> {
             out.len(),
             self.len
         );
-        // SAFETY: elements offset..offset+out.len() lie in the mapping.
-        unsafe {
-            racy_read(
-                self.data.as_ptr().add(offset) as *const u8,
-                bytemuck::cast_slice_mut(out),
-            )
-        };
+        // SAFETY: elements offset..offset+out.len() lie in the mapping,
+        // aligned to their unit; every access to them is a unit-wide atomic
+        // (module invariant).
+        unsafe { load_units(self.data.as_ptr().add(offset), out) };
     }
 
     /// Overwrites `values.len()` elements starting at `offset`, without the
@@ -702,12 +984,7 @@ impl<T: Pod> Array<T> {
             self.len
         );
         // SAFETY: as in `read_at`.
-        unsafe {
-            racy_write(
-                self.data.as_ptr().add(offset) as *mut u8,
-                bytemuck::cast_slice(values),
-            )
-        };
+        unsafe { store_units(self.data.as_ptr().add(offset), values) };
     }
 
     /// A copy of every element without the lock.

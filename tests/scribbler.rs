@@ -1214,8 +1214,8 @@ fn value_worker(v: &Value<u64>, env: &Env<'_>, slot: &Slot, w: u64) {
                     Err(LockTimeoutError::Timeout) => None,
                 };
                 st.note_bool(guard.is_some());
-                if let Some(mut g) = guard {
-                    *g = g.wrapping_add(1);
+                if let Some(g) = guard {
+                    g.update(|x| x.wrapping_add(1));
                     let _c = slot.enter("unlock", Duration::ZERO);
                     drop(g);
                 }

@@ -280,13 +280,13 @@ fn child_hold() {
             (g1, g2, g3)
         });
         let _value = has("value").then(|| {
-            let mut g = value.lock().unwrap();
-            *g = 42; // a half-done update a recoverer must see
+            let g = value.lock().unwrap();
+            g.set(42); // a half-done update a recoverer must see
             g
         });
         let _array = has("array").then(|| {
-            let mut g = array.lock().unwrap();
-            g[0] = 7;
+            let g = array.lock().unwrap();
+            g.set(0, 7);
             g
         });
         if has("lockthread") {
@@ -399,7 +399,7 @@ fn child_incr() {
             "locked" => {
                 for i in 0..n {
                     if i % 2 == 0 {
-                        *v.lock().unwrap() += 1;
+                        v.lock().unwrap().update(|x| x + 1);
                     } else {
                         // get_lock() is the lock lock() takes.
                         let _g = v.get_lock().lock().unwrap();
@@ -462,7 +462,7 @@ fn value_counter_across_five_processes() {
             } else {
                 assert_eq!(total, all, "{mode}: every increment counted");
             }
-            assert_eq!(*v.lock().unwrap(), total);
+            assert_eq!(v.lock().unwrap().get(), total);
             assert!(!v.get_lock().is_locked());
         }
     });
@@ -488,19 +488,25 @@ fn value_atomic_operations() {
         assert_eq!(v.fetch_add(u32::MAX), 30, "wraps");
         assert_eq!(v.load_atomic(), 29);
         v.store(7);
-        assert_eq!(*seen.lock().unwrap(), 7);
+        assert_eq!(seen.lock().unwrap().get(), 7);
         {
-            let mut g = seen.try_lock().unwrap();
-            *g += 1;
+            let g = seen.try_lock().unwrap();
+            g.update(|x| x + 1);
             assert!(matches!(v.try_lock(), Err(TryLockError::WouldBlock)));
         }
         assert_eq!(v.load(), 8);
         // A Value of a Pod struct: copied whole under its lock.
         let a = Value::<[u64; 3]>::anonymous([1, 2, 3]).unwrap();
-        a.lock().unwrap()[1] = 20;
+        a.lock().unwrap().update(|mut x| {
+            x[1] = 20;
+            x
+        });
         assert_eq!(a.load(), [1, 20, 3]);
         a.store([4, 5, 6]);
-        assert_eq!(*a.lock_timeout(Duration::from_secs(1)).unwrap(), [4, 5, 6]);
+        assert_eq!(
+            a.lock_timeout(Duration::from_secs(1)).unwrap().get(),
+            [4, 5, 6]
+        );
         let b = a.clone();
         assert_eq!(b.load(), [4, 5, 6]);
     });
@@ -1171,8 +1177,8 @@ fn every_timeout_form_times_out() {
         drop(f.locks.lock.lock_timeout(short).unwrap());
         assert_eq!(f.locks.rlock.depth(), 0);
         drop(f.locks.rlock.lock_timeout(short).unwrap());
-        assert_eq!(*f.value.lock_timeout(short).unwrap(), 42);
-        assert_eq!(f.array.lock_timeout(short).unwrap()[0], 7);
+        assert_eq!(f.value.lock_timeout(short).unwrap().get(), 42);
+        assert_eq!(f.array.lock_timeout(short).unwrap().get(0), 7);
 
         // Condition: no notifier, with a Lock guard and with an RLock one.
         let g = f.locks.lock.lock().unwrap();
@@ -1293,20 +1299,20 @@ fn dead_owner_of_value_and_array_locks() {
         let child = f.hold("value", "hang");
         let killer = kill_when_blocked(child, gettid());
         match f.value.lock_timeout(Duration::from_secs(100)) {
-            Err(LockTimeoutError::OwnerDied(mut g)) => {
-                assert_eq!(*g, 42, "the dead owner's write is visible");
-                *g = 0;
+            Err(LockTimeoutError::OwnerDied(g)) => {
+                assert_eq!(g.get(), 42, "the dead owner's write is visible");
+                g.set(0);
             }
             Err(LockTimeoutError::Timeout) => panic!("timed out on a dead owner"),
             Ok(_) => panic!("a dead owner's lock taken as if free"),
         }
         wait_killed(&mut killer.join().unwrap());
-        assert_eq!(*f.value.lock().expect("clean after recovery"), 0);
+        assert_eq!(f.value.lock().expect("clean after recovery").get(), 0);
         // Value::lock (no timeout), blocked too.
         let child = f.hold("value", "hang");
         let killer = kill_when_blocked(child, gettid());
         let g = f.value.lock().expect_err("the owner died").into_inner();
-        assert_eq!(*g, 42);
+        assert_eq!(g.get(), 42);
         drop(g);
         wait_killed(&mut killer.join().unwrap());
         // try_lock, after the death, on the Array's, the Lock's and the
@@ -1314,7 +1320,7 @@ fn dead_owner_of_value_and_array_locks() {
         let mut child = f.hold("array,lock,value", "hang");
         kill_child(&mut child);
         match f.array.try_lock() {
-            Err(TryLockError::OwnerDied(g)) => assert_eq!(g[0], 7),
+            Err(TryLockError::OwnerDied(g)) => assert_eq!(g.get(0), 7),
             Err(TryLockError::WouldBlock) => panic!("a dead owner blocks the array"),
             Ok(_) => panic!("a dead owner's lock taken as if free"),
         }
@@ -1486,7 +1492,7 @@ fn live_owner_is_never_reported_dead() {
         wait_ok(&mut child);
         drop(f.locks.lock.try_lock().expect("released cleanly"));
         drop(f.locks.rlock.try_lock().expect("released cleanly"));
-        assert_eq!(*f.value.try_lock().expect("released cleanly"), 42);
+        assert_eq!(f.value.try_lock().expect("released cleanly").get(), 42);
     });
 }
 
@@ -1609,7 +1615,7 @@ fn shared_value_array_bad_input() {
         assert!(catch_unwind(|| a.store(8, 1.0)).is_err());
         assert!(catch_unwind(|| a.read_into(&mut [0.0; 9])).is_err());
         assert!(catch_unwind(|| a.write_from(&[0.0; 9])).is_err());
-        assert!(catch_unwind(|| a.lock().unwrap()[8]).is_err());
+        assert!(catch_unwind(|| a.lock().unwrap().get(8)).is_err());
         assert!(!arr.get_lock().is_locked(), "a panic drops the guard");
         arr.store(7, 2.5);
         assert_eq!(arr.load(7), 2.5);
@@ -1693,8 +1699,8 @@ fn child_array_fill() {
         let range = w * FILL_CHUNK..(w + 1) * FILL_CHUNK;
         if w.is_multiple_of(2) {
             let vals: Vec<f64> = range.clone().map(fill_value).collect();
-            let mut g = arr.lock().unwrap();
-            g[range].copy_from_slice(&vals);
+            let g = arr.lock().unwrap();
+            g.write_at(range.start, &vals);
         } else {
             for i in range {
                 arr.store(i, fill_value(i));
@@ -1719,7 +1725,7 @@ fn array_filled_by_worker_processes() {
             wait_ok(k);
         }
         let want: f64 = (0..n).map(fill_value).sum();
-        let g = arr.lock().unwrap();
+        let g = arr.lock().unwrap().to_vec();
         let sum: f64 = g.iter().sum();
         assert_eq!(sum, want);
         for (i, &x) in g.iter().enumerate() {
@@ -1811,7 +1817,7 @@ fn child_fork() {
                         return verdict;
                     }
                     for _ in 0..FORK_INCR {
-                        *v.lock().unwrap() += 1;
+                        v.lock().unwrap().update(|x| x + 1);
                     }
                     0
                 }))
