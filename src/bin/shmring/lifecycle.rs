@@ -97,6 +97,7 @@ fn report_json(r: &SegmentReport) -> serde_json::Value {
         "lost": r.lost,
         "reaped": r.reaped,
         "mapped_by": r.mapped_by,
+        "maps_unreadable": r.maps_unreadable,
         "size": r.file_size,
         "in_use": r.in_use(),
         "header": {
@@ -206,8 +207,10 @@ pub fn rm(args: RmArgs) -> Result<(), Failure> {
         let loc = location(name);
         let outcome = match inspect::inspect(&loc) {
             Ok(r) if r.in_use() && !args.force => Err(format!(
-                "{name}: in use (mapped by {:?}, {} live endpoint(s)); --force to remove anyway",
+                "{name}: in use (mapped by {:?}, maps unreadable for {:?}, {} live endpoint(s)); \
+                 --force to remove anyway",
                 r.mapped_by,
+                r.maps_unreadable,
                 r.endpoints.iter().filter(|e| e.alive).count()
             )),
             Ok(r) => std::fs::remove_file(&r.path).map_err(|e| format!("{name}: {e}")),
@@ -236,7 +239,8 @@ pub fn rm(args: RmArgs) -> Result<(), Failure> {
     }
 }
 
-/// `shmring gc`: removes segments no live process uses.
+/// `shmring gc`: removes segments it can prove unused; prints why it kept
+/// each other one (see `shmring::shm::inspect::gc`).
 pub fn gc(args: GcArgs) -> Result<(), Failure> {
     let dir: &Path = &args.dir.dir;
     if !dir.is_dir() {
