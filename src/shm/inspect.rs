@@ -88,10 +88,14 @@ impl SegmentReport {
     /// unrelated process here; so a creator whose pid and start time still
     /// match a process here counts as alive, and one that does not is only
     /// dead *as far as this namespace can tell* (which `gc` says).
-    pub fn keep_reason(&self) -> Option<String> {
-        if !self.maps_unreadable.is_empty() {
+    ///
+    /// `ignore_unreadable`: judge only the processes whose maps could be
+    /// read (the caller vouches that the others map none of its segments).
+    pub fn keep_reason(&self, ignore_unreadable: bool) -> Option<String> {
+        if !ignore_unreadable && !self.maps_unreadable.is_empty() {
             return Some(format!(
-                "cannot read the memory maps of pid(s) {:?}, which may map it (run gc as root)",
+                "cannot read the memory maps of pid(s) {:?}, which may map it \
+                 (run gc as root, or tell it to ignore them)",
                 self.maps_unreadable
             ));
         }
@@ -384,11 +388,16 @@ pub struct GcOutcome {
 /// Liveness is judged in this pid namespace: processes of another pid
 /// namespace that share the directory are invisible to `/proc` here, and
 /// each removal says so.
-pub fn gc(dir: &Path, dry_run: bool) -> Vec<GcOutcome> {
+///
+/// A process whose maps cannot be read (another user's, when not root; a
+/// non-dumpable one; `hidepid`) may map anything, so by default its mere
+/// presence keeps every segment; `ignore_unreadable` judges only the
+/// processes that can be read.
+pub fn gc(dir: &Path, dry_run: bool, ignore_unreadable: bool) -> Vec<GcOutcome> {
     let mut out = Vec::new();
     for r in scan(dir) {
         match r {
-            Ok(rep) => match rep.keep_reason() {
+            Ok(rep) => match rep.keep_reason(ignore_unreadable) {
                 Some(reason) => out.push(GcOutcome {
                     path: rep.path,
                     removed: false,

@@ -58,6 +58,10 @@ pub struct GcArgs {
     /// Show what would be removed, remove nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Judge only the processes whose memory maps can be read (by default a
+    /// process whose maps cannot be read may map anything, so gc keeps all).
+    #[arg(long)]
+    ignore_unreadable: bool,
 }
 
 fn location(name: &str) -> Location {
@@ -249,7 +253,7 @@ pub fn gc(args: GcArgs) -> Result<(), Failure> {
             dir.display()
         )));
     }
-    for o in inspect::gc(dir, args.dry_run) {
+    for o in inspect::gc(dir, args.dry_run, args.ignore_unreadable) {
         if args.dir.json {
             println!(
                 "{}",
