@@ -69,13 +69,11 @@ pub struct SegmentReport {
 }
 
 impl SegmentReport {
-    /// Whether some live process maps the segment (or may: its maps were
-    /// unreadable) or holds a live endpoint in it: `gc` never removes such
-    /// a segment, and `rm` refuses it without `--force`.
+    /// Whether some live process whose maps could be read maps the segment,
+    /// or a live endpoint is in it: `rm` refuses such a segment without
+    /// `--force`. (`gc` asks more: [`keep_reason`](Self::keep_reason).)
     pub fn in_use(&self) -> bool {
-        !self.mapped_by.is_empty()
-            || !self.maps_unreadable.is_empty()
-            || self.endpoints.iter().any(|e| e.alive)
+        !self.mapped_by.is_empty() || self.endpoints.iter().any(|e| e.alive)
     }
 
     /// Why `gc` must keep this segment, or `None` if it is proven unused:

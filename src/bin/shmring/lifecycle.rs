@@ -211,10 +211,8 @@ pub fn rm(args: RmArgs) -> Result<(), Failure> {
         let loc = location(name);
         let outcome = match inspect::inspect(&loc) {
             Ok(r) if r.in_use() && !args.force => Err(format!(
-                "{name}: in use (mapped by {:?}, maps unreadable for {:?}, {} live endpoint(s)); \
-                 --force to remove anyway",
+                "{name}: in use (mapped by {:?}, {} live endpoint(s)); --force to remove anyway",
                 r.mapped_by,
-                r.maps_unreadable,
                 r.endpoints.iter().filter(|e| e.alive).count()
             )),
             Ok(r) => std::fs::remove_file(&r.path).map_err(|e| format!("{name}: {e}")),
