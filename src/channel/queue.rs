@@ -548,7 +548,7 @@ impl<T: Pod> Queue<T> {
             flavor: None,
             capacity: None,
             opts: SegmentOptions::default(),
-            wake: WakeMode::Fast,
+            wake: WakeMode::Strict,
             bytes: false,
             msg_max: None,
             _t: PhantomData,
@@ -770,7 +770,7 @@ impl<T: Pod> QueueBuilder<T> {
         self
     }
 
-    /// The wake protocol of a new queue (default [`WakeMode::Fast`]).
+    /// The wake protocol of a new queue (default [`WakeMode::Strict`]; `Fast` interrupts other CPUs when a waiter sleeps: see [`WakeMode::Fast`]).
     pub fn wake_mode(mut self, mode: WakeMode) -> Self {
         self.wake = mode;
         self
