@@ -134,7 +134,10 @@ fn gc_removes_only_unused_segments() {
         let out = gc(dir.path(), false, true);
         assert!(!unused.exists(), "{out:?}");
         assert!(used.exists(), "a segment in use is kept: {out:?}");
-        assert!(mine.exists(), "a segment whose creator lives is kept: {out:?}");
+        assert!(
+            mine.exists(),
+            "a segment whose creator lives is kept: {out:?}"
+        );
         let why = out.iter().find(|o| o.path == mine).unwrap();
         assert!(why.reason.contains("alive"), "{}", why.reason);
         assert!(foreign.exists());

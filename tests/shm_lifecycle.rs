@@ -385,10 +385,7 @@ fn issue10_segment_larger_than_its_file_system_is_no_space() {
         // 4 Mi u64 slots: 32 MiB and more, on an 8 MiB file system. Before
         // the fix this was created (a sparse file) and the first write past
         // 8 MiB killed the process with SIGBUS.
-        match Queue::<u64>::builder()
-            .capacity(4 << 20)
-            .create_at(&path)
-        {
+        match Queue::<u64>::builder().capacity(4 << 20).create_at(&path) {
             Err(SegmentError::NoSpace { needed, .. }) => assert!(needed > 8 << 20),
             Err(e) => panic!("expected NoSpace, got {e}"),
             Ok(q) => panic!("created {} bytes on an 8 MiB tmpfs", q.info().total_len),

@@ -578,9 +578,11 @@ impl<T: Pod> Queue<T> {
         Self::builder().open(name)
     }
 
-    /// Creates an anonymous queue (a sealed memfd): share it with children
-    /// through `fork`, or pass [`raw_fd`](Self::raw_fd) to an exec'd child
-    /// and reopen it there with [`QueueBuilder::from_fd`].
+    /// Creates an anonymous queue (a sealed, close-on-exec memfd): share it
+    /// with children through `fork`; for an exec'd child, duplicate
+    /// [`fd`](Self::fd), clear `FD_CLOEXEC` on the duplicate
+    /// (`fcntl(fd, F_SETFD, 0)`), pass its number, and reopen it there with
+    /// [`QueueBuilder::from_fd`].
     pub fn anonymous(flavor: Flavor, capacity: u64) -> Result<Self, SegmentError> {
         Self::builder()
             .flavor(flavor)

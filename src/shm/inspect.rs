@@ -146,9 +146,7 @@ pub struct Mappers {
 /// not UTF-8); the path is compared too, for file systems (overlayfs) whose
 /// maps show another device than `stat` does.
 fn line_maps(line: &[u8], dev: Option<(u64, u64)>, ino: u64, path: &[u8]) -> bool {
-    let mut fields = line
-        .split(|&b| b == b' ')
-        .filter(|f| !f.is_empty());
+    let mut fields = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
     let (Some(_), Some(_), Some(_), Some(dev_field), Some(ino_field)) = (
         fields.next(),
         fields.next(),

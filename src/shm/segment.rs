@@ -297,9 +297,7 @@ impl Segment {
                 }
                 Err(SegmentError::AlreadyExists(_)) => match Self::recover(location)? {
                     Recovery::Claimed(file) => return Ok(file),
-                    Recovery::Live => {
-                        return Err(SegmentError::AlreadyExists(location.describe()))
-                    }
+                    Recovery::Live => return Err(SegmentError::AlreadyExists(location.describe())),
                     Recovery::Vanished => continue,
                 },
                 Err(e) => return Err(e),
@@ -422,8 +420,7 @@ impl Segment {
         // Reset in place. Shrink no further than a header: an opener that
         // mapped the old size reads only the header until READY, so it can
         // never touch a page that is gone.
-        file.set_len(HEADER_LEN)
-            .map_err(|e| map_io(e, location))?;
+        file.set_len(HEADER_LEN).map_err(|e| map_io(e, location))?;
         nix::sys::uio::pwrite(&file, &[0u8; HEADER_LEN as usize], 0)
             .map_err(|e| map_errno(e, location))?;
         Ok(Recovery::Claimed(file))
