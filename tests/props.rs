@@ -557,17 +557,10 @@ fn sealed_copy(path: &Path) -> OwnedFd {
     let mut f = std::fs::File::from(fd);
     std::io::Write::write_all(&mut f, &bytes).unwrap();
     let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+    let raw_fd = std::os::fd::AsRawFd::as_raw_fd(&f);
     // SAFETY: fcntl on a descriptor we own, with integer arguments.
-    assert_eq!(
-        unsafe {
-            libc::fcntl(
-                std::os::fd::AsRawFd::as_raw_fd(&f),
-                libc::F_ADD_SEALS,
-                seals,
-            )
-        },
-        0
-    );
+    let r = unsafe { libc::fcntl(raw_fd, libc::F_ADD_SEALS, seals) };
+    assert_eq!(r, 0, "F_ADD_SEALS");
     OwnedFd::from(f)
 }
 
