@@ -232,6 +232,18 @@ pub enum SegmentError {
     /// Every entry of the endpoint table is in use by a live process.
     #[error("endpoint table is full ({0} live endpoints)")]
     TooManyEndpoints(usize),
+    /// The file system (or memory) had no room for the whole segment when
+    /// it was created: every byte is allocated at creation, so a segment
+    /// too large for `/dev/shm` (Docker's default is 64 MiB) fails here
+    /// instead of killing its users with `SIGBUS` on a later write. Nothing
+    /// is left behind.
+    #[error("no space for segment {name:?}: {needed} bytes could not be allocated (is /dev/shm too small?)")]
+    NoSpace {
+        /// The segment's name or path.
+        name: String,
+        /// Bytes the segment needs.
+        needed: u64,
+    },
     /// Another I/O error.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

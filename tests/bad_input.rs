@@ -210,7 +210,9 @@ fn bad_capacity_is_invalid_argument() {
         // removes what it had made.
         assert!(matches!(
             Queue::<[u8; 1 << 16]>::create(&name, Flavor::Spsc, 1 << 32),
-            Err(SegmentError::InvalidArgument(_) | SegmentError::Io(_))
+            Err(SegmentError::InvalidArgument(_)
+                | SegmentError::NoSpace { .. }
+                | SegmentError::Io(_))
         ));
         assert!(!name.exists());
         // A size that overflows is refused as an argument.

@@ -59,25 +59,67 @@ fn reports_queue_state_and_skips_foreign_files() {
     });
 }
 
+/// Child: creates the persisted queue at `args[0]` (a path, or with
+/// `args[1] == "ff"`, the file `q\xff.shm` in directory `args[0]`) and exits.
+#[test]
+#[ignore = "child process entry point"]
+fn child_create_persisted() {
+    child_main("child_create_persisted", |a: Args| {
+        let path = child_path(&a);
+        Queue::<u64>::builder()
+            .capacity(4)
+            .persist(true)
+            .create_at(path)
+            .unwrap();
+    });
+}
+
+/// Child: maps (opens, attaching no endpoint) the queue at `args[0]` (as
+/// for `child_create_persisted`) and waits to be killed.
+#[test]
+#[ignore = "child process entry point"]
+fn child_map_and_wait() {
+    child_main("child_map_and_wait", |a: Args| {
+        let _q = Queue::<u64>::builder().open_at(child_path(&a)).unwrap();
+        sleep_forever();
+    });
+}
+
+fn child_path(a: &Args) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let base = std::path::PathBuf::from(a.str(0));
+    if a.0.get(1).map(String::as_str) == Some("ff") {
+        base.join(std::ffi::OsStr::from_bytes(b"q\xff.shm"))
+    } else {
+        base
+    }
+}
+
 #[test]
 fn gc_removes_only_unused_segments() {
     run("inspect_gc", |ctx| {
         let _ = ctx;
         let dir = tempfile::tempdir().unwrap();
-        // Unused: created, persisted, every handle dropped.
+        // Unused: created and persisted by a process that has exited.
         let unused = dir.path().join("unused.shm");
+        wait_ok(&mut spawn_child(
+            "child_create_persisted",
+            &[unused.to_str().unwrap()],
+        ));
+        // Unused, but its creator (this process) is alive: kept.
+        let mine = dir.path().join("mine.shm");
         Queue::<u64>::builder()
             .capacity(4)
             .persist(true)
-            .create_at(&unused)
+            .create_at(&mine)
             .unwrap();
         // In use by another process (it maps it and holds a sender).
         let used = dir.path().join("used.shm");
-        let q = Queue::<u64>::builder()
-            .capacity(4)
-            .persist(true)
-            .create_at(&used)
-            .unwrap();
+        wait_ok(&mut spawn_child(
+            "child_create_persisted",
+            &[used.to_str().unwrap()],
+        ));
+        let q = Queue::<u64>::builder().open_at(&used).unwrap();
         let mut child = spawn_child("child_attach_and_wait", &[used.to_str().unwrap()]);
         wait_until("the child's sender", || q.endpoints().0 == 1);
         drop(q);
@@ -85,19 +127,107 @@ fn gc_removes_only_unused_segments() {
         let foreign = dir.path().join("foreign.bin");
         std::fs::write(&foreign, vec![0u8; 4096]).unwrap();
 
-        let dry = gc(dir.path(), true);
+        let dry = gc(dir.path(), true, true);
         assert!(dry.iter().all(|o| !o.removed));
         assert!(unused.exists());
 
-        let out = gc(dir.path(), false);
-        assert!(!unused.exists(), "{out:?}");
+        let mut out = gc(dir.path(), false, true);
+        // Retried: a process another test thread is spawning may briefly
+        // share gc's own mapping of the file (fork, before exec).
+        wait_until("gc removes the unused segment", || {
+            if unused.exists() {
+                out = gc(dir.path(), false, true);
+            }
+            !unused.exists()
+        });
         assert!(used.exists(), "a segment in use is kept: {out:?}");
+        assert!(
+            mine.exists(),
+            "a segment whose creator lives is kept: {out:?}"
+        );
+        let why = out.iter().find(|o| o.path == mine).unwrap();
+        assert!(why.reason.contains("alive"), "{}", why.reason);
         assert!(foreign.exists());
 
         // Once its user is gone, it goes too.
         kill_child(&mut child);
-        gc(dir.path(), false);
-        assert!(!used.exists());
+        wait_until("gc removes it once its user died", || {
+            gc(dir.path(), false, true);
+            !used.exists()
+        });
         assert!(foreign.exists());
+        std::fs::remove_file(&mine).unwrap();
+    });
+}
+
+#[test]
+fn issue10_gc_keeps_a_segment_mapped_through_a_non_utf8_path() {
+    run("inspect_gc_non_utf8", |_| {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let path = dir.path().join(std::ffi::OsStr::from_bytes(b"q\xff.shm"));
+        // Created by a process that has exited (so only the mapping can
+        // keep it), then mapped by a live one through its non-UTF-8 path:
+        // that process's /proc/<pid>/maps is not UTF-8 either. No endpoint
+        // is attached, as with a Value, Array or Shared.
+        wait_ok(&mut spawn_child("child_create_persisted", &[d, "ff"]));
+        let mut child = spawn_child("child_map_and_wait", &[d, "ff"]);
+        let pid = child.id();
+        wait_until("the child's mapping", || {
+            shmring::shm::inspect::mappers(&path).pids.contains(&pid)
+        });
+        let out = gc(dir.path(), false, true);
+        assert!(path.exists(), "a mapped segment is kept: {out:?}");
+        assert!(out[0].reason.contains("mapped by"), "{out:?}");
+        kill_child(&mut child);
+        // Retried: while gc maps the file to inspect it, a process that
+        // another test thread is spawning (fork, before exec) maps it too.
+        wait_until("gc removes it once its mapper died", || {
+            gc(dir.path(), false, true);
+            !path.exists()
+        });
+    });
+}
+
+/// Child: makes itself non-dumpable (its maps unreadable to processes
+/// without CAP_SYS_PTRACE), maps the queue at `args[0]`, waits to be killed.
+#[test]
+#[ignore = "child process entry point"]
+fn child_hide_and_wait() {
+    child_main("child_hide_and_wait", |a: Args| {
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        let _q = Queue::<u64>::builder().open_at(a.str(0)).unwrap();
+        sleep_forever();
+    });
+}
+
+#[test]
+fn issue10_gc_keeps_what_an_unreadable_process_may_map() {
+    run("inspect_gc_unreadable", |_| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.shm");
+        let p = path.to_str().unwrap();
+        wait_ok(&mut spawn_child("child_create_persisted", &[p]));
+        let mut child = spawn_child("child_hide_and_wait", &[p]);
+        let pid = child.id();
+        wait_until("the child's mapping or its hiding", || {
+            let m = shmring::shm::inspect::mappers(&path);
+            m.pids.contains(&pid) || m.unreadable.contains(&pid)
+        });
+        let m = shmring::shm::inspect::mappers(&path);
+        let out = gc(dir.path(), false, false);
+        assert!(path.exists(), "{out:?}");
+        if m.unreadable.contains(&pid) {
+            assert!(out[0].reason.contains("cannot read"), "{out:?}");
+        } else {
+            eprintln!("this process can read non-dumpable processes' maps (CAP_SYS_PTRACE)");
+        }
+        kill_child(&mut child);
+        wait_until("gc removes it once its mapper died", || {
+            gc(dir.path(), false, true);
+            !path.exists()
+        });
     });
 }

@@ -534,14 +534,34 @@ fn open_with(opener: Opener, path: &Path) -> Result<(), SegmentError> {
             // No path opener: through a descriptor (whose opener waits the
             // default second for READY, so it is only asked when that is
             // quick; see the caller).
-            let fd = OwnedFd::from(rw(path));
-            let a = Array::<u8>::from_fd(fd)?;
+            let a = Array::<u8>::from_fd(sealed_copy(path))?;
             let mut all = vec![0u8; a.len()];
             a.read_into(&mut all);
             let _ = a.try_lock().map(drop);
             Ok(())
         }
     }
+}
+
+/// A sealed memfd holding the bytes of `path` (`from_fd` insists on the
+/// seals an anonymous segment carries).
+fn sealed_copy(path: &Path) -> OwnedFd {
+    let bytes = std::fs::read(path).unwrap();
+    let name = std::ffi::CString::new("props").unwrap();
+    // SAFETY: a valid NUL-terminated name and flags.
+    let raw =
+        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_ALLOW_SEALING | libc::MFD_CLOEXEC) };
+    assert!(raw >= 0, "memfd_create");
+    // SAFETY: memfd_create returned a fresh descriptor that we own.
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    let mut f = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut f, &bytes).unwrap();
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+    let raw_fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+    // SAFETY: fcntl on a descriptor we own, with integer arguments.
+    let r = unsafe { libc::fcntl(raw_fd, libc::F_ADD_SEALS, seals) };
+    assert_eq!(r, 0, "F_ADD_SEALS");
+    OwnedFd::from(f)
 }
 
 /// Real segments to start from: their whole files.

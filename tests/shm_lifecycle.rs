@@ -331,3 +331,224 @@ fn full_table_of_dead_endpoints_is_reclaimed_on_attach() {
         assert_eq!(rxs[4].recv(), Ok(3));
     });
 }
+
+// ---------------------------------------------------------------------------
+// Issue 10: creation fails cleanly, seals are checked, dead creators recovered
+// ---------------------------------------------------------------------------
+
+/// An 8 MiB tmpfs mounted at a fresh directory, unmounted on drop. `None`
+/// where this process may not mount (not root, no CAP_SYS_ADMIN).
+struct SmallTmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallTmpfs {
+    fn mount() -> Option<SmallTmpfs> {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().ok()?;
+        let target = CString::new(dir.path().as_os_str().as_bytes()).ok()?;
+        let fs = CString::new("tmpfs").unwrap();
+        let data = CString::new("size=8m,mode=0700").unwrap();
+        // SAFETY: valid NUL-terminated strings that outlive the call.
+        let r = unsafe {
+            libc::mount(
+                fs.as_ptr(),
+                target.as_ptr(),
+                fs.as_ptr(),
+                0,
+                data.as_ptr().cast(),
+            )
+        };
+        (r == 0).then_some(SmallTmpfs { dir })
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let target = CString::new(self.dir.path().as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; MNT_DETACH never blocks.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+#[test]
+fn issue10_segment_larger_than_its_file_system_is_no_space() {
+    run("life_no_space", |_| {
+        let Some(fs) = SmallTmpfs::mount() else {
+            eprintln!("skipped: this process cannot mount a tmpfs (needs root)");
+            return;
+        };
+        let path = fs.dir.path().join("big.shm");
+        // 4 Mi u64 slots: 32 MiB and more, on an 8 MiB file system. Before
+        // the fix this was created (a sparse file) and the first write past
+        // 8 MiB killed the process with SIGBUS.
+        match Queue::<u64>::builder().capacity(4 << 20).create_at(&path) {
+            Err(SegmentError::NoSpace { needed, .. }) => assert!(needed > 8 << 20),
+            Err(e) => panic!("expected NoSpace, got {e}"),
+            Ok(q) => panic!("created {} bytes on an 8 MiB tmpfs", q.info().total_len),
+        }
+        assert!(!path.exists(), "a failed create leaves no file behind");
+        // One that fits is created, and is usable to its last slot.
+        let q = Queue::<u64>::builder()
+            .capacity(1 << 16)
+            .create_at(&path)
+            .unwrap();
+        let tx = q.sender().unwrap();
+        for i in 0..(1 << 16) {
+            tx.try_send(i).unwrap();
+        }
+        drop((tx, q));
+        assert!(!path.exists());
+    });
+}
+
+#[test]
+fn issue10_from_fd_refuses_an_unsealed_file() {
+    run("life_seals", |_| {
+        let q = Queue::<u64>::anonymous(Flavor::Spsc, 16).unwrap();
+        let len = q.info().total_len as usize;
+        // The real memfd is sealed, and reopens.
+        let sealed = q.fd().unwrap().try_clone_to_owned().unwrap();
+        // SAFETY: fcntl on a descriptor we own.
+        let seals = unsafe { libc::fcntl(sealed.as_raw_fd(), libc::F_GET_SEALS) };
+        let want = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+        assert_eq!(seals & want, want, "seals {seals:#x}");
+        Queue::<u64>::builder().from_fd(sealed).unwrap();
+
+        // A byte-for-byte copy in an unsealed memfd, and in a plain file:
+        // both could be truncated under the mapping, so both are refused.
+        let mut bytes = vec![0u8; len];
+        let n = nix::sys::uio::pread(q.fd().unwrap(), &mut bytes, 0).unwrap();
+        assert_eq!(n, len);
+        let name = std::ffi::CString::new("copy").unwrap();
+        // SAFETY: a valid NUL-terminated name and flags.
+        let raw = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_ALLOW_SEALING) };
+        assert!(raw >= 0);
+        // SAFETY: memfd_create returned a fresh descriptor that we own.
+        let unsealed = unsafe { OwnedFd::from_raw_fd(raw) };
+        assert_eq!(nix::unistd::write(&unsealed, &bytes).unwrap(), len);
+        match Queue::<u64>::builder().from_fd(unsealed) {
+            Err(SegmentError::Untrusted(m)) => assert!(m.contains("seal"), "{m}"),
+            r => panic!("an unsealed memfd: expected Untrusted, got {:?}", r.err()),
+        }
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, &bytes).unwrap();
+        assert!(matches!(
+            Queue::<u64>::builder().from_fd(OwnedFd::from(file)),
+            Err(SegmentError::Untrusted(_))
+        ));
+    });
+}
+
+#[test]
+fn issue10_anonymous_fd_is_close_on_exec() {
+    run("life_cloexec", |_| {
+        // The memfd does not leak into every program this process execs; a
+        // child meant to have it gets a duplicate with FD_CLOEXEC cleared
+        // (see `anonymous_queue_passed_by_fd_to_exec_child`).
+        let q = Queue::<u64>::anonymous(Flavor::Spsc, 4).unwrap();
+        // SAFETY: fcntl on a descriptor the queue keeps open.
+        let flags = unsafe { libc::fcntl(q.raw_fd().unwrap(), libc::F_GETFD) };
+        assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+    });
+}
+
+/// Where the creation hook of a `child_die_creating` child signals that it
+/// reached its stage, and which stage that is.
+static PAUSE_AT: std::sync::OnceLock<(u32, std::path::PathBuf)> = std::sync::OnceLock::new();
+
+fn pause_hook(stage: u32) {
+    if let Some((at, marker)) = PAUSE_AT.get() {
+        if *at == stage {
+            std::fs::write(marker, b"paused").unwrap();
+            common::sleep_forever();
+        }
+    }
+}
+
+/// Child: creates queue `args[0]` and stops at creation stage `args[1]`
+/// (1: just after the exclusive create, header all zeros; 2: written but
+/// not published), writes the marker file `args[2]`, and waits to be killed.
+#[test]
+#[ignore = "child process entry point"]
+fn child_die_creating() {
+    child_main("child_die_creating", |a: Args| {
+        PAUSE_AT.set((a.get(1), a.str(2).into())).unwrap();
+        shmring::shm::segment::test_hooks::CREATE
+            .set(pause_hook)
+            .unwrap();
+        let _ = Queue::<u64>::create(a.str(0), Flavor::Mpmc, 8);
+        panic!("creation should have paused at stage {}", a.str(1));
+    });
+}
+
+/// Starts a child that dies (SIGKILL) in the middle of creating `name` at
+/// `stage`, leaving the name unpublished.
+fn kill_creator_at(name: &str, stage: u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("paused");
+    let mut child = spawn_child(
+        "child_die_creating",
+        &[name, &stage.to_string(), marker.to_str().unwrap()],
+    );
+    wait_until("the creator's pause", || marker.exists());
+    // While it lives, the name is taken.
+    assert!(matches!(
+        Queue::<u64>::create(name, Flavor::Mpmc, 8),
+        Err(SegmentError::AlreadyExists(_))
+    ));
+    kill_child(&mut child);
+}
+
+#[test]
+fn issue10_name_of_a_creator_killed_before_publish_is_recovered() {
+    run("life_dead_creator", |ctx| {
+        for stage in [1, 2] {
+            // create() takes over the name...
+            let name = ctx.name("q");
+            kill_creator_at(&name, stage);
+            assert!(name.exists(), "the dead creator left its name");
+            assert!(matches!(
+                Queue::<u64>::builder()
+                    .init_timeout(std::time::Duration::ZERO)
+                    .open(&name),
+                Err(SegmentError::NotInitialized)
+            ));
+            let q = Queue::<u64>::create(&name, Flavor::Spsc, 4).unwrap();
+            assert_eq!(q.info().creator_pid, std::process::id());
+            assert_eq!(q.flavor(), Flavor::Spsc);
+            let (tx, rx) = (q.sender().unwrap(), q.receiver().unwrap());
+            tx.send(stage as u64).unwrap();
+            assert_eq!(rx.recv(), Ok(stage as u64));
+            drop((q, tx, rx));
+            assert!(!name.exists(), "the recoverer owns the name");
+
+            // ...and so does open_or_create, of which racing threads
+            // agree on one queue (exactly one of them recovers it).
+            let name = ctx.name("q");
+            kill_creator_at(&name, stage);
+            let n: &'static str = Box::leak(name.as_str().to_string().into_boxed_str());
+            let racers: Vec<_> = (0..4)
+                .map(|_| {
+                    std::thread::spawn(move || {
+                        Queue::<u64>::builder()
+                            .capacity(4)
+                            .open_or_create(n)
+                            .unwrap()
+                    })
+                })
+                .collect();
+            let qs: Vec<_> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+            assert!(qs.iter().all(|q| q.info() == qs[0].info()));
+            let tx = qs[0].sender().unwrap();
+            let rx = qs[3].receiver().unwrap();
+            tx.send(7).unwrap();
+            assert_eq!(rx.recv(), Ok(7));
+            drop((qs, tx, rx));
+            assert!(!name.exists());
+        }
+    });
+}

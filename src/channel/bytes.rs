@@ -243,7 +243,7 @@ impl ByteQueueBuilder {
         self
     }
 
-    /// The wake protocol of a new queue (default [`WakeMode::Fast`]).
+    /// The wake protocol of a new queue (default [`WakeMode::Strict`]; `Fast` interrupts other CPUs when a waiter sleeps: see [`WakeMode::Fast`]).
     pub fn wake_mode(mut self, mode: WakeMode) -> Self {
         self.inner = self.inner.wake_mode(mode);
         self

@@ -58,7 +58,7 @@ impl Pipe {
             max_message_size: PIPE_MAX_MESSAGE,
             mode: 0o600,
             persist: false,
-            wake_mode: WakeMode::Fast,
+            wake_mode: WakeMode::Strict,
         }
     }
 
@@ -166,7 +166,7 @@ impl PipeBuilder {
         self
     }
 
-    /// The wake protocol (default [`WakeMode::Fast`]).
+    /// The wake protocol (default [`WakeMode::Strict`]; `Fast` interrupts other CPUs when a waiter sleeps: see [`WakeMode::Fast`]).
     pub fn wake_mode(mut self, mode: WakeMode) -> Self {
         self.wake_mode = mode;
         self

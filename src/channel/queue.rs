@@ -566,7 +566,7 @@ impl<T: Pod> Queue<T> {
             flavor: None,
             capacity: None,
             opts: SegmentOptions::default(),
-            wake: WakeMode::Fast,
+            wake: WakeMode::Strict,
             bytes: false,
             msg_max: None,
             _t: PhantomData,
@@ -596,9 +596,11 @@ impl<T: Pod> Queue<T> {
         Self::builder().open(name)
     }
 
-    /// Creates an anonymous queue (a sealed memfd): share it with children
-    /// through `fork`, or pass [`raw_fd`](Self::raw_fd) to an exec'd child
-    /// and reopen it there with [`QueueBuilder::from_fd`].
+    /// Creates an anonymous queue (a sealed, close-on-exec memfd): share it
+    /// with children through `fork`; for an exec'd child, duplicate
+    /// [`fd`](Self::fd), clear `FD_CLOEXEC` on the duplicate
+    /// (`fcntl(fd, F_SETFD, 0)`), pass its number, and reopen it there with
+    /// [`QueueBuilder::from_fd`].
     pub fn anonymous(flavor: Flavor, capacity: u64) -> Result<Self, SegmentError> {
         Self::builder()
             .flavor(flavor)
@@ -791,7 +793,7 @@ impl<T: Pod> QueueBuilder<T> {
         self
     }
 
-    /// The wake protocol of a new queue (default [`WakeMode::Fast`]).
+    /// The wake protocol of a new queue (default [`WakeMode::Strict`]; `Fast` interrupts other CPUs when a waiter sleeps: see [`WakeMode::Fast`]).
     pub fn wake_mode(mut self, mode: WakeMode) -> Self {
         self.wake = mode;
         self

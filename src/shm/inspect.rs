@@ -3,8 +3,8 @@
 //!
 //! Only files that start with an intact shmring header are reported; any
 //! other file in the directory is left alone and not listed. Nothing here
-//! writes to a segment: `gc` only unlinks names that no live process maps
-//! and no live endpoint holds.
+//! writes to a segment: `gc` only unlinks names it can prove unused (see
+//! [`gc`]).
 
 use super::endpoints::{EndpointTable, ENDPOINTS};
 use super::header::{HeaderFields, MAGIC};
@@ -12,7 +12,7 @@ use super::segment::{Location, Segment, SegmentOptions};
 use crate::channel::control::{Peers, QueueControl};
 use crate::channel::{FLAVOR_MPMC, FLAVOR_SPSC};
 use crate::error::{Flavor, Kind, Role, SegmentError};
-use crate::process::{liveness, Liveness};
+use crate::process::{liveness, Liveness, ProcId};
 use std::mem::offset_of;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,25 +60,150 @@ pub struct SegmentReport {
     pub reaped: Option<u64>,
     /// Pids of the processes that map the file now (from `/proc/*/maps`).
     pub mapped_by: Vec<u32>,
+    /// Pids whose `/proc/<pid>/maps` could not be read (another user's
+    /// process when not root, `hidepid`, a non-dumpable process): any of
+    /// them may map the file.
+    pub maps_unreadable: Vec<u32>,
     /// The whole header.
     pub header: HeaderFields,
 }
 
 impl SegmentReport {
-    /// Whether some live process maps the segment or holds a live endpoint
-    /// in it: `gc` never removes such a segment.
+    /// Whether some live process whose maps could be read maps the segment,
+    /// or a live endpoint is in it: `rm` refuses such a segment without
+    /// `--force`. (`gc` asks more: [`keep_reason`](Self::keep_reason).)
     pub fn in_use(&self) -> bool {
         !self.mapped_by.is_empty() || self.endpoints.iter().any(|e| e.alive)
     }
+
+    /// Why `gc` must keep this segment, or `None` if it is proven unused:
+    /// nobody maps it (every process's maps were read), no endpoint is
+    /// alive, its kind is known, and its creator is dead.
+    ///
+    /// Liveness is judged in this process's pid namespace, the only one its
+    /// `/proc` shows. A process of another pid namespace that shares this
+    /// `/dev/shm` is invisible here, and a pid recorded there may name an
+    /// unrelated process here; so a creator whose pid and start time still
+    /// match a process here counts as alive, and one that does not is only
+    /// dead *as far as this namespace can tell* (which `gc` says).
+    ///
+    /// `ignore_unreadable`: judge only the processes whose maps could be
+    /// read (the caller vouches that the others map none of its segments).
+    pub fn keep_reason(&self, ignore_unreadable: bool) -> Option<String> {
+        if !ignore_unreadable && !self.maps_unreadable.is_empty() {
+            return Some(format!(
+                "cannot read the memory maps of pid(s) {:?}, which may map it \
+                 (run gc as root, or tell it to ignore them)",
+                self.maps_unreadable
+            ));
+        }
+        let alive = self.endpoints.iter().filter(|e| e.alive).count();
+        if !self.mapped_by.is_empty() || alive > 0 {
+            return Some(format!(
+                "in use: mapped by {:?}, {alive} live endpoint(s)",
+                self.mapped_by
+            ));
+        }
+        if let Kind::Unknown(k) = self.kind {
+            return Some(format!(
+                "kind {k} is unknown to this build: cannot judge who holds it"
+            ));
+        }
+        let creator = self.creator();
+        if liveness(creator) == Liveness::Alive {
+            return Some(format!(
+                "its creator (pid {}, start {}) is alive in this pid namespace",
+                creator.pid, creator.start
+            ));
+        }
+        None
+    }
+
+    /// The creating process, as the header records it.
+    pub fn creator(&self) -> ProcId {
+        ProcId {
+            pid: self.header.creator_pid,
+            start: self.header.creator_start,
+        }
+    }
 }
 
-/// Pids (other than this one) that map `path`, from `/proc/<pid>/maps`.
-pub fn mapped_by(path: &Path) -> Vec<u32> {
+/// Who maps a file, from every `/proc/<pid>/maps` (read as bytes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mappers {
+    /// Processes (other than this one) that map it.
+    pub pids: Vec<u32>,
+    /// Processes whose maps could not be read: they may map it.
+    pub unreadable: Vec<u32>,
+}
+
+/// Whether one `/proc/<pid>/maps` line maps the file `(dev, ino)` at `path`.
+///
+/// A line is `start-end perms offset major:minor inode path`; the path is
+/// raw bytes (any but newline, which the kernel writes as `\012`), with
+/// " (deleted)" appended once unlinked. The device and inode identify the
+/// file whatever name it was mapped through (a hard link, a path that is
+/// not UTF-8); the path is compared too, for file systems (overlayfs) whose
+/// maps show another device than `stat` does.
+fn line_maps(line: &[u8], dev: Option<(u64, u64)>, ino: u64, path: &[u8]) -> bool {
+    let mut fields = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
+    let (Some(_), Some(_), Some(_), Some(dev_field), Some(ino_field)) = (
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+    ) else {
+        return false;
+    };
+    let parsed_ino = std::str::from_utf8(ino_field)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok());
+    if parsed_ino != Some(ino) || ino == 0 {
+        return false;
+    }
+    let parsed_dev = std::str::from_utf8(dev_field).ok().and_then(|s| {
+        let (ma, mi) = s.split_once(':')?;
+        Some((
+            u64::from_str_radix(ma, 16).ok()?,
+            u64::from_str_radix(mi, 16).ok()?,
+        ))
+    });
+    if dev.is_some() && parsed_dev == dev {
+        return true;
+    }
+    let line = line.strip_suffix(b" (deleted)").unwrap_or(line);
+    !path.is_empty() && line.ends_with(path)
+}
+
+/// Every process (other than this one) that maps `path`, from
+/// `/proc/*/maps` read as bytes, and every process whose maps could not be
+/// read (which may map it).
+pub fn mappers(path: &Path) -> Mappers {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
     let me = std::process::id();
-    let needle = path.to_string_lossy().into_owned();
-    let mut pids = Vec::new();
+    let mut out = Mappers::default();
+    let Ok(meta) = std::fs::metadata(path) else {
+        return out;
+    };
+    let dev = (
+        u64::from(libc::major(meta.dev())),
+        u64::from(libc::minor(meta.dev())),
+    );
+    // Newlines in a path are shown as "\012" in maps.
+    let mut needle = Vec::new();
+    for &b in path.as_os_str().as_bytes() {
+        if b == b'\n' {
+            needle.extend_from_slice(b"\\012");
+        } else {
+            needle.push(b);
+        }
+    }
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return pids;
+        // No /proc: nothing can be proven.
+        out.unreadable.push(0);
+        return out;
     };
     for entry in dir.flatten() {
         let Some(pid) = entry
@@ -91,18 +216,29 @@ pub fn mapped_by(path: &Path) -> Vec<u32> {
         if pid == me {
             continue;
         }
-        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
-            continue;
-        };
-        // A mapped file shows as its path; an unlinked one gains " (deleted)".
-        if maps
-            .lines()
-            .any(|l| l.ends_with(&needle) || l.ends_with(&format!("{needle} (deleted)")))
-        {
-            pids.push(pid);
+        match std::fs::read(format!("/proc/{pid}/maps")) {
+            Ok(maps) => {
+                if maps
+                    .split(|&b| b == b'\n')
+                    .any(|l| line_maps(l, Some(dev), meta.ino(), &needle))
+                {
+                    out.pids.push(pid);
+                }
+            }
+            // Exited meanwhile: it maps nothing.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ESRCH) => {}
+            Err(_) => out.unreadable.push(pid),
         }
     }
-    pids
+    out
+}
+
+/// Pids (other than this one) that map `path`, from `/proc/<pid>/maps`.
+/// Processes whose maps cannot be read are not listed: see [`mappers`].
+pub fn mapped_by(path: &Path) -> Vec<u32> {
+    mappers(path).pids
 }
 
 /// Whether the file at `path` starts with the shmring magic.
@@ -157,10 +293,14 @@ pub fn inspect(location: &Location) -> Result<SegmentReport, SegmentError> {
         endpoints: Vec::new(),
         lost: None,
         reaped: None,
-        mapped_by: mapped_by(&path),
+        mapped_by: Vec::new(),
+        maps_unreadable: Vec::new(),
         path,
         header: h,
     };
+    let m = mappers(&report.path);
+    report.mapped_by = m.pids;
+    report.maps_unreadable = m.unreadable;
     if is_queue && h.control_offset > 0 {
         let at = |field: usize| h.control_offset + field as u64;
         let head = read_u64(&seg, at(offset_of!(QueueControl, head)));
@@ -233,37 +373,52 @@ pub struct GcOutcome {
     pub reason: String,
 }
 
-/// Removes the shmring segments in `dir` that no live process maps and no
-/// live endpoint holds. Segments in use are kept, foreign files untouched;
-/// a segment whose header does not validate is kept and reported (remove
-/// it by name with `rm` once you know it is not in use).
-pub fn gc(dir: &Path, dry_run: bool) -> Vec<GcOutcome> {
+/// Removes the shmring segments in `dir` that it can prove unused
+/// ([`SegmentReport::keep_reason`]): every process's memory maps were read
+/// (as bytes, so no path is skipped) and none maps it, no endpoint is
+/// alive, its kind is known and its creator is dead. Anything it cannot
+/// judge is kept, with the reason; foreign files are untouched; a segment
+/// whose header does not validate is kept and reported (remove it by name
+/// with `rm` once you know it is not in use).
+///
+/// Liveness is judged in this pid namespace: processes of another pid
+/// namespace that share the directory are invisible to `/proc` here, and
+/// each removal says so.
+///
+/// A process whose maps cannot be read (another user's, when not root; a
+/// non-dumpable one; `hidepid`) may map anything, so by default its mere
+/// presence keeps every segment; `ignore_unreadable` judges only the
+/// processes that can be read.
+pub fn gc(dir: &Path, dry_run: bool, ignore_unreadable: bool) -> Vec<GcOutcome> {
     let mut out = Vec::new();
     for r in scan(dir) {
         match r {
-            Ok(rep) if rep.in_use() => out.push(GcOutcome {
-                path: rep.path,
-                removed: false,
-                reason: format!(
-                    "in use: mapped by {:?}, {} live endpoint(s)",
-                    rep.mapped_by,
-                    rep.endpoints.iter().filter(|e| e.alive).count()
-                ),
-            }),
-            Ok(rep) => {
-                let removed = !dry_run && std::fs::remove_file(&rep.path).is_ok();
-                out.push(GcOutcome {
+            Ok(rep) => match rep.keep_reason(ignore_unreadable) {
+                Some(reason) => out.push(GcOutcome {
                     path: rep.path,
-                    removed,
-                    reason: if dry_run {
-                        "unused (dry run: kept)".into()
-                    } else if removed {
-                        "unused: removed".into()
-                    } else {
-                        "unused, but removing it failed".into()
-                    },
-                });
-            }
+                    removed: false,
+                    reason,
+                }),
+                None => {
+                    let removed = !dry_run && std::fs::remove_file(&rep.path).is_ok();
+                    let why = format!(
+                        "unused: no process maps it, no live endpoint, creator pid {} is dead \
+                         (judged in this pid namespace only)",
+                        rep.header.creator_pid
+                    );
+                    out.push(GcOutcome {
+                        path: rep.path,
+                        removed,
+                        reason: if dry_run {
+                            format!("{why}; dry run: kept")
+                        } else if removed {
+                            format!("{why}; removed")
+                        } else {
+                            format!("{why}; removing it failed")
+                        },
+                    });
+                }
+            },
             Err((path, e)) => out.push(GcOutcome {
                 path,
                 removed: false,

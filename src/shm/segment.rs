@@ -18,7 +18,7 @@ use nix::sys::stat::Mode;
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,6 +106,93 @@ fn map_io(e: std::io::Error, what: &Location) -> SegmentError {
     }
 }
 
+/// The seals an anonymous segment carries from before anyone else sees it,
+/// and that [`Segment::from_fd`] insists on: its size can neither shrink
+/// (which would make other mappers' accesses fault with `SIGBUS`) nor grow,
+/// and no further seal can be added or removed.
+pub const REQUIRED_SEALS: libc::c_int = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+
+/// What [`Segment::recover`] found at an existing name.
+enum Recovery {
+    /// Abandoned: now ours, locked and empty.
+    Claimed(File),
+    /// A live creator's, a published segment, or not ours to judge.
+    Live,
+    /// The name went away meanwhile: try the exclusive create again.
+    Vanished,
+}
+
+/// Takes the creation lock without blocking: `Ok(false)` if someone holds it.
+fn try_lock(file: &File) -> std::io::Result<bool> {
+    loop {
+        // SAFETY: flock on a valid fd with integer arguments.
+        let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if r == 0 {
+            return Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            Some(libc::EINTR) => continue,
+            _ => return Err(e),
+        }
+    }
+}
+
+/// Allocates every byte of the file up to `len` (and sizes it to `len`), so
+/// that a later write to the mapping cannot find the file system full: on
+/// tmpfs that write would be `SIGBUS`. Costs the time to zero `len` bytes of
+/// memory at creation (about a few hundred milliseconds per GiB).
+fn preallocate(file: &File, len: u64, location: &Location) -> Result<(), SegmentError> {
+    let Ok(off_len) = libc::off_t::try_from(len) else {
+        return Err(SegmentError::InvalidArgument(format!(
+            "segment of {len} bytes is too large"
+        )));
+    };
+    let r = loop {
+        // SAFETY: posix_fallocate on a valid fd with integer arguments; it
+        // returns an error number and does not set errno.
+        let r = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, off_len) };
+        if r != libc::EINTR {
+            break r;
+        }
+    };
+    match r {
+        0 => {}
+        libc::ENOSPC | libc::ENOMEM => {
+            return Err(SegmentError::NoSpace {
+                name: location.describe(),
+                needed: len,
+            })
+        }
+        // A file system that cannot allocate ahead: size it, as before.
+        libc::EOPNOTSUPP | libc::EINVAL => {}
+        e => return Err(SegmentError::Io(std::io::Error::from_raw_os_error(e))),
+    }
+    file.set_len(len).map_err(|e| map_io(e, location))
+}
+
+#[doc(hidden)]
+/// Pauses in the middle of creation, for tests of a creator that dies
+/// there. Not part of the API.
+pub mod test_hooks {
+    use std::sync::OnceLock;
+
+    /// Just after the exclusive create and lock (the file is empty).
+    pub const CREATED: u32 = 1;
+    /// After the header and body are written, before the publish.
+    pub const WRITTEN: u32 = 2;
+
+    /// Called with the stage reached, when set.
+    pub static CREATE: OnceLock<fn(u32)> = OnceLock::new();
+
+    pub(super) fn reached(stage: u32) {
+        if let Some(hook) = CREATE.get() {
+            hook(stage);
+        }
+    }
+}
+
 /// A mapped segment.
 #[derive(Debug)]
 pub struct Segment {
@@ -125,6 +212,19 @@ impl Segment {
     /// Creates a segment exclusively, writes `fields` as its header (sizes
     /// the file to `fields.total_len`, fills in the creator), runs `init` on
     /// the zeroed body, then publishes it.
+    ///
+    /// Every byte is allocated before anything is mapped (`posix_fallocate`),
+    /// so a file system without room fails here with `NoSpace` (and the name
+    /// is removed) rather than with `SIGBUS` on a later write.
+    ///
+    /// A named or path segment is created under an exclusive `flock` held
+    /// until it is published (or removed after a failure). A name whose
+    /// creator died before publishing (`kill -9` between the exclusive
+    /// create and the publish) is therefore recognisable: its lock is free
+    /// while it is not READY. Such a name is taken over and initialised
+    /// again in place, under the lock, so that of several processes
+    /// recovering it at once exactly one wins (the others see
+    /// `AlreadyExists`).
     pub fn create(
         location: &Location,
         mut fields: HeaderFields,
@@ -137,76 +237,222 @@ impl Segment {
             ));
         }
         let mode = opts.mode & 0o777;
-        let (fd, unlink) = match location {
-            Location::Named(name) => {
-                let name = shm_name(name)?;
-                let fd = nix::sys::mman::shm_open(
-                    name.as_str(),
+        let anonymous = matches!(location, Location::Anonymous);
+        let file = if anonymous {
+            let name = CString::new("shmring").expect("no NUL");
+            let fd = nix::sys::memfd::memfd_create(
+                &name,
+                nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC
+                    | nix::sys::memfd::MemFdCreateFlag::MFD_ALLOW_SEALING,
+            )
+            .map_err(|e| map_errno(e, location))?;
+            File::from(fd)
+        } else {
+            Self::claim(location, mode)?
+        };
+        let built = Self::build(location, &file, &mut fields, mode, !opts.persist, init);
+        match built {
+            Ok(mut seg) => {
+                if anonymous {
+                    seg.fd = Some(OwnedFd::from(file));
+                }
+                // Dropping `file` (named, path) releases the creation lock,
+                // after the publish.
+                Ok(seg)
+            }
+            Err(e) => {
+                // Still under the lock: the name is ours (created or taken
+                // over), so removing it removes nobody else's segment.
+                if !anonymous {
+                    let _ = Self::remove(location);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates the file of a named or path segment exclusively, or takes
+    /// over one whose creator died before publishing it; returns it empty
+    /// (length 0 or a zeroed header) and locked (`flock(LOCK_EX)`).
+    fn claim(location: &Location, mode: u32) -> Result<File, SegmentError> {
+        for _ in 0..8 {
+            match Self::open_exclusive(location, mode) {
+                Ok(file) => {
+                    // Lock first, then look: a recoverer that came between
+                    // our create and our lock (it saw an empty, unlocked
+                    // file: a creator that looked dead) owns the name now.
+                    if !try_lock(&file).map_err(|e| map_io(e, location))? {
+                        return Err(SegmentError::AlreadyExists(location.describe()));
+                    }
+                    let meta = file.metadata().map_err(|e| map_io(e, location))?;
+                    if meta.nlink() == 0 {
+                        // That recoverer failed and removed it: try again.
+                        continue;
+                    }
+                    if meta.len() != 0 {
+                        return Err(SegmentError::AlreadyExists(location.describe()));
+                    }
+                    test_hooks::reached(test_hooks::CREATED);
+                    return Ok(file);
+                }
+                Err(SegmentError::AlreadyExists(_)) => match Self::recover(location)? {
+                    Recovery::Claimed(file) => return Ok(file),
+                    Recovery::Live => return Err(SegmentError::AlreadyExists(location.describe())),
+                    Recovery::Vanished => continue,
+                },
+                Err(e) => return Err(e),
+            }
+        }
+        Err(SegmentError::AlreadyExists(location.describe()))
+    }
+
+    fn open_exclusive(location: &Location, mode: u32) -> Result<File, SegmentError> {
+        Ok(match location {
+            Location::Named(name) => File::from(
+                nix::sys::mman::shm_open(
+                    shm_name(name)?.as_str(),
                     OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR,
                     Mode::from_bits_truncate(mode),
                 )
-                .map_err(|e| map_errno(e, location))?;
-                (fd, !opts.persist)
-            }
-            Location::Path(path) => {
-                let f = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create_new(true)
-                    .mode(mode)
-                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                    .open(path)
-                    .map_err(|e| map_io(e, location))?;
-                (OwnedFd::from(f), !opts.persist)
-            }
+                .map_err(|e| map_errno(e, location))?,
+            ),
+            Location::Path(path) => std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(path)
+                .map_err(|e| map_io(e, location))?,
+            Location::Anonymous => unreachable!("anonymous segments have no name"),
+        })
+    }
+
+    fn open_existing(location: &Location) -> Result<File, SegmentError> {
+        Ok(match location {
+            Location::Named(name) => File::from(
+                nix::sys::mman::shm_open(shm_name(name)?.as_str(), OFlag::O_RDWR, Mode::empty())
+                    .map_err(|e| map_errno(e, location))?,
+            ),
+            Location::Path(path) => std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(path)
+                .map_err(|e| map_io(e, location))?,
             Location::Anonymous => {
-                let name = CString::new("shmring").expect("no NUL");
-                let fd = nix::sys::memfd::memfd_create(
-                    &name,
-                    nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC
-                        | nix::sys::memfd::MemFdCreateFlag::MFD_ALLOW_SEALING,
-                )
-                .map_err(|e| map_errno(e, location))?;
-                (fd, false)
+                return Err(SegmentError::InvalidArgument(
+                    "an anonymous segment is opened from its fd (from_fd), not by name".into(),
+                ))
             }
+        })
+    }
+
+    /// Looks at an existing name for a creator that died before publishing.
+    ///
+    /// Proof of death is the creation lock: a creator holds it from just
+    /// after its exclusive create until its publish, and the kernel drops it
+    /// when the creator dies. A file that is not READY and whose lock we can
+    /// take without blocking is therefore abandoned (the header may still be
+    /// all zeros, even of length 0). We then keep the lock, so no second
+    /// recoverer can also win, and reset the file in place: no unlink, so
+    /// no other process's file can be removed by mistake.
+    fn recover(location: &Location) -> Result<Recovery, SegmentError> {
+        let file = match Self::open_existing(location) {
+            Ok(f) => f,
+            Err(SegmentError::NotFound(_)) => return Ok(Recovery::Vanished),
+            // Not ours to look at (permissions, a link, …): it stays taken.
+            Err(_) => return Ok(Recovery::Live),
         };
-        let seg = Self::build(location, fd, &mut fields, mode, unlink, init);
-        if seg.is_err() && unlink {
-            let _ = Self::remove(location);
+        if !try_lock(&file).map_err(|e| map_io(e, location))? {
+            // Its creator (or another recoverer) is at work.
+            return Ok(Recovery::Live);
         }
-        seg
+        let meta = file.metadata().map_err(|e| map_io(e, location))?;
+        if meta.nlink() == 0 {
+            return Ok(Recovery::Vanished);
+        }
+        // SAFETY: geteuid has no preconditions.
+        if meta.uid() != unsafe { libc::geteuid() } {
+            // Another user's file is never taken over.
+            return Ok(Recovery::Live);
+        }
+        let size = meta.len();
+        if size == 0 {
+            // The creator died before sizing it: nothing to reset.
+            return Ok(Recovery::Claimed(file));
+        }
+        if size < HEADER_LEN {
+            // No creator leaves a file this short: not ours.
+            return Ok(Recovery::Live);
+        }
+        // Read with pread, not a mapping: nothing here can fault.
+        let mut h = [0u8; HEADER_LEN as usize];
+        if nix::sys::uio::pread(&file, &mut h, 0).ok() != Some(h.len()) {
+            return Ok(Recovery::Live);
+        }
+        let word = |at: usize, n: usize| {
+            let mut b = [0u8; 8];
+            b[..n].copy_from_slice(&h[at..at + n]);
+            u64::from_le_bytes(b)
+        };
+        let magic = word(0, 8);
+        if magic != 0 && magic != MAGIC {
+            // A foreign file is never touched.
+            return Ok(Recovery::Live);
+        }
+        if word(12, 4) == u64::from(init::READY) {
+            return Ok(Recovery::Live);
+        }
+        // A creator of an older build took no lock: if the header names a
+        // creator that is still alive (and not this process, whose own
+        // failed attempt would have left it), leave it be.
+        let creator = process::ProcId {
+            pid: word(112, 4) as u32,
+            start: word(120, 8),
+        };
+        if creator.pid != 0
+            && creator.pid != std::process::id()
+            && process::liveness(creator) == process::Liveness::Alive
+        {
+            return Ok(Recovery::Live);
+        }
+        // Reset in place. Shrink no further than a header: an opener that
+        // mapped the old size reads only the header until READY, so it can
+        // never touch a page that is gone.
+        file.set_len(HEADER_LEN).map_err(|e| map_io(e, location))?;
+        nix::sys::uio::pwrite(&file, &[0u8; HEADER_LEN as usize], 0)
+            .map_err(|e| map_errno(e, location))?;
+        Ok(Recovery::Claimed(file))
     }
 
     fn build(
         location: &Location,
-        fd: OwnedFd,
+        file: &File,
         fields: &mut HeaderFields,
         mode: u32,
         unlink: bool,
         init: impl FnOnce(&Segment),
     ) -> Result<Segment, SegmentError> {
-        let file = File::from(fd);
-        if !matches!(location, Location::Anonymous) {
-            // shm_open/open applied the umask; set exactly what was asked.
+        let anonymous = matches!(location, Location::Anonymous);
+        if !anonymous {
+            // shm_open/open applied the umask (and a recovered file has its
+            // dead creator's mode); set exactly what was asked.
             file.set_permissions(std::fs::Permissions::from_mode(mode))
                 .map_err(|e| map_io(e, location))?;
         }
-        file.set_len(fields.total_len)
-            .map_err(|e| map_io(e, location))?;
-        if matches!(location, Location::Anonymous) {
+        preallocate(file, fields.total_len, location)?;
+        if anonymous {
             // Seal the size: no holder of the fd can shrink it under a mapping.
             // SAFETY: fcntl on a valid fd with integer arguments.
-            unsafe {
-                libc::fcntl(
-                    file.as_raw_fd(),
-                    libc::F_ADD_SEALS,
-                    libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL,
-                )
-            };
+            let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, REQUIRED_SEALS) };
+            if r != 0 {
+                return Err(SegmentError::Io(std::io::Error::last_os_error()));
+            }
         }
         let map = MmapOptions::new()
             .len(fields.total_len as usize)
-            .map_raw(&file)
+            .map_raw(file)
             .map_err(|e| map_io(e, location))?;
         let me = process::current();
         fields.magic = MAGIC;
@@ -223,14 +469,15 @@ impl Segment {
             map,
             len: fields.total_len,
             location: location.clone(),
-            fd: matches!(location, Location::Anonymous).then(|| OwnedFd::from(file)),
-            unlink_on_drop: AtomicBool::new(unlink),
+            fd: None,
+            unlink_on_drop: AtomicBool::new(unlink && !anonymous),
             owner_pid: me.pid,
         };
         let header = seg.header();
         header.begin_init();
         header.write(fields);
         init(&seg);
+        test_hooks::reached(test_hooks::WRITTEN);
         header.publish();
         Ok(seg)
     }
@@ -242,34 +489,36 @@ impl Segment {
         location: &Location,
         opts: &SegmentOptions,
     ) -> Result<(Segment, HeaderFields), SegmentError> {
-        let fd = match location {
-            Location::Named(name) => {
-                let name = shm_name(name)?;
-                nix::sys::mman::shm_open(name.as_str(), OFlag::O_RDWR, Mode::empty())
-                    .map_err(|e| map_errno(e, location))?
-            }
-            Location::Path(path) => OwnedFd::from(
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                    .open(path)
-                    .map_err(|e| map_io(e, location))?,
-            ),
-            Location::Anonymous => {
-                return Err(SegmentError::InvalidArgument(
-                    "an anonymous segment is opened from its fd (from_fd), not by name".into(),
-                ))
-            }
-        };
+        let fd = OwnedFd::from(Self::open_existing(location)?);
         Self::open_fd(location.clone(), fd, opts)
     }
 
     /// Opens an anonymous segment from an inherited file descriptor.
+    ///
+    /// # Errors
+    /// `Untrusted` unless `fd` is a memfd carrying [`REQUIRED_SEALS`]: an
+    /// unsealed file could be truncated by another holder under our mapping;
+    /// otherwise as for [`open`](Self::open).
     pub fn from_fd(
         fd: OwnedFd,
         opts: &SegmentOptions,
     ) -> Result<(Segment, HeaderFields), SegmentError> {
+        // SAFETY: fcntl on a valid fd with integer arguments.
+        let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+        if seals < 0 {
+            return Err(SegmentError::Untrusted(format!(
+                "fd {}: not a sealable memfd ({})",
+                fd.as_raw_fd(),
+                std::io::Error::last_os_error()
+            )));
+        }
+        if seals & REQUIRED_SEALS != REQUIRED_SEALS {
+            return Err(SegmentError::Untrusted(format!(
+                "fd {}: memfd seals {seals:#x} lack shrink, grow and seal ({REQUIRED_SEALS:#x}): \
+                 another holder could truncate it",
+                fd.as_raw_fd()
+            )));
+        }
         Self::open_fd(Location::Anonymous, fd, opts)
     }
 

@@ -43,16 +43,31 @@ use crate::loom::{fence, AtomicU32, Ordering};
 use std::time::Duration;
 
 /// How the announce/re-check protocol pairs its barriers; fixed per segment.
+///
+/// The queue, byte-queue and pipe builders create `Strict` segments unless
+/// told otherwise: `Fast` is opt-in, because its cost falls on the whole
+/// host, not on the queue that chose it (see [`Fast`](WakeMode::Fast)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum WakeMode {
     /// No hardware fence on the per-message path; a sleeper pays for a
-    /// `membarrier` system call instead (cheap when the peer is idle, an
-    /// inter-processor interrupt when it runs). Best for streaming.
+    /// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` system call instead.
+    /// Best for streaming between peers that rarely sleep.
+    ///
+    /// **Cost to others:** that call makes the kernel interrupt (IPI) every
+    /// CPU currently running a thread of *any* process on the host that
+    /// registered for global expedited membarrier (every process that has
+    /// created a shmring endpoint, of any queue, registers), and waits for
+    /// them all. Each sleep of a `Fast` waiter thus disturbs unrelated
+    /// shmring users on other CPUs (~0.4 µs when they are idle, ~17 µs when
+    /// they run, measured on a KVM guest; more with more CPUs). Choose it
+    /// only where every process on the host that uses shmring is yours.
     #[default]
     Fast,
     /// `fence(SeqCst)` on every notify, a plain fence before sleeping. Costs
-    /// the streaming path a store-buffer drain per message; best when the
-    /// peers mostly sleep (request/response with long gaps).
+    /// the streaming path a store-buffer drain per message; touches no
+    /// other CPU. The builders' default; best when the peers mostly sleep
+    /// (request/response with long gaps), and the safe choice on a shared
+    /// host.
     Strict,
 }
 

@@ -58,6 +58,10 @@ pub struct GcArgs {
     /// Show what would be removed, remove nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Judge only the processes whose memory maps can be read (by default a
+    /// process whose maps cannot be read may map anything, so gc keeps all).
+    #[arg(long)]
+    ignore_unreadable: bool,
 }
 
 fn location(name: &str) -> Location {
@@ -97,6 +101,7 @@ fn report_json(r: &SegmentReport) -> serde_json::Value {
         "lost": r.lost,
         "reaped": r.reaped,
         "mapped_by": r.mapped_by,
+        "maps_unreadable": r.maps_unreadable,
         "size": r.file_size,
         "in_use": r.in_use(),
         "header": {
@@ -236,7 +241,8 @@ pub fn rm(args: RmArgs) -> Result<(), Failure> {
     }
 }
 
-/// `shmring gc`: removes segments no live process uses.
+/// `shmring gc`: removes segments it can prove unused; prints why it kept
+/// each other one (see `shmring::shm::inspect::gc`).
 pub fn gc(args: GcArgs) -> Result<(), Failure> {
     let dir: &Path = &args.dir.dir;
     if !dir.is_dir() {
@@ -245,7 +251,7 @@ pub fn gc(args: GcArgs) -> Result<(), Failure> {
             dir.display()
         )));
     }
-    for o in inspect::gc(dir, args.dry_run) {
+    for o in inspect::gc(dir, args.dry_run, args.ignore_unreadable) {
         if args.dir.json {
             println!(
                 "{}",
