@@ -161,6 +161,7 @@ fn current_pid_slow() -> u32 {
         PID.store(0, Ordering::Relaxed);
         // Relaxed: as above; the child may live in another time namespace.
         OFFSET.store(UNSET, Ordering::Relaxed);
+        PID_NS.store(UNSET, Ordering::Relaxed);
     }
     ATFORK.call_once(|| {
         // SAFETY: registers a child handler that only stores to an atomic,
@@ -182,8 +183,22 @@ fn current_pid_slow() -> u32 {
 /// liveness, so endpoints refuse to attach across them.
 pub fn pid_namespace() -> u64 {
     use std::os::unix::fs::MetadataExt;
-    fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+    use std::sync::atomic::Ordering;
+    // Relaxed: a cache of a value every thread computes identically; reset
+    // in a forked child (which `unshare(CLONE_NEWPID)` may have moved).
+    let v = PID_NS.load(Ordering::Relaxed);
+    if v != UNSET {
+        return v;
+    }
+    current_pid(); // registers the fork handler
+    let v = fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino());
+    // Relaxed: as above.
+    PID_NS.store(v, Ordering::Relaxed);
+    v
 }
+
+/// Cache of [`pid_namespace`].
+static PID_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(UNSET);
 
 /// Whether `p` is still running. Conservative: anything short of proof of
 /// death counts as alive, because a paused (SIGSTOP) or merely slow process

@@ -405,6 +405,11 @@ impl<T: Pod> Shared<T> {
     /// with it its intent record, until a later repair settles the claim;
     /// its role bit goes at once, so the disconnect is seen.
     fn reap(&self, role: Role) {
+        if Segment::check_pid_namespace(&self.fields).is_err() {
+            // A handle inherited into another pid namespace: the pids in
+            // the table mean other processes, or none, here. Judge nobody.
+            return;
+        }
         let ctrl = self.ctrl();
         let table = self.table();
         let mut dead = table.dead(role).peekable();

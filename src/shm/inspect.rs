@@ -85,7 +85,9 @@ impl SegmentReport {
     /// `/dev/shm` is invisible here, and a pid recorded there may name an
     /// unrelated process here; so a creator whose pid and start time still
     /// match a process here counts as alive, and one that does not is only
-    /// dead *as far as this namespace can tell* (which `gc` says).
+    /// dead *as far as this namespace can tell* (which `gc` says). A segment
+    /// whose header records another pid namespace than this process's (or
+    /// none it could read) is always kept: its users are invisible here.
     ///
     /// `ignore_unreadable`: judge only the processes whose maps could be
     /// read (the caller vouches that the others map none of its segments).
@@ -107,6 +109,14 @@ impl SegmentReport {
         if let Kind::Unknown(k) = self.kind {
             return Some(format!(
                 "kind {k} is unknown to this build: cannot judge who holds it"
+            ));
+        }
+        let ours = crate::process::pid_namespace();
+        let theirs = self.header.creator_pid_ns;
+        if theirs != ours || theirs == 0 {
+            return Some(format!(
+                "created in pid namespace {theirs}, this process lives in {ours}: \
+                 its users' liveness cannot be judged from here"
             ));
         }
         let creator = self.creator();

@@ -1,0 +1,319 @@
+//! Promises of the cross-process layer under the conditions that broke them
+//! once: reapers racing over one dead endpoint, peers in another pid
+//! namespace, handles inherited through `fork`, and a receiver killed while
+//! reading in place. Every test starts real processes.
+#![cfg(not(loom))]
+
+mod common;
+
+use common::{child_main, run, spawn_child, wait_killed, wait_ok, wait_until, Args};
+use shmring::{ByteQueue, Flavor, Pipe, Queue, SegmentError, TryRecvError};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+/// Child: attaches a sender to queue `args[0]` (u8, MPMC), sends one
+/// message to say it is attached, and sleeps until killed.
+#[test]
+#[ignore = "child process entry point"]
+fn child_sender_then_hang() {
+    child_main("child_sender_then_hang", |a: Args| {
+        let q = Queue::<u8>::open(a.str(0)).unwrap();
+        let tx = q.sender().unwrap();
+        tx.send(1).unwrap();
+        common::sleep_forever();
+    });
+}
+
+/// Two reapers that listed the same dead sender must not both act on it:
+/// the one that loses must not clear the role bit of the sender that
+/// claimed the freed entry meanwhile. The ring is full, so each reaper's
+/// repair scans millions of positions: a long window between listing the
+/// dead and freeing them, in which a new sender attaches.
+#[test]
+fn racing_reapers_never_detach_a_live_endpoint() {
+    run("prom_reapers", |ctx| {
+        const CAP: u64 = 1 << 21;
+        for round in 0..6 {
+            let name = ctx.name(&format!("q{round}"));
+            let q = Queue::<u8>::create(&name, Flavor::Mpmc, CAP).unwrap();
+            let rx = q.receiver().unwrap();
+            let mut child = spawn_child("child_sender_then_hang", &[&name]);
+            wait_until("the child's message", || rx.try_recv() == Ok(1));
+            // Fill the ring from here (a second sender, dropped after).
+            {
+                let tx = q.sender().unwrap();
+                let ones = vec![7u8; 4096];
+                let mut sent = 0;
+                while sent < CAP {
+                    let n = (CAP - sent).min(ones.len() as u64) as usize;
+                    tx.send_slice(&ones[..n]).unwrap();
+                    sent += n as u64;
+                }
+            }
+            child.kill().unwrap();
+            wait_killed(&mut child);
+            assert_eq!(q.endpoints(), (1, 1), "the dead sender is still listed");
+
+            let go = Arc::new(Barrier::new(3));
+            let reapers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (q, go) = (q.clone(), go.clone());
+                    thread::spawn(move || {
+                        go.wait();
+                        q.reap_dead();
+                    })
+                })
+                .collect();
+            go.wait();
+            // Attach as soon as the entry is free: the new sender is live.
+            let tx = loop {
+                if q.reaped() > 0 {
+                    break q.sender().unwrap();
+                }
+                std::hint::spin_loop();
+            };
+            for r in reapers {
+                r.join().unwrap();
+            }
+            assert_eq!(q.reaped(), 1, "one dead endpoint, reaped once");
+            assert_eq!(
+                q.endpoints(),
+                (1, 1),
+                "round {round}: a reaper cleared the live sender's bit"
+            );
+            assert!(rx.is_connected());
+            // Drain, then the live sender's message arrives: no Disconnected.
+            for _ in 0..CAP {
+                assert_eq!(rx.try_recv(), Ok(7));
+            }
+            tx.send(9).unwrap();
+            assert_eq!(rx.try_recv(), Ok(9));
+            assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+            // SPSC: the same race must not let a second sender attach.
+            drop((tx, rx));
+        }
+    });
+}
+
+/// Runs `f` in a grandchild forked into a new pid namespace (the child
+/// calls `unshare(CLONE_NEWPID)`, then forks). Returns the grandchild's
+/// exit code, or `None` where new pid namespaces are not permitted.
+fn in_new_pid_namespace(f: impl FnOnce() -> i32) -> Option<i32> {
+    // SAFETY: the child runs `f` or leaves with _exit; no locks are held
+    // by other threads of this test at the fork (the harness threads only
+    // wait).
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork");
+    if child == 0 {
+        // SAFETY: unshare with a flag; fails harmlessly if not permitted.
+        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(77) };
+        }
+        // SAFETY: as above; the grandchild is pid 1 of the new namespace.
+        let grandchild = unsafe { libc::fork() };
+        if grandchild == 0 {
+            let code = f();
+            // SAFETY: as above.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        unsafe { libc::waitpid(grandchild, &mut status, 0) };
+        let code = if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            99
+        };
+        // SAFETY: as above.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    assert!(libc::WIFEXITED(status), "child died: {status}");
+    match libc::WEXITSTATUS(status) {
+        77 => None,
+        c => Some(c),
+    }
+}
+
+/// A process in another pid namespace (a container sharing /dev/shm but not
+/// pids) can neither open a segment by name nor attach an endpoint through
+/// an inherited handle: it gets `ForeignPidNamespace`, and the endpoints of
+/// this namespace are untouched (no false reaping, no second SPSC sender).
+#[test]
+fn another_pid_namespace_is_refused() {
+    run("prom_pidns", |ctx| {
+        let name = ctx.name("q");
+        // Forks run in a child of their own: a fork from the harness, whose
+        // other test threads may hold locks, could deadlock the fork child.
+        let mut c = spawn_child("child_pid_namespace_checks", &[&name]);
+        wait_ok(&mut c);
+    });
+}
+
+#[test]
+#[ignore = "child process entry point"]
+fn child_pid_namespace_checks() {
+    child_main("child_pid_namespace_checks", |a: Args| {
+        let name = a.str(0).to_string();
+        let q = Queue::<u64>::create(&name, Flavor::Spsc, 8).unwrap();
+        let tx = q.sender().unwrap();
+        let rx = q.receiver().unwrap();
+        tx.send(5).unwrap();
+        let n = name.clone();
+        let q2 = q.clone();
+        let code = in_new_pid_namespace(move || {
+            let opened = matches!(
+                Queue::<u64>::open(&n),
+                Err(SegmentError::ForeignPidNamespace { .. })
+            );
+            let inherited = matches!(q2.sender(), Err(SegmentError::ForeignPidNamespace { .. }))
+                && matches!(q2.receiver(), Err(SegmentError::ForeignPidNamespace { .. }));
+            // Reaping from there must not judge this namespace's pids.
+            q2.reap_dead();
+            match (opened, inherited) {
+                (true, true) => 0,
+                (false, _) => 1,
+                (_, false) => 2,
+            }
+        });
+        let Some(code) = code else {
+            eprintln!("new pid namespaces are not permitted here: nothing to check");
+            return;
+        };
+        assert_eq!(
+            code, 0,
+            "1: open allowed across pid namespaces, 2: attach allowed across them"
+        );
+        assert_eq!(q.endpoints(), (1, 1), "endpoints untouched");
+        assert_eq!(rx.try_recv(), Ok(5));
+        tx.send(6).unwrap();
+        assert_eq!(rx.try_recv(), Ok(6));
+    });
+}
+
+/// Forks; the child runs `f` (true: pass) and leaves with _exit; returns
+/// whether it passed.
+fn in_child(f: impl FnOnce() -> bool) -> bool {
+    // SAFETY: the child runs `f` and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(false);
+        // SAFETY: ends the child without running the parent's handlers.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+}
+
+/// Whether `f` panics with the wrong-process message.
+fn panics_as_wrong_process(f: impl FnOnce()) -> bool {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(prev);
+    match r {
+        Ok(()) => false,
+        Err(p) => p
+            .downcast_ref::<String>()
+            .is_some_and(|m| m.contains("was used in process")),
+    }
+}
+
+/// An endpoint inherited through fork is refused in the child (it belongs
+/// to the parent's endpoint: SPSC exclusivity, indices, MPMC intent
+/// record), loudly, and nothing of the parent's is disturbed; the child
+/// attaches its own endpoints from the inherited segment handle.
+#[test]
+fn endpoints_inherited_through_fork() {
+    run("prom_fork", |_ctx| {
+        // In a child of its own, as above.
+        let mut c = spawn_child("child_fork_checks", &[]);
+        wait_ok(&mut c);
+    });
+}
+
+#[test]
+#[ignore = "child process entry point"]
+fn child_fork_checks() {
+    child_main("child_fork_checks", |_a: Args| {
+        for flavor in [Flavor::Spsc, Flavor::Mpmc] {
+            let q = Queue::<u64>::anonymous(flavor, 64).unwrap();
+            let tx = q.sender().unwrap();
+            let rx = q.receiver().unwrap();
+            tx.send(1).unwrap();
+            let ok = in_child(|| {
+                let refused = panics_as_wrong_process(|| {
+                    let _ = tx.send(2);
+                }) && panics_as_wrong_process(|| {
+                    let _ = rx.try_recv();
+                }) && panics_as_wrong_process(|| {
+                    let _ = rx.recv_timeout(Duration::from_millis(1));
+                });
+                if !refused {
+                    return false;
+                }
+                // The child's own endpoint (MPMC; SPSC's sender is the parent's).
+                if flavor == Flavor::Mpmc {
+                    let mine = q.sender().unwrap();
+                    mine.send(3).unwrap();
+                } else {
+                    assert!(matches!(
+                        q.sender(),
+                        Err(SegmentError::RoleTaken(shmring::Role::Sender))
+                    ));
+                }
+                // Dropping the inherited handles must not detach the parent's.
+                // SAFETY: bitwise copies in the child's own copy of memory;
+                // the originals are never used or dropped here again (the
+                // child leaves with _exit).
+                drop(unsafe { (std::ptr::read(&tx), std::ptr::read(&rx)) });
+                true
+            });
+            assert!(ok, "{flavor:?}: the child's checks failed");
+            assert_eq!(
+                q.endpoints(),
+                (1, 1),
+                "the parent's endpoints stay attached"
+            );
+            assert_eq!(rx.try_recv(), Ok(1));
+            if flavor == Flavor::Mpmc {
+                assert_eq!(rx.try_recv(), Ok(3));
+            }
+            assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+            tx.send(4).unwrap();
+            assert_eq!(rx.try_recv(), Ok(4));
+        }
+
+        // Byte queues and pipes likewise: the child attaches its own end.
+        let bq = ByteQueue::anonymous(Flavor::Mpmc, 8, 64).unwrap();
+        let mut brx = bq.receiver().unwrap();
+        let btx = bq.sender().unwrap();
+        let pipe = Pipe::anonymous(true).unwrap();
+        let left = pipe.left().unwrap();
+        left.send(b"from parent").unwrap();
+        let ok = in_child(|| {
+            let refused = panics_as_wrong_process(|| {
+                let _ = btx.send(b"x");
+            }) && panics_as_wrong_process(|| {
+                let _ = left.send(b"x");
+            });
+            let right = pipe.right().unwrap();
+            right.send(b"from child").unwrap();
+            let own = bq.sender().unwrap();
+            own.send(b"own").unwrap();
+            refused && right.recv().unwrap() == b"from parent"
+        });
+        assert!(ok, "byte queue / pipe checks failed in the child");
+        assert_eq!(left.recv().unwrap(), b"from child");
+        let mut buf = Vec::new();
+        brx.recv_into(&mut buf).unwrap();
+        assert_eq!(buf, b"own");
+    });
+}
