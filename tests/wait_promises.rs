@@ -102,10 +102,7 @@ fn dead_waiter_costs_no_wake_per_call(test: &'static str, what: &'static str) {
 
 #[test]
 fn issue10_dead_lock_waiter_costs_no_wake_per_unlock() {
-    dead_waiter_costs_no_wake_per_call(
-        "issue10_dead_lock_waiter_costs_no_wake_per_unlock",
-        "lock",
-    );
+    dead_waiter_costs_no_wake_per_call("issue10_dead_lock_waiter_costs_no_wake_per_unlock", "lock");
 }
 
 #[test]

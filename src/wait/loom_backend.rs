@@ -5,13 +5,18 @@
 
 use crate::loom::{AtomicU32, Ordering};
 use loom::sync::{Condvar, Mutex};
+use std::collections::{BTreeSet, VecDeque};
 
 #[derive(Debug, Default)]
 struct State {
-    /// Sleepers not yet handed a wake-up.
-    asleep: usize,
-    /// Wake-ups handed out and not yet taken by a sleeper.
-    tokens: usize,
+    /// Ids for sleepers.
+    next_id: u64,
+    /// Sleepers not yet handed a wake-up, oldest first.
+    asleep: VecDeque<u64>,
+    /// Sleepers handed a wake-up that have not yet run. Wake-ups are
+    /// addressed: a sleeper that arrives later cannot take an earlier
+    /// sleeper's, as with FUTEX_WAKE.
+    woken_ids: BTreeSet<u64>,
     /// Calls to `wake`, and the wake-ups they handed out (for the models).
     calls: usize,
     woken: usize,
@@ -38,20 +43,22 @@ impl Backend {
         if word.load(Ordering::Relaxed) != expected {
             return;
         }
-        st.asleep += 1;
-        // Sleepers are interchangeable: whichever runs first takes a token.
-        while st.tokens == 0 {
+        let id = st.next_id;
+        st.next_id += 1;
+        st.asleep.push_back(id);
+        while !st.woken_ids.remove(&id) {
             st = self.cond.wait(st).unwrap();
         }
-        st.tokens -= 1;
     }
 
     /// Wakes up to `n` sleepers; returns how many.
     pub(crate) fn wake(&self, n: usize) -> usize {
         let mut st = self.state.lock().unwrap();
-        let k = n.min(st.asleep);
-        st.asleep -= k;
-        st.tokens += k;
+        let k = n.min(st.asleep.len());
+        for _ in 0..k {
+            let id = st.asleep.pop_front().expect("k <= asleep.len()");
+            st.woken_ids.insert(id);
+        }
         st.calls += 1;
         st.woken += k;
         if k > 0 {
