@@ -6,7 +6,7 @@
 //! wake-up leaves a thread asleep forever and loom reports a deadlock.
 #![cfg(loom)]
 
-use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 use shmring::channel::heap::HeapQueue;
@@ -109,6 +109,123 @@ fn no_lost_wakeup_two_waiters() {
         notifier.join().unwrap();
         assert_eq!(ev.cell.waiters(), 0);
     });
+}
+
+/// A counting semaphore over one cell, released with `notify_one`: the
+/// lock/semaphore side of the protocol.
+struct Sem {
+    permits: AtomicU32,
+    cell: WaitCell,
+}
+
+impl Sem {
+    fn new() -> Arc<Self> {
+        Arc::new(Sem {
+            permits: AtomicU32::new(0),
+            cell: WaitCell::new(),
+        })
+    }
+
+    fn try_acquire(&self) -> bool {
+        // AcqRel/Acquire: takes a permit published by `release`.
+        self.permits
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| p.checked_sub(1))
+            .is_ok()
+    }
+
+    fn acquire(&self) {
+        let mode = WakeMode::Strict;
+        loop {
+            if self.try_acquire() {
+                return;
+            }
+            let ticket = self.cell.prepare(mode);
+            if self.try_acquire() {
+                self.cell.cancel();
+                return;
+            }
+            self.cell.sleep(ticket, Deadline::now());
+            self.cell.cancel();
+        }
+    }
+
+    fn release(&self) {
+        // Release: the permit is published before the wake-up.
+        self.permits.fetch_add(1, Ordering::Release);
+        self.cell.notify_one(WakeMode::Strict);
+    }
+}
+
+/// Issue 10 item 15, wake-one: two acquirers sleep, one permit is released,
+/// exactly one of them gets through and the other keeps sleeping; a second
+/// release lets the other through (a lost wake-up would be a deadlock).
+#[test]
+fn wake_one_two_sleepers() {
+    model(|| {
+        let sem = Sem::new();
+        let done = Arc::new(AtomicU32::new(0));
+        let spawn = |sem: &Arc<Sem>| {
+            let (sem, done) = (sem.clone(), done.clone());
+            thread::spawn(move || {
+                sem.acquire();
+                // Release: pairs with the main thread's Acquire loads.
+                done.fetch_add(1, Ordering::Release);
+            })
+        };
+        let a = spawn(&sem);
+        let b = spawn(&sem);
+        sem.release();
+        // Acquire: sees the finished acquirer's work.
+        while done.load(Ordering::Acquire) == 0 {
+            thread::yield_now();
+        }
+        assert_eq!(done.load(Ordering::Acquire), 1, "one permit, one taker");
+        sem.release();
+        a.join().unwrap();
+        b.join().unwrap();
+        assert_eq!(sem.cell.waiters(), 0);
+    });
+}
+
+/// Issue 10 item 15, dead waiter: `dead` announcements are never withdrawn
+/// (their processes died between `prepare` and `cancel`). A live waiter
+/// still gets its wake-up, and once it is gone, notifies stop paying a
+/// wake call: the first finds nobody asleep and marks WOKEN.
+fn dead_waiter(dead: u32) {
+    model(move || {
+        let sem = Sem::new();
+        for _ in 0..dead {
+            let _ = sem.cell.prepare(WakeMode::Strict);
+        }
+        let live = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.acquire())
+        };
+        sem.release();
+        live.join().unwrap();
+        assert_eq!(sem.cell.waiters(), dead, "only the dead stay counted");
+        // One more unlock may still pay (the live waiter's announcement
+        // cleared WOKEN); after it, none does.
+        sem.release();
+        let (calls, _) = sem.cell.wake_stats();
+        assert!(!sem.cell.wake_pending(), "WOKEN set over the dead count");
+        for _ in 0..3 {
+            sem.release();
+        }
+        assert_eq!(sem.cell.wake_stats().0, calls, "no wake call per unlock");
+    });
+}
+
+#[test]
+fn dead_waiter_one() {
+    dead_waiter(1);
+}
+
+/// Two dead waiters: more announced than `notify_one` wakes, so WOKEN comes
+/// from the fallback broadcast after a FUTEX_WAKE that woke nobody.
+#[test]
+fn dead_waiter_two() {
+    dead_waiter(2);
 }
 
 /// Set in the child process that runs the broken model.

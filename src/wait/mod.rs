@@ -218,13 +218,14 @@ impl WaitCell {
     #[cold]
     #[inline(never)]
     fn wake_all_slow(&self) {
-        self.wake_slow(i32::MAX);
+        let _ = self.bump_and_wake(i32::MAX);
     }
 
     /// Wakes one announced waiter, if any: for primitives that hand one
     /// waiter a turn (a lock's unlock, a semaphore's permit). The barrier
-    /// pair is `notify`'s; there is no WOKEN bit: every call that finds a
-    /// waiter announced bumps `seq` and wakes one.
+    /// pair is `notify`'s. While more waiters are announced than it wakes,
+    /// every call that finds one announced bumps `seq` and wakes one; see
+    /// [`notify_n`](Self::notify_n) for when it sets WOKEN and skips.
     #[inline]
     pub fn notify_one(&self, mode: WakeMode) {
         self.notify_n(mode, 1);
@@ -237,29 +238,97 @@ impl WaitCell {
         self.notify_n(mode, i32::MAX);
     }
 
+    /// Called after publishing a state change that `n` waiters may act on
+    /// (`n` permits, `n` messages): wakes up to `n` sleepers. No system call
+    /// when nobody is announced, or when WOKEN says every announced waiter
+    /// will re-check by itself.
+    ///
+    /// WOKEN is set only where it is true:
+    /// - At most `n` waiters announced: WOKEN is set (by a CAS on the count
+    ///   read) *before* the bump, so a waiter that reads the bumped `seq`
+    ///   finds its ticket stale, as in `notify`; every waiter announced
+    ///   before it is asleep (and among the `n` woken, unless a later
+    ///   announcement, which clears WOKEN, took a wake-up), or will find
+    ///   `seq` changed. A waiter that announced and died is counted forever,
+    ///   but costs one FUTEX_WAKE per announcement of a live waiter, not one
+    ///   per call.
+    /// - More announced than `n`: bump and wake `n`. If FUTEX_WAKE woke
+    ///   fewer than `n`, nobody was left asleep: the rest of the count is
+    ///   waiters on their way to sleep (whose FUTEX_WAIT will see the bumped
+    ///   `seq`) or dead ones. Then the broadcast path sets WOKEN, bumps again
+    ///   and wakes all: whoever fell asleep on the first bump is woken, and
+    ///   whoever reads the second finds WOKEN. Setting WOKEN after the first
+    ///   bump without bumping again would be unsound: a waiter that read
+    ///   the first bump before WOKEN was set would sleep unannounced to
+    ///   later notifiers. `loom-tests/tests/wait.rs` models both branches
+    ///   (`dead_waiter_*`, `wake_one_*`).
     #[inline(always)]
-    fn notify_n(&self, mode: WakeMode, n: i32) {
+    pub fn notify_n(&self, mode: WakeMode, n: i32) {
         match mode {
             WakeMode::Fast => light_barrier(),
+            // SeqCst: pairs with the waiter's barrier (W2), see the module docs.
             WakeMode::Strict => fence(Ordering::SeqCst),
         }
-        // Relaxed: ordered by the barrier pair, as in `notify`.
-        if self.waiters.load(Ordering::Relaxed) & !WOKEN != 0 {
-            self.wake_slow(n);
+        // Relaxed: ordered after our publication by the barrier above.
+        let w = self.waiters.load(Ordering::Relaxed);
+        if w != 0 && w & WOKEN == 0 {
+            self.wake_counted(w, n.max(1));
         }
     }
 
     #[cold]
-    fn wake_slow(&self, n: i32) {
+    #[inline(never)]
+    fn wake_counted(&self, mut w: u32, n: i32) {
+        // `n` is at least 1, so the cast is exact.
+        let n_u32 = n as u32;
+        loop {
+            let count = w & !WOKEN;
+            if count == 0 || w & WOKEN != 0 {
+                // A value later in the modification order than the one our
+                // barrier-ordered load read: waiters it does not show
+                // announced after that load, so they see our publication.
+                return;
+            }
+            if count > n_u32 {
+                break;
+            }
+            // Relaxed (both): the CAS only decides whether WOKEN may be set;
+            // the bump below (Release) carries the publication, and the
+            // stale check in `prepare` reads WOKEN after acquiring `seq`.
+            match self.waiters.compare_exchange_weak(
+                w,
+                w | WOKEN,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    let _ = self.bump_and_wake(n);
+                    return;
+                }
+                Err(cur) => w = cur,
+            }
+        }
+        if self.bump_and_wake(n) < n_u32 as usize {
+            // Nobody is left asleep: mark WOKEN the sound way (see above).
+            self.wake_announced();
+        }
+    }
+
+    /// Bumps `seq` and wakes up to `n` sleepers; returns how many woke.
+    #[cold]
+    fn bump_and_wake(&self, n: i32) -> usize {
         // Release: a waiter that reads the new value (W3, Acquire) sees
         // everything published before this notify.
         self.seq.fetch_add(1, Ordering::Release);
         #[cfg(not(loom))]
-        futex::wake(&self.seq, n);
+        {
+            let woken = futex::wake(&self.seq, n);
+            stats::record(woken);
+            woken
+        }
         #[cfg(loom)]
         {
-            let _ = n;
-            self.backend.wake();
+            self.backend.wake(n as usize)
         }
     }
 
@@ -326,10 +395,59 @@ impl WaitCell {
             });
     }
 
-    /// Waiters currently announced (a hint; for diagnostics).
+    /// Waiters currently announced (a hint; for diagnostics). A waiter that
+    /// died announced stays counted: its count cannot be told from a live
+    /// waiter's on its way to sleep, and withdrawing it for the dead one
+    /// could withdraw a live one's instead.
     pub fn waiters(&self) -> u32 {
         // Relaxed: a snapshot for display only.
         self.waiters.load(Ordering::Relaxed) & !WOKEN
+    }
+
+    /// Whether a notify now would make a system call: someone is announced
+    /// and WOKEN is clear (a hint; for diagnostics and tests).
+    pub fn wake_pending(&self) -> bool {
+        // Relaxed: a snapshot for display only.
+        let w = self.waiters.load(Ordering::Relaxed);
+        w & !WOKEN != 0 && w & WOKEN == 0
+    }
+
+    /// Under loom: (wake calls made on this cell, sleepers they woke).
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn wake_stats(&self) -> (usize, usize) {
+        self.backend.stats()
+    }
+}
+
+/// FUTEX_WAKE calls made by the calling thread, and the sleepers they woke:
+/// `(calls, woken)`. For tests and diagnostics (the herd and dead-waiter
+/// regressions in `tests/wait_promises.rs` count with it); per thread, so
+/// concurrent tests do not disturb each other.
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub fn thread_wake_stats() -> (u64, u64) {
+    stats::get()
+}
+
+#[cfg(not(loom))]
+mod stats {
+    use std::cell::Cell;
+
+    thread_local! {
+        static WAKES: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    }
+
+    /// Counts one FUTEX_WAKE that woke `woken` sleepers (cold path only).
+    pub(super) fn record(woken: usize) {
+        WAKES.with(|c| {
+            let (calls, total) = c.get();
+            c.set((calls + 1, total + woken as u64));
+        });
+    }
+
+    pub(super) fn get() -> (u64, u64) {
+        WAKES.with(Cell::get)
     }
 }
 
