@@ -293,7 +293,7 @@ fn child_fork_checks() {
 
         // Byte queues and pipes likewise: the child attaches its own end.
         let bq = ByteQueue::anonymous(Flavor::Mpmc, 8, 64).unwrap();
-        let mut brx = bq.receiver().unwrap();
+        let brx = bq.receiver().unwrap();
         let btx = bq.sender().unwrap();
         let pipe = Pipe::anonymous(true).unwrap();
         let left = pipe.left().unwrap();

@@ -173,6 +173,7 @@ fn parse_header(b: &[u8]) -> HeaderFields {
         creator_uid: u32_at(b, 116),
         creator_start: u64_at(b, 120),
         created_unix_ns: u64_at(b, 128),
+        creator_pid_ns: u64_at(b, 176),
         wake_mode: u32_at(b, 136),
         checksum: u64_at(b, 144),
         msg_max: u64_at(b, 152),
@@ -206,6 +207,7 @@ fn write_fields(b: &mut [u8], f: &HeaderFields) {
     put_u64(b, 152, f.msg_max);
     put_u64(b, 160, f.payload_offset);
     put_u64(b, 168, f.payload_stride);
+    put_u64(b, 176, f.creator_pid_ns);
 }
 
 /// Field `i` of the header, as a u64 (32-bit fields widened).

@@ -477,7 +477,11 @@ impl<T: Pod> Shared<T> {
         // Checked at open too; again here for a handle inherited by a child
         // forked into a new pid namespace.
         Segment::check_pid_namespace(&self.fields)?;
-        register_process();
+        if self.info.wake_mode == WakeMode::Fast {
+            // Only Fast segments' sleepers send the host-wide barrier, so
+            // only their users need to receive it.
+            register_process();
+        }
         let me = process::current();
         let exclusive = self.info.flavor == Flavor::Spsc;
         for attempt in 0..2 {

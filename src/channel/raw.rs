@@ -258,6 +258,7 @@ impl<T: Copy> RawSender<T> {
 
     /// Makes every call check that it runs in process `pid` (the one that
     /// attached the endpoint): see [`check_process`].
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn bind_to_process(&mut self, pid: u32) {
         self.pid = pid;
     }
@@ -516,6 +517,7 @@ impl<T: Copy> RawReceiver<T> {
     }
 
     /// As [`RawSender::bind_to_process`].
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn bind_to_process(&mut self, pid: u32) {
         self.pid = pid;
     }

@@ -40,6 +40,7 @@ pub struct MpmcSlot<T> {
 
 impl<T: Copy> MpmcSlot<T> {
     /// A slot whose turn is `stamp` (heap-backed rings: loom and unit tests).
+    #[cfg_attr(not(any(loom, test)), allow(dead_code))]
     pub fn new(stamp: u64, value: T) -> Self {
         MpmcSlot {
             stamp: AtomicU64::new(stamp),
@@ -105,6 +106,7 @@ pub struct Intent {
 
 impl Intent {
     /// Nothing claimed.
+    #[cfg_attr(not(any(loom, test)), allow(dead_code))]
     pub fn new() -> Self {
         Intent {
             start: AtomicU64::new(0),

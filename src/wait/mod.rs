@@ -56,18 +56,18 @@ pub enum WakeMode {
     /// **Cost to others:** that call makes the kernel interrupt (IPI) every
     /// CPU currently running a thread of *any* process on the host that
     /// registered for global expedited membarrier (every process that has
-    /// created a shmring endpoint, of any queue, registers), and waits for
+    /// attached an endpoint to a `Fast` segment registers; `Strict` users do not), and waits for
     /// them all. Each sleep of a `Fast` waiter thus disturbs unrelated
     /// shmring users on other CPUs (~0.4 µs when they are idle, ~17 µs when
     /// they run, measured on a KVM guest; more with more CPUs). Choose it
     /// only where every process on the host that uses shmring is yours.
-    #[default]
     Fast,
     /// `fence(SeqCst)` on every notify, a plain fence before sleeping. Costs
     /// the streaming path a store-buffer drain per message; touches no
     /// other CPU. The builders' default; best when the peers mostly sleep
     /// (request/response with long gaps), and the safe choice on a shared
     /// host.
+    #[default]
     Strict,
 }
 
