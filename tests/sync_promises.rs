@@ -308,6 +308,66 @@ fn install_alarm_handler() {
     assert_eq!(r, 0, "sigaction");
 }
 
+/// A kernel timer that sends SIGALRM to the calling thread every
+/// millisecond (a thread-directed `setitimer`: other threads of the test
+/// binary are left alone). Deleted on drop.
+struct AlarmStorm(libc::timer_t);
+
+impl AlarmStorm {
+    fn start() -> Self {
+        // SAFETY: an all-zero sigevent is a valid starting point.
+        let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
+        sev.sigev_notify = libc::SIGEV_THREAD_ID;
+        sev.sigev_signo = libc::SIGALRM;
+        sev.sigev_notify_thread_id = gettid();
+        let mut timer: libc::timer_t = std::ptr::null_mut();
+        // SAFETY: valid pointers to a sigevent naming a thread of this
+        // process and to the timer id to fill in.
+        let r = unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut sev, &mut timer) };
+        assert_eq!(r, 0, "timer_create");
+        let ms = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 1_000_000,
+        };
+        let spec = libc::itimerspec {
+            it_interval: ms,
+            it_value: ms,
+        };
+        // SAFETY: `timer` was just created; `spec` is valid.
+        let r = unsafe { libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()) };
+        assert_eq!(r, 0, "timer_settime");
+        AlarmStorm(timer)
+    }
+}
+
+impl Drop for AlarmStorm {
+    fn drop(&mut self) {
+        // SAFETY: deletes the timer created in `start`, once.
+        unsafe { libc::timer_delete(self.0) };
+    }
+}
+
+/// `SCHED_FIFO` for the calling thread while alive, if permitted.
+struct RealTime(bool);
+
+impl RealTime {
+    fn try_enter() -> Self {
+        let p = libc::sched_param { sched_priority: 1 };
+        // SAFETY: changes the calling thread's policy; `p` is valid.
+        RealTime(unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &p) } == 0)
+    }
+}
+
+impl Drop for RealTime {
+    fn drop(&mut self) {
+        if self.0 {
+            let p = libc::sched_param { sched_priority: 0 };
+            // SAFETY: as in `try_enter`, back to the normal policy.
+            unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &p) };
+        }
+    }
+}
+
 /// Child: takes the lock of `Lost` args[0], sets `held`, hangs.
 #[test]
 #[ignore = "child process entry point"]
@@ -331,35 +391,32 @@ fn issue10_lock_waiter_interrupted_every_millisecond_finds_a_dead_owner() {
             assert!(child.try_wait().unwrap().is_none(), "holder exited");
         }
         let tid = gettid();
-        let stop = Arc::new(AtomicBool::new(false));
-        let storm = {
-            let stop = stop.clone();
+        let killed = Arc::new(AtomicBool::new(false));
+        let killer = {
+            let killed = killed.clone();
             thread::spawn(move || -> Child {
                 wait_until("the waiter to sleep", || asleep(tid));
-                let mut sent = 0u32;
-                let mut killed = false;
-                while !stop.load(SeqCst) {
-                    // SAFETY: signals one thread of our own process, which
-                    // has a handler for it.
-                    unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGALRM) };
-                    sent += 1;
-                    // A few slices' worth of signals against the live owner
-                    // first, then the owner dies mid-storm.
-                    if !killed && sent == 100 {
-                        child.kill().expect("kill the holder");
-                        killed = true;
-                    }
-                    thread::sleep(Duration::from_millis(1));
-                }
-                assert!(killed, "the waiter returned before the owner died");
+                // A few slices' worth of signals against the live owner,
+                // then the owner dies mid-storm.
+                thread::sleep(LIVENESS_SLICE * 5);
+                killed.store(true, SeqCst);
+                child.kill().expect("kill the holder");
                 child
             })
         };
-        // Every sleep of this wait ends in EINTR long before its slice does.
-        let r = l.lock.lock();
-        stop.store(true, SeqCst);
-        let mut child = storm.join().unwrap();
+        let r = {
+            // Every sleep of this wait ends in EINTR long before its slice
+            // does. Real-time scheduling (where permitted) keeps the
+            // waiter from missing signals while it waits for a CPU: on a
+            // loaded machine a 20 ms run-queue delay lets a slice time
+            // out, which the old code needed to look at the owner at all.
+            let _rt = RealTime::try_enter();
+            let _storm = AlarmStorm::start();
+            l.lock.lock()
+        };
+        let mut child = killer.join().unwrap();
         wait_killed(&mut child);
+        assert!(killed.load(SeqCst), "returned before the owner died");
         match r {
             Err(OwnerDied(g)) => drop(g),
             Ok(_) => panic!("a dead owner's lock taken as if free"),
