@@ -283,6 +283,18 @@ fn issue10_condition_waiter_sees_a_change_whose_notify_was_lost() {
             Err(OwnerDied(_)) => panic!("the child released the lock before dying"),
         };
         assert_eq!(l.flag.load(SeqCst), 1);
+        wait_killed(&mut child);
+        // The timed form re-checks every slice too, long before its timeout.
+        l.flag.store(0, SeqCst);
+        let mut child = spawn_child("child_change_without_notify", &[&name, "cond"]);
+        let (g, r) = l
+            .cond
+            .wait_while_timeout(g, Duration::from_secs(3600), || {
+                l.flag.load(SeqCst) == 0
+            })
+            .unwrap_or_else(|_| panic!("the child released the lock before dying"));
+        assert!(!r.timed_out());
+        assert_eq!(l.flag.load(SeqCst), 1);
         drop(g);
         wait_killed(&mut child);
     });

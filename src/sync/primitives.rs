@@ -13,8 +13,11 @@
 //! killed between a state change (an event set, a permit released, a
 //! barrier tripped) and its notify cannot strand the sleepers, who see the
 //! change within a slice. A [`Condition`] cannot see its caller's state, so
-//! its waits return at least once a slice (a spurious wake-up) and the
-//! caller's loop re-checks; [`Condition::wait_while`] does that itself.
+//! an untimed [`Condition::wait`] returns at least once a slice (a spurious
+//! wake-up) for the caller's loop to re-check, and the `wait_while` forms
+//! re-check their predicate every slice. [`Condition::wait_timeout`] is the
+//! one sleep bounded by its caller's timeout instead (it reports
+//! `timed_out()` only when that has passed).
 
 use super::lock::{Acquired, LockGuard, OwnerDied, RLockGuard, LIVENESS_SLICE, MODE};
 use crate::loom::{AtomicU32, AtomicU64, Ordering};
@@ -106,12 +109,16 @@ impl WaitTimeoutResult {
 ///
 /// A waiter announces itself before releasing the lock, so a notify that
 /// follows the release always finds it. Wake-ups may be spurious: wait in a
-/// loop, or use [`wait_while`](Self::wait_while). Every wait returns within
-/// about a [`LIVENESS_SLICE`](super::LIVENESS_SLICE) even when no notify
-/// comes, so that a state change whose notifier died before notifying is
-/// seen by the caller's re-check; for a timeout over several waits, use
-/// [`wait_while_timeout`](Self::wait_while_timeout) (or keep a deadline),
-/// not a fresh `wait_timeout` per round.
+/// loop, or use [`wait_while`](Self::wait_while).
+///
+/// A notifier may die between changing the state and notifying. So that
+/// such a change is still seen, [`wait`](Self::wait) returns within about
+/// a [`LIVENESS_SLICE`](super::LIVENESS_SLICE) even when no notify comes
+/// (for the caller's loop to re-check), and [`wait_while`](Self::wait_while)
+/// and [`wait_while_timeout`](Self::wait_while_timeout) re-check their
+/// predicate at least that often. [`wait_timeout`](Self::wait_timeout)
+/// sleeps until a notify or its own timeout, which bounds it: prefer
+/// `wait_while_timeout` where notifiers may die and the timeout is long.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct Condition {
@@ -126,14 +133,24 @@ impl Condition {
         }
     }
 
-    fn wait_inner<G: CondGuard>(&self, guard: &G, deadline: Option<Deadline>) -> (bool, bool) {
+    /// One wait: until a notify, `deadline`, or (when `sliced`) a liveness
+    /// slice, whichever comes first; returns (owner died, timed out). A
+    /// wait without a deadline must be sliced (see the type docs).
+    fn wait_inner<G: CondGuard>(
+        &self,
+        guard: &G,
+        deadline: Option<Deadline>,
+        sliced: bool,
+    ) -> (bool, bool) {
+        debug_assert!(sliced || deadline.is_some());
         let ticket = self.cell.prepare(MODE);
         let depth = guard.release_for_wait();
-        // At most a slice: the caller re-checks its state (see the type docs).
-        let mut wake_at = Deadline::after(LIVENESS_SLICE);
-        if let Some(d) = deadline {
-            wake_at = wake_at.min(d);
-        }
+        let slice = Deadline::after(LIVENESS_SLICE);
+        let wake_at = match deadline {
+            Some(d) if sliced => d.min(slice),
+            Some(d) => d,
+            None => slice,
+        };
         let woken = self.cell.sleep(ticket, wake_at);
         self.cell.cancel();
         let died = guard.reacquire_after_wait(depth);
@@ -148,15 +165,15 @@ impl Condition {
     /// `OwnerDied(guard)`: while we waited, a holder of the lock died
     /// holding it; the lock is held again.
     pub fn wait<G: CondGuard>(&self, guard: G) -> Result<G, OwnerDied<G>> {
-        match self.wait_inner(&guard, None) {
+        match self.wait_inner(&guard, None, true) {
             (true, _) => Err(OwnerDied(guard)),
             (false, _) => Ok(guard),
         }
     }
 
     /// As [`wait`](Self::wait), for at most `timeout` of waiting for a
-    /// notification (it may return earlier, spuriously: `timed_out()` is
-    /// then `false`). Taking the lock back afterwards is not bounded by the
+    /// notification, but not cut into liveness slices: without a notify it
+    /// returns when `timeout` has passed (or, rarely, spuriously). Taking the lock back afterwards is not bounded by the
     /// timeout (as in Python): a live thread that holds the lock delays the
     /// return until it releases it; a dead one is recovered (`OwnerDied`).
     ///
@@ -167,7 +184,7 @@ impl Condition {
         guard: G,
         timeout: Duration,
     ) -> Result<(G, WaitTimeoutResult), OwnerDied<G>> {
-        match self.wait_inner(&guard, Some(Deadline::after(timeout))) {
+        match self.wait_inner(&guard, Some(Deadline::after(timeout)), false) {
             (true, _) => Err(OwnerDied(guard)),
             (false, t) => Ok((guard, WaitTimeoutResult(t))),
         }
@@ -204,7 +221,7 @@ impl Condition {
             if deadline.has_passed() {
                 return Ok((guard, WaitTimeoutResult(true)));
             }
-            let (died, _) = self.wait_inner(&guard, Some(deadline));
+            let (died, _) = self.wait_inner(&guard, Some(deadline), true);
             if died {
                 return Err(OwnerDied(guard));
             }
