@@ -289,9 +289,7 @@ fn issue10_condition_waiter_sees_a_change_whose_notify_was_lost() {
         let mut child = spawn_child("child_change_without_notify", &[&name, "cond"]);
         let (g, r) = l
             .cond
-            .wait_while_timeout(g, Duration::from_secs(3600), || {
-                l.flag.load(SeqCst) == 0
-            })
+            .wait_while_timeout(g, Duration::from_secs(3600), || l.flag.load(SeqCst) == 0)
             .unwrap_or_else(|_| panic!("the child released the lock before dying"));
         assert!(!r.timed_out());
         assert_eq!(l.flag.load(SeqCst), 1);
