@@ -14,6 +14,14 @@
 //! - the primitives' contracts (re-entry depth, permits, leaders, ...) by
 //!   asserts.
 //!
+//! A release is a CAS from the releaser's own owner word to 0 (Release on
+//! success): the lock models check it as they checked the store it
+//! replaced (a release that failed would leave the lock held and the next
+//! locker asleep for ever, which loom reports). The owner check on a
+//! deadline and the liveness slices of the other primitives depend on time,
+//! which loom does not model (every deadline lies in the future): the
+//! process tests in `tests/sync_promises.rs` cover them.
+//!
 //! In the models nobody dies (`owner::is_dead` is `false` under loom), so
 //! every lock call returns `Ok`. Models with three threads use blocking calls
 //! only (see the note in `mpmc.rs` on `yield_now` loops).

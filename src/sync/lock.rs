@@ -5,14 +5,21 @@
 //! `owner` holds 0 (free) or the owner word of the thread holding the lock
 //! ([`owner`](super::owner)): taking the lock is one CAS `0 → me`
 //! (**Acquire**: the previous holder's writes happen-before ours), releasing
-//! is a store of 0 (**Release**), then a notify that makes a system call only
-//! when a waiter is announced. A contended locker spins briefly, then
+//! is one CAS `me → 0` (**Release**), then a notify that makes a system call
+//! only when a waiter is announced. Release clears only the word the
+//! releasing thread itself set: a forked child dropping a guard it inherited
+//! (its identity is not its parent's), or a holder whose lock was taken over
+//! meanwhile, leaves the lock as it is. Guards are not `Send` (as std's), so
+//! a guard is always dropped by the thread that took it, or by a forked copy
+//! of that thread. A contended locker spins briefly, then
 //! announces itself on the wait cell, re-checks, and sleeps (the wait layer's
 //! protocol, with `SeqCst` fences on both sides: no lost wake-up).
 //!
 //! # Owner death
-//! A sleeper wakes at least every [`LIVENESS_SLICE`]; when it was not woken,
-//! it checks whether the owner is alive. If the owner is proven dead, the
+//! A sleeper wakes at least every [`LIVENESS_SLICE`]; after a slice in which
+//! it was not woken, and in any case once a slice (a deadline, so that
+//! signals or others' unlocks, which count as wake-ups, cannot put the check
+//! off for ever), it checks whether the owner is alive. If the owner is proven dead, the
 //! sleeper takes the lock with one CAS from that exact owner word to its
 //! own, so only one recovers it, and gets [`OwnerDied`] carrying the guard:
 //! the protected data may be half-updated. A stopped (SIGSTOP) owner is
@@ -219,6 +226,7 @@ impl RawLock {
                 return Acquired::Clean;
             }
         }
+        let mut next_check = Deadline::after(LIVENESS_SLICE);
         loop {
             let ticket = self.cell.prepare(MODE);
             if self.try_take(me) {
@@ -240,8 +248,15 @@ impl RawLock {
             }
             let woken = self.cell.sleep(ticket, wake_at);
             self.cell.cancel();
-            if !woken && self.recover(me) {
-                return Acquired::Recovered;
+            // After a slice nobody woke, and at least once a slice even when
+            // wake-ups keep coming: EINTR (a signal every few milliseconds)
+            // and unlocks taken by other waiters count as wake-ups, and must
+            // not hide a dead owner.
+            if !woken || next_check.has_passed() {
+                if self.recover(me) {
+                    return Acquired::Recovered;
+                }
+                next_check = Deadline::after(LIVENESS_SLICE);
             }
         }
     }
@@ -260,12 +275,22 @@ impl RawLock {
         }
     }
 
-    /// Releases the lock and wakes one sleeper, if any.
+    /// Releases the lock if `me` holds it, and then wakes one sleeper, if
+    /// any; whether it did. An owner word other than `me` (a forked child's
+    /// inherited guard, a lock taken over meanwhile, a scribble) is left as
+    /// it is: it is someone else's lock.
     #[inline]
-    pub(crate) fn release(&self) {
+    pub(crate) fn release(&self, me: u64) -> bool {
         // Release: our writes happen-before the next holder's Acquire CAS.
-        self.owner.store(0, Ordering::Release);
-        self.cell.notify_one(MODE);
+        // Relaxed on failure: the lock is not ours, and we touch nothing.
+        let ours = self
+            .owner
+            .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
+            .is_ok();
+        if ours {
+            self.cell.notify_one(MODE);
+        }
+        ours
     }
 }
 
@@ -274,8 +299,9 @@ impl RawLock {
 ///
 /// Put it in a segment with [`Shared`](crate::Shared) (by name, at a path,
 /// or anonymous for `fork`), or as a field of your own `#[repr(C)]` struct
-/// in one. Any thread may release a lock (by dropping the guard) that
-/// another took, as in Python.
+/// in one. Unlike Python's, the lock belongs to the thread that took it:
+/// only that thread releases it (by dropping the guard, which is not
+/// `Send`), so a thread that dies holding it is detected.
 ///
 /// # Examples
 /// ```
@@ -293,10 +319,41 @@ pub struct Lock {
 }
 
 /// Holds a [`Lock`]; releases it when dropped.
+///
+/// The lock belongs to the thread that took it, so the guard is not `Send`
+/// (as `std::sync::MutexGuard`): it cannot be moved to another thread, and
+/// neither can the guards of [`Value`](crate::Value) and
+/// [`Array`](crate::Array), which hold one.
+///
+/// ```compile_fail
+/// use shmring::{Lock, Shared};
+/// let lock = Shared::anonymous(Lock::new()).unwrap();
+/// let guard = lock.lock().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(guard)); // error: `LockGuard` is not `Send`
+/// });
+/// ```
+///
+/// ```compile_fail
+/// use shmring::Value;
+/// let v = Value::<u64>::anonymous(0).unwrap();
+/// let guard = v.lock().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(guard)); // error: the guard is not `Send`
+/// });
+/// ```
+///
+/// Dropping a guard that a forked child inherited leaves the parent's lock
+/// held: it releases only the owner word its own thread set.
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockGuard<'a> {
     pub(crate) lock: &'a Lock,
+    _not_send: NotSend,
 }
+
+/// Makes a guard `!Send` but keeps it `Sync`, as std's guards are (a
+/// `MutexGuard` is exactly that; the lifetime and type are placeholders).
+type NotSend = PhantomData<std::sync::MutexGuard<'static, ()>>;
 
 impl fmt::Debug for LockGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -306,7 +363,7 @@ impl fmt::Debug for LockGuard<'_> {
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        self.lock.raw.release();
+        self.lock.raw.release(owner::current());
     }
 }
 
@@ -323,7 +380,10 @@ impl Lock {
     }
 
     fn guard(&self) -> LockGuard<'_> {
-        LockGuard { lock: self }
+        LockGuard {
+            lock: self,
+            _not_send: PhantomData,
+        }
     }
 
     /// Takes the lock, waiting as long as a live thread holds it.
@@ -388,10 +448,24 @@ pub struct RLock {
 
 /// Holds an [`RLock`] once; the lock is released when the outermost guard
 /// is dropped.
+///
+/// Not `Send`: the lock and its depth belong to the thread that took it.
+///
+/// ```compile_fail
+/// use shmring::{RLock, Shared};
+/// let lock = Shared::anonymous(RLock::new()).unwrap();
+/// let guard = lock.lock().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(guard)); // error: `RLockGuard` is not `Send`
+/// });
+/// ```
+///
+/// A guard dropped by a thread that does not hold the lock (a forked
+/// child's inherited copy) changes neither the owner nor the depth.
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct RLockGuard<'a> {
     pub(crate) lock: &'a RLock,
-    _not_send: PhantomData<*const ()>,
+    _not_send: NotSend,
 }
 
 impl fmt::Debug for RLockGuard<'_> {
@@ -404,13 +478,19 @@ impl fmt::Debug for RLockGuard<'_> {
 
 impl Drop for RLockGuard<'_> {
     fn drop(&mut self) {
+        let me = owner::current();
+        if !self.lock.raw.held_by(me) {
+            // Not ours (an inherited guard in a forked child): the depth
+            // is the holder's.
+            return;
+        }
         // Relaxed: only the owner (this thread) touches the depth.
         let d = self.lock.depth.load(Ordering::Relaxed);
         self.lock
             .depth
             .store(d.saturating_sub(1), Ordering::Relaxed);
         if d <= 1 {
-            self.lock.raw.release();
+            self.lock.raw.release(me);
         }
     }
 }
@@ -514,11 +594,16 @@ impl RLock {
         self.raw.held_by(owner::current())
     }
 
-    /// Releases every level at once for a condition wait; returns the depth.
+    /// Releases every level at once for a condition wait; returns the depth
+    /// (0, touching nothing, when this thread does not hold the lock).
     pub(crate) fn release_all(&self) -> u32 {
+        let me = owner::current();
+        if !self.raw.held_by(me) {
+            return 0;
+        }
         // Relaxed: only the owner touches the depth.
         let d = self.depth.swap(0, Ordering::Relaxed);
-        self.raw.release();
+        self.raw.release(me);
         d
     }
 

@@ -7,8 +7,13 @@
 //! word with one CAS, so a waiter always sees a whole identity.
 //!
 //! Liveness is proven, never guessed: a thread counts as dead only when
-//! `/proc/<tid>` is gone, is a zombie, or names a thread that started at
-//! another time. A stopped (SIGSTOP) or slow owner is alive.
+//! `/proc/<tid>` is a zombie, names a thread that started at another time,
+//! or is missing while `kill(tid, 0)` confirms that no task has that id
+//! (`ESRCH`). A stopped (SIGSTOP) or slow owner is alive, and so is one that
+//! `/proc` hides (`hidepid`): `kill` then answers `EPERM` or `0`. Such a
+//! hidden owner cannot be told from a hidden task that reused its tid, so a
+//! dead owner whose tid was reused by another user's task keeps its lock
+//! until that task ends: the price of never calling a live owner dead.
 
 const TID_BITS: u32 = 23;
 const TID_MASK: u64 = (1 << TID_BITS) - 1;
@@ -76,16 +81,48 @@ mod imp {
         if tid == 0 {
             return true;
         }
-        match crate::process::stat_of(tid) {
-            Ok(Some(('Z' | 'X' | 'x', _))) => true,
-            Ok(Some((_, s))) => s & START_MASK != start,
-            Ok(None) => false,
-            // No such thread, if /proc itself is there to say so.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::path::Path::new("/proc/self/stat").exists()
-            }
-            Err(_) => false,
-        }
+        let seen = match crate::process::stat_of(tid) {
+            Ok(Some((state, s))) => Seen::Stat(state, s),
+            Ok(None) => Seen::Unparsable,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Seen::Missing,
+            Err(_) => Seen::Unreadable,
+        };
+        judge(seen, start, || {
+            // SAFETY: signal 0 sends nothing; it only asks whether a task
+            // with this id exists (a tid is accepted as well as a pid).
+            let r = unsafe { libc::kill(tid as libc::pid_t, 0) };
+            r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+        })
+    }
+}
+
+/// What `/proc/<tid>/stat` showed of an owner thread.
+#[cfg_attr(loom, allow(dead_code))]
+#[derive(Clone, Copy, Debug)]
+enum Seen {
+    /// Its state letter and start time.
+    Stat(char, u64),
+    /// It was read but did not parse.
+    Unparsable,
+    /// No such entry: the task is gone, or `/proc` hides it (`hidepid=1/2`
+    /// or `subset=pid` hide other users' tasks; a missing `/proc` hides all).
+    Missing,
+    /// It exists but could not be read (permissions, resources).
+    Unreadable,
+}
+
+/// The liveness verdict, given what `/proc` showed and, asked only when
+/// `/proc` shows nothing, `no_such_task()`: whether `kill(tid, 0)` failed
+/// with `ESRCH`. A task `/proc` does not show is dead only when the kernel
+/// confirms that no task has its id: under `hidepid`, `kill` answers `0` or
+/// `EPERM` for another user's live task, which therefore stays alive.
+#[cfg_attr(loom, allow(dead_code))]
+fn judge(seen: Seen, start: u64, no_such_task: impl FnOnce() -> bool) -> bool {
+    match seen {
+        Seen::Stat('Z' | 'X' | 'x', _) => true,
+        Seen::Stat(_, s) => s & START_MASK != start,
+        Seen::Missing => no_such_task(),
+        Seen::Unparsable | Seen::Unreadable => false,
     }
 }
 
@@ -127,5 +164,25 @@ mod tests {
         let other = std::thread::spawn(current).join().unwrap();
         assert_ne!(other, me);
         assert!(is_dead(other), "an exited thread is dead");
+    }
+
+    /// Issue 10, item 2: under `hidepid=2` another user's live owner has no
+    /// `/proc/<tid>` entry; it must not be called dead unless the kernel
+    /// says that no task has its id.
+    #[test]
+    fn issue10_missing_proc_entry_is_dead_only_when_kill_agrees() {
+        let start = 1234;
+        // Hidden by hidepid: kill(tid, 0) gives EPERM (or 0), not ESRCH.
+        assert!(!judge(Seen::Missing, start, || false));
+        // Really gone.
+        assert!(judge(Seen::Missing, start, || true));
+        // Visible: /proc decides, kill is not asked.
+        let unasked = || panic!("kill asked although /proc answered");
+        assert!(!judge(Seen::Stat('S', start), start, unasked));
+        assert!(!judge(Seen::Stat('T', start), start, unasked));
+        assert!(judge(Seen::Stat('S', start + 1), start, unasked));
+        assert!(judge(Seen::Stat('Z', start), start, unasked));
+        assert!(!judge(Seen::Unreadable, start, unasked));
+        assert!(!judge(Seen::Unparsable, start, unasked));
     }
 }

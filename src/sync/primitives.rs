@@ -6,19 +6,29 @@
 //! system call, and wakers wake only when a waiter is announced. Every wait
 //! uses the wait layer's announce / re-check / sleep protocol with `SeqCst`
 //! fences on both sides (see `docs/design.md`).
+//!
+//! # Liveness
+//! Every sleep lasts at most one [`LIVENESS_SLICE`], after which the sleeper
+//! re-checks the state it waits for, as the queues and locks do: a process
+//! killed between a state change (an event set, a permit released, a
+//! barrier tripped) and its notify cannot strand the sleepers, who see the
+//! change within a slice. A [`Condition`] cannot see its caller's state, so
+//! an untimed [`Condition::wait`] returns at least once a slice (a spurious
+//! wake-up) for the caller's loop to re-check, and the `wait_while` forms
+//! re-check their predicate every slice. [`Condition::wait_timeout`] is the
+//! one sleep bounded by its caller's timeout instead (it reports
+//! `timed_out()` only when that has passed).
 
-use super::lock::{Acquired, LockGuard, OwnerDied, RLockGuard, MODE};
+use super::lock::{Acquired, LockGuard, OwnerDied, RLockGuard, LIVENESS_SLICE, MODE};
 use crate::loom::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::{Deadline, WaitCell};
 use std::fmt;
 use std::time::Duration;
 
-/// How long one sleep lasts when a wait has no deadline (it then sleeps
-/// again): long, since nothing needs polling.
-const LONG_SLEEP: Duration = Duration::from_secs(3600);
-
 /// Sleeps on `cell` until `ready()` holds or `deadline` passes; `true` if
-/// ready. The announce / re-check / sleep loop of the wait layer.
+/// ready. The announce / re-check / sleep loop of the wait layer, each sleep
+/// at most a [`LIVENESS_SLICE`]: a state change whose notify never came
+/// (its author died in between) is seen within a slice.
 fn wait_until(
     cell: &WaitCell,
     deadline: Option<Deadline>,
@@ -37,7 +47,7 @@ fn wait_until(
             cell.cancel();
             return false;
         }
-        let mut wake_at = Deadline::after(LONG_SLEEP);
+        let mut wake_at = Deadline::after(LIVENESS_SLICE);
         if let Some(d) = deadline {
             wake_at = wake_at.min(d);
         }
@@ -63,7 +73,7 @@ pub trait CondGuard: sealed::Sealed {
 impl sealed::Sealed for LockGuard<'_> {}
 impl CondGuard for LockGuard<'_> {
     fn release_for_wait(&self) -> u32 {
-        self.lock.raw().release();
+        self.lock.raw().release(super::owner::current());
         1
     }
     fn reacquire_after_wait(&self, _depth: u32) -> bool {
@@ -100,6 +110,15 @@ impl WaitTimeoutResult {
 /// A waiter announces itself before releasing the lock, so a notify that
 /// follows the release always finds it. Wake-ups may be spurious: wait in a
 /// loop, or use [`wait_while`](Self::wait_while).
+///
+/// A notifier may die between changing the state and notifying. So that
+/// such a change is still seen, [`wait`](Self::wait) returns within about
+/// a [`LIVENESS_SLICE`](super::LIVENESS_SLICE) even when no notify comes
+/// (for the caller's loop to re-check), and [`wait_while`](Self::wait_while)
+/// and [`wait_while_timeout`](Self::wait_while_timeout) re-check their
+/// predicate at least that often. [`wait_timeout`](Self::wait_timeout)
+/// sleeps until a notify or its own timeout, which bounds it: prefer
+/// `wait_while_timeout` where notifiers may die and the timeout is long.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct Condition {
@@ -114,10 +133,24 @@ impl Condition {
         }
     }
 
-    fn wait_inner<G: CondGuard>(&self, guard: &G, deadline: Option<Deadline>) -> (bool, bool) {
+    /// One wait: until a notify, `deadline`, or (when `sliced`) a liveness
+    /// slice, whichever comes first; returns (owner died, timed out). A
+    /// wait without a deadline must be sliced (see the type docs).
+    fn wait_inner<G: CondGuard>(
+        &self,
+        guard: &G,
+        deadline: Option<Deadline>,
+        sliced: bool,
+    ) -> (bool, bool) {
+        debug_assert!(sliced || deadline.is_some());
         let ticket = self.cell.prepare(MODE);
         let depth = guard.release_for_wait();
-        let wake_at = deadline.unwrap_or_else(|| Deadline::after(LONG_SLEEP));
+        let slice = Deadline::after(LIVENESS_SLICE);
+        let wake_at = match deadline {
+            Some(d) if sliced => d.min(slice),
+            Some(d) => d,
+            None => slice,
+        };
         let woken = self.cell.sleep(ticket, wake_at);
         self.cell.cancel();
         let died = guard.reacquire_after_wait(depth);
@@ -125,21 +158,22 @@ impl Condition {
         (died, timed_out)
     }
 
-    /// Releases the lock, sleeps until notified (or spuriously), and takes
-    /// the lock back.
+    /// Releases the lock, sleeps until notified (or spuriously, at the
+    /// latest after about a liveness slice), and takes the lock back.
     ///
     /// # Errors
     /// `OwnerDied(guard)`: while we waited, a holder of the lock died
     /// holding it; the lock is held again.
     pub fn wait<G: CondGuard>(&self, guard: G) -> Result<G, OwnerDied<G>> {
-        match self.wait_inner(&guard, None) {
+        match self.wait_inner(&guard, None, true) {
             (true, _) => Err(OwnerDied(guard)),
             (false, _) => Ok(guard),
         }
     }
 
     /// As [`wait`](Self::wait), for at most `timeout` of waiting for a
-    /// notification. Taking the lock back afterwards is not bounded by the
+    /// notification, but not cut into liveness slices: without a notify it
+    /// returns when `timeout` has passed (or, rarely, spuriously). Taking the lock back afterwards is not bounded by the
     /// timeout (as in Python): a live thread that holds the lock delays the
     /// return until it releases it; a dead one is recovered (`OwnerDied`).
     ///
@@ -150,13 +184,14 @@ impl Condition {
         guard: G,
         timeout: Duration,
     ) -> Result<(G, WaitTimeoutResult), OwnerDied<G>> {
-        match self.wait_inner(&guard, Some(Deadline::after(timeout))) {
+        match self.wait_inner(&guard, Some(Deadline::after(timeout)), false) {
             (true, _) => Err(OwnerDied(guard)),
             (false, t) => Ok((guard, WaitTimeoutResult(t))),
         }
     }
 
-    /// Waits while `condition()` holds (checked with the lock held).
+    /// Waits while `condition()` holds (checked with the lock held, after
+    /// every wake-up and at least once a liveness slice).
     ///
     /// # Errors
     /// As for [`wait`](Self::wait).
@@ -186,7 +221,7 @@ impl Condition {
             if deadline.has_passed() {
                 return Ok((guard, WaitTimeoutResult(true)));
             }
-            let (died, _) = self.wait_inner(&guard, Some(deadline));
+            let (died, _) = self.wait_inner(&guard, Some(deadline), true);
             if died {
                 return Err(OwnerDied(guard));
             }
@@ -207,6 +242,10 @@ impl Condition {
 
 /// A flag that threads of any process can wait on: Python's
 /// `multiprocessing.Event`.
+///
+/// A waiter re-checks the flag at least once a
+/// [`LIVENESS_SLICE`](super::LIVENESS_SLICE), so a setter that died between
+/// setting it and waking the waiters strands nobody.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct Event {
@@ -268,7 +307,9 @@ pub struct SemaphoreOverflow {
 ///
 /// Permits are not owned: a process that dies holding permits does not give
 /// them back (as in Python); a bounded semaphore at least refuses the
-/// releases that would go beyond its start value.
+/// releases that would go beyond its start value. A waiter re-checks the
+/// count at least once a [`LIVENESS_SLICE`](super::LIVENESS_SLICE), so a
+/// releaser that died before its wake-up strands nobody.
 #[repr(C)]
 #[derive(Debug)]
 pub struct Semaphore {
@@ -401,7 +442,9 @@ impl BarrierWaitResult {
 /// tripped meanwhile), so the barrier stays usable. A process that dies
 /// after arriving counts as arrived; one that dies before arriving leaves
 /// the others waiting: use [`wait_timeout`](Self::wait_timeout) when
-/// parties may die.
+/// parties may die. A waiter re-checks the generation at least once a
+/// [`LIVENESS_SLICE`](super::LIVENESS_SLICE), so a last arrival that died
+/// between tripping the barrier and waking the rest strands nobody.
 #[repr(C)]
 #[derive(Debug)]
 pub struct Barrier {
