@@ -377,13 +377,21 @@ impl<T: Pod> Shared<T> {
             };
             // Acquire: as in `EndpointTable::held_by_live`.
             let w = word.load(Ordering::Acquire);
+            if w == 0 {
+                // A free entry claims nothing: a live endpoint empties its
+                // record before it detaches (settled, retired), and a
+                // reaper frees a dead one's entry only once its claims are
+                // settled (`claim_pending`). Its stale record need not be
+                // walked.
+                return true;
+            }
             let (cached, alive) = cache[i].get();
-            if w != 0 && w == cached {
+            if w == cached {
                 return alive;
             }
             let alive = table.held_by_live(i);
             // Acquire: as above; cache only an answer about this word.
-            if w != 0 && word.load(Ordering::Acquire) == w {
+            if word.load(Ordering::Acquire) == w {
                 cache[i].set((w, alive));
             }
             alive
