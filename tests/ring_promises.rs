@@ -96,17 +96,19 @@ fn forgotten_loan_mpmc_costs_only_its_message() {
 /// get through.
 #[test]
 fn forgotten_loan_settled_when_its_sender_drops() {
-    let q = Queue::<u64>::anonymous(Flavor::Mpmc, 2).unwrap();
-    let mut tx = q.sender().unwrap();
-    let other = q.sender().unwrap();
-    let rx = q.receiver().unwrap();
-    std::mem::forget(tx.loan().unwrap());
-    drop(tx);
-    for v in 0..5 {
-        other.send(v).unwrap();
-        assert_eq!(rx.recv(), Ok(v));
-    }
-    assert_eq!(q.lost(), 1);
+    run("fgt_loan_drop", |_| {
+        let q = Queue::<u64>::anonymous(Flavor::Mpmc, 2).unwrap();
+        let mut tx = q.sender().unwrap();
+        let other = q.sender().unwrap();
+        let rx = q.receiver().unwrap();
+        std::mem::forget(tx.loan().unwrap());
+        drop(tx);
+        for v in 0..5 {
+            other.send(v).unwrap();
+            assert_eq!(rx.recv(), Ok(v));
+        }
+        assert_eq!(q.lost(), 1);
+    });
 }
 
 /// Item 8, `Ref`, MPMC. A receiver forgets a `Ref`, then receives on while
