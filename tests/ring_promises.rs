@@ -134,7 +134,11 @@ fn forgotten_ref_mpmc_costs_only_its_message() {
         wait_ok(&mut child);
         drop(tx);
         got.extend(drain(&rx));
-        assert_eq!(got, (2..=7).collect::<Vec<_>>(), "1 is never delivered again");
+        assert_eq!(
+            got,
+            (2..=7).collect::<Vec<_>>(),
+            "1 is never delivered again"
+        );
         assert_eq!(q.lost(), 1, "the forgotten Ref's message, counted");
     });
 }
