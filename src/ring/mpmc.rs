@@ -819,9 +819,8 @@ impl<T: Copy> MpmcRing<T> {
             if start == end || live(i) {
                 continue;
             }
-            let mut offset = 0u64;
             let mut pos = start;
-            for _ in 0..self.capacity {
+            for offset in 0..self.capacity {
                 // The announced range, walked as a claim walks it (within
                 // one lap; a torn or scribbled pair ends at the capacity).
                 if pos.wrapping_sub(start) >= end.wrapping_sub(start) {
@@ -844,7 +843,6 @@ impl<T: Copy> MpmcRing<T> {
                     work += 1;
                     self.repair_position(pos, index, tail, head, intents, live, &mut done);
                 }
-                offset += 1;
                 pos = self.next(lap, index);
             }
         }
