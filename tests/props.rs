@@ -369,6 +369,8 @@ enum Wrong {
     Size,
     Kind,
     Type,
+    /// Created in another pid namespace than the opener's.
+    Namespace,
 }
 
 impl Wrong {
@@ -384,6 +386,7 @@ impl Wrong {
             Wrong::Size => matches!(e, SegmentError::SizeMismatch { .. }),
             Wrong::Kind => matches!(e, SegmentError::WrongKind { .. }),
             Wrong::Type => matches!(e, SegmentError::TypeMismatch { .. }),
+            Wrong::Namespace => matches!(e, SegmentError::ForeignPidNamespace { .. }),
         }
     }
 }
@@ -424,6 +427,10 @@ fn wrongs(opener: Opener, header: &[u8], size: u64) -> Vec<Wrong> {
     }
     if f.total_len != size {
         w.push(Wrong::Size);
+    }
+    let ns = shmring::process::pid_namespace();
+    if f.creator_pid_ns != 0 && ns != 0 && f.creator_pid_ns != ns {
+        w.push(Wrong::Namespace);
     }
     let (kind, elem) = match opener {
         Opener::Queue => (1, type_desc::<u64>()),

@@ -291,3 +291,64 @@ fn batch_try_calls_capacity_2() {
         producer.join().unwrap();
     });
 }
+
+/// Issue 10 item 8: a leaked loan (a claim never committed nor abandoned,
+/// as after `mem::forget`) is settled by its sender's next call. Producer A
+/// claims position 0 and leaks the claim, then sends 2 (its `try_send`
+/// first abandons the leaked claim: a skip record, counted lost); producer
+/// B sends 3 concurrently; the consumer (main thread) receives exactly 2
+/// and 3, never the leaked slot's garbage, and `lost` is 1. A leaked `Ref`
+/// likewise: the consumer's next receive releases it, and the producer
+/// waiting for that slot gets through.
+#[test]
+fn leaked_claims_are_settled_by_the_next_call() {
+    builder().check(|| {
+        let q = HeapQueue::<u64>::new(Flavor::Mpmc, 2, WakeMode::Fast);
+        let a = q.sender().expect("MPMC senders always attach");
+        let b = q.sender().expect("MPMC senders always attach");
+        let rx = q.receiver().expect("MPMC receivers always attach");
+        let leaker = thread::spawn(move || {
+            let c = a.try_claim().expect("capacity 2: room for both producers");
+            a.write(&c, 0xdead);
+            // Leaked: neither committed nor abandoned.
+            send_all(&a, Calls::Blocking, [2]);
+            a
+        });
+        let other = thread::spawn(move || {
+            send_all(&b, Calls::Blocking, [3]);
+            b
+        });
+        let mut got = recv_n(&rx, Calls::Blocking, 2);
+        got.sort_unstable();
+        assert_eq!(got, [2, 3], "the leaked claim is never delivered");
+        let (a, b) = (leaker.join().unwrap(), other.join().unwrap());
+        // Relaxed: the joins order the counts before this load.
+        let lost = q
+            .ctrl()
+            .peers
+            .lost
+            .load(loom::sync::atomic::Ordering::Relaxed);
+        assert_eq!(lost, 1, "the leaked loan's message, counted once");
+
+        // A leaked Ref: the consumer's next receive releases its slot, so
+        // the producer that needs that slot (capacity 2: 5 goes where 7
+        // was) can send, and its values arrive.
+        a.try_send(7).expect("the ring is empty");
+        let leaked = rx.try_take().expect("7 is published");
+        assert_eq!(rx.read(&leaked), 7);
+        let sender = thread::spawn(move || {
+            send_all(&a, Calls::Blocking, [4, 5]);
+            a
+        });
+        let rest = recv_n(&rx, Calls::Blocking, 2);
+        assert_eq!(rest, [4, 5]);
+        let _ = sender.join().unwrap();
+        let lost = q
+            .ctrl()
+            .peers
+            .lost
+            .load(loom::sync::atomic::Ordering::Relaxed);
+        assert_eq!(lost, 2, "the leaked Ref's message, counted once");
+        drop(b);
+    });
+}

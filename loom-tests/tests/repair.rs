@@ -31,6 +31,19 @@
 //! was never freed); intents are now retired after each publishing store.
 //! See `idle_producer_blocks_dead_consumer_repair`.
 //!
+//! Since issue 10 the repair walks the positions announced in dead
+//! endpoints' intent records (not `[head, tail)` and the slots behind
+//! `tail`), with the same per-position test and CAS; `HeapQueue::repair`
+//! runs every pass to completion (no time budget: loom does not model
+//! time), so these models check the walk's per-position logic, and the
+//! ring's unit tests its stop-and-resume. Intent announcements became
+//! Release stores (a repairer that sees a live endpoint's next
+//! announcement must also see the commit that ended its previous claim);
+//! no model here can fail without that, since loom makes each thread's
+//! stores visible in program order, and the reordering it prevents
+//! (ARMv8: a later plain store overtaking an earlier store-release) is
+//! exactly what loom does not explore.
+//!
 //! Threads: at most one thread spins with `try_` calls and `yield_now`
 //! (see the comment at the top of `mpmc.rs`); a producer that must wait for
 //! a repair blocks in `send_deadline` (no deadline, no spinning), and is

@@ -109,7 +109,14 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
             return 0;
         };
         let ring = self.mpmc(s);
-        let done = ring.repair(&self.intents, live);
+        // No time budget here (loom does not model time): a pass always
+        // completes, so a fresh cursor each time is the whole ring.
+        let done = ring.repair(
+            &self.intents,
+            live,
+            &|| false,
+            &mut crate::ring::mpmc::RepairCursor::default(),
+        );
         if done.slots > 0 {
             self.ctrl.not_empty.wake_all();
             self.ctrl.not_full.wake_all();

@@ -9,7 +9,7 @@ use crate::error::{
 };
 use crate::loom::AtomicU64;
 use crate::process;
-use crate::ring::mpmc::{Intent, MpmcRing, MpmcSlot};
+use crate::ring::mpmc::{Intent, MpmcRing, MpmcSlot, RepairCursor};
 use crate::ring::spsc::{self, SpscRing};
 use crate::shm::endpoints::{EndpointInfo, EndpointTable, Reaping, ENDPOINTS};
 use crate::shm::header::{type_desc, HeaderFields, HEADER_LEN};
@@ -33,6 +33,9 @@ pub(crate) const FLAVOR_SPSC: u32 = 1;
 pub(crate) const FLAVOR_MPMC: u32 = 2;
 const WAKE_FAST: u32 = 1;
 const WAKE_STRICT: u32 = 2;
+
+/// Longest a repair pass works before it stops, to resume on the next pass.
+const REPAIR_BUDGET: Duration = Duration::from_millis(1);
 
 /// Bytes per intent record.
 const INTENT_LEN: u64 = std::mem::size_of::<Intent>() as u64;
@@ -156,6 +159,8 @@ pub(super) struct Shared<T> {
     pub(super) payload: Option<Payload>,
     /// The header as validated at open (for checks at attach).
     fields: HeaderFields,
+    /// MPMC: where this process's next repair pass resumes.
+    repair_cursor: std::sync::Mutex<RepairCursor>,
 }
 
 // SAFETY: the pointers address the mapping owned by `seg`; everything shared
@@ -325,6 +330,7 @@ impl<T: Pod> Shared<T> {
             ring,
             payload,
             fields: *fields,
+            repair_cursor: std::sync::Mutex::new(RepairCursor::default()),
             info: QueueInfo {
                 flavor,
                 capacity: fields.capacity,
@@ -360,8 +366,50 @@ impl<T: Pod> Shared<T> {
             return 0;
         };
         let table = self.table();
-        let live = |i: usize| table.held_by_live(i);
-        let done = ring.repair(self.intents(), &live);
+        // SAFETY: as in `table`.
+        let words = unsafe { std::slice::from_raw_parts(self.table.as_ptr(), ENDPOINTS) };
+        // Liveness, read from /proc once per entry and pass, keyed by the
+        // entry's word (owner pid + start time): an entry freed and taken
+        // by another process during the pass is asked again, never judged
+        // by its previous owner's death.
+        let cache: [std::cell::Cell<(u64, bool)>; ENDPOINTS] =
+            std::array::from_fn(|_| std::cell::Cell::new((0, false)));
+        let live = |i: usize| {
+            let Some(word) = words.get(i) else {
+                return false;
+            };
+            // Acquire: as in `EndpointTable::held_by_live`.
+            let w = word.load(Ordering::Acquire);
+            if w == 0 {
+                // A free entry claims nothing: a live endpoint empties its
+                // record before it detaches (settled, retired), and a
+                // reaper frees a dead one's entry only once its claims are
+                // settled (`claim_pending`). Its stale record need not be
+                // walked.
+                return true;
+            }
+            let (cached, alive) = cache[i].get();
+            if w == cached {
+                return alive;
+            }
+            let alive = table.held_by_live(i);
+            // Acquire: as above; cache only an answer about this word.
+            if word.load(Ordering::Acquire) == w {
+                cache[i].set((w, alive));
+            }
+            alive
+        };
+        // Each pass works for at most REPAIR_BUDGET (checked every
+        // REPAIR_BATCH positions), then resumes where it stopped on the
+        // next pass: a repair inside a timed call overruns its deadline by
+        // that much at most, whatever the capacity.
+        let until = std::time::Instant::now() + REPAIR_BUDGET;
+        let stop = || std::time::Instant::now() >= until;
+        let mut own = RepairCursor::default();
+        let mut shared_cursor = self.repair_cursor.try_lock().ok();
+        let cursor = shared_cursor.as_deref_mut().unwrap_or(&mut own);
+        let done = ring.repair(self.intents(), &live, &stop, cursor);
+        drop(shared_cursor);
         if done.lost > 0 {
             // Relaxed: a statistic.
             self.ctrl()
@@ -1110,6 +1158,9 @@ impl<T: Pod> Drop for Sender<T> {
         // A handle inherited through fork belongs to the parent's endpoint:
         // only the process that attached it detaches it.
         if std::process::id() == self.endpoint.owner.pid {
+            // A leaked loan's claim is settled while the intent record is
+            // still this endpoint's.
+            self.raw.settle();
             self.shared.detach(Role::Sender, &self.endpoint);
         }
     }
@@ -1317,6 +1368,8 @@ impl<T: Pod> Drop for Receiver<T> {
     fn drop(&mut self) {
         // See `Sender::drop`.
         if std::process::id() == self.endpoint.owner.pid {
+            // See `Sender::drop`.
+            self.raw.settle();
             self.shared.detach(Role::Receiver, &self.endpoint);
         }
     }

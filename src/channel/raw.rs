@@ -9,6 +9,7 @@ use crate::ring::mpmc::MpmcRing;
 use crate::ring::spsc::{SpscConsumer, SpscProducer};
 use crate::ring::{PopError, PushError};
 use crate::wait::{Deadline, Spin, WaitCell, WakeMode};
+use std::cell::Cell;
 use std::ptr::NonNull;
 use std::time::Duration;
 
@@ -231,6 +232,12 @@ pub struct RawSender<T> {
     mode: WakeMode,
     /// The process that attached it (0: no check, the heap-backed models).
     pid: u32,
+    /// The claim handed out by [`try_claim`](Self::try_claim) /
+    /// [`claim_deadline`](Self::claim_deadline) and not yet committed or
+    /// abandoned. A loan borrows its handle, so the handle's next call
+    /// finds this set only if the loan was leaked (`mem::forget`): that
+    /// call first [settles](Self::settle) it.
+    held: Cell<Option<SlotClaim>>,
 }
 
 // SAFETY: the pointers address shared memory built for concurrent access by
@@ -253,6 +260,7 @@ impl<T: Copy> RawSender<T> {
             ring,
             mode,
             pid: 0,
+            held: Cell::new(None),
         }
     }
 
@@ -275,6 +283,7 @@ impl<T: Copy> RawSender<T> {
     /// Sends without waiting.
     #[inline(always)]
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        self.settle();
         let ctrl = self.ctrl();
         // Relaxed: a hint; sending into a queue whose last receiver is
         // leaving is indistinguishable from sending just before it left.
@@ -323,6 +332,7 @@ impl<T: Copy> RawSender<T> {
 
     /// Sends as many of `values` as fit now (at least one, or an error).
     pub fn try_send_slice(&self, values: &[T]) -> Result<usize, TrySendError<()>> {
+        self.settle();
         let ctrl = self.ctrl();
         if ctrl.disconnected(Role::Receiver) {
             return Err(TrySendError::Disconnected(()));
@@ -397,6 +407,7 @@ impl<T: Copy> RawSender<T> {
     /// Claims a slot to write in place, without waiting.
     #[inline]
     pub fn try_claim(&self) -> Result<SlotClaim, TrySendError<()>> {
+        self.settle();
         let ctrl = self.ctrl();
         // Relaxed: a hint, as in `try_send`.
         if ctrl.peers.receivers.load(crate::loom::Ordering::Relaxed) == 0
@@ -411,10 +422,41 @@ impl<T: Copy> RawSender<T> {
             }),
             SendRing::Mpmc(r) => r.claim_push().map(|(pos, index)| SlotClaim { pos, index }),
         };
-        claimed.map_err(|e| match e {
+        let claim = claimed.map_err(|e| match e {
             PushError::Full => TrySendError::Full(()),
             PushError::Corrupted => TrySendError::Corrupted(()),
-        })
+        })?;
+        self.held.set(Some(claim));
+        Ok(claim)
+    }
+
+    /// Settles a claim whose loan was leaked (`mem::forget`, a leaked
+    /// `Box`, an `Rc` cycle): the slot is abandoned as a dropped loan's
+    /// would be (MPMC: a skip record; SPSC: it stays free) and the message
+    /// it was to carry counts in `lost`. Called first by every call of this
+    /// handle that claims, and by the owning handle's drop; does nothing
+    /// when no claim is held. Without it, an MPMC sender's next claim would
+    /// overwrite the leaked claim's intent and leave its position unpublished
+    /// for ever, with no repair able to tell it from a live claim: every
+    /// receiver would stop there.
+    #[inline(always)]
+    pub fn settle(&self) {
+        if self.held.get().is_some() {
+            self.settle_leaked();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn settle_leaked(&self) {
+        if let Some(claim) = self.held.get() {
+            self.abandon(claim);
+            // Relaxed: a statistic.
+            self.ctrl()
+                .peers
+                .lost
+                .fetch_add(1, crate::loom::Ordering::Relaxed);
+        }
     }
 
     /// Claims a slot, waiting for room until `deadline` (`None`: forever).
@@ -463,6 +505,7 @@ impl<T: Copy> RawSender<T> {
     /// Publishes the claimed slot's message and wakes a sleeping receiver.
     #[inline]
     pub fn commit(&self, c: SlotClaim) {
+        self.held.set(None);
         match &self.ring {
             SendRing::Spsc(p) => p.commit(c.pos),
             SendRing::Mpmc(r) => r.commit_push(c.pos, c.index),
@@ -474,6 +517,7 @@ impl<T: Copy> RawSender<T> {
     /// stays free. MPMC: a skip record is published, which receivers step
     /// over (a receiver may be waiting behind it, so it is woken).
     pub fn abandon(&self, c: SlotClaim) {
+        self.held.set(None);
         match &self.ring {
             SendRing::Spsc(_) => {}
             SendRing::Mpmc(r) => {
@@ -492,6 +536,10 @@ pub struct RawReceiver<T> {
     mode: WakeMode,
     /// As in `RawSender`.
     pid: u32,
+    /// The claim handed out by [`try_take`](Self::try_take) /
+    /// [`take_deadline`](Self::take_deadline) and not yet released; see
+    /// `RawSender::held`.
+    held: Cell<Option<SlotClaim>>,
 }
 
 // SAFETY: as for `RawSender`.
@@ -513,6 +561,7 @@ impl<T: Copy> RawReceiver<T> {
             ring,
             mode,
             pid: 0,
+            held: Cell::new(None),
         }
     }
 
@@ -539,6 +588,7 @@ impl<T: Copy> RawReceiver<T> {
 
     #[inline(always)]
     fn pop(&self) -> Result<T, PopError> {
+        self.settle();
         match &self.ring {
             RecvRing::Spsc(c) => c.try_pop(),
             RecvRing::Mpmc(r) => {
@@ -604,6 +654,7 @@ impl<T: Copy> RawReceiver<T> {
         if out.is_empty() {
             return Ok(0);
         }
+        self.settle();
         let ctrl = self.ctrl();
         let grab = |out: &mut [T]| -> Result<usize, PopError> {
             match &self.ring {
@@ -666,6 +717,7 @@ impl<T: Copy> RawReceiver<T> {
 impl<T: Copy> RawReceiver<T> {
     #[inline]
     fn take(&self) -> Result<SlotClaim, PopError> {
+        self.settle();
         match &self.ring {
             RecvRing::Spsc(c) => c.peek().map(|pos| SlotClaim {
                 pos,
@@ -693,10 +745,39 @@ impl<T: Copy> RawReceiver<T> {
                 return Err(TryRecvError::Disconnected);
             }
         }
-        taken.map_err(|e| match e {
+        let claim = taken.map_err(|e| match e {
             PopError::Empty => TryRecvError::Empty,
             PopError::Corrupted => TryRecvError::Corrupted,
-        })
+        })?;
+        self.held.set(Some(claim));
+        Ok(claim)
+    }
+
+    /// Settles a claim whose `Ref` was leaked (see `RawSender::settle`):
+    /// the slot is released as the `Ref`'s drop would have, and its message
+    /// counts in `lost`. Called first by every call of this handle that
+    /// takes or looks for a message, and by the owning handle's drop.
+    /// Without it, an MPMC slot would stay claimed for ever (no repair
+    /// frees a live endpoint's claim), and an SPSC receiver's next take
+    /// would return the same message again.
+    #[inline(always)]
+    pub fn settle(&self) {
+        if self.held.get().is_some() {
+            self.settle_leaked();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn settle_leaked(&self) {
+        if let Some(claim) = self.held.get() {
+            self.release(claim);
+            // Relaxed: a statistic.
+            self.ctrl()
+                .peers
+                .lost
+                .fetch_add(1, crate::loom::Ordering::Relaxed);
+        }
     }
 
     /// Claims the oldest message, waiting until `deadline` (`None`:
@@ -724,17 +805,29 @@ impl<T: Copy> RawReceiver<T> {
         }
     }
 
-    /// Whether a message is waiting, without taking it: SPSC exactly; MPMC
-    /// from the ring's occupancy (a skip record counts until stepped over).
+    /// Whether a message is waiting, without taking it: exactly when a
+    /// take would find one now. MPMC looks at the head slot's stamp: a
+    /// position claimed by a producer and not yet published (a loan in
+    /// progress) is no message, and skip records at the head are stepped
+    /// over (as a take would) to see what is behind them.
     pub fn has_message(&self) -> Result<bool, TryRecvError> {
-        match &self.ring {
+        self.settle();
+        let found = match &self.ring {
             RecvRing::Spsc(c) => match c.peek() {
                 Ok(_) => Ok(true),
                 Err(PopError::Empty) => Ok(false),
-                Err(PopError::Corrupted) => Err(TryRecvError::Corrupted),
+                Err(e) => Err(e),
             },
-            RecvRing::Mpmc(r) => Ok(r.len() > 0),
-        }
+            RecvRing::Mpmc(r) => {
+                let mut freed = false;
+                let found = r.has_message(&mut freed);
+                if freed {
+                    self.freed_slots();
+                }
+                found
+            }
+        };
+        found.map_err(|_| TryRecvError::Corrupted)
     }
 
     /// Waits until a message is waiting (`Ok(true)`), the deadline passes
@@ -787,6 +880,7 @@ impl<T: Copy> RawReceiver<T> {
     /// Gives the claimed slot back to producers and wakes a sleeping sender.
     #[inline]
     pub fn release(&self, c: SlotClaim) {
+        self.held.set(None);
         match &self.ring {
             RecvRing::Spsc(s) => s.release_one(c.pos),
             RecvRing::Mpmc(r) => r.release_pop(c.pos, c.index),

@@ -114,13 +114,18 @@ impl Intent {
         }
     }
 
-    /// Announces a claim of `start..end` (Relaxed: the claiming CAS, a
-    /// Release RMW on `head`/`tail`, publishes it to repairers, who read
-    /// that word with Acquire before the intents).
+    /// Announces a claim of `start..end`. The claiming CAS, a Release RMW
+    /// on `head`/`tail`, publishes the announcement to repairers, who read
+    /// that word with Acquire before the intents. Release on both stores
+    /// (the `end` one is what `covers` acquires): a repairer that sees this
+    /// announcement, and so no longer sees the endpoint's previous claim,
+    /// also sees the publishing store that finished that claim (its commit
+    /// or release and `retire` come before this in program order), so its
+    /// CAS on that slot fails instead of landing before the commit.
     #[inline(always)]
     fn set(&self, start: u64, end: u64) {
-        self.end.store(end, Ordering::Relaxed);
-        self.start.store(start, Ordering::Relaxed);
+        self.end.store(end, Ordering::Release);
+        self.start.store(start, Ordering::Release);
     }
 
     /// Ends the announcement of a claim starting at `start` once its
@@ -140,7 +145,9 @@ impl Intent {
     pub fn clear(&self) {
         // Relaxed: a stale announcement only delays a repair.
         self.start.store(0, Ordering::Relaxed);
-        self.end.store(0, Ordering::Relaxed);
+        // Release: as in `set` (a repairer that sees the record empty also
+        // sees the endpoint's earlier publishing stores).
+        self.end.store(0, Ordering::Release);
     }
 
     /// Whether the announced claim covers position `pos` (a snapshot).
@@ -161,6 +168,24 @@ pub struct Repaired {
     pub slots: u64,
     /// Messages lost with them (a freed skip record loses none).
     pub lost: u64,
+    /// The pass stopped early (its `stop` callback said so): the next pass
+    /// resumes from its cursor.
+    pub stopped: bool,
+}
+
+/// Positions a repair pass examines between two calls of its `stop`
+/// callback (and before the first: every pass makes this much progress).
+pub const REPAIR_BATCH: u64 = 64;
+
+/// Where the next repair pass starts: the intent record, and how many
+/// positions of its announced range (if it still starts at `start`) were
+/// examined already. Process-local; a hint only (every position is checked
+/// against its stamp), so a stale or default cursor is always safe.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RepairCursor {
+    intent: usize,
+    start: u64,
+    offset: u64,
 }
 
 /// A process-local view of an MPMC ring in shared memory.
@@ -520,6 +545,49 @@ impl<T: Copy> MpmcRing<T> {
         Ok(value)
     }
 
+    /// Whether a published message is at the head now: what
+    /// [`claim_pop`](Self::claim_pop) would find, without claiming it. A
+    /// position claimed and not yet published (a producer's loan in
+    /// progress) or a slot not yet released is no message; skip records at
+    /// the head are stepped over on the way (`freed` as for `claim_pop`),
+    /// since a message may wait behind them.
+    pub fn has_message(&self, freed: &mut bool) -> Result<bool, PopError> {
+        // Relaxed: only a guess at the head; the stamp check validates it.
+        let mut head = self.head().load(Ordering::Relaxed);
+        let mut found = Ok(false);
+        for _ in 0..MAX_ROUNDS {
+            let Some((lap, index)) = self.split(head) else {
+                found = Err(PopError::Corrupted);
+                break;
+            };
+            // Acquire: as in `claim_pop` (a caller told "true" then claims
+            // the message, which acquires the stamp again).
+            let stamp = self.slot_at(index).stamp.load(Ordering::Acquire);
+            if stamp == head.wrapping_add(1) {
+                found = Ok(true);
+                break;
+            } else if stamp == head.wrapping_add(1) | SKIP {
+                head = self.step_over(head, lap, index, freed);
+                continue;
+            } else if behind(stamp & !SKIP, head.wrapping_add(1)) {
+                break;
+            }
+            // Another consumer took `head` (see `claim_pop`).
+            // Relaxed: a new guess, validated by the next stamp check.
+            let fresh = self.head().load(Ordering::Relaxed);
+            if fresh == head {
+                found = Err(PopError::Corrupted);
+                break;
+            }
+            head = fresh;
+            spin_loop();
+        }
+        // A `step_over` that lost its CAS left its announcement: withdraw
+        // it, so it cannot hold up a repair of that position.
+        self.withdraw();
+        found
+    }
+
     /// How many slots from position `pos` (at `index`, within one lap, at
     /// most `max`) have the stamp `position + offset`: free slots for a
     /// producer (`offset` 0), published messages for a consumer (`offset` 1).
@@ -696,99 +764,134 @@ impl<T: Copy> MpmcRing<T> {
         dead_claim
     }
 
-    /// Repairs positions that dead producers claimed and never published:
-    /// each becomes a skip record (one CAS from the free stamp, so a commit
-    /// can never be overwritten: only a dead claimer's slot is touched, and
-    /// dead processes do not commit). Returns how many messages were lost.
+    /// Repairs the claims that only dead endpoints (`live(i)` false for
+    /// intent record `i`) left in flight:
     ///
-    /// A position `p` between `head` and `tail` is stuck when its slot
-    /// still holds the free stamp `p`. Its claimer announced `p` in its
-    /// intent before the CAS that moved `tail` past `p`; reading `tail` with
-    /// Acquire makes that announcement visible here. If any live endpoint
-    /// covers `p`, it may be that claimer, still writing: left alone.
-    fn repair_unpublished(&self, intents: &[Intent], live: &dyn Fn(usize) -> bool) -> u64 {
-        // Acquire: see above (pairs with the claimers' Release CAS).
+    /// - an *unpublished* position `p` (a producer claimed it and died
+    ///   before its commit: `tail` is past `p` and its slot still holds the
+    ///   free stamp `p`) becomes a skip record, one CAS from the free stamp,
+    ///   so a commit can never be overwritten (dead processes do not
+    ///   commit). Its message is lost.
+    /// - an *unreleased* slot (a consumer claimed position `p` and died
+    ///   before releasing it: `head` is past `p` and the slot still holds
+    ///   `p + 1`, or a skip record's `p + 1 | SKIP`) is released, one CAS
+    ///   from that stamp to `p + one_lap`. Its message is lost (a skip
+    ///   record's is not).
+    ///
+    /// The candidates are the positions announced in the intent records of
+    /// dead endpoints, not the whole ring: a pass costs one liveness query
+    /// per record that announces anything plus the length of the dead
+    /// claims, whatever the capacity. A claimer announces its positions in
+    /// its intent before the CAS that moves `head`/`tail` past them;
+    /// reading both words with Acquire first makes those announcements
+    /// visible here. A position that any live endpoint's record also covers
+    /// is left alone: that endpoint may be its claimer, still working (it
+    /// announced the position, then won the CAS a dead endpoint lost).
+    ///
+    /// `stop` is asked every [`REPAIR_BATCH`] positions (never before the
+    /// first batch is done, so every pass makes progress): once it says
+    /// true the pass returns with `stopped` set, and `cursor` records where
+    /// the next pass resumes. The next pass starts there and goes round all
+    /// the records; a pass that completes resets `cursor`, so positions a
+    /// stopped pass skipped are examined again by the pass after next.
+    pub fn repair(
+        &self,
+        intents: &[Intent],
+        live: &dyn Fn(usize) -> bool,
+        stop: &dyn Fn() -> bool,
+        cursor: &mut RepairCursor,
+    ) -> Repaired {
+        let mut done = Repaired::default();
+        if intents.is_empty() {
+            return done;
+        }
+        // Acquire: pairs with the claimers' Release CASes of `tail` and
+        // `head`, so the announcements made before them are visible.
         let tail = self.tail().load(Ordering::Acquire);
-        // Relaxed: a starting point; every position is validated by its stamp.
-        let mut pos = self.head().load(Ordering::Relaxed);
-        let mut lost = 0;
-        for _ in 0..self.capacity {
-            if !behind(pos, tail) {
-                break;
+        let head = self.head().load(Ordering::Acquire);
+        let first = cursor.intent % intents.len();
+        let resume = *cursor;
+        let mut work = 0u64;
+        for k in 0..intents.len() {
+            let i = (first + k) % intents.len();
+            let intent = &intents[i];
+            // Relaxed / Acquire: as in `covers`.
+            let start = intent.start.load(Ordering::Relaxed);
+            let end = intent.end.load(Ordering::Acquire);
+            if start == end || live(i) {
+                continue;
             }
-            let Some((lap, index)) = self.split(pos) else {
-                break;
-            };
-            let slot = self.slot_at(index);
-            // Relaxed: compared, then confirmed by the CAS below.
-            if slot.stamp.load(Ordering::Relaxed) == pos
-                && self.claimed_only_by_dead(pos, intents, live)
+            let mut pos = start;
+            for offset in 0..self.capacity {
+                // The announced range, walked as a claim walks it (within
+                // one lap; a torn or scribbled pair ends at the capacity).
+                if pos.wrapping_sub(start) >= end.wrapping_sub(start) {
+                    break;
+                }
+                let Some((lap, index)) = self.split(pos) else {
+                    break;
+                };
+                let skip = k == 0 && resume.start == start && offset < resume.offset;
+                if !skip {
+                    if work > 0 && work.is_multiple_of(REPAIR_BATCH) && stop() {
+                        *cursor = RepairCursor {
+                            intent: i,
+                            start,
+                            offset,
+                        };
+                        done.stopped = true;
+                        return done;
+                    }
+                    work += 1;
+                    self.repair_position(pos, index, tail, head, intents, live, &mut done);
+                }
+                pos = self.next(lap, index);
+            }
+        }
+        *cursor = RepairCursor::default();
+        done
+    }
+
+    /// Repairs position `pos` (slot `index`) if it is stuck and only dead
+    /// endpoints announced it (see [`repair`](Self::repair)).
+    #[allow(clippy::too_many_arguments)]
+    fn repair_position(
+        &self,
+        pos: u64,
+        index: u64,
+        tail: u64,
+        head: u64,
+        intents: &[Intent],
+        live: &dyn Fn(usize) -> bool,
+        done: &mut Repaired,
+    ) {
+        let slot = self.slot_at(index);
+        // Relaxed: compared, then confirmed by the CAS below.
+        let stamp = slot.stamp.load(Ordering::Relaxed);
+        if stamp == pos && behind(pos, tail) {
+            if self.claimed_only_by_dead(pos, intents, live)
                 // Release: consumers acquire the skip stamp, as any stamp.
                 && slot
                     .stamp
                     .compare_exchange(pos, pos.wrapping_add(1) | SKIP, Ordering::Release, Ordering::Relaxed)
                     .is_ok()
             {
-                lost += 1;
-            }
-            pos = self.next(lap, index);
-        }
-        lost
-    }
-
-    /// Repairs slots that dead consumers claimed and never released: each
-    /// is released (one CAS from its published stamp). Returns how many
-    /// messages were lost (taken by a consumer that died before it was
-    /// done; skip records do not count).
-    ///
-    /// The slot a producer at `tail` needs holds the previous lap's
-    /// position `p = tail - one_lap` at `p + 1` while unreleased; it is stuck
-    /// when `head` is past `p` (a consumer claimed it) and only dead
-    /// endpoints announced `p`.
-    fn repair_unreleased(&self, intents: &[Intent], live: &dyn Fn(usize) -> bool) -> Repaired {
-        // Acquire: pairs with the consumers' Release CAS of `head`.
-        let head = self.head().load(Ordering::Acquire);
-        // Relaxed: a starting point, validated by the stamps.
-        let mut q = self.tail().load(Ordering::Relaxed);
-        let mut done = Repaired::default();
-        for _ in 0..self.capacity {
-            let Some((lap, index)) = self.split(q) else {
-                break;
-            };
-            let p = q.wrapping_sub(self.one_lap);
-            if !behind(p, head) {
-                break;
-            }
-            let slot = self.slot_at(index);
-            // Relaxed: compared, then confirmed by the CAS below.
-            let stamp = slot.stamp.load(Ordering::Relaxed);
-            if stamp & !SKIP == p.wrapping_add(1)
-                && self.claimed_only_by_dead(p, intents, live)
-                // Release: producers acquire the freed stamp.
-                && slot
-                    .stamp
-                    .compare_exchange(stamp, q, Ordering::Release, Ordering::Relaxed)
-                    .is_ok()
-            {
                 done.slots += 1;
-                if stamp & SKIP == 0 {
-                    done.lost += 1;
-                }
+                done.lost += 1;
             }
-            q = self.next(lap, index);
-        }
-        done
-    }
-
-    /// Repairs every claim that only dead endpoints (`live(i)` false for
-    /// intent record `i`) left in flight: unpublished positions and
-    /// unreleased slots (see the two passes above).
-    pub fn repair(&self, intents: &[Intent], live: &dyn Fn(usize) -> bool) -> Repaired {
-        let unpublished = self.repair_unpublished(intents, live);
-        let unreleased = self.repair_unreleased(intents, live);
-        Repaired {
-            slots: unpublished + unreleased.slots,
-            lost: unpublished + unreleased.lost,
+        } else if stamp & !SKIP == pos.wrapping_add(1)
+            && behind(pos, head)
+            && self.claimed_only_by_dead(pos, intents, live)
+            // Release: producers acquire the freed stamp.
+            && slot
+                .stamp
+                .compare_exchange(stamp, pos.wrapping_add(self.one_lap), Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+        {
+            done.slots += 1;
+            if stamp & SKIP == 0 {
+                done.lost += 1;
+            }
         }
     }
 
@@ -822,5 +925,161 @@ impl<T: Copy> MpmcRing<T> {
             pos = self.next(lap, index);
         }
         false
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// A heap-backed ring of `capacity` with `n` intent records.
+    struct Fixture {
+        head: Box<AtomicU64>,
+        tail: Box<AtomicU64>,
+        slots: Vec<MpmcSlot<u64>>,
+        intents: Vec<Intent>,
+    }
+
+    impl Fixture {
+        fn new(capacity: u64, n: usize) -> Self {
+            Fixture {
+                head: Box::new(AtomicU64::new(0)),
+                tail: Box::new(AtomicU64::new(0)),
+                slots: (0..capacity).map(|i| MpmcSlot::new(i, 0)).collect(),
+                intents: (0..n).map(|_| Intent::new()).collect(),
+            }
+        }
+
+        /// The ring as endpoint `i` sees it.
+        fn view(&self, i: usize) -> MpmcRing<u64> {
+            // SAFETY: everything lives as long as `self`, which outlives
+            // the views in these tests; record `i` is the view's alone.
+            unsafe {
+                MpmcRing::from_raw(
+                    NonNull::from(&*self.head),
+                    NonNull::from(&*self.tail),
+                    NonNull::from(&self.slots[0]),
+                    self.slots.len() as u64,
+                )
+                .with_intent(NonNull::from(&self.intents[i]))
+            }
+        }
+    }
+
+    /// Issue 10 item 14: a repair pass is bounded. Endpoint 0 claims 1,000
+    /// positions in one batch and dies; a repairer whose `stop` always says
+    /// true does one batch per pass, reports that it stopped, and resumes
+    /// where it left off: the claim is repaired in exactly
+    /// ceil(1000 / REPAIR_BATCH) passes, each message counted once, and
+    /// liveness is asked once per record per pass plus once per examined
+    /// position (the caller caches the answers).
+    #[test]
+    fn repair_stops_at_its_budget_and_resumes() {
+        let f = Fixture::new(4096, 4);
+        let dead = f.view(0);
+        let live_producer = f.view(1);
+        let consumer = f.view(2);
+        // The dead producer's batch claim: announced, then `tail` moved
+        // past it, then the process died before writing anything.
+        dead.announce(0, 1000);
+        f.tail.store(1000, Ordering::Release);
+        // A live producer publishes behind it.
+        live_producer.try_push(7).unwrap();
+        let mut freed = false;
+        assert_eq!(consumer.try_pop(&mut freed), Err(PopError::Empty));
+
+        let asked = Cell::new(0u64);
+        let live = |i: usize| {
+            asked.set(asked.get() + 1);
+            i != 0
+        };
+        let mut cursor = RepairCursor::default();
+        let (mut passes, mut lost) = (0, 0);
+        loop {
+            asked.set(0);
+            let done = dead_ring_pass(&dead, &f.intents, &live, &mut cursor);
+            passes += 1;
+            lost += done.lost;
+            assert!(
+                done.slots <= REPAIR_BATCH,
+                "a pass did {} positions past its stop",
+                done.slots
+            );
+            // Records 1 and 2 are live (asked once each); record 0 once,
+            // plus once per position checked for other covers.
+            assert!(asked.get() <= 3 + REPAIR_BATCH, "asked {}", asked.get());
+            if !done.stopped {
+                break;
+            }
+            assert!(passes < 1000, "no progress");
+        }
+        assert_eq!(passes, 1000u64.div_ceil(REPAIR_BATCH));
+        assert_eq!(lost, 1000, "every dead position counted once");
+        // Every skip record is stepped over, then the live message arrives.
+        assert_eq!(consumer.try_pop(&mut freed), Ok(7));
+        assert!(freed);
+        // The dead record still announces its (settled) range until the
+        // endpoint is reaped: a later pass walks it and repairs nothing.
+        let again = dead.repair(&f.intents, &live, &|| false, &mut cursor);
+        assert_eq!((again.slots, again.stopped), (0, false));
+    }
+
+    fn dead_ring_pass(
+        ring: &MpmcRing<u64>,
+        intents: &[Intent],
+        live: &dyn Fn(usize) -> bool,
+        cursor: &mut RepairCursor,
+    ) -> Repaired {
+        ring.repair(intents, live, &|| true, cursor)
+    }
+
+    /// Issue 10 item 14: the cost of a pass follows the dead claims, not
+    /// the capacity: a full ring of 2^16 published messages with one dead
+    /// consumer's claim is repaired in one pass that examines that one
+    /// position (no `stop` is ever asked).
+    #[test]
+    fn repair_cost_follows_dead_claims_not_capacity() {
+        let f = Fixture::new(1 << 16, 3);
+        let p = f.view(0);
+        let dying = f.view(1);
+        for v in 0..1u64 << 16 {
+            p.try_push(v).unwrap();
+        }
+        let mut freed = false;
+        let (pos, _) = dying.claim_pop(&mut freed).unwrap();
+        assert_eq!(pos, 0);
+        let stops = Cell::new(0);
+        let stop = || {
+            stops.set(stops.get() + 1);
+            false
+        };
+        let mut cursor = RepairCursor::default();
+        let done = dying.repair(&f.intents, &|i| i != 1, &stop, &mut cursor);
+        assert_eq!((done.slots, done.lost, done.stopped), (1, 1, false));
+        assert_eq!(stops.get(), 0, "one position examined: no stop check");
+        p.try_push(99).expect("the dead consumer's slot was freed");
+    }
+
+    /// Issue 10 item 16: `has_message` is true only for a published message
+    /// at the head: not for a claim in progress, and it looks past skip
+    /// records.
+    #[test]
+    fn has_message_ignores_claims_in_progress() {
+        let f = Fixture::new(4, 3);
+        let (a, b, c) = (f.view(0), f.view(1), f.view(2));
+        let mut freed = false;
+        let (pa, ia) = a.claim_push().unwrap();
+        assert_eq!(c.len(), 1, "occupancy counts the claim");
+        assert_eq!(c.has_message(&mut freed), Ok(false));
+        let (pb, ib) = b.claim_push().unwrap();
+        b.write(ib, 5);
+        b.commit_push(pb, ib);
+        assert_eq!(c.has_message(&mut freed), Ok(false), "A's claim is first");
+        a.abandon_push(pa, ia);
+        assert_eq!(c.has_message(&mut freed), Ok(true), "past A's skip record");
+        assert!(freed, "the skip record was stepped over");
+        assert_eq!(c.try_pop(&mut freed), Ok(5));
+        assert_eq!(c.has_message(&mut freed), Ok(false));
     }
 }
