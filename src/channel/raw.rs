@@ -119,6 +119,22 @@ pub(crate) fn check_process(attached: u32) {
     let _ = attached;
 }
 
+/// Whether a handle attached in process `attached` (0: unchecked) is being
+/// used in another one. Drops of loans and in-place reads inherited
+/// through `fork` use it to do nothing: the claim is the parent's.
+#[inline(always)]
+fn foreign(attached: u32) -> bool {
+    #[cfg(not(loom))]
+    {
+        attached != 0 && crate::process::current_pid() != attached
+    }
+    #[cfg(loom)]
+    {
+        let _ = attached;
+        false
+    }
+}
+
 #[cfg(not(loom))]
 #[cold]
 #[inline(never)]
@@ -449,6 +465,9 @@ impl<T: Copy> RawSender<T> {
     #[cold]
     #[inline(never)]
     fn settle_leaked(&self) {
+        if foreign(self.pid) {
+            return; // the parent's claim, inherited through fork
+        }
         if let Some(claim) = self.held.get() {
             self.abandon(claim);
             // Relaxed: a statistic.
@@ -505,6 +524,7 @@ impl<T: Copy> RawSender<T> {
     /// Publishes the claimed slot's message and wakes a sleeping receiver.
     #[inline]
     pub fn commit(&self, c: SlotClaim) {
+        check_process(self.pid);
         self.held.set(None);
         match &self.ring {
             SendRing::Spsc(p) => p.commit(c.pos),
@@ -516,7 +536,14 @@ impl<T: Copy> RawSender<T> {
     /// Gives the claimed slot up without a message. SPSC: the slot simply
     /// stays free. MPMC: a skip record is published, which receivers step
     /// over (a receiver may be waiting behind it, so it is woken).
+    ///
+    /// In a process other than the attaching one (a loan inherited through
+    /// `fork`, dropped in the child), does nothing: the claim is the
+    /// parent's to finish.
     pub fn abandon(&self, c: SlotClaim) {
+        if foreign(self.pid) {
+            return;
+        }
         self.held.set(None);
         match &self.ring {
             SendRing::Spsc(_) => {}
@@ -770,6 +797,9 @@ impl<T: Copy> RawReceiver<T> {
     #[cold]
     #[inline(never)]
     fn settle_leaked(&self) {
+        if foreign(self.pid) {
+            return; // as in `RawSender::settle_leaked`
+        }
         if let Some(claim) = self.held.get() {
             self.release(claim);
             // Relaxed: a statistic.
@@ -878,8 +908,14 @@ impl<T: Copy> RawReceiver<T> {
     }
 
     /// Gives the claimed slot back to producers and wakes a sleeping sender.
+    ///
+    /// In a process other than the attaching one, does nothing, as
+    /// [`RawSender::abandon`].
     #[inline]
     pub fn release(&self, c: SlotClaim) {
+        if foreign(self.pid) {
+            return;
+        }
         self.held.set(None);
         match &self.ring {
             RecvRing::Spsc(s) => s.release_one(c.pos),
