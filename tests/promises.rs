@@ -317,3 +317,130 @@ fn child_fork_checks() {
         assert_eq!(buf, b"own");
     });
 }
+
+/// Child: on queue `args[0]` (u64, or bytes with `args[2] == "bytes"`),
+/// holds a claim — `args[1]`: "ref" (an in-place read of the oldest
+/// message) or "loan" (an uncommitted loan) — then creates the file
+/// `args[3]` and sleeps until killed.
+#[test]
+#[ignore = "child process entry point"]
+fn child_hold_claim() {
+    child_main("child_hold_claim", |a: Args| {
+        let marker = a.str(3).to_string();
+        let ready = || std::fs::write(&marker, b"held").unwrap();
+        if a.str(2) == "bytes" {
+            let q = ByteQueue::open(a.str(0)).unwrap();
+            if a.str(1) == "ref" {
+                let mut rx = q.receiver().unwrap();
+                let m = rx.recv_ref().unwrap();
+                assert_eq!(&m[..], b"first");
+                ready();
+                common::sleep_forever();
+            } else {
+                let mut tx = q.sender().unwrap();
+                let mut l = tx.loan(5).unwrap();
+                l.copy_from_slice(b"ghost");
+                ready();
+                common::sleep_forever();
+            }
+        } else {
+            let q = Queue::<u64>::open(a.str(0)).unwrap();
+            if a.str(1) == "ref" {
+                let mut rx = q.receiver().unwrap();
+                let m = rx.recv_ref().unwrap();
+                assert_eq!(*m, 1);
+                ready();
+                common::sleep_forever();
+            } else {
+                let mut tx = q.sender().unwrap();
+                let mut l = tx.loan().unwrap();
+                *l = 666;
+                ready();
+                common::sleep_forever();
+            }
+        }
+    });
+}
+
+/// A receiver killed while reading a message in place: in SPSC as in MPMC
+/// the message is counted lost and never delivered again (before, SPSC
+/// gave it to the next receiver, uncounted). A sender killed holding a
+/// loan: nothing is delivered, and the message is counted lost.
+#[test]
+fn dead_claims_count_alike_in_both_flavors() {
+    run("prom_claims", |ctx| {
+        let marker = std::env::temp_dir().join(format!("shmring-prom-{}", std::process::id()));
+        for flavor in [Flavor::Spsc, Flavor::Mpmc] {
+            for bytes in [false, true] {
+                for what in ["ref", "loan"] {
+                    let _ = std::fs::remove_file(&marker);
+                    let name = ctx.name("q");
+                    let kind = if bytes { "bytes" } else { "pod" };
+                    let tag = format!("{flavor:?} {kind} {what}");
+                    let args = [name.as_str(), what, kind, marker.to_str().unwrap()];
+                    if bytes {
+                        let q = ByteQueue::create(&name, flavor, 4, 16).unwrap();
+                        let keep_tx = (what == "ref").then(|| q.sender().unwrap());
+                        let keep_rx = (what == "loan").then(|| q.receiver().unwrap());
+                        if let Some(tx) = &keep_tx {
+                            tx.send(b"first").unwrap();
+                            tx.send(b"second").unwrap();
+                        }
+                        let mut child = spawn_child("child_hold_claim", &args);
+                        wait_until("the child's claim", || marker.exists());
+                        child.kill().unwrap();
+                        wait_killed(&mut child);
+                        q.reap_dead();
+                        assert_eq!(q.lost(), 1, "{tag}: the dead claim is counted");
+                        let rx = match keep_rx {
+                            Some(rx) => rx,
+                            None => q.receiver().unwrap(),
+                        };
+                        let tx = match keep_tx {
+                            Some(tx) => tx,
+                            None => q.sender().unwrap(),
+                        };
+                        tx.send(b"third").unwrap();
+                        let mut got = Vec::new();
+                        while let Ok(m) = rx.try_recv() {
+                            got.push(m);
+                        }
+                        let want: Vec<&[u8]> = if what == "ref" {
+                            vec![b"second", b"third"]
+                        } else {
+                            vec![b"third"]
+                        };
+                        assert_eq!(got, want, "{tag}: never delivered twice");
+                    } else {
+                        let q = Queue::<u64>::create(&name, flavor, 4).unwrap();
+                        let keep_tx = (what == "ref").then(|| q.sender().unwrap());
+                        let keep_rx = (what == "loan").then(|| q.receiver().unwrap());
+                        if let Some(tx) = &keep_tx {
+                            tx.send(1).unwrap();
+                            tx.send(2).unwrap();
+                        }
+                        let mut child = spawn_child("child_hold_claim", &args);
+                        wait_until("the child's claim", || marker.exists());
+                        child.kill().unwrap();
+                        wait_killed(&mut child);
+                        q.reap_dead();
+                        assert_eq!(q.lost(), 1, "{tag}: the dead claim is counted");
+                        let rx = match keep_rx {
+                            Some(rx) => rx,
+                            None => q.receiver().unwrap(),
+                        };
+                        let tx = match keep_tx {
+                            Some(tx) => tx,
+                            None => q.sender().unwrap(),
+                        };
+                        tx.send(3).unwrap();
+                        let got: Vec<u64> = rx.try_iter().collect();
+                        let want = if what == "ref" { vec![2, 3] } else { vec![3] };
+                        assert_eq!(got, want, "{tag}: never delivered twice");
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&marker);
+    });
+}

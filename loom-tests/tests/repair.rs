@@ -592,3 +592,72 @@ fn two_repairers_dead_consumer_count_once() {
         drop(c1);
     });
 }
+
+/// Model: an SPSC consumer (bit 1) reads the only message of a capacity-1
+/// ring in place and dies holding it, while the producer (bit 0) blocks to
+/// send a second one. The repairer (main thread, after the consumer's
+/// death: the join orders its last writes first, as a proof of death
+/// does) steps over the dead read exactly once, which wakes the producer;
+/// once it has sent, the dead consumer is detached and a new one (bit 2) receives only
+/// the second message: the first is never delivered again. loom checks
+/// that the producer's overwrite of the slot is ordered after the dead
+/// consumer's read (no data race on the slot's `UnsafeCell`).
+#[test]
+fn spsc_dead_reader_is_stepped_over_once() {
+    model(|| {
+        let q = HeapQueue::<u64>::new(Flavor::Spsc, 1, WakeMode::Strict);
+        let tx = q.sender().unwrap();
+        let rx = q.receiver().unwrap();
+        tx.try_send(1).unwrap();
+        let consumer = thread::spawn(move || {
+            let c = rx.try_take().unwrap();
+            assert_eq!(rx.read(&c), 1);
+            rx // never released: the process died holding the read
+        });
+        let producer = thread::spawn(move || {
+            tx.send_deadline(2, None, Duration::ZERO, &|| {})
+                .expect("room after the repair");
+            tx
+        });
+        let dead = consumer.join().unwrap();
+        assert!(q.repair_dead_spsc(1, shmring::Role::Receiver));
+        assert!(
+            !q.repair_dead_spsc(1, shmring::Role::Receiver),
+            "a second repairer counts nothing"
+        );
+        let _tx = producer.join().unwrap();
+        // The reaper detaches the dead consumer (its handle is gone with
+        // its process: forgotten, not dropped).
+        std::mem::forget(dead);
+        q.ctrl().detach(shmring::Role::Receiver, 1);
+        let rx2 = q.receiver().unwrap();
+        assert_eq!(rx2.try_recv(), Ok(2));
+        assert_eq!(rx2.try_recv(), Err(TryRecvError::Empty));
+    });
+}
+
+/// Model: an SPSC producer dies holding an uncommitted loan; the repairer
+/// counts it once and nothing is ever delivered from it.
+#[test]
+fn spsc_dead_loan_is_counted_once() {
+    model(|| {
+        let q = HeapQueue::<u64>::new(Flavor::Spsc, 2, WakeMode::Strict);
+        let tx = q.sender().unwrap();
+        let rx = q.receiver().unwrap();
+        let producer = thread::spawn(move || {
+            let c = tx.try_claim().unwrap();
+            tx.write(&c, GARBAGE);
+            tx
+        });
+        let dead = producer.join().unwrap();
+        let a = q.repair_dead_spsc(0, shmring::Role::Sender);
+        let b = q.repair_dead_spsc(0, shmring::Role::Sender);
+        assert!(a && !b, "counted exactly once");
+        std::mem::forget(dead);
+        q.ctrl().detach(shmring::Role::Sender, 0);
+        let tx2 = q.sender().unwrap();
+        tx2.try_send(7).unwrap();
+        assert_eq!(rx.try_recv(), Ok(7));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    });
+}

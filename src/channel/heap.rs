@@ -124,6 +124,36 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
         done.lost
     }
 
+    /// SPSC: settles what the endpoint of `bit` (proven dead by the caller,
+    /// its role bit still set) announced — a consumer's in-place read is
+    /// stepped over, a producer's loan only counted — as a reaper does.
+    /// True when there was such a claim (one message lost). MPMC: false.
+    pub fn repair_dead_spsc(&self, bit: u32, role: Role) -> bool {
+        let Slots::Spsc(s) = &self.slots else {
+            return false;
+        };
+        let record = &self.intents[bit as usize % self.intents.len()];
+        let ring = self.spsc(s);
+        let done = match role {
+            Role::Receiver => ring.repair_dead_consumer(record),
+            Role::Sender => ring.repair_dead_producer(record),
+        };
+        if done && role == Role::Receiver {
+            self.ctrl.not_full.wake_all();
+        }
+        done
+    }
+
+    /// SPSC: endpoint `bit`'s intent record, cleared.
+    fn spsc_record(&self, bit: u32) -> Option<NonNull<Intent>> {
+        if !matches!(self.slots, Slots::Spsc(_)) {
+            return None;
+        }
+        let record = &self.intents[bit as usize % self.intents.len()];
+        record.clear();
+        Some(NonNull::from(record))
+    }
+
     fn mpmc(&self, s: &[MpmcSlot<T>]) -> MpmcRing<T> {
         // SAFETY: as in `spsc`.
         unsafe {
@@ -154,7 +184,12 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
         };
         // SAFETY: the Arc in the handle keeps the control block alive, and
         // the sender was counted just above.
-        let raw = unsafe { RawSender::new(self.ctrl_ptr(), ring, self.mode) };
+        let mut raw = unsafe { RawSender::new(self.ctrl_ptr(), ring, self.mode) };
+        if let Some(record) = self.spsc_record(bit) {
+            // SAFETY: the record lives as long as `self` (the handle's Arc)
+            // and is this endpoint's while attached.
+            unsafe { raw.bind_spsc_intent(record) };
+        }
         Some(HeapSender {
             raw,
             bit,
@@ -174,7 +209,11 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
             Slots::Mpmc(s) => RecvRing::Mpmc(self.mpmc_for(s, bit)),
         };
         // SAFETY: as in `sender`.
-        let raw = unsafe { RawReceiver::new(self.ctrl_ptr(), ring, self.mode) };
+        let mut raw = unsafe { RawReceiver::new(self.ctrl_ptr(), ring, self.mode) };
+        if let Some(record) = self.spsc_record(bit) {
+            // SAFETY: as in `sender`.
+            unsafe { raw.bind_spsc_intent(record) };
+        }
         Some(HeapReceiver {
             raw,
             bit,

@@ -358,9 +358,54 @@ impl<T: Pod> Shared<T> {
         unsafe { std::slice::from_raw_parts(self.intents.as_ptr(), ENDPOINTS) }
     }
 
+    /// SPSC: endpoint `info`'s intent record, cleared (a previous owner's
+    /// was settled before its entry was freed). MPMC: `None` (the ring view
+    /// carries it, see `intent_view`).
+    fn spsc_record(&self, info: &EndpointInfo) -> Option<NonNull<Intent>> {
+        if !matches!(self.ring, Ring::Spsc(_)) {
+            return None;
+        }
+        let record = &self.intents()[info.index % ENDPOINTS];
+        record.clear();
+        Some(NonNull::from(record))
+    }
+
+    /// SPSC: settles what dead endpoints announced — a consumer's in-place
+    /// read never released is stepped over (never delivered again), a
+    /// producer's loan never committed is just counted — and counts each
+    /// once. Only for the entries in `won`, which the calling reaper holds
+    /// (their role bits are still set): no new endpoint can take an entry's
+    /// record, or its role, meanwhile.
+    fn repair_spsc(&self, ring: &SpscRing<T>, won: &[Reaping]) -> u64 {
+        let mut lost = 0;
+        let mut freed = false;
+        for r in won {
+            let e = r.entry;
+            let record = &self.intents()[e.index % ENDPOINTS];
+            match e.role {
+                Role::Receiver => {
+                    if ring.repair_dead_consumer(record) {
+                        lost += 1;
+                        freed = true;
+                    }
+                }
+                Role::Sender => lost += u64::from(ring.repair_dead_producer(record)),
+            }
+        }
+        if lost > 0 {
+            // Relaxed: a statistic.
+            self.ctrl().peers.lost.fetch_add(lost, Ordering::Relaxed);
+        }
+        if freed {
+            self.ctrl().not_full.wake_all();
+        }
+        lost
+    }
+
     /// MPMC: turns claims that dead processes left in flight into skip
     /// records (unpublished) or free slots (unreleased), counts the lost
-    /// messages, and wakes both sides. Returns how many were lost.
+    /// messages, and wakes both sides. Returns how many were lost. (SPSC:
+    /// `repair_spsc`, by the reaper holding the dead entries.)
     fn repair(&self) -> u64 {
         let Ring::Mpmc(ring) = &self.ring else {
             return 0;
@@ -469,7 +514,14 @@ impl<T: Pod> Shared<T> {
         if won.is_empty() {
             return;
         }
-        self.repair();
+        match &self.ring {
+            Ring::Spsc(ring) => {
+                self.repair_spsc(ring, &won);
+            }
+            Ring::Mpmc(_) => {
+                self.repair();
+            }
+        }
         for r in won {
             // Clear the bit first (idempotent; ours to clear while we hold
             // the entry), then free the entry.
@@ -691,6 +743,11 @@ impl<T: Pod> Queue<T> {
         // the sender was counted by `attach`.
         let mut raw = unsafe { RawSender::new(self.shared.ctrl, ring, self.shared.info.wake_mode) };
         raw.bind_to_process(info.owner.pid);
+        if let Some(record) = self.shared.spsc_record(&info) {
+            // SAFETY: the record lives as long as the mapping (kept by the
+            // Arc in `Sender`) and is this endpoint's alone while attached.
+            unsafe { raw.bind_spsc_intent(record) };
+        }
         Ok(Sender {
             raw,
             shared: self.shared.clone(),
@@ -720,6 +777,10 @@ impl<T: Pod> Queue<T> {
         let mut raw =
             unsafe { RawReceiver::new(self.shared.ctrl, ring, self.shared.info.wake_mode) };
         raw.bind_to_process(info.owner.pid);
+        if let Some(record) = self.shared.spsc_record(&info) {
+            // SAFETY: as in `sender`.
+            unsafe { raw.bind_spsc_intent(record) };
+        }
         Ok(Receiver {
             raw,
             shared: self.shared.clone(),

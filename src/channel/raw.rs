@@ -5,7 +5,7 @@
 
 use super::control::QueueControl;
 use crate::error::{Role, SendTimeoutError, TryRecvError, TrySendError};
-use crate::ring::mpmc::MpmcRing;
+use crate::ring::mpmc::{Intent, MpmcRing};
 use crate::ring::spsc::{SpscConsumer, SpscProducer};
 use crate::ring::{PopError, PushError};
 use crate::wait::{Deadline, Spin, WaitCell, WakeMode};
@@ -254,6 +254,10 @@ pub struct RawSender<T> {
     /// finds this set only if the loan was leaked (`mem::forget`): that
     /// call first [settles](Self::settle) it.
     held: Cell<Option<SlotClaim>>,
+    /// SPSC: this endpoint's intent record, where a loan announces its
+    /// position so that a reaper can count it if the process dies holding
+    /// it (MPMC rings carry their record themselves).
+    spsc_intent: Option<NonNull<Intent>>,
 }
 
 // SAFETY: the pointers address shared memory built for concurrent access by
@@ -277,6 +281,7 @@ impl<T: Copy> RawSender<T> {
             mode,
             pid: 0,
             held: Cell::new(None),
+            spsc_intent: None,
         }
     }
 
@@ -285,6 +290,22 @@ impl<T: Copy> RawSender<T> {
     #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn bind_to_process(&mut self, pid: u32) {
         self.pid = pid;
+    }
+
+    /// SPSC: announces loans in `record` (this endpoint's, cleared).
+    ///
+    /// # Safety
+    /// `record` stays valid while the sender is used, and no other live
+    /// endpoint writes it.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) unsafe fn bind_spsc_intent(&mut self, record: NonNull<Intent>) {
+        self.spsc_intent = Some(record);
+    }
+
+    #[inline(always)]
+    fn spsc_record(&self) -> Option<&Intent> {
+        // SAFETY: valid while the handle is (contract of `bind_spsc_intent`).
+        self.spsc_intent.map(|p| unsafe { &*p.as_ptr() })
     }
 
     /// The control block. Every operation starts here, so this is where
@@ -432,9 +453,14 @@ impl<T: Copy> RawSender<T> {
             return Err(TrySendError::Disconnected(()));
         }
         let claimed = match &self.ring {
-            SendRing::Spsc(p) => p.claim().map(|pos| SlotClaim {
-                pos,
-                index: p.index(pos),
+            SendRing::Spsc(p) => p.claim().map(|pos| {
+                if let Some(i) = self.spsc_record() {
+                    i.announce_one(pos);
+                }
+                SlotClaim {
+                    pos,
+                    index: p.index(pos),
+                }
             }),
             SendRing::Mpmc(r) => r.claim_push().map(|(pos, index)| SlotClaim { pos, index }),
         };
@@ -527,7 +553,12 @@ impl<T: Copy> RawSender<T> {
         check_process(self.pid);
         self.held.set(None);
         match &self.ring {
-            SendRing::Spsc(p) => p.commit(c.pos),
+            SendRing::Spsc(p) => {
+                p.commit(c.pos);
+                if let Some(i) = self.spsc_record() {
+                    i.retire_one(c.pos);
+                }
+            }
             SendRing::Mpmc(r) => r.commit_push(c.pos, c.index),
         }
         self.ctrl().not_empty.notify(self.mode);
@@ -546,7 +577,11 @@ impl<T: Copy> RawSender<T> {
         }
         self.held.set(None);
         match &self.ring {
-            SendRing::Spsc(_) => {}
+            SendRing::Spsc(_) => {
+                if let Some(i) = self.spsc_record() {
+                    i.retire_one(c.pos);
+                }
+            }
             SendRing::Mpmc(r) => {
                 r.abandon_push(c.pos, c.index);
                 self.ctrl().not_empty.notify(self.mode);
@@ -567,6 +602,9 @@ pub struct RawReceiver<T> {
     /// [`take_deadline`](Self::take_deadline) and not yet released; see
     /// `RawSender::held`.
     held: Cell<Option<SlotClaim>>,
+    /// SPSC: this endpoint's intent record, where an in-place read
+    /// announces its position (see `RawSender::spsc_intent`).
+    spsc_intent: Option<NonNull<Intent>>,
 }
 
 // SAFETY: as for `RawSender`.
@@ -589,6 +627,7 @@ impl<T: Copy> RawReceiver<T> {
             mode,
             pid: 0,
             held: Cell::new(None),
+            spsc_intent: None,
         }
     }
 
@@ -596,6 +635,21 @@ impl<T: Copy> RawReceiver<T> {
     #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn bind_to_process(&mut self, pid: u32) {
         self.pid = pid;
+    }
+
+    /// SPSC: announces in-place reads in `record`.
+    ///
+    /// # Safety
+    /// As [`RawSender::bind_spsc_intent`].
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) unsafe fn bind_spsc_intent(&mut self, record: NonNull<Intent>) {
+        self.spsc_intent = Some(record);
+    }
+
+    #[inline(always)]
+    fn spsc_record(&self) -> Option<&Intent> {
+        // SAFETY: valid while the handle is (contract of `bind_spsc_intent`).
+        self.spsc_intent.map(|p| unsafe { &*p.as_ptr() })
     }
 
     /// The control block; checks the process, as [`RawSender::ctrl`].
@@ -746,9 +800,14 @@ impl<T: Copy> RawReceiver<T> {
     fn take(&self) -> Result<SlotClaim, PopError> {
         self.settle();
         match &self.ring {
-            RecvRing::Spsc(c) => c.peek().map(|pos| SlotClaim {
-                pos,
-                index: c.index(pos),
+            RecvRing::Spsc(c) => c.peek().map(|pos| {
+                if let Some(i) = self.spsc_record() {
+                    i.announce_one(pos);
+                }
+                SlotClaim {
+                    pos,
+                    index: c.index(pos),
+                }
             }),
             RecvRing::Mpmc(r) => {
                 let mut freed = false;
@@ -918,7 +977,12 @@ impl<T: Copy> RawReceiver<T> {
         }
         self.held.set(None);
         match &self.ring {
-            RecvRing::Spsc(s) => s.release_one(c.pos),
+            RecvRing::Spsc(s) => {
+                s.release_one(c.pos);
+                if let Some(i) = self.spsc_record() {
+                    i.retire_one(c.pos);
+                }
+            }
             RecvRing::Mpmc(r) => r.release_pop(c.pos, c.index),
         }
         self.ctrl().not_full.notify(self.mode);

@@ -150,6 +150,41 @@ impl Intent {
         self.end.store(0, Ordering::Release);
     }
 
+    /// Announces a claim of the single position `pos` (SPSC loans and
+    /// in-place reads: their only claims). Release: as in `set`.
+    #[inline(always)]
+    pub(crate) fn announce_one(&self, pos: u64) {
+        self.set(pos, pos.wrapping_add(1));
+    }
+
+    /// Ends an announcement of `pos` (see [`announce_one`](Self::announce_one))
+    /// once its publishing store is done. Release: as in `retire`.
+    #[inline(always)]
+    pub(crate) fn retire_one(&self, pos: u64) {
+        self.retire(pos);
+    }
+
+    /// A repairer's claim on a dead endpoint's announcement of the single
+    /// position `pos`: retires it with a CAS, so that of several repairers
+    /// exactly one counts what it lost. True for the winner.
+    pub(crate) fn take_over_one(&self, pos: u64) -> bool {
+        // Relaxed: compared, then confirmed by the CAS on `end`.
+        if self.start.load(Ordering::Relaxed) != pos {
+            return false;
+        }
+        // AcqRel: Acquire orders us after the dead endpoint's last writes
+        // (as its proof of death does); Release publishes the retirement.
+        // Relaxed on failure: another repairer won, or nothing to take.
+        self.end
+            .compare_exchange(
+                pos.wrapping_add(1),
+                pos,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
     /// Whether the announced claim covers position `pos` (a snapshot).
     pub fn covers(&self, pos: u64) -> bool {
         // Relaxed: see `set`; a torn pair belongs to a live endpoint

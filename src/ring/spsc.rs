@@ -96,6 +96,49 @@ impl<T: Copy> SpscRing<T> {
         tail.wrapping_sub(head).min(self.capacity)
     }
 
+    /// Settles what a dead consumer announced in `intent` (its in-place read
+    /// of the message at `head`, never released): the message is stepped
+    /// over (one CAS of `head`, so of several repairers one wins), never
+    /// delivered again. True when this call stepped over it.
+    ///
+    /// Only for a consumer proven dead whose role bit is still set (no new
+    /// consumer can attach meanwhile): then nobody else writes `head`.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub fn repair_dead_consumer(&self, intent: &crate::ring::mpmc::Intent) -> bool {
+        // Acquire: pairs with the producer's tail store, so that the
+        // position is known published before we step over it.
+        let head = self.head().load(Ordering::Acquire);
+        let tail = self.tail().load(Ordering::Acquire);
+        if tail.wrapping_sub(head) == 0 || tail.wrapping_sub(head) > self.capacity {
+            return false;
+        }
+        // Exactly one repairer retires the announcement and counts it.
+        if !intent.covers(head) || !intent.take_over_one(head) {
+            return false;
+        }
+        // Release: as a consumer's release, the slot goes back to the
+        // producer. Relaxed on failure: cannot happen while the dead
+        // consumer's bit is held, but a scribbled head is left alone.
+        self.head()
+            .compare_exchange(
+                head,
+                head.wrapping_add(1),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
+    /// Settles what a dead producer announced in `intent` (a loan of the
+    /// position at `tail`, never committed): nothing was published, so
+    /// nothing moves; true for the one repairer that counts it lost.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub fn repair_dead_producer(&self, intent: &crate::ring::mpmc::Intent) -> bool {
+        // Acquire: see `repair_dead_consumer`.
+        let tail = self.tail().load(Ordering::Acquire);
+        intent.covers(tail) && intent.take_over_one(tail)
+    }
+
     /// Attaches the single producer, starting from the shared indices.
     pub fn producer(self) -> Result<SpscProducer<T>, PushError> {
         // Acquire: the role hand-over (endpoint claim) already ordered us
