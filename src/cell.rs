@@ -315,6 +315,7 @@ impl<T: Pod> ValueGuard<'_, T> {
     /// of one unit (any integer or float) is also never torn by an
     /// unlocked `store`.
     pub fn get(&self) -> T {
+        self._guard.assert_same_process();
         // SAFETY: the cell lies in the mapping, aligned to the unit (see
         // `unit_of`), kept alive by the borrowed handle; every access to it
         // is a unit-wide atomic (module invariant).
@@ -323,6 +324,7 @@ impl<T: Pod> ValueGuard<'_, T> {
 
     /// Overwrites the value.
     pub fn set(&self, value: T) {
+        self._guard.assert_same_process();
         // SAFETY: as in `get`.
         unsafe { store_units(self.cell.ptr(), std::slice::from_ref(&value)) }
     }
@@ -339,6 +341,7 @@ impl<T: Pod> ValueGuard<'_, T> {
     /// without the lock (`fetch_add` in a tight loop, or a peer writing the
     /// bytes) it retries, and it finishes once they pause.
     pub fn update(&self, f: impl FnMut(T) -> T) -> T {
+        self._guard.assert_same_process();
         // SAFETY: as in `get`.
         unsafe { update_one(self.cell.ptr(), f) }
     }
@@ -652,6 +655,7 @@ impl<T: Pod> ArrayGuard<'_, T> {
     /// # Panics
     /// If `i >= len()`, like slice indexing.
     pub fn get(&self, i: usize) -> T {
+        self._guard.assert_same_process();
         self.array.load(i)
     }
 
@@ -660,6 +664,7 @@ impl<T: Pod> ArrayGuard<'_, T> {
     /// # Panics
     /// If `i >= len()`.
     pub fn set(&self, i: usize, value: T) {
+        self._guard.assert_same_process();
         self.array.store(i, value)
     }
 
@@ -670,6 +675,7 @@ impl<T: Pod> ArrayGuard<'_, T> {
     /// # Panics
     /// If `i >= len()`.
     pub fn update(&self, i: usize, f: impl FnMut(T) -> T) -> T {
+        self._guard.assert_same_process();
         let p = self.array.elem_ptr(i);
         // SAFETY: element i lies in the mapping, aligned to its unit; every
         // access to it is a unit-wide atomic (module invariant).
@@ -681,6 +687,7 @@ impl<T: Pod> ArrayGuard<'_, T> {
     /// # Panics
     /// If `offset + out.len()` is beyond the array.
     pub fn read_at(&self, offset: usize, out: &mut [T]) {
+        self._guard.assert_same_process();
         self.array.read_at(offset, out)
     }
 
@@ -689,12 +696,14 @@ impl<T: Pod> ArrayGuard<'_, T> {
     /// # Panics
     /// If `offset + values.len()` is beyond the array.
     pub fn write_at(&self, offset: usize, values: &[T]) {
+        self._guard.assert_same_process();
         self.array.write_at(offset, values)
     }
 
     /// A copy of every element, consistent with every other lock holder's
     /// writes.
     pub fn to_vec(&self) -> Vec<T> {
+        self._guard.assert_same_process();
         self.array.to_vec()
     }
 }
@@ -837,6 +846,8 @@ impl<T: Pod> Array<T> {
 
     /// The array's lock (Python's `get_lock()`).
     pub fn get_lock(&self) -> &Lock {
+        // The lock judges owners by pid: not from another pid namespace.
+        self.region.seg.assert_pid_namespace();
         // SAFETY: in bounds and aligned (checked when mapped); a Lock is
         // valid for any bits and alive as long as `region`.
         unsafe { self.lock.as_ref() }

@@ -47,6 +47,11 @@ pub(crate) fn parse_stat(stat: &[u8]) -> Option<(char, u64)> {
 /// `Ok(None)`: unparsable. Allocation-free (stack buffers), so liveness
 /// checks may run on paths that promise no allocation.
 pub(crate) fn stat_of(id: u32) -> std::io::Result<Option<(char, u64)>> {
+    if !proc_is_ours() {
+        // This `/proc` belongs to another pid namespace: `/proc/<id>` would
+        // describe some other task. As far as it can tell, there is none.
+        return Err(std::io::ErrorKind::NotFound.into());
+    }
     // "/proc/4294967295/stat" is 21 bytes.
     let mut path = [0u8; 32];
     let mut w = &mut path[..];
@@ -162,6 +167,7 @@ fn current_pid_slow() -> u32 {
         // Relaxed: as above; the child may live in another time namespace.
         OFFSET.store(UNSET, Ordering::Relaxed);
         PID_NS.store(UNSET, Ordering::Relaxed);
+        PROC_OURS.store(0, Ordering::Relaxed);
     }
     ATFORK.call_once(|| {
         // SAFETY: registers a child handler that only stores to an atomic,
@@ -196,6 +202,33 @@ pub fn pid_namespace() -> u64 {
     PID_NS.store(v, Ordering::Relaxed);
     v
 }
+
+/// Whether `/proc` shows this process's own pid namespace: `/proc/self`
+/// names this process's pid. It does not after `unshare -p -f` without a
+/// fresh `/proc` mount, where `/proc` is the parent namespace's and
+/// `/proc/<pid>` describes another task, or none. Then no start time is
+/// recorded (0: unknown) and liveness rests on `kill(pid, 0)` alone.
+/// Cached; forgotten in a forked child.
+pub fn proc_is_ours() -> bool {
+    use std::sync::atomic::Ordering;
+    // Relaxed: a cache of a value every thread computes identically.
+    match PROC_OURS.load(Ordering::Relaxed) {
+        1 => return true,
+        2 => return false,
+        _ => {}
+    }
+    let pid = current_pid();
+    let ours = fs::read_link("/proc/self")
+        .ok()
+        .and_then(|l| l.to_str().and_then(|s| s.parse::<u32>().ok()))
+        == Some(pid);
+    // Relaxed: as above.
+    PROC_OURS.store(if ours { 1 } else { 2 }, Ordering::Relaxed);
+    ours
+}
+
+/// Cache of [`proc_is_ours`]: 0 unknown, 1 yes, 2 no.
+static PROC_OURS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
 /// Cache of [`pid_namespace`].
 static PID_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(UNSET);

@@ -212,6 +212,8 @@ impl<T: ShmSafe> fmt::Debug for Shared<T> {
 impl<T: ShmSafe> Deref for Shared<T> {
     type Target = T;
     fn deref(&self) -> &T {
+        // The locks inside judge owners by pid: not from another namespace.
+        self.seg.assert_pid_namespace();
         // SAFETY: in bounds and aligned (checked when mapped), alive as long
         // as `seg`; T is Sync and valid for any bits (ShmSafe).
         unsafe { self.ptr.as_ref() }

@@ -100,21 +100,34 @@ fn racing_reapers_never_detach_a_live_endpoint() {
 /// calls `unshare(CLONE_NEWPID)`, then forks). Returns the grandchild's
 /// exit code, or `None` where new pid namespaces are not permitted.
 fn in_new_pid_namespace(f: impl FnOnce() -> i32) -> Option<i32> {
+    in_new_pid_namespace_with(false, f)
+}
+
+/// As [`in_new_pid_namespace`]; with `own_proc`, the grandchild also gets a
+/// mount namespace with a `/proc` of its own pid namespace (else it sees
+/// the parent namespace's `/proc`, as after `unshare -p -f` alone). A panic
+/// in `f` exits with 101.
+fn in_new_pid_namespace_with(own_proc: bool, f: impl FnOnce() -> i32) -> Option<i32> {
     // SAFETY: the child runs `f` or leaves with _exit; no locks are held
     // by other threads of this test at the fork (the harness threads only
     // wait).
     let child = unsafe { libc::fork() };
     assert!(child >= 0, "fork");
     if child == 0 {
-        // SAFETY: unshare with a flag; fails harmlessly if not permitted.
-        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+        let flags = libc::CLONE_NEWPID | if own_proc { libc::CLONE_NEWNS } else { 0 };
+        // SAFETY: unshare with flags; fails harmlessly if not permitted.
+        if unsafe { libc::unshare(flags) } != 0 {
             // SAFETY: ends the child at once.
             unsafe { libc::_exit(77) };
         }
         // SAFETY: as above; the grandchild is pid 1 of the new namespace.
         let grandchild = unsafe { libc::fork() };
         if grandchild == 0 {
-            let code = f();
+            if own_proc && !mount_own_proc() {
+                // SAFETY: as above.
+                unsafe { libc::_exit(77) };
+            }
+            let code = quiet_catch(f).unwrap_or(101);
             // SAFETY: as above.
             unsafe { libc::_exit(code) };
         }
@@ -137,6 +150,37 @@ fn in_new_pid_namespace(f: impl FnOnce() -> i32) -> Option<i32> {
         77 => None,
         c => Some(c),
     }
+}
+
+/// Makes `/` private and mounts a `/proc` of this pid namespace.
+fn mount_own_proc() -> bool {
+    let (none, root, proc_, dir) = (c"none", c"/", c"proc", c"/proc");
+    // SAFETY: valid C strings; affects only this mount namespace.
+    unsafe {
+        libc::mount(
+            none.as_ptr(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) == 0
+            && libc::mount(
+                proc_.as_ptr(),
+                dir.as_ptr(),
+                proc_.as_ptr(),
+                0,
+                std::ptr::null(),
+            ) == 0
+    }
+}
+
+/// Runs `f`, returning `None` if it panicked (without printing the panic).
+fn quiet_catch<R>(f: impl FnOnce() -> R) -> Option<R> {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(prev);
+    r.ok()
 }
 
 /// A process in another pid namespace (a container sharing /dev/shm but not
@@ -442,5 +486,146 @@ fn dead_claims_count_alike_in_both_flavors() {
             }
         }
         let _ = std::fs::remove_file(&marker);
+    });
+}
+
+/// Locks across pid namespaces. A handle inherited by a process of another
+/// pid namespace is refused loudly (its lock owners cannot be judged from
+/// there): it can neither take a live owner's lock (judging the owner
+/// dead) nor leave a lock whose death nobody here can see. Inside one pid
+/// namespace whose `/proc` is the parent namespace's (`unshare -p -f`
+/// without a fresh `/proc`), a dead owner is still found, by `kill` alone.
+#[test]
+fn locks_across_pid_namespaces() {
+    run("prom_lock_ns", |_ctx| {
+        let mut c = spawn_child("child_lock_namespace_checks", &[]);
+        wait_ok(&mut c);
+    });
+}
+
+#[test]
+#[ignore = "child process entry point"]
+fn child_lock_namespace_checks() {
+    child_main("child_lock_namespace_checks", |_a: Args| {
+        use shmring::{Lock, LockTimeoutError, Shared};
+        // A live owner here; a taker in a new namespace with its own /proc.
+        let l = Shared::anonymous(Lock::new()).unwrap();
+        let g = l.lock().unwrap();
+        let code =
+            in_new_pid_namespace_with(true, || match l.lock_timeout(Duration::from_millis(200)) {
+                Err(LockTimeoutError::Timeout) => 3,
+                Ok(_) => 1,
+                Err(LockTimeoutError::OwnerDied(_)) => 2,
+            });
+        let Some(code) = code else {
+            eprintln!("new pid namespaces are not permitted here: nothing to check");
+            return;
+        };
+        assert_eq!(code, 101, "refused (101); 2: a live owner judged dead");
+        assert!(l.is_locked());
+        drop(g);
+        // An owner in a new namespace that sees this one's /proc: refused too.
+        let code = in_new_pid_namespace_with(false, || {
+            std::mem::forget(l.lock().unwrap());
+            0
+        });
+        assert_eq!(code, Some(101), "the foreign owner is refused");
+        assert!(!l.is_locked(), "nothing was left held");
+        // All inside one new namespace that sees the parent's /proc.
+        let code = in_new_pid_namespace(|| {
+            let l = Shared::anonymous(Lock::new()).unwrap();
+            // SAFETY: the child takes the lock and leaves with _exit.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                std::mem::forget(l.lock().unwrap());
+                // SAFETY: ends the child.
+                unsafe { libc::_exit(0) };
+            }
+            let mut st = 0;
+            // SAFETY: our own child.
+            unsafe { libc::waitpid(pid, &mut st, 0) };
+            let code = match l.lock_timeout(Duration::from_secs(30)) {
+                Err(LockTimeoutError::OwnerDied(_)) => 0,
+                Err(LockTimeoutError::Timeout) => 1,
+                Ok(_) => 2,
+            };
+            code
+        });
+        assert_eq!(code, Some(0), "1: the dead owner was never found");
+    });
+}
+
+/// A loan, an in-place read or a lock guard inherited through fork is
+/// refused in the child on first use (its slot, or its lock, is the
+/// parent's): the parent's message arrives intact and its guard's value
+/// is its own.
+#[test]
+fn claims_and_guards_inherited_through_fork() {
+    run("prom_fork_claims", |_ctx| {
+        let mut c = spawn_child("child_fork_claim_checks", &[]);
+        wait_ok(&mut c);
+    });
+}
+
+#[test]
+#[ignore = "child process entry point"]
+fn child_fork_claim_checks() {
+    child_main("child_fork_claim_checks", |_a: Args| {
+        for flavor in [Flavor::Spsc, Flavor::Mpmc] {
+            let q = Queue::<[u64; 64]>::anonymous(flavor, 2).unwrap();
+            let mut tx = q.sender().unwrap();
+            let mut rx = q.receiver().unwrap();
+            let mut loan = tx.loan().unwrap();
+            loan.iter_mut().for_each(|x| *x = 1);
+            let ok = in_child(|| {
+                panics_as_wrong_process(|| loan.iter_mut().for_each(|x| *x = 0xBAD))
+                    && panics_as_wrong_process(|| {
+                        let _ = loan[0];
+                    })
+            });
+            assert!(ok, "{flavor:?}: an inherited loan was usable in the child");
+            loan.commit();
+            let m = rx.recv_ref().unwrap();
+            let ok = in_child(|| {
+                panics_as_wrong_process(|| {
+                    let _ = m[0];
+                })
+            });
+            assert!(ok, "{flavor:?}: an inherited Ref was readable in the child");
+            assert!(
+                m.iter().all(|&x| x == 1),
+                "{flavor:?}: the message is intact"
+            );
+            drop(m);
+        }
+        let bq = ByteQueue::anonymous(Flavor::Mpmc, 2, 16).unwrap();
+        let mut btx = bq.sender().unwrap();
+        let mut loan = btx.loan(4).unwrap();
+        loan.copy_from_slice(b"mine");
+        let ok = in_child(|| {
+            panics_as_wrong_process(|| loan.copy_from_slice(b"bad!"))
+                && panics_as_wrong_process(|| {
+                    let _ = loan[0];
+                })
+        });
+        assert!(ok, "an inherited ByteLoan was usable in the child");
+        loan.commit();
+        assert_eq!(bq.receiver().unwrap().recv().unwrap(), b"mine");
+
+        let v = shmring::Value::<u64>::anonymous(0).unwrap();
+        let g = v.lock().unwrap();
+        g.set(1);
+        let ok = in_child(|| {
+            let prev = std::panic::take_hook();
+            std::panic::set_hook(Box::new(|_| {}));
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| g.set(99)));
+            std::panic::set_hook(prev);
+            r.is_err_and(|p| {
+                p.downcast_ref::<String>()
+                    .is_some_and(|m| m.contains("lock guard taken in process"))
+            })
+        });
+        assert!(ok, "an inherited Value guard wrote in the child");
+        assert_eq!(g.get(), 1);
     });
 }

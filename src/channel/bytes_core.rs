@@ -153,6 +153,8 @@ impl ByteLoan<'_> {
     /// The whole slot, [`max_len`](Self::max_len) bytes, to write before
     /// choosing the length with [`set_len`](Self::set_len).
     pub fn full_slot(&mut self) -> &mut [u8] {
+        // A loan inherited through fork is stopped in the child.
+        self.raw.check_here();
         let claim = self.claim.expect("a live loan holds its claim");
         // SAFETY: the claim makes us the slot's producer until commit or
         // drop, and `&mut self` keeps this the only view.
@@ -170,6 +172,8 @@ impl ByteLoan<'_> {
 impl Deref for ByteLoan<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
+        // A loan inherited through fork is stopped in the child.
+        self.raw.check_here();
         let claim = self.claim.expect("a live loan holds its claim");
         // SAFETY: as in `full_slot`; `len <= max` (checked when set).
         let all = unsafe { self.payload.slice_mut(claim.index) };
@@ -299,6 +303,8 @@ impl fmt::Debug for ByteRef<'_> {
 impl Deref for ByteRef<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
+        // An in-place read inherited through fork is stopped in the child.
+        self.raw.check_here();
         // SAFETY: the claim makes us the consumer of this published message
         // until drop; `len <= max` was checked when it was taken.
         unsafe { self.payload.slice(self.claim.index, self.len) }

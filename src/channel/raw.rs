@@ -292,6 +292,13 @@ impl<T: Copy> RawSender<T> {
         self.pid = pid;
     }
 
+    /// Stops a call from a process other than the attaching one (a loan
+    /// inherited through `fork`): see [`check_process`].
+    #[inline(always)]
+    pub(crate) fn check_here(&self) {
+        check_process(self.pid);
+    }
+
     /// SPSC: announces loans in `record` (this endpoint's, cleared).
     ///
     /// # Safety
@@ -532,6 +539,8 @@ impl<T: Copy> RawSender<T> {
     /// The claimed slot, to write in place.
     #[inline]
     pub fn slot_ptr(&self, c: &SlotClaim) -> *mut T {
+        // A loan or in-place read inherited through fork: stopped here.
+        check_process(self.pid);
         match &self.ring {
             SendRing::Spsc(p) => p.slot_ptr(c.pos),
             SendRing::Mpmc(r) => r.slot_ptr(c.index),
@@ -541,6 +550,8 @@ impl<T: Copy> RawSender<T> {
     /// Writes `value` into the claimed slot.
     #[inline]
     pub fn write(&self, c: &SlotClaim, value: T) {
+        // A loan or in-place read inherited through fork: stopped here.
+        check_process(self.pid);
         match &self.ring {
             SendRing::Spsc(p) => p.write(c.pos, value),
             SendRing::Mpmc(r) => r.write(c.index, value),
@@ -635,6 +646,12 @@ impl<T: Copy> RawReceiver<T> {
     #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn bind_to_process(&mut self, pid: u32) {
         self.pid = pid;
+    }
+
+    /// As [`RawSender::check_here`].
+    #[inline(always)]
+    pub(crate) fn check_here(&self) {
+        check_process(self.pid);
     }
 
     /// SPSC: announces in-place reads in `record`.
@@ -951,6 +968,8 @@ impl<T: Copy> RawReceiver<T> {
     /// The claimed slot, to read in place.
     #[inline]
     pub fn slot_ptr(&self, c: &SlotClaim) -> *const T {
+        // A loan or in-place read inherited through fork: stopped here.
+        check_process(self.pid);
         match &self.ring {
             RecvRing::Spsc(s) => s.slot_ptr(c.pos),
             RecvRing::Mpmc(r) => r.slot_ptr(c.index),
@@ -960,6 +979,8 @@ impl<T: Copy> RawReceiver<T> {
     /// Reads the claimed slot.
     #[inline]
     pub fn read(&self, c: &SlotClaim) -> T {
+        // A loan or in-place read inherited through fork: stopped here.
+        check_process(self.pid);
         match &self.ring {
             RecvRing::Spsc(s) => s.read(c.pos),
             RecvRing::Mpmc(r) => r.read(c.index),

@@ -206,6 +206,9 @@ pub struct Segment {
     /// The pid that created this handle (kept locally: the header's copy is
     /// shared memory and is not trusted for deciding to unlink).
     owner_pid: u32,
+    /// The pid namespace the segment's pids belong to (the creator's, as
+    /// validated at open; 0: unknown), kept locally.
+    pid_ns: u64,
 }
 
 impl Segment {
@@ -472,6 +475,7 @@ impl Segment {
             fd: None,
             unlink_on_drop: AtomicBool::new(unlink && !anonymous),
             owner_pid: me.pid,
+            pid_ns: fields.creator_pid_ns,
         };
         let header = seg.header();
         header.begin_init();
@@ -589,6 +593,7 @@ impl Segment {
                     fd: None,
                     unlink_on_drop: AtomicBool::new(false),
                     owner_pid: std::process::id(),
+                    pid_ns: 0,
                 };
                 let header = seg.header();
                 let magic = header.magic();
@@ -599,6 +604,7 @@ impl Segment {
                     let fields = header.read();
                     fields.check_intact()?;
                     check_pid_namespace(&fields)?;
+                    seg.pid_ns = fields.creator_pid_ns;
                     if fields.total_len != size {
                         return Err(SegmentError::SizeMismatch {
                             expected: fields.total_len,
@@ -615,6 +621,22 @@ impl Segment {
                 return Err(SegmentError::NotInitialized);
             }
             std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Stops a handle used in another pid namespace than the segment's (a
+    /// handle inherited by a child forked into a new pid namespace), where
+    /// the owners recorded in its locks name other tasks, or none: a live
+    /// owner could be judged dead. One relaxed load of a cached value.
+    ///
+    /// # Panics
+    /// In such a process: the handle must not be used there (a bug, as
+    /// using an endpoint in a process that did not attach it).
+    #[inline(always)]
+    pub fn assert_pid_namespace(&self) {
+        let ours = process::pid_namespace();
+        if self.pid_ns != 0 && ours != 0 && self.pid_ns != ours {
+            foreign_namespace(self.pid_ns, ours);
         }
     }
 
@@ -721,4 +743,15 @@ pub(crate) fn check_pid_namespace(fields: &HeaderFields) -> Result<(), SegmentEr
         });
     }
     Ok(())
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn foreign_namespace(segment: u64, ours: u64) -> ! {
+    panic!(
+        "shmring: a segment of pid namespace {segment} used from pid namespace {ours} \
+         (a handle inherited across unshare(CLONE_NEWPID)?): its lock owners cannot be \
+         judged from here"
+    )
 }

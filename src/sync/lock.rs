@@ -349,6 +349,9 @@ pub struct Lock {
 pub struct LockGuard<'a> {
     pub(crate) lock: &'a Lock,
     _not_send: NotSend,
+    /// The process that took the lock (0 in loom models: unchecked).
+    #[cfg_attr(loom, allow(dead_code))]
+    pid: u32,
 }
 
 /// Makes a guard `!Send` but keeps it `Sync`, as std's guards are (a
@@ -359,6 +362,35 @@ impl fmt::Debug for LockGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("LockGuard")
     }
+}
+
+impl LockGuard<'_> {
+    /// Stops a guard used in a process other than the one that took the
+    /// lock: one inherited through `fork` holds the parent's lock, and
+    /// writing under it from the child would break the lock's exclusivity.
+    ///
+    /// # Panics
+    /// In such a process (a bug in the caller, as using an endpoint there).
+    #[inline(always)]
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn assert_same_process(&self) {
+        #[cfg(not(loom))]
+        if self.pid != 0 && crate::process::current_pid() != self.pid {
+            guard_in_other_process(self.pid);
+        }
+    }
+}
+
+#[cfg(not(loom))]
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn guard_in_other_process(pid: u32) -> ! {
+    panic!(
+        "shmring: a lock guard taken in process {pid} was used in process {} \
+         (inherited through fork?): the lock is the parent's; take it in this process",
+        crate::process::current_pid()
+    )
 }
 
 impl Drop for LockGuard<'_> {
@@ -383,6 +415,10 @@ impl Lock {
         LockGuard {
             lock: self,
             _not_send: PhantomData,
+            #[cfg(not(loom))]
+            pid: crate::process::current_pid(),
+            #[cfg(loom)]
+            pid: 0,
         }
     }
 

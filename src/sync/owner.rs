@@ -120,6 +120,9 @@ enum Seen {
 fn judge(seen: Seen, start: u64, no_such_task: impl FnOnce() -> bool) -> bool {
     match seen {
         Seen::Stat('Z' | 'X' | 'x', _) => true,
+        // A start of 0 was recorded without a readable `/proc`: unknown,
+        // so only the kernel's word that no such task exists proves death.
+        Seen::Stat(_, _) if start == 0 => no_such_task(),
         Seen::Stat(_, s) => s & START_MASK != start,
         Seen::Missing => no_such_task(),
         Seen::Unparsable | Seen::Unreadable => false,
