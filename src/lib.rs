@@ -49,6 +49,17 @@
 //!   start time) within a liveness slice of 20 ms by any blocked peer (and
 //!   by a peer that only polls, within a slice of its polls), which then
 //!   sees `Disconnected` instead of blocking or polling forever.
+//! - Never delivered twice, never torn: a message a dead process held (a
+//!   loan, an in-place read, an MPMC claim), or a loan leaked with
+//!   `mem::forget`, is counted in `lost()`, in both flavors.
+//! - Endpoints, loans and lock guards work only in the process that made
+//!   them: inherited through `fork`, they panic on use (the child attaches
+//!   its own from the segment handle). Processes of different pid
+//!   namespaces cannot share a segment (`ForeignPidNamespace`).
+//! - The safe API has no way around these: the ring internals (claims,
+//!   slot writes) are crate-private, `Value` / `Array` hand out no
+//!   references into shared memory (locked and lock-free access may mix),
+//!   and lock guards are `!Send`.
 //! - No heap allocation and no system call per message while nobody sleeps.
 //!
 //! The design — layout, orderings, futex protocol — is in `docs/design.md`.

@@ -172,7 +172,9 @@ impl ByteQueue {
         self.inner.endpoints()
     }
 
-    /// Messages lost to processes that died mid-send or mid-receive (MPMC).
+    /// Messages lost with claims never finished (a loan never committed, an
+    /// in-place read never released, an MPMC copy cut short), by a process
+    /// that died or a loan leaked with `mem::forget`: see [`Queue::lost`](crate::Queue::lost).
     pub fn lost(&self) -> u64 {
         self.inner.lost()
     }

@@ -722,11 +722,16 @@ impl<T: Pod> Queue<T> {
         Segment::remove(&Location::Named(name.to_string()))
     }
 
-    /// Attaches a sender in this process.
+    /// Attaches a sender in this process. The handle works only in this
+    /// process: a child that inherits it through `fork` attaches its own
+    /// (calls on an inherited endpoint panic; see [`Sender`]).
     ///
     /// # Errors
     /// `RoleTaken(Sender)` if this is an SPSC queue whose sender is alive;
-    /// `TooManyEndpoints` if 64 endpoints are live; `Corrupted`.
+    /// `TooManyEndpoints` if 64 endpoints are live; `ForeignPidNamespace`
+    /// if this process lives in another pid namespace than the queue's
+    /// creator (a handle inherited across `unshare(CLONE_NEWPID)`);
+    /// `Corrupted`.
     pub fn sender(&self) -> Result<Sender<T>, SegmentError> {
         let info = self.shared.attach(Role::Sender)?;
         let ring = match self.shared.ring {
@@ -841,9 +846,14 @@ impl<T: Pod> Queue<T> {
         self.shared.reap(Role::Receiver);
     }
 
-    /// Messages lost so far to processes that died mid-send or mid-receive
-    /// (MPMC; an SPSC queue has nothing in flight to lose). Each is counted
-    /// once; none is ever delivered twice or torn.
+    /// Messages lost so far with claims that were never finished: a loan
+    /// never committed or an in-place read never released (both flavors),
+    /// or an MPMC send or receive cut short between its claim and its
+    /// publishing store — by a process that died (settled by a reaper) or
+    /// by a loan or `Ref` leaked with `mem::forget` (settled by its handle's
+    /// next call). Each is counted once; none is ever delivered twice or
+    /// torn. A copying SPSC send or receive cut short claims nothing: the
+    /// message is not sent, or stays queued for the next receiver.
     pub fn lost(&self) -> u64 {
         // Relaxed: a statistic.
         self.shared.ctrl().peers.lost.load(Ordering::Relaxed)
@@ -1064,6 +1074,13 @@ impl<T: Pod> QueueBuilder<T> {
 ///
 /// `Send` but not `Sync`: an SPSC producer keeps its indices locally. For
 /// many producing threads, attach one sender per thread (MPMC).
+///
+/// # Panics
+/// Every call panics in a process other than the one that attached it (a
+/// handle inherited through `fork`): its ring indices, SPSC exclusivity and
+/// MPMC intent record are the parent's, and sharing them would lose or
+/// duplicate messages silently. Dropping it there does nothing. Attach a
+/// sender in the child from the inherited [`Queue`] instead.
 pub struct Sender<T: Pod> {
     pub(super) raw: RawSender<T>,
     pub(super) shared: Arc<Shared<T>>,
@@ -1230,6 +1247,9 @@ impl<T: Pod> Drop for Sender<T> {
 /// The receiving end of a [`Queue`], attached in one process.
 ///
 /// `Send` but not `Sync`, like [`Sender`].
+///
+/// # Panics
+/// In a process other than the one that attached it, as [`Sender`].
 pub struct Receiver<T: Pod> {
     pub(super) raw: RawReceiver<T>,
     pub(super) shared: Arc<Shared<T>>,

@@ -640,8 +640,9 @@ impl Segment {
         }
     }
 
-    /// Whether this process may use pids recorded in the segment: see
-    /// [`check_pid_namespace`].
+    /// Whether this process may use pids recorded in the segment: refuses
+    /// (`ForeignPidNamespace`) a segment whose creator lived in another pid
+    /// namespace, when both are known.
     pub fn check_pid_namespace(fields: &HeaderFields) -> Result<(), SegmentError> {
         check_pid_namespace(fields)
     }
