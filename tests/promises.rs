@@ -629,3 +629,56 @@ fn child_fork_claim_checks() {
         assert_eq!(g.get(), 1);
     });
 }
+
+/// State letter of thread `tid` of this process (`/proc/self/task/<tid>/stat`).
+fn thread_state(tid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// One message sent to an MPMC queue with four receivers asleep on it wakes
+/// one of them, not all four (no thundering herd): the sender's FUTEX_WAKE
+/// woke exactly one sleeper. Each further message reaches a sleeper too
+/// (every receiver gets exactly one; a lost wake-up would show as a hang
+/// of up to a liveness slice, which the hand-off between woken receivers
+/// prevents).
+#[test]
+fn one_message_wakes_one_mpmc_receiver() {
+    run("prom_herd", |_ctx| {
+        let q = Queue::<u64>::anonymous(Flavor::Mpmc, 16).unwrap();
+        let tx = q.sender().unwrap();
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let receivers: Vec<_> = (0..4)
+            .map(|_| {
+                let mut rx = q.receiver().unwrap();
+                rx.set_spin(Duration::ZERO);
+                let tid_tx = tid_tx.clone();
+                thread::spawn(move || {
+                    // SAFETY: gettid has no preconditions.
+                    tid_tx.send(unsafe { libc::gettid() }).unwrap();
+                    rx.recv().unwrap()
+                })
+            })
+            .collect();
+        let tids: Vec<i32> = (0..4).map(|_| tid_rx.recv().unwrap()).collect();
+        // Asleep on several looks in a row (each sleeps in 20 ms slices).
+        wait_until("all four receivers asleep", || {
+            (0..3).all(|_| {
+                let all = tids.iter().all(|&t| thread_state(t) == Some('S'));
+                thread::sleep(Duration::from_millis(1));
+                all
+            }) && q.is_empty()
+        });
+        let (calls0, woken0) = shmring::wait::thread_wake_stats();
+        tx.send(1).unwrap();
+        let (calls1, woken1) = shmring::wait::thread_wake_stats();
+        assert_eq!(calls1 - calls0, 1, "one FUTEX_WAKE for one message");
+        assert_eq!(woken1 - woken0, 1, "it woke one receiver, not all four");
+        for v in 2..=4 {
+            tx.send(v).unwrap();
+        }
+        let mut got: Vec<u64> = receivers.into_iter().map(|h| h.join().unwrap()).collect();
+        got.sort_unstable();
+        assert_eq!(got, vec![1, 2, 3, 4], "every receiver got exactly one");
+    });
+}

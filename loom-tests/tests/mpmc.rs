@@ -352,3 +352,38 @@ fn leaked_claims_are_settled_by_the_next_call() {
         drop(b);
     });
 }
+
+/// Model: wake-one with hand-off. Two consumers block on an empty
+/// capacity-2 ring; the main thread claims position 0 with one sender, sends a
+/// message at position 1 with another (its notify wakes one consumer, which may find
+/// position 0 still unpublished and sleep again), then commits position 0
+/// (its notify wakes one consumer). Each notify wakes one sleeper at most,
+/// so the second message reaches a consumer only through the one woken
+/// first passing the wake-up on when it finds more: a lost wake-up would
+/// leave a consumer asleep for ever, which loom reports as a deadlock.
+#[test]
+fn out_of_order_commits_wake_both_sleepers() {
+    builder().check(|| {
+        let q = HeapQueue::<u64>::new(Flavor::Mpmc, 2, WakeMode::Strict);
+        let (tx, tx2) = (q.sender().unwrap(), q.sender().unwrap());
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let rx = q.receiver().unwrap();
+                thread::spawn(move || {
+                    rx.recv_deadline(None, Duration::ZERO, &|| {})
+                        .expect("a message")
+                        .expect("no deadline")
+                })
+            })
+            .collect();
+        // A loan holds its sender (as `Sender::loan` borrows it): the
+        // second message goes through another sender.
+        let c = tx.try_claim().unwrap();
+        tx2.try_send(2).unwrap();
+        tx.write(&c, 1);
+        tx.commit(c);
+        let mut got: Vec<u64> = consumers.into_iter().map(|h| h.join().unwrap()).collect();
+        got.sort_unstable();
+        assert_eq!(got, vec![1, 2]);
+    });
+}

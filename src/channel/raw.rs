@@ -177,6 +177,7 @@ fn block_on<R>(
     spin: Duration,
     deadline: Option<Deadline>,
     reap: &dyn Fn(),
+    more: &dyn Fn() -> bool,
     mut attempt: impl FnMut() -> Option<R>,
 ) -> Option<R> {
     if let Some(r) = attempt() {
@@ -188,7 +189,7 @@ fn block_on<R>(
             return Some(r);
         }
     }
-    block_slow(cell, mode, deadline, reap, &mut attempt)
+    block_slow(cell, mode, deadline, reap, more, &mut attempt)
 }
 
 #[cold]
@@ -197,6 +198,7 @@ fn block_slow<R>(
     mode: WakeMode,
     deadline: Option<Deadline>,
     reap: &dyn Fn(),
+    more: &dyn Fn() -> bool,
     attempt: &mut dyn FnMut() -> Option<R>,
 ) -> Option<R> {
     // Peers are checked after every slice without a wake-up, and at least
@@ -204,10 +206,19 @@ fn block_slow<R>(
     // hide a dead peer that this caller specifically waits for).
     let mut next_reap = Deadline::after(LIVENESS_SLICE);
     let mut reaped_at_deadline = false;
+    let mut slept = false;
     loop {
         let ticket = cell.prepare(mode);
         if let Some(r) = attempt() {
             cell.cancel();
+            if slept && more() {
+                // MPMC wakes one sleeper per message (or free slot): one
+                // that was woken and finds more left after its own passes
+                // the wake-up on, so that messages published while the
+                // first was waking, or behind a slot that was still being
+                // written when it was notified, reach the other sleepers.
+                cell.notify_n(mode, 1);
+            }
             return Some(r);
         }
         let now = Deadline::now();
@@ -232,6 +243,7 @@ fn block_slow<R>(
             wake_at = wake_at.min(d);
         }
         let woken = cell.sleep(ticket, wake_at);
+        slept = true;
         cell.cancel();
         if !woken || next_reap.has_passed() {
             reap();
@@ -299,6 +311,30 @@ impl<T: Copy> RawSender<T> {
         check_process(self.pid);
     }
 
+    /// Wakes receivers after publishing `n` messages (or skip records).
+    /// SPSC: its one receiver (`notify`: every announced waiter, then
+    /// WOKEN until one announces again). MPMC: up to `n` of them, not every
+    /// one (no herd); a woken receiver that finds more passes the wake-up
+    /// on (`block_slow`).
+    #[inline(always)]
+    fn wake_receivers(&self, ctrl: &QueueControl, n: usize) {
+        match &self.ring {
+            SendRing::Spsc(_) => ctrl.not_empty.notify(self.mode),
+            SendRing::Mpmc(_) => ctrl
+                .not_empty
+                .notify_n(self.mode, i32::try_from(n).unwrap_or(i32::MAX)),
+        }
+    }
+
+    /// For a blocked sender that got room: whether room is left for
+    /// another (MPMC; SPSC has one sender).
+    fn more_waiting(&self) -> bool {
+        match &self.ring {
+            SendRing::Spsc(_) => false,
+            SendRing::Mpmc(r) => r.len() < r.capacity(),
+        }
+    }
+
     /// SPSC: announces loans in `record` (this endpoint's, cleared).
     ///
     /// # Safety
@@ -342,7 +378,7 @@ impl<T: Copy> RawSender<T> {
         };
         match pushed {
             Ok(()) => {
-                ctrl.not_empty.notify(self.mode);
+                self.wake_receivers(ctrl, 1);
                 Ok(())
             }
             Err(PushError::Full) => Err(TrySendError::Full(value)),
@@ -364,6 +400,7 @@ impl<T: Copy> RawSender<T> {
             spin,
             deadline,
             reap,
+            &|| self.more_waiting(),
             || match self.try_send(value) {
                 Ok(()) => Some(Ok(())),
                 Err(TrySendError::Full(_)) => None,
@@ -391,7 +428,7 @@ impl<T: Copy> RawSender<T> {
         match pushed {
             Ok(0) | Err(PushError::Full) => Err(TrySendError::Full(())),
             Ok(n) => {
-                ctrl.not_empty.notify(self.mode);
+                self.wake_receivers(ctrl, n);
                 Ok(n)
             }
             Err(PushError::Corrupted) => Err(TrySendError::Corrupted(())),
@@ -415,6 +452,7 @@ impl<T: Copy> RawSender<T> {
                 spin,
                 deadline,
                 reap,
+                &|| self.more_waiting(),
                 || match self.try_send_slice(&values[sent..]) {
                     Ok(n) => Some(Ok(n)),
                     Err(TrySendError::Full(())) => None,
@@ -524,6 +562,7 @@ impl<T: Copy> RawSender<T> {
             spin,
             deadline,
             reap,
+            &|| self.more_waiting(),
             || match self.try_claim() {
                 Ok(c) => Some(Ok(c)),
                 Err(TrySendError::Full(())) => None,
@@ -572,7 +611,7 @@ impl<T: Copy> RawSender<T> {
             }
             SendRing::Mpmc(r) => r.commit_push(c.pos, c.index),
         }
-        self.ctrl().not_empty.notify(self.mode);
+        self.wake_receivers(self.ctrl(), 1);
     }
 
     /// Gives the claimed slot up without a message. SPSC: the slot simply
@@ -595,7 +634,7 @@ impl<T: Copy> RawSender<T> {
             }
             SendRing::Mpmc(r) => {
                 r.abandon_push(c.pos, c.index);
-                self.ctrl().not_empty.notify(self.mode);
+                self.wake_receivers(self.ctrl(), 1);
             }
         }
     }
@@ -654,6 +693,27 @@ impl<T: Copy> RawReceiver<T> {
         check_process(self.pid);
     }
 
+    /// Wakes senders after freeing `n` slots, as
+    /// [`RawSender::wake_receivers`] wakes receivers.
+    #[inline(always)]
+    fn wake_senders(&self, ctrl: &QueueControl, n: usize) {
+        match &self.ring {
+            RecvRing::Spsc(_) => ctrl.not_full.notify(self.mode),
+            RecvRing::Mpmc(_) => ctrl
+                .not_full
+                .notify_n(self.mode, i32::try_from(n).unwrap_or(i32::MAX)),
+        }
+    }
+
+    /// For a blocked receiver that got a message (or a poll that saw one):
+    /// whether another message is queued for the next sleeper (MPMC).
+    fn more_waiting(&self) -> bool {
+        match &self.ring {
+            RecvRing::Spsc(_) => false,
+            RecvRing::Mpmc(r) => r.len() > 0,
+        }
+    }
+
     /// SPSC: announces in-place reads in `record`.
     ///
     /// # Safety
@@ -681,7 +741,7 @@ impl<T: Copy> RawReceiver<T> {
     /// slots even if it found no message.
     #[cold]
     fn freed_slots(&self) {
-        self.ctrl().not_full.notify(self.mode);
+        self.wake_senders(self.ctrl(), 1);
     }
 
     #[inline(always)]
@@ -715,7 +775,7 @@ impl<T: Copy> RawReceiver<T> {
         }
         match popped {
             Ok(v) => {
-                ctrl.not_full.notify(self.mode);
+                self.wake_senders(ctrl, 1);
                 Ok(v)
             }
             Err(PopError::Empty) => Err(TryRecvError::Empty),
@@ -736,6 +796,7 @@ impl<T: Copy> RawReceiver<T> {
             spin,
             deadline,
             reap,
+            &|| self.more_waiting(),
             || match self.try_recv() {
                 Err(TryRecvError::Empty) => None,
                 other => Some(other),
@@ -778,7 +839,7 @@ impl<T: Copy> RawReceiver<T> {
         match got {
             Ok(0) | Err(PopError::Empty) => Err(TryRecvError::Empty),
             Ok(n) => {
-                ctrl.not_full.notify(self.mode);
+                self.wake_senders(ctrl, n);
                 Ok(n)
             }
             Err(PopError::Corrupted) => Err(TryRecvError::Corrupted),
@@ -803,6 +864,7 @@ impl<T: Copy> RawReceiver<T> {
             spin,
             deadline,
             reap,
+            &|| self.more_waiting(),
             || match self.try_recv_slice(out) {
                 Err(TryRecvError::Empty) => None,
                 other => Some(other),
@@ -900,6 +962,7 @@ impl<T: Copy> RawReceiver<T> {
             spin,
             deadline,
             reap,
+            &|| self.more_waiting(),
             || match self.try_take() {
                 Err(TryRecvError::Empty) => None,
                 other => Some(other),
@@ -951,6 +1014,7 @@ impl<T: Copy> RawReceiver<T> {
             spin,
             deadline,
             reap,
+            &|| self.more_waiting(),
             || match self.has_message() {
                 Ok(true) => Some(Ok(true)),
                 Ok(false) if self.ctrl().disconnected(Role::Sender) => match self.has_message() {
@@ -1006,6 +1070,6 @@ impl<T: Copy> RawReceiver<T> {
             }
             RecvRing::Mpmc(r) => r.release_pop(c.pos, c.index),
         }
-        self.ctrl().not_full.notify(self.mode);
+        self.wake_senders(self.ctrl(), 1);
     }
 }

@@ -346,6 +346,12 @@ impl<T: Copy> MpmcRing<T> {
         }
     }
 
+    /// Slots in the ring.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
     /// Messages claimed by producers and not yet claimed by consumers
     /// (a snapshot; clamped to the capacity).
     #[cfg_attr(loom, allow(dead_code))]
