@@ -72,7 +72,6 @@ mod cell;
 pub mod channel;
 pub mod error;
 mod loom;
-#[cfg(not(loom))]
 pub mod process;
 pub(crate) mod ring;
 #[cfg(not(loom))]

@@ -2,7 +2,6 @@
 //! endpoint table. (The heap backing that loom and unit tests use is typed,
 //! because loom atomics cannot live in raw bytes: see `channel::heap`.)
 
-#[cfg(not(loom))]
 pub mod endpoints;
 pub mod header;
 #[cfg(not(loom))]
