@@ -682,3 +682,107 @@ fn one_message_wakes_one_mpmc_receiver() {
         assert_eq!(got, vec![1, 2, 3, 4], "every receiver got exactly one");
     });
 }
+
+/// A peer in another time namespace (boot time shifted by a day) reads
+/// every start time shifted by its offset: start times are recorded and
+/// compared relative to the host's boot, so its live sender is not judged
+/// dead (before, it was reaped, and the receiver saw `Disconnected`).
+#[test]
+fn a_peer_in_another_time_namespace_is_alive() {
+    run("prom_timens", |ctx| {
+        let name = ctx.name("q");
+        let mut c = spawn_child("child_time_namespace_checks", &[&name]);
+        wait_ok(&mut c);
+    });
+}
+
+#[test]
+#[ignore = "child process entry point"]
+fn child_time_namespace_checks() {
+    child_main("child_time_namespace_checks", |a: Args| {
+        let q = Queue::<u64>::create(a.str(0), Flavor::Spsc, 8).unwrap();
+        let rx = q.receiver().unwrap();
+        // SAFETY: the child sets up a time namespace for its own children,
+        // forks one that attaches a sender and waits, and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: unshare with a flag; the offsets must be written
+            // before the first process enters the namespace.
+            let ok = unsafe { libc::unshare(libc::CLONE_NEWTIME) } == 0
+                && std::fs::write("/proc/self/timens_offsets", "boottime 86400 0\n").is_ok();
+            if !ok {
+                // SAFETY: ends the child.
+                unsafe { libc::_exit(77) };
+            }
+            // SAFETY: as above; the grandchild lives in the new namespace.
+            let gc = unsafe { libc::fork() };
+            if gc == 0 {
+                let code = quiet_catch(|| {
+                    let offsets =
+                        std::fs::read_to_string("/proc/self/timens_offsets").unwrap_or_default();
+                    assert!(offsets.contains("86400"), "{offsets}");
+                    let q = Queue::<u64>::open(a.str(0)).unwrap();
+                    let tx = q.sender().unwrap();
+                    tx.send(1).unwrap();
+                    // Stay alive (holding the sender) until killed, two
+                    // minutes at most.
+                    thread::sleep(Duration::from_secs(120));
+                });
+                // SAFETY: ends the grandchild.
+                unsafe { libc::_exit(if code.is_some() { 0 } else { 101 }) };
+            }
+            let mut st = 0;
+            // SAFETY: our own child.
+            unsafe { libc::waitpid(gc, &mut st, 0) };
+            // SAFETY: ends the child.
+            unsafe { libc::_exit(0) };
+        }
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(1) => {}
+            other => {
+                // SAFETY: our own child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let mut st = 0;
+                // SAFETY: our own child.
+                unsafe { libc::waitpid(pid, &mut st, 0) };
+                if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 77 {
+                    eprintln!("time namespaces are not permitted here: nothing to check");
+                    return;
+                }
+                panic!("no message from the time-namespaced peer: {other:?}");
+            }
+        }
+        // The peer lives: reaping must leave its sender attached.
+        q.reap_dead();
+        let endpoints = q.endpoints();
+        let connected = rx.is_connected();
+        let after = rx.recv_timeout(Duration::from_millis(50));
+        // Kill the grandchild (then the child exits) before judging.
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for p in children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            // SAFETY: our own grandchild.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+        let mut st = 0;
+        // SAFETY: our own child (it exits once its child is gone).
+        unsafe { libc::waitpid(pid, &mut st, 0) };
+        assert_eq!(
+            endpoints,
+            (1, 1),
+            "a live peer of another time namespace was reaped"
+        );
+        assert!(connected);
+        assert_eq!(
+            after,
+            Err(shmring::RecvTimeoutError::Timeout),
+            "not Disconnected"
+        );
+        q.reap_dead();
+        assert_eq!(q.endpoints(), (0, 1), "and once dead, it is reaped");
+    });
+}
