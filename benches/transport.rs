@@ -705,6 +705,7 @@ mod imp {
                 max_message_size: MAX_MESSAGE,
                 capacity: SHM_CAPACITY,
                 fifo_dir: Some(dir.path().to_path_buf()),
+                wake_mode: shmring::WakeMode::Fast,
             };
             let (child, end) = Child::spawn(shm, idx, kind, opts, pinned);
             children.push(child);

@@ -60,6 +60,7 @@ fn opts() -> LinkOptions {
         max_message_size: MAX,
         capacity: CAPACITY,
         fifo_dir: None,
+        ..LinkOptions::default()
     }
 }
 

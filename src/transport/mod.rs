@@ -201,6 +201,9 @@ pub struct LinkOptions {
     pub capacity: u64,
     /// Where FIFOs are made (default: the temporary directory).
     pub fifo_dir: Option<PathBuf>,
+    /// The shared-memory transports' wake protocol (default
+    /// [`WakeMode::Strict`]; [`WakeMode::Fast`] is opt-in, see its docs).
+    pub wake_mode: crate::WakeMode,
 }
 
 impl Default for LinkOptions {
@@ -209,6 +212,7 @@ impl Default for LinkOptions {
             max_message_size: DEFAULT_MAX_MESSAGE,
             capacity: 64,
             fifo_dir: None,
+            wake_mode: crate::WakeMode::Strict,
         }
     }
 }

@@ -128,7 +128,14 @@ impl ShmLink {
         } else {
             Flavor::Spsc
         };
-        let q = || ByteQueue::anonymous(flavor, opts.capacity, opts.max_message_size as u64);
+        let q = || {
+            ByteQueue::builder()
+                .flavor(flavor)
+                .capacity(opts.capacity)
+                .max_message_size(opts.max_message_size as u64)
+                .wake_mode(opts.wake_mode)
+                .create_anonymous()
+        };
         Ok(ShmLink {
             kind,
             to_right: q()?,

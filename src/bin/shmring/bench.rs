@@ -108,6 +108,13 @@ pub struct BenchArgs {
     /// The Python interpreter for the python-* rows
     #[arg(long, value_name = "PATH", default_value = "python3")]
     pub python: String,
+
+    /// Measure the shared-memory rows with the builders' default wake
+    /// protocol, Strict (a fence per message), instead of the opt-in Fast
+    /// (no fence per message; its sleepers interrupt every CPU running a
+    /// registered process)
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// What one table row measures.
@@ -270,6 +277,8 @@ pub struct Config {
     pub iterations: Option<u64>,
     /// Watchdog seconds per measurement.
     pub timeout: u64,
+    /// The shared-memory rows' wake protocol.
+    pub wake_mode: shmring::WakeMode,
 }
 
 impl Config {
@@ -473,6 +482,9 @@ fn measure_link(
         max_message_size: size.max(CMD_LEN),
         capacity: capacity_for(size),
         fifo_dir: None,
+        // The shared-memory rows measure the opt-in Fast protocol (no
+        // fence per message); `--strict` measures the default.
+        wake_mode: cfg.wake_mode,
     };
     let link = Link::new(kind, &opts)
         .map_err(|e| Failure::Run(format!("{label}: making the link: {e}")))?;
@@ -840,6 +852,11 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
         quick: args.quick,
         iterations: args.iterations,
         timeout: args.timeout,
+        wake_mode: if args.strict {
+            shmring::WakeMode::Strict
+        } else {
+            shmring::WakeMode::Fast
+        },
     };
 
     let mut sizes = args.sizes.clone();
@@ -856,6 +873,12 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
     modes.dedup();
 
     let mut notes = Vec::new();
+    notes.push(if args.strict {
+        "shm rows: WakeMode::Strict, the builders' default (a fence per message)".to_string()
+    } else {
+        "shm rows: WakeMode::Fast, opt-in (no fence per message; --strict measures the default)"
+            .to_string()
+    });
     let python = find_program(&args.python);
     let wants_python = targets
         .iter()
