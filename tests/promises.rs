@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{child_main, run, spawn_child, wait_killed, wait_ok, wait_until, Args};
+use common::{child_main, run, spawn_child, thread_state, wait_killed, wait_ok, wait_until, Args};
 use shmring::{ByteQueue, Flavor, Pipe, Queue, SegmentError, TryRecvError};
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -628,12 +628,6 @@ fn child_fork_claim_checks() {
         assert!(ok, "an inherited Value guard wrote in the child");
         assert_eq!(g.get(), 1);
     });
-}
-
-/// State letter of thread `tid` of this process (`/proc/self/task/<tid>/stat`).
-fn thread_state(tid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
 /// One message sent to an MPMC queue with four receivers asleep on it wakes

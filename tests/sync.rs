@@ -8,8 +8,8 @@
 mod common;
 
 use common::{
-    child_main, kill_child, run, sleep_forever, spawn_child, wait_killed, wait_ok, wait_until,
-    Args, Ctx, ShmName,
+    asleep, child_main, gettid, kill_child, run, sleep_forever, spawn_child, wait_killed, wait_ok,
+    wait_until, Args, Ctx, ShmName,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -159,26 +159,6 @@ fn open<T: ShmSafe>(name: &str) -> Shared<T> {
 }
 
 /// The id of the calling thread.
-fn gettid() -> i32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() }
-}
-
-/// The scheduler state (`R`, `S`, `T`, …) of thread `tid` of this process.
-fn thread_state(tid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
-}
-
-/// Whether thread `tid` is asleep, on several looks in a row.
-fn asleep(tid: i32) -> bool {
-    (0..5).all(|_| {
-        let s = thread_state(tid) == Some('S');
-        thread::sleep(Duration::from_millis(1));
-        s
-    })
-}
-
 /// On another thread: waits until thread `tid` (the caller, about to block)
 /// is asleep, lets it make a few liveness checks against the live child,
 /// then SIGKILLs `child`. Join to get the child back.

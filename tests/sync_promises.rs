@@ -19,7 +19,8 @@
 mod common;
 
 use common::{
-    child_main, run, sleep_forever, spawn_child, wait_killed, wait_ok, wait_until, Args, Ctx,
+    asleep, child_main, gettid, run, sleep_forever, spawn_child, wait_killed, wait_ok, wait_until,
+    Args, Ctx,
 };
 use shmring::sync::LIVENESS_SLICE;
 use shmring::{
@@ -64,26 +65,6 @@ impl Lost {
 }
 
 /// The id of the calling thread.
-fn gettid() -> i32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() }
-}
-
-/// The scheduler state (`R`, `S`, `T`, …) of thread `tid` of this process.
-fn thread_state(tid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
-}
-
-/// Whether thread `tid` is asleep, on several looks in a row.
-fn asleep(tid: i32) -> bool {
-    (0..5).all(|_| {
-        let s = thread_state(tid) == Some('S');
-        thread::sleep(Duration::from_millis(1));
-        s
-    })
-}
-
 /// Ends this process with SIGKILL, as a crash between two steps would.
 fn die() -> ! {
     // SAFETY: signals our own process; SIGKILL cannot be caught.

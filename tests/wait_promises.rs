@@ -6,12 +6,10 @@
 
 mod common;
 
-use common::{child_main, kill_child, run, spawn_child, wait_until, Args};
+use common::{child_main, kill_child, run, spawn_child, task_asleep, wait_until, Args};
 use shmring::wait::thread_wake_stats;
 use shmring::{Lock, Semaphore, Shared, ShmSafe};
 use std::sync::atomic::{AtomicI32, Ordering::SeqCst};
-use std::thread;
-use std::time::Duration;
 
 #[repr(C)]
 struct Blocked {
@@ -23,22 +21,6 @@ struct Blocked {
 
 // SAFETY: repr(C); shmring primitives and atomics only.
 unsafe impl ShmSafe for Blocked {}
-
-/// The scheduler state (`R`, `S`, …) of thread `tid` of process `pid`.
-fn thread_state(pid: u32, tid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
-}
-
-/// Whether the thread is asleep, on several looks in a row (it spins
-/// before it announces itself and sleeps on the futex).
-fn asleep(pid: u32, tid: i32) -> bool {
-    (0..5).all(|_| {
-        let s = thread_state(pid, tid) == Some('S');
-        thread::sleep(Duration::from_millis(1));
-        s
-    })
-}
 
 /// Blocks on `lock` or `sem` (argument 1) of the `Blocked` named by
 /// argument 0, until killed.
@@ -79,7 +61,7 @@ fn dead_waiter_costs_no_wake_per_call(test: &'static str, what: &'static str) {
         let pid = child.id();
         wait_until("the child to start", || b.tid.load(SeqCst) != 0);
         let tid = b.tid.load(SeqCst);
-        wait_until("the child to block", || asleep(pid, tid));
+        wait_until("the child to block", || task_asleep(pid, tid));
         kill_child(&mut child);
 
         let (before, _) = thread_wake_stats();

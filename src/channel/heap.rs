@@ -185,11 +185,9 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
         // SAFETY: the Arc in the handle keeps the control block alive, and
         // the sender was counted just above.
         let mut raw = unsafe { RawSender::new(self.ctrl_ptr(), ring, self.mode) };
-        if let Some(record) = self.spsc_record(bit) {
-            // SAFETY: the record lives as long as `self` (the handle's Arc)
-            // and is this endpoint's while attached.
-            unsafe { raw.bind_spsc_intent(record) };
-        }
+        // SAFETY: the record lives as long as `self` (the handle's Arc) and
+        // is this endpoint's while attached. Pid 0: threads, no check.
+        unsafe { raw.bind(0, self.spsc_record(bit)) };
         Some(HeapSender {
             raw,
             bit,
@@ -210,10 +208,8 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
         };
         // SAFETY: as in `sender`.
         let mut raw = unsafe { RawReceiver::new(self.ctrl_ptr(), ring, self.mode) };
-        if let Some(record) = self.spsc_record(bit) {
-            // SAFETY: as in `sender`.
-            unsafe { raw.bind_spsc_intent(record) };
-        }
+        // SAFETY: as in `sender`.
+        unsafe { raw.bind(0, self.spsc_record(bit)) };
         Some(HeapReceiver {
             raw,
             bit,

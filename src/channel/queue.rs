@@ -747,12 +747,9 @@ impl<T: Pod> Queue<T> {
         // SAFETY: `Sender` holds the Arc that keeps the mapping alive, and
         // the sender was counted by `attach`.
         let mut raw = unsafe { RawSender::new(self.shared.ctrl, ring, self.shared.info.wake_mode) };
-        raw.bind_to_process(info.owner.pid);
-        if let Some(record) = self.shared.spsc_record(&info) {
-            // SAFETY: the record lives as long as the mapping (kept by the
-            // Arc in `Sender`) and is this endpoint's alone while attached.
-            unsafe { raw.bind_spsc_intent(record) };
-        }
+        // SAFETY: the record lives as long as the mapping (kept by the Arc
+        // in `Sender`) and is this endpoint's alone while attached.
+        unsafe { raw.bind(info.owner.pid, self.shared.spsc_record(&info)) };
         Ok(Sender {
             raw,
             shared: self.shared.clone(),
@@ -781,11 +778,8 @@ impl<T: Pod> Queue<T> {
         // SAFETY: as in `sender`.
         let mut raw =
             unsafe { RawReceiver::new(self.shared.ctrl, ring, self.shared.info.wake_mode) };
-        raw.bind_to_process(info.owner.pid);
-        if let Some(record) = self.shared.spsc_record(&info) {
-            // SAFETY: as in `sender`.
-            unsafe { raw.bind_spsc_intent(record) };
-        }
+        // SAFETY: as in `sender`.
+        unsafe { raw.bind(info.owner.pid, self.shared.spsc_record(&info)) };
         Ok(Receiver {
             raw,
             shared: self.shared.clone(),

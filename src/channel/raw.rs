@@ -148,6 +148,48 @@ fn wrong_process(attached: u32) -> ! {
     )
 }
 
+/// Where an endpoint handle belongs: the process that attached it, and
+/// (SPSC) its intent record, in which a loan or an in-place read announces
+/// its position so that a reaper can settle it if the process dies holding
+/// it (MPMC rings carry their record themselves).
+#[derive(Debug, Default)]
+pub(crate) struct Binding {
+    /// The attaching process (0: unchecked, the heap-backed models).
+    pid: u32,
+    spsc_intent: Option<NonNull<Intent>>,
+}
+
+impl Binding {
+    /// Binds to process `pid` and, SPSC, to `spsc_intent`.
+    ///
+    /// # Safety
+    /// `spsc_intent`, if any, stays valid while the handle is used, and no
+    /// other live endpoint writes it.
+    #[cfg_attr(loom, allow(dead_code))]
+    unsafe fn new(pid: u32, spsc_intent: Option<NonNull<Intent>>) -> Self {
+        Binding { pid, spsc_intent }
+    }
+
+    /// Panics in a process other than the attaching one: [`check_process`].
+    #[inline(always)]
+    fn check(&self) {
+        check_process(self.pid);
+    }
+
+    /// Whether this runs in a process other than the attaching one.
+    #[inline(always)]
+    fn foreign(&self) -> bool {
+        foreign(self.pid)
+    }
+
+    /// SPSC: the endpoint's intent record.
+    #[inline(always)]
+    fn record(&self) -> Option<&Intent> {
+        // SAFETY: valid while the handle is (contract of `new`).
+        self.spsc_intent.map(|p| unsafe { &*p.as_ptr() })
+    }
+}
+
 /// The producing side's ring.
 #[derive(Debug)]
 pub(crate) enum SendRing<T> {
@@ -258,18 +300,14 @@ pub struct RawSender<T> {
     ctrl: NonNull<QueueControl>,
     ring: SendRing<T>,
     mode: WakeMode,
-    /// The process that attached it (0: no check, the heap-backed models).
-    pid: u32,
+    /// Where it belongs: its process and (SPSC) its intent record.
+    bind: Binding,
     /// The claim handed out by [`try_claim`](Self::try_claim) /
     /// [`claim_deadline`](Self::claim_deadline) and not yet committed or
     /// abandoned. A loan borrows its handle, so the handle's next call
     /// finds this set only if the loan was leaked (`mem::forget`): that
     /// call first [settles](Self::settle) it.
     held: Cell<Option<SlotClaim>>,
-    /// SPSC: this endpoint's intent record, where a loan announces its
-    /// position so that a reaper can count it if the process dies holding
-    /// it (MPMC rings carry their record themselves).
-    spsc_intent: Option<NonNull<Intent>>,
 }
 
 // SAFETY: the pointers address shared memory built for concurrent access by
@@ -291,24 +329,25 @@ impl<T: Copy> RawSender<T> {
             ctrl,
             ring,
             mode,
-            pid: 0,
+            bind: Binding::default(),
             held: Cell::new(None),
-            spsc_intent: None,
         }
     }
 
-    /// Makes every call check that it runs in process `pid` (the one that
-    /// attached the endpoint): see [`check_process`].
-    #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) fn bind_to_process(&mut self, pid: u32) {
-        self.pid = pid;
+    /// Binds the handle: see [`Binding::new`].
+    ///
+    /// # Safety
+    /// As [`Binding::new`].
+    pub(crate) unsafe fn bind(&mut self, pid: u32, spsc_intent: Option<NonNull<Intent>>) {
+        // SAFETY: passed on (this function's contract).
+        self.bind = unsafe { Binding::new(pid, spsc_intent) };
     }
 
     /// Stops a call from a process other than the attaching one (a loan
     /// inherited through `fork`): see [`check_process`].
     #[inline(always)]
     pub(crate) fn check_here(&self) {
-        check_process(self.pid);
+        self.bind.check();
     }
 
     /// Wakes receivers after publishing `n` messages (or skip records).
@@ -335,27 +374,11 @@ impl<T: Copy> RawSender<T> {
         }
     }
 
-    /// SPSC: announces loans in `record` (this endpoint's, cleared).
-    ///
-    /// # Safety
-    /// `record` stays valid while the sender is used, and no other live
-    /// endpoint writes it.
-    #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) unsafe fn bind_spsc_intent(&mut self, record: NonNull<Intent>) {
-        self.spsc_intent = Some(record);
-    }
-
-    #[inline(always)]
-    fn spsc_record(&self) -> Option<&Intent> {
-        // SAFETY: valid while the handle is (contract of `bind_spsc_intent`).
-        self.spsc_intent.map(|p| unsafe { &*p.as_ptr() })
-    }
-
     /// The control block. Every operation starts here, so this is where
     /// an endpoint used in a process that did not attach it is stopped.
     #[inline(always)]
     pub fn ctrl(&self) -> &QueueControl {
-        check_process(self.pid);
+        self.bind.check();
         // SAFETY: valid while the sender is (contract of `new`).
         unsafe { self.ctrl.as_ref() }
     }
@@ -499,7 +522,7 @@ impl<T: Copy> RawSender<T> {
         }
         let claimed = match &self.ring {
             SendRing::Spsc(p) => p.claim().map(|pos| {
-                if let Some(i) = self.spsc_record() {
+                if let Some(i) = self.bind.record() {
                     i.announce_one(pos);
                 }
                 SlotClaim {
@@ -536,7 +559,7 @@ impl<T: Copy> RawSender<T> {
     #[cold]
     #[inline(never)]
     fn settle_leaked(&self) {
-        if foreign(self.pid) {
+        if self.bind.foreign() {
             return; // the parent's claim, inherited through fork
         }
         if let Some(claim) = self.held.get() {
@@ -579,7 +602,7 @@ impl<T: Copy> RawSender<T> {
     #[inline]
     pub fn slot_ptr(&self, c: &SlotClaim) -> *mut T {
         // A loan or in-place read inherited through fork: stopped here.
-        check_process(self.pid);
+        self.bind.check();
         match &self.ring {
             SendRing::Spsc(p) => p.slot_ptr(c.pos),
             SendRing::Mpmc(r) => r.slot_ptr(c.index),
@@ -590,7 +613,7 @@ impl<T: Copy> RawSender<T> {
     #[inline]
     pub fn write(&self, c: &SlotClaim, value: T) {
         // A loan or in-place read inherited through fork: stopped here.
-        check_process(self.pid);
+        self.bind.check();
         match &self.ring {
             SendRing::Spsc(p) => p.write(c.pos, value),
             SendRing::Mpmc(r) => r.write(c.index, value),
@@ -600,12 +623,12 @@ impl<T: Copy> RawSender<T> {
     /// Publishes the claimed slot's message and wakes a sleeping receiver.
     #[inline]
     pub fn commit(&self, c: SlotClaim) {
-        check_process(self.pid);
+        self.bind.check();
         self.held.set(None);
         match &self.ring {
             SendRing::Spsc(p) => {
                 p.commit(c.pos);
-                if let Some(i) = self.spsc_record() {
+                if let Some(i) = self.bind.record() {
                     i.retire_one(c.pos);
                 }
             }
@@ -622,13 +645,13 @@ impl<T: Copy> RawSender<T> {
     /// `fork`, dropped in the child), does nothing: the claim is the
     /// parent's to finish.
     pub fn abandon(&self, c: SlotClaim) {
-        if foreign(self.pid) {
+        if self.bind.foreign() {
             return;
         }
         self.held.set(None);
         match &self.ring {
             SendRing::Spsc(_) => {
-                if let Some(i) = self.spsc_record() {
+                if let Some(i) = self.bind.record() {
                     i.retire_one(c.pos);
                 }
             }
@@ -647,14 +670,11 @@ pub struct RawReceiver<T> {
     ring: RecvRing<T>,
     mode: WakeMode,
     /// As in `RawSender`.
-    pid: u32,
+    bind: Binding,
     /// The claim handed out by [`try_take`](Self::try_take) /
     /// [`take_deadline`](Self::take_deadline) and not yet released; see
     /// `RawSender::held`.
     held: Cell<Option<SlotClaim>>,
-    /// SPSC: this endpoint's intent record, where an in-place read
-    /// announces its position (see `RawSender::spsc_intent`).
-    spsc_intent: Option<NonNull<Intent>>,
 }
 
 // SAFETY: as for `RawSender`.
@@ -675,22 +695,24 @@ impl<T: Copy> RawReceiver<T> {
             ctrl,
             ring,
             mode,
-            pid: 0,
+            bind: Binding::default(),
             held: Cell::new(None),
-            spsc_intent: None,
         }
     }
 
-    /// As [`RawSender::bind_to_process`].
-    #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) fn bind_to_process(&mut self, pid: u32) {
-        self.pid = pid;
+    /// As [`RawSender::bind`].
+    ///
+    /// # Safety
+    /// As [`Binding::new`].
+    pub(crate) unsafe fn bind(&mut self, pid: u32, spsc_intent: Option<NonNull<Intent>>) {
+        // SAFETY: passed on (this function's contract).
+        self.bind = unsafe { Binding::new(pid, spsc_intent) };
     }
 
     /// As [`RawSender::check_here`].
     #[inline(always)]
     pub(crate) fn check_here(&self) {
-        check_process(self.pid);
+        self.bind.check();
     }
 
     /// Wakes senders after freeing `n` slots, as
@@ -714,25 +736,10 @@ impl<T: Copy> RawReceiver<T> {
         }
     }
 
-    /// SPSC: announces in-place reads in `record`.
-    ///
-    /// # Safety
-    /// As [`RawSender::bind_spsc_intent`].
-    #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) unsafe fn bind_spsc_intent(&mut self, record: NonNull<Intent>) {
-        self.spsc_intent = Some(record);
-    }
-
-    #[inline(always)]
-    fn spsc_record(&self) -> Option<&Intent> {
-        // SAFETY: valid while the handle is (contract of `bind_spsc_intent`).
-        self.spsc_intent.map(|p| unsafe { &*p.as_ptr() })
-    }
-
     /// The control block; checks the process, as [`RawSender::ctrl`].
     #[inline(always)]
     pub fn ctrl(&self) -> &QueueControl {
-        check_process(self.pid);
+        self.bind.check();
         // SAFETY: valid while the receiver is (contract of `new`).
         unsafe { self.ctrl.as_ref() }
     }
@@ -880,7 +887,7 @@ impl<T: Copy> RawReceiver<T> {
         self.settle();
         match &self.ring {
             RecvRing::Spsc(c) => c.peek().map(|pos| {
-                if let Some(i) = self.spsc_record() {
+                if let Some(i) = self.bind.record() {
                     i.announce_one(pos);
                 }
                 SlotClaim {
@@ -935,7 +942,7 @@ impl<T: Copy> RawReceiver<T> {
     #[cold]
     #[inline(never)]
     fn settle_leaked(&self) {
-        if foreign(self.pid) {
+        if self.bind.foreign() {
             return; // as in `RawSender::settle_leaked`
         }
         if let Some(claim) = self.held.get() {
@@ -1033,7 +1040,7 @@ impl<T: Copy> RawReceiver<T> {
     #[inline]
     pub fn slot_ptr(&self, c: &SlotClaim) -> *const T {
         // A loan or in-place read inherited through fork: stopped here.
-        check_process(self.pid);
+        self.bind.check();
         match &self.ring {
             RecvRing::Spsc(s) => s.slot_ptr(c.pos),
             RecvRing::Mpmc(r) => r.slot_ptr(c.index),
@@ -1044,7 +1051,7 @@ impl<T: Copy> RawReceiver<T> {
     #[inline]
     pub fn read(&self, c: &SlotClaim) -> T {
         // A loan or in-place read inherited through fork: stopped here.
-        check_process(self.pid);
+        self.bind.check();
         match &self.ring {
             RecvRing::Spsc(s) => s.read(c.pos),
             RecvRing::Mpmc(r) => r.read(c.index),
@@ -1057,14 +1064,14 @@ impl<T: Copy> RawReceiver<T> {
     /// [`RawSender::abandon`].
     #[inline]
     pub fn release(&self, c: SlotClaim) {
-        if foreign(self.pid) {
+        if self.bind.foreign() {
             return;
         }
         self.held.set(None);
         match &self.ring {
             RecvRing::Spsc(s) => {
                 s.release_one(c.pos);
-                if let Some(i) = self.spsc_record() {
+                if let Some(i) = self.bind.record() {
                     i.retire_one(c.pos);
                 }
             }

@@ -439,6 +439,38 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// This thread's id.
+pub fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// The scheduler state (`R`, `S`, `T`, …) of thread `tid` of process `pid`.
+pub fn task_state(pid: u32, tid: i32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// The scheduler state of thread `tid` of this process.
+pub fn thread_state(tid: i32) -> Option<char> {
+    task_state(std::process::id(), tid)
+}
+
+/// Whether thread `tid` of process `pid` is asleep, on several looks in a
+/// row (a blocking call spins before it announces itself and sleeps).
+pub fn task_asleep(pid: u32, tid: i32) -> bool {
+    (0..5).all(|_| {
+        let s = task_state(pid, tid) == Some('S');
+        thread::sleep(Duration::from_millis(1));
+        s
+    })
+}
+
+/// Whether thread `tid` of this process is asleep, as [`task_asleep`].
+pub fn asleep(tid: i32) -> bool {
+    task_asleep(std::process::id(), tid)
+}
+
 /// Sleeps until killed (the child's watchdog ends it eventually).
 pub fn sleep_forever() -> ! {
     loop {
