@@ -612,6 +612,71 @@ fn child_fork_claim_checks() {
         loan.commit();
         assert_eq!(bq.receiver().unwrap().recv().unwrap(), b"mine");
 
+        // A receiver inherited through fork takes nothing in the child: the
+        // message stays the parent's (before, `try_recv_ref` claimed it and
+        // the slot was never released: the queue wedged once it wrapped).
+        for flavor in [Flavor::Spsc, Flavor::Mpmc] {
+            let q = Queue::<u64>::anonymous(flavor, 2).unwrap();
+            let tx = q.sender().unwrap();
+            let mut rx = q.receiver().unwrap();
+            tx.send(7).unwrap();
+            let bq = ByteQueue::anonymous(flavor, 2, 8).unwrap();
+            let btx = bq.sender().unwrap();
+            let mut brx = bq.receiver().unwrap();
+            btx.send(b"seven").unwrap();
+            let ok = in_child(|| {
+                panics_as_wrong_process(|| {
+                    let _ = rx.try_recv_ref().map(drop);
+                }) && panics_as_wrong_process(|| {
+                    let _ = brx.try_recv();
+                }) && panics_as_wrong_process(|| {
+                    let _ = brx.try_recv_ref().map(drop);
+                })
+            });
+            assert!(
+                ok,
+                "{flavor:?}: an inherited receiver took a message in the child"
+            );
+            assert_eq!(
+                rx.try_recv(),
+                Ok(7),
+                "{flavor:?}: the message is still queued"
+            );
+            assert_eq!(brx.try_recv().unwrap(), b"seven");
+            for i in 0..8 {
+                tx.send(i).unwrap();
+                assert_eq!(rx.try_recv(), Ok(i), "{flavor:?}: the queue flows on");
+            }
+            assert_eq!(q.lost(), 0);
+        }
+
+        // A condition wait with an inherited guard: refused, the parent's
+        // lock stays held.
+        {
+            use shmring::{Condition, Lock, Shared};
+            let lock = Shared::anonymous(Lock::new()).unwrap();
+            let cond = Shared::anonymous(Condition::new()).unwrap();
+            let g = lock.lock().unwrap();
+            let ok = in_child(|| {
+                let prev = std::panic::take_hook();
+                std::panic::set_hook(Box::new(|_| {}));
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    // SAFETY: a bitwise copy in the child's own memory; the
+                    // original is never used or dropped here again.
+                    let copy = unsafe { std::ptr::read(&g) };
+                    let _ = cond.wait_timeout(copy, Duration::from_millis(10));
+                }));
+                std::panic::set_hook(prev);
+                r.is_err()
+            });
+            assert!(
+                ok,
+                "a condition wait with an inherited guard ran in the child"
+            );
+            assert!(lock.is_locked());
+            drop(g);
+        }
+
         let v = shmring::Value::<u64>::anonymous(0).unwrap();
         let g = v.lock().unwrap();
         g.set(1);

@@ -1070,11 +1070,13 @@ impl<T: Pod> QueueBuilder<T> {
 /// many producing threads, attach one sender per thread (MPMC).
 ///
 /// # Panics
-/// Every call panics in a process other than the one that attached it (a
-/// handle inherited through `fork`): its ring indices, SPSC exclusivity and
-/// MPMC intent record are the parent's, and sharing them would lose or
-/// duplicate messages silently. Dropping it there does nothing. Attach a
-/// sender in the child from the inherited [`Queue`] instead.
+/// Every call that sends, claims or receives panics in a process other than
+/// the one that attached it (a handle inherited through `fork`): its ring
+/// indices, SPSC exclusivity and MPMC intent record are the parent's, and
+/// sharing them would lose or duplicate messages silently. (Snapshots such
+/// as `len` and `is_connected` still answer.) Dropping it there does
+/// nothing. Attach a sender in the child from the inherited [`Queue`]
+/// instead.
 pub struct Sender<T: Pod> {
     pub(super) raw: RawSender<T>,
     pub(super) shared: Arc<Shared<T>>,

@@ -884,6 +884,8 @@ impl<T: Copy> RawReceiver<T> {
 impl<T: Copy> RawReceiver<T> {
     #[inline]
     fn take(&self) -> Result<SlotClaim, PopError> {
+        // Before anything is claimed: a receiver inherited through fork.
+        self.bind.check();
         self.settle();
         match &self.ring {
             RecvRing::Spsc(c) => c.peek().map(|pos| {
@@ -987,6 +989,7 @@ impl<T: Copy> RawReceiver<T> {
     /// progress) is no message, and skip records at the head are stepped
     /// over (as a take would) to see what is behind them.
     pub fn has_message(&self) -> Result<bool, TryRecvError> {
+        self.bind.check();
         self.settle();
         let found = match &self.ring {
             RecvRing::Spsc(c) => match c.peek() {

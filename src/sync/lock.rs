@@ -381,6 +381,18 @@ impl LockGuard<'_> {
     }
 }
 
+impl RLockGuard<'_> {
+    /// As [`LockGuard::assert_same_process`].
+    #[inline(always)]
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn assert_same_process(&self) {
+        #[cfg(not(loom))]
+        if self.pid != 0 && crate::process::current_pid() != self.pid {
+            guard_in_other_process(self.pid);
+        }
+    }
+}
+
 #[cfg(not(loom))]
 #[cold]
 #[inline(never)]
@@ -502,6 +514,9 @@ pub struct RLock {
 pub struct RLockGuard<'a> {
     pub(crate) lock: &'a RLock,
     _not_send: NotSend,
+    /// As in `LockGuard`.
+    #[cfg_attr(loom, allow(dead_code))]
+    pid: u32,
 }
 
 impl fmt::Debug for RLockGuard<'_> {
@@ -544,6 +559,10 @@ impl RLock {
         RLockGuard {
             lock: self,
             _not_send: PhantomData,
+            #[cfg(not(loom))]
+            pid: crate::process::current_pid(),
+            #[cfg(loom)]
+            pid: 0,
         }
     }
 

@@ -73,6 +73,8 @@ pub trait CondGuard: sealed::Sealed {
 impl sealed::Sealed for LockGuard<'_> {}
 impl CondGuard for LockGuard<'_> {
     fn release_for_wait(&self) -> u32 {
+        // A guard inherited through fork: the lock is the parent's.
+        self.assert_same_process();
         self.lock.raw().release(super::owner::current());
         1
     }
@@ -84,6 +86,7 @@ impl CondGuard for LockGuard<'_> {
 impl sealed::Sealed for RLockGuard<'_> {}
 impl CondGuard for RLockGuard<'_> {
     fn release_for_wait(&self) -> u32 {
+        self.assert_same_process();
         self.lock.release_all()
     }
     fn reacquire_after_wait(&self, depth: u32) -> bool {
