@@ -335,7 +335,9 @@ pub fn inspect(location: &Location) -> Result<SegmentReport, SegmentError> {
                     index: e.index,
                     role: e.role,
                     pid: e.owner.pid,
-                    alive: liveness(e.owner) == Liveness::Alive,
+                    // An entry being reaped belongs to a dead endpoint (its
+                    // word names the reaper, not the owner).
+                    alive: !e.reaping && liveness(e.owner) == Liveness::Alive,
                 })
                 .collect();
         }
