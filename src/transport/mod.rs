@@ -202,7 +202,8 @@ pub struct LinkOptions {
     /// Where FIFOs are made (default: the temporary directory).
     pub fifo_dir: Option<PathBuf>,
     /// The shared-memory transports' wake protocol (default
-    /// [`WakeMode::Strict`]; [`WakeMode::Fast`] is opt-in, see its docs).
+    /// [`WakeMode::Strict`](crate::WakeMode::Strict); [`WakeMode::Fast`](crate::WakeMode::Fast)
+    /// is opt-in, see its docs).
     pub wake_mode: crate::WakeMode,
 }
 
