@@ -1041,3 +1041,38 @@ fn values_on_a_one_way_pipe() {
         ));
     });
 }
+
+/// `open_or_create` from several threads at once gives every caller the
+/// same pipe (one creates, the others open it); a caller that asks for the
+/// other duplexity is refused.
+#[test]
+fn open_or_create_races_to_one_pipe() {
+    run("pipe_ooc", |ctx| {
+        let name = ctx.name("p");
+        let go = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let pipes: Vec<Pipe> = (0..4)
+            .map(|_| {
+                let (name, go) = (name.as_str().to_string(), go.clone());
+                std::thread::spawn(move || {
+                    go.wait();
+                    Pipe::builder().open_or_create(&name).unwrap()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        let left = pipes[1].left().unwrap();
+        let right = pipes[3].right().unwrap();
+        left.send(b"one pipe").unwrap();
+        assert_eq!(right.recv().unwrap(), b"one pipe");
+        right.send(b"both ways").unwrap();
+        assert_eq!(left.recv().unwrap(), b"both ways");
+        assert!(matches!(
+            Pipe::builder().duplex(false).open_or_create(&name),
+            Err(SegmentError::InvalidArgument(_))
+        ));
+        drop((left, right));
+        drop(pipes);
+    });
+}

@@ -234,6 +234,44 @@ impl PipeBuilder {
     }
 }
 
+impl PipeBuilder {
+    /// Opens the named pipe `name` if it exists, otherwise creates it
+    /// (then this handle, as creator, removes the names when it and
+    /// everything made from it are dropped, unless `persist`): what a
+    /// service and its clients, started in any order, each call. Of several
+    /// processes racing here, one creates and the others open that pipe.
+    ///
+    /// # Errors
+    /// As for [`create`](Self::create) and [`open`](Self::open);
+    /// `InvalidArgument` if the existing pipe's duplexity is not this
+    /// builder's; `NotFound` if the names kept appearing and vanishing
+    /// (a creator that keeps failing half-way).
+    pub fn open_or_create(self, name: &str) -> Result<Pipe, SegmentError> {
+        let mut last = None;
+        for _ in 0..8 {
+            match self.clone().create(name) {
+                Err(SegmentError::AlreadyExists(_)) => {}
+                other => return other,
+            }
+            match self.clone().open(name) {
+                Ok(p) if p.is_duplex() != self.duplex => {
+                    return Err(SegmentError::InvalidArgument(format!(
+                        "pipe {name:?} exists as {}, asked for {}",
+                        if p.is_duplex() { "duplex" } else { "one-way" },
+                        if self.duplex { "duplex" } else { "one-way" },
+                    )))
+                }
+                // A duplex pipe is created `.1` first: a `.0` not there yet
+                // (or gone) means a creator is half-way: look again.
+                Err(SegmentError::NotFound(n)) => last = Some(SegmentError::NotFound(n)),
+                other => return other,
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Err(last.unwrap_or(SegmentError::NotInitialized))
+    }
+}
+
 /// One end of a [`Pipe`], attached in one process.
 ///
 /// When the other end is closed, dropped, or its process dies, `recv`
