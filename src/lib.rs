@@ -108,5 +108,30 @@ pub use sync::{
     WaitTimeoutResult,
 };
 
-/// Re-exported so users can derive `Pod` for their message types.
+/// Re-exported so users can derive `Pod` for their message types without
+/// depending on bytemuck themselves. The derive macros name their crate, so
+/// through the re-export they need to be told where it is:
+///
+/// ```
+/// use shmring::bytemuck::{Pod, Zeroable};
+/// use shmring::{Flavor, Queue};
+///
+/// #[derive(Clone, Copy, Pod, Zeroable)]
+/// #[bytemuck(crate = "shmring::bytemuck")]
+/// #[repr(C)]
+/// struct Tick {
+///     seq: u64,
+///     price: f64,
+/// }
+///
+/// let q = Queue::<Tick>::anonymous(Flavor::Spsc, 4)?;
+/// let (tx, rx) = (q.sender()?, q.receiver()?);
+/// tx.send(Tick { seq: 1, price: 2.5 })?;
+/// assert_eq!(rx.recv()?.seq, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// (With `bytemuck` as a dependency of your own, with its `derive`
+/// feature, the plain `#[derive(Pod, Zeroable)]` works and the attribute is
+/// not needed.)
 pub use bytemuck;
