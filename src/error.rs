@@ -211,8 +211,30 @@ pub enum SegmentError {
         found: u64,
     },
     /// An SPSC queue already has a live endpoint of this role.
-    #[error("this SPSC queue already has a live {0}")]
-    RoleTaken(Role),
+    #[error(
+        "this SPSC queue already has a live {role}{}",
+        holder.map_or(String::new(), |p| format!(" (held by pid {p})"))
+    )]
+    RoleTaken {
+        /// The role asked for.
+        role: Role,
+        /// The process holding it, if it could be read from the endpoint
+        /// table (`None` if it let go meanwhile).
+        holder: Option<u32>,
+    },
+    /// One end of a [`Pipe`](crate::Pipe) is already attached by a live
+    /// process (a pipe has one left and one right end, like Python's
+    /// `Pipe()`; a second client needs a pipe of its own).
+    #[error(
+        "the {end} end of this pipe is already attached{}",
+        holder.map_or(String::new(), |p| format!(" by pid {p}"))
+    )]
+    PipeEndTaken {
+        /// `"left"` or `"right"`.
+        end: &'static str,
+        /// The process holding it, if known.
+        holder: Option<u32>,
+    },
     /// The segment was created in another pid namespace (a container that
     /// shares `/dev/shm` but not pids). Pids recorded there name other
     /// processes, or none, in this one, so a dead peer could not be told

@@ -139,7 +139,7 @@ fn kill_ledger(flavor: Flavor) {
             let mut tx = loop {
                 match q.sender() {
                     Ok(t) => break t,
-                    Err(SegmentError::RoleTaken(_)) => {
+                    Err(SegmentError::RoleTaken { .. }) => {
                         std::thread::sleep(Duration::from_micros(200))
                     }
                     Err(e) => panic!("sender: {e}"),
@@ -169,7 +169,7 @@ fn kill_ledger(flavor: Flavor) {
             let mut rx = loop {
                 match q.receiver() {
                     Ok(r) => break r,
-                    Err(SegmentError::RoleTaken(_)) => {
+                    Err(SegmentError::RoleTaken { .. }) => {
                         std::thread::sleep(Duration::from_micros(200))
                     }
                     Err(e) => panic!("receiver: {e}"),

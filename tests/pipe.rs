@@ -15,7 +15,7 @@ use common::{
     Args, Rng,
 };
 use shmring::{
-    ByteQueue, ByteSendError, Connection, Flavor, Pipe, Queue, RecvError, RecvTimeoutError, Role,
+    ByteQueue, ByteSendError, Connection, Flavor, Pipe, Queue, RecvError, RecvTimeoutError,
     SegmentError, TryRecvError, PIPE_CAPACITY, PIPE_MAX_MESSAGE,
 };
 use std::path::Path;
@@ -687,20 +687,39 @@ fn second_end_while_the_first_is_alive_is_role_taken() {
         let right = pipe.right().unwrap();
         let mut child = spawn_child("child_hold_left", &[&name]);
         assert_eq!(right.recv().unwrap(), b"ready");
-        // Another process holds the left end.
-        assert!(matches!(
-            pipe.left(),
-            Err(SegmentError::RoleTaken(Role::Receiver))
-        ));
+        // Another process holds the left end: the error names the end and
+        // the holder.
+        match pipe.left() {
+            Err(
+                e @ SegmentError::PipeEndTaken {
+                    end: "left",
+                    holder,
+                },
+            ) => {
+                assert_eq!(holder, Some(child.id()));
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("left end") && msg.contains(&child.id().to_string()),
+                    "{msg}"
+                );
+            }
+            r => panic!("expected PipeEndTaken(left), got {r:?}"),
+        }
         let other = Pipe::open(&name).unwrap();
         assert!(matches!(
             other.left(),
-            Err(SegmentError::RoleTaken(Role::Receiver))
+            Err(SegmentError::PipeEndTaken {
+                end: "left",
+                holder: Some(_)
+            })
         ));
         // This process holds the right end.
         assert!(matches!(
             pipe.right(),
-            Err(SegmentError::RoleTaken(Role::Sender))
+            Err(SegmentError::PipeEndTaken {
+                end: "right",
+                holder: Some(_)
+            })
         ));
         // The failed attaches took nothing: the child still gets our messages.
         right.send(b"still yours").unwrap();
@@ -727,7 +746,10 @@ fn half_attached_end_is_released_when_the_other_half_is_taken() {
         // the receiver must be given back.
         assert!(matches!(
             pipe.left(),
-            Err(SegmentError::RoleTaken(Role::Sender))
+            Err(SegmentError::PipeEndTaken {
+                end: "left",
+                holder: Some(_)
+            })
         ));
         drop(tx);
         let left = pipe.left().unwrap();
@@ -855,7 +877,7 @@ fn child_anonymous_fork() {
                 // The inherited copy of the left end is the parent's.
                 assert!(matches!(
                     pipe.left(),
-                    Err(SegmentError::RoleTaken(Role::Receiver))
+                    Err(SegmentError::PipeEndTaken { end: "left", .. })
                 ));
                 drop(left); // closes nothing: not ours
                 let right = pipe.right().unwrap();

@@ -310,7 +310,10 @@ fn child_fork_checks() {
                 } else {
                     assert!(matches!(
                         q.sender(),
-                        Err(SegmentError::RoleTaken(shmring::Role::Sender))
+                        Err(SegmentError::RoleTaken {
+                            role: shmring::Role::Sender,
+                            ..
+                        })
                     ));
                 }
                 // Dropping the inherited handles must not detach the parent's.

@@ -432,7 +432,7 @@ impl Stats {
 
     fn attach_failed(&self, e: &shmring::SegmentError) {
         Self::add(&self.attach_err);
-        if matches!(e, shmring::SegmentError::RoleTaken(_)) {
+        if matches!(e, shmring::SegmentError::RoleTaken { .. }) {
             Self::add(&self.role_taken);
         }
     }

@@ -316,19 +316,30 @@ fn second_sender_or_receiver_is_refused_in_process() {
         let tx = q.sender().unwrap();
         for h in [&q, &other] {
             match h.sender() {
-                Err(SegmentError::RoleTaken(Role::Sender)) => {}
+                Err(SegmentError::RoleTaken {
+                    role: Role::Sender, ..
+                }) => {}
                 r => panic!("second sender: expected RoleTaken(Sender), got {r:?}"),
             }
         }
         let rx = other.receiver().unwrap();
         for h in [&q, &other] {
             match h.receiver() {
-                Err(SegmentError::RoleTaken(Role::Receiver)) => {}
+                Err(SegmentError::RoleTaken {
+                    role: Role::Receiver,
+                    ..
+                }) => {}
                 r => panic!("second receiver: expected RoleTaken(Receiver), got {r:?}"),
             }
         }
-        let msg = format!("{}", SegmentError::RoleTaken(Role::Sender));
-        assert!(msg.contains("sender"), "{msg}");
+        let msg = format!(
+            "{}",
+            SegmentError::RoleTaken {
+                role: Role::Sender,
+                holder: Some(42)
+            }
+        );
+        assert!(msg.contains("sender") && msg.contains("pid 42"), "{msg}");
         assert_eq!(q.endpoints(), (1, 1));
 
         tx.send(1).unwrap();
@@ -395,7 +406,9 @@ fn second_sender_is_refused_across_processes() {
         let mut child = spawn_child("child_hold_sender", &[&name, &ctl_name, "wait"]);
         assert_eq!(rx.recv().unwrap(), 1);
         match q.sender() {
-            Err(SegmentError::RoleTaken(Role::Sender)) => {}
+            Err(SegmentError::RoleTaken {
+                role: Role::Sender, ..
+            }) => {}
             r => panic!("expected RoleTaken(Sender) while the child holds it, got {r:?}"),
         }
         go.send(0).unwrap();
@@ -414,7 +427,10 @@ fn second_sender_is_refused_across_processes() {
         assert_eq!(rx.recv().unwrap(), 1);
         assert!(matches!(
             q.sender(),
-            Err(SegmentError::RoleTaken(Role::Sender))
+            Err(SegmentError::RoleTaken {
+                role: Role::Sender,
+                ..
+            })
         ));
         kill_child(&mut child);
         let tx = q.sender().unwrap();
@@ -435,7 +451,10 @@ fn second_receiver_is_refused_across_processes() {
         let mut child = spawn_child("child_hold_receiver", &[&name, &ctl_name, "wait"]);
         wait_until("the child's receiver", || q.endpoints().1 == 1);
         match q.receiver() {
-            Err(SegmentError::RoleTaken(Role::Receiver)) => {}
+            Err(SegmentError::RoleTaken {
+                role: Role::Receiver,
+                ..
+            }) => {}
             r => panic!("expected RoleTaken(Receiver) while the child holds it, got {r:?}"),
         }
         go.send(0).unwrap();
@@ -447,7 +466,10 @@ fn second_receiver_is_refused_across_processes() {
         wait_until("the child's receiver", || q.endpoints().1 == 1);
         assert!(matches!(
             q.receiver(),
-            Err(SegmentError::RoleTaken(Role::Receiver))
+            Err(SegmentError::RoleTaken {
+                role: Role::Receiver,
+                ..
+            })
         ));
         kill_child(&mut child);
         let rx = q.receiver().unwrap();

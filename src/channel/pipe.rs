@@ -103,11 +103,18 @@ impl Pipe {
     /// sends and, if duplex, sends to the right end.
     ///
     /// # Errors
-    /// `RoleTaken` if a live process already holds the left end.
+    /// `PipeEndTaken { end: "left", holder }` if a live process already
+    /// holds the left end.
     pub fn left(&self) -> Result<Connection, SegmentError> {
+        let taken = |e| end_taken("left", e);
         Ok(Connection {
-            rx: Some(self.to_left.receiver()?),
-            tx: self.to_right.as_ref().map(|q| q.sender()).transpose()?,
+            rx: Some(self.to_left.receiver().map_err(taken)?),
+            tx: self
+                .to_right
+                .as_ref()
+                .map(|q| q.sender())
+                .transpose()
+                .map_err(taken)?,
         })
     }
 
@@ -115,12 +122,27 @@ impl Pipe {
     /// if duplex, receives what the left end sends.
     ///
     /// # Errors
-    /// `RoleTaken` if a live process already holds the right end.
+    /// `PipeEndTaken { end: "right", holder }` if a live process already
+    /// holds the right end.
     pub fn right(&self) -> Result<Connection, SegmentError> {
+        let taken = |e| end_taken("right", e);
         Ok(Connection {
-            tx: Some(self.to_left.sender()?),
-            rx: self.to_right.as_ref().map(|q| q.receiver()).transpose()?,
+            tx: Some(self.to_left.sender().map_err(taken)?),
+            rx: self
+                .to_right
+                .as_ref()
+                .map(|q| q.receiver())
+                .transpose()
+                .map_err(taken)?,
         })
+    }
+}
+
+/// A half of the pipe refused an endpoint: the end is taken.
+fn end_taken(end: &'static str, e: SegmentError) -> SegmentError {
+    match e {
+        SegmentError::RoleTaken { holder, .. } => SegmentError::PipeEndTaken { end, holder },
+        other => other,
     }
 }
 

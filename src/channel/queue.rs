@@ -602,7 +602,13 @@ impl<T: Pod> Shared<T> {
                 self.reap(role);
             }
         }
-        Err(SegmentError::RoleTaken(role))
+        // Name the holder: a live entry of the role (not ours).
+        let holder = self
+            .table()
+            .entries()
+            .find(|e| e.role == role && !e.reaping)
+            .map(|e| e.owner.pid);
+        Err(SegmentError::RoleTaken { role, holder })
     }
 
     /// The ring as seen by the endpoint `info`: announcing its claims in
@@ -727,7 +733,8 @@ impl<T: Pod> Queue<T> {
     /// (calls on an inherited endpoint panic; see [`Sender`]).
     ///
     /// # Errors
-    /// `RoleTaken(Sender)` if this is an SPSC queue whose sender is alive;
+    /// `RoleTaken { role: Sender, holder }` if this is an SPSC queue whose
+    /// sender is alive (`holder`: its pid);
     /// `TooManyEndpoints` if 64 endpoints are live; `ForeignPidNamespace`
     /// if this process lives in another pid namespace than the queue's
     /// creator (a handle inherited across `unshare(CLONE_NEWPID)`);
@@ -762,7 +769,7 @@ impl<T: Pod> Queue<T> {
     /// Attaches a receiver in this process.
     ///
     /// # Errors
-    /// As for [`sender`](Self::sender), with `RoleTaken(Receiver)`.
+    /// As for [`sender`](Self::sender), with `RoleTaken { role: Receiver, .. }`.
     pub fn receiver(&self) -> Result<Receiver<T>, SegmentError> {
         let info = self.shared.attach(Role::Receiver)?;
         let ring = match self.shared.ring {
