@@ -77,8 +77,70 @@ impl fmt::Display for Flavor {
     }
 }
 
-/// Size, alignment and fingerprint of an element type, as recorded in a header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Bytes of a type's name a header records.
+pub const TYPE_NAME_LEN: usize = 56;
+
+/// A type's name as a header records it: `std::any::type_name`, cut to at
+/// most [`TYPE_NAME_LEN`] bytes on a character boundary. For messages; the
+/// fingerprint, not the name, decides whether two types match.
+#[derive(Clone, Copy)]
+pub struct TypeName {
+    bytes: [u8; TYPE_NAME_LEN],
+}
+
+impl TypeName {
+    /// `name`, cut to fit.
+    pub fn new(name: &str) -> Self {
+        let mut end = name.len().min(TYPE_NAME_LEN);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut bytes = [0u8; TYPE_NAME_LEN];
+        bytes[..end].copy_from_slice(&name.as_bytes()[..end]);
+        TypeName { bytes }
+    }
+
+    /// From the words a header stores (little-endian), as read.
+    pub fn from_words(words: [u64; TYPE_NAME_LEN / 8]) -> Self {
+        let mut bytes = [0u8; TYPE_NAME_LEN];
+        for (chunk, w) in bytes.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&w.to_le_bytes());
+        }
+        TypeName { bytes }
+    }
+
+    /// The words a header stores.
+    pub fn words(&self) -> [u64; TYPE_NAME_LEN / 8] {
+        let mut words = [0u64; TYPE_NAME_LEN / 8];
+        for (w, chunk) in words.iter_mut().zip(self.bytes.chunks_exact(8)) {
+            *w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        }
+        words
+    }
+
+    /// The name (lossy: a header from shared memory may hold any bytes;
+    /// empty if none was recorded).
+    pub fn as_string(&self) -> String {
+        let len = self
+            .bytes
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(TYPE_NAME_LEN);
+        String::from_utf8_lossy(&self.bytes[..len]).into_owned()
+    }
+}
+
+impl fmt::Debug for TypeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.as_string(), f)
+    }
+}
+
+/// Size, alignment and fingerprint of an element type, as recorded in a
+/// header, with its name for messages. Two descriptions are equal when
+/// size, alignment and fingerprint are (the name is not compared: the
+/// fingerprint already hashes the whole name).
+#[derive(Clone, Copy, Debug)]
 pub struct TypeDesc {
     /// `size_of::<T>()`.
     pub size: u64,
@@ -86,15 +148,41 @@ pub struct TypeDesc {
     pub align: u64,
     /// A hash of the type's name, size and alignment.
     pub fingerprint: u64,
+    /// The type's name, as far as recorded.
+    pub name: TypeName,
+}
+
+impl PartialEq for TypeDesc {
+    fn eq(&self, other: &Self) -> bool {
+        (self.size, self.align, self.fingerprint) == (other.size, other.align, other.fingerprint)
+    }
+}
+
+impl Eq for TypeDesc {}
+
+impl std::hash::Hash for TypeDesc {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.size, self.align, self.fingerprint).hash(state);
+    }
 }
 
 impl fmt::Display for TypeDesc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.name.as_string();
+        if name.is_empty() {
+            write!(f, "a type of ")?;
+        } else {
+            write!(f, "`{name}` (")?;
+        }
         write!(
             f,
             "size {} align {} fingerprint {:#018x}",
             self.size, self.align, self.fingerprint
-        )
+        )?;
+        if !name.is_empty() {
+            f.write_str(")")?;
+        }
+        Ok(())
     }
 }
 

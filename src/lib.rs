@@ -94,7 +94,7 @@ pub use channel::{Connection, Pipe, PipeBuilder, PIPE_CAPACITY, PIPE_MAX_MESSAGE
 pub use channel::{ValueRecvError, ValueSendError};
 pub use error::{
     ByteSendError, Flavor, Kind, RecvError, RecvTimeoutError, Role, SegmentError, SendError,
-    SendTimeoutError, TryRecvError, TrySendError, TypeDesc,
+    SendTimeoutError, TryRecvError, TrySendError, TypeDesc, TypeName,
 };
 pub use wait::{Deadline, WakeMode};
 

@@ -117,6 +117,7 @@ pub(crate) fn region_layout(
         elem_size: elem.size,
         elem_align: elem.align,
         type_fingerprint: elem.fingerprint,
+        type_name: elem.name.words(),
         capacity: count,
         slot_count: count,
         slot_stride: elem.size,

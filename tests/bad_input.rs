@@ -105,6 +105,8 @@ fn wrong_element_type_is_type_mismatch() {
                         && msg.contains(&format!("{:#018x}", found.fingerprint)),
                     "{msg}"
                 );
+                // Both types by name (the segment records its type's name).
+                assert!(msg.contains("`u64`") && msg.contains("Nanos`"), "{msg}");
             }
             r => panic!("Nanos over u64: expected TypeMismatch, got {r:?}"),
         }

@@ -174,6 +174,7 @@ fn parse_header(b: &[u8]) -> HeaderFields {
         creator_start: u64_at(b, 120),
         created_unix_ns: u64_at(b, 128),
         creator_pid_ns: u64_at(b, 176),
+        type_name: std::array::from_fn(|i| u64_at(b, 184 + 8 * i)),
         wake_mode: u32_at(b, 136),
         checksum: u64_at(b, 144),
         msg_max: u64_at(b, 152),
@@ -208,6 +209,9 @@ fn write_fields(b: &mut [u8], f: &HeaderFields) {
     put_u64(b, 160, f.payload_offset);
     put_u64(b, 168, f.payload_stride);
     put_u64(b, 176, f.creator_pid_ns);
+    for (i, w) in f.type_name.iter().enumerate() {
+        put_u64(b, 184 + 8 * i, *w);
+    }
 }
 
 /// Field `i` of the header, as a u64 (32-bit fields widened).

@@ -118,6 +118,7 @@ fn layout<T>(flavor: Flavor, capacity: u64, msg_max: u64) -> Result<HeaderFields
         elem_size: elem.size,
         elem_align: elem.align,
         type_fingerprint: elem.fingerprint,
+        type_name: elem.name.words(),
         capacity,
         slot_count,
         slot_stride,

@@ -12,10 +12,11 @@
 //!  88 endpoint_count   96 slots_offset   104 total_len
 //! 112 creator_pid  116 creator_uid  120 creator_start  128 created_unix_ns
 //! 136 wake_mode    140 reserved     144 checksum       152 msg_max
-//! 160 payload_offset  168 payload_stride  176 creator_pid_ns  184..256 reserved
+//! 160 payload_offset  168 payload_stride  176 creator_pid_ns
+//! 184 type_name (56 bytes)  240..256 reserved
 //! ```
 
-use crate::error::{SegmentError, TypeDesc};
+use crate::error::{SegmentError, TypeDesc, TypeName};
 use crate::loom::{AtomicU32, AtomicU64, Ordering};
 
 /// The first 8 bytes of every shmring segment.
@@ -66,7 +67,8 @@ pub struct Header {
     payload_offset: AtomicU64,
     payload_stride: AtomicU64,
     creator_pid_ns: AtomicU64,
-    _reserved: [AtomicU64; 9],
+    type_name: [AtomicU64; 7],
+    _reserved: [AtomicU64; 2],
 }
 
 #[cfg(not(loom))]
@@ -79,6 +81,7 @@ const _: () = {
     assert!(offset_of!(Header, total_len) == 104);
     assert!(offset_of!(Header, checksum) == 144);
     assert!(offset_of!(Header, creator_pid_ns) == 176);
+    assert!(offset_of!(Header, type_name) == 184);
 };
 
 /// A plain copy of the header's fields, taken once.
@@ -133,6 +136,8 @@ pub struct HeaderFields {
     /// The creator's pid namespace (inode of `/proc/self/ns/pid`; 0:
     /// unknown). Pids recorded in the segment mean something only there.
     pub creator_pid_ns: u64,
+    /// The element type's name, for messages (see [`TypeName`]).
+    pub type_name: [u64; 7],
     /// FNV-1a over every field above.
     pub checksum: u64,
 }
@@ -144,6 +149,7 @@ impl HeaderFields {
             size: self.elem_size,
             align: self.elem_align,
             fingerprint: self.type_fingerprint,
+            name: TypeName::from_words(self.type_name),
         }
     }
 
@@ -176,6 +182,9 @@ impl HeaderFields {
             self.payload_stride,
             self.creator_pid_ns,
         ] {
+            h.u64(v);
+        }
+        for v in self.type_name {
             h.u64(v);
         }
         h.finish()
@@ -262,6 +271,7 @@ impl Header {
             payload_offset: self.payload_offset.load(r),
             payload_stride: self.payload_stride.load(r),
             creator_pid_ns: self.creator_pid_ns.load(r),
+            type_name: std::array::from_fn(|i| self.type_name[i].load(r)),
             checksum: self.checksum.load(r),
         }
     }
@@ -295,6 +305,9 @@ impl Header {
         self.payload_offset.store(f.payload_offset, r);
         self.payload_stride.store(f.payload_stride, r);
         self.creator_pid_ns.store(f.creator_pid_ns, r);
+        for (w, v) in self.type_name.iter().zip(f.type_name) {
+            w.store(v, r);
+        }
         self.checksum.store(f.compute_checksum(), r);
     }
 }
@@ -337,5 +350,6 @@ pub fn type_desc<T>() -> TypeDesc {
         size,
         align,
         fingerprint: h.finish(),
+        name: TypeName::new(std::any::type_name::<T>()),
     }
 }
