@@ -78,25 +78,27 @@ impl fmt::Display for Flavor {
 }
 
 /// Bytes of a type's name a header records.
-pub const TYPE_NAME_LEN: usize = 56;
+pub const TYPE_NAME_LEN: usize = 32;
 
-/// A type's name as a header records it: `std::any::type_name`, cut to at
-/// most [`TYPE_NAME_LEN`] bytes on a character boundary. For messages; the
-/// fingerprint, not the name, decides whether two types match.
+/// A type's name as a header records it: the end of `std::any::type_name`
+/// (the type's own name, after its path), at most [`TYPE_NAME_LEN`] bytes
+/// cut on a character boundary. For messages; the fingerprint, not the
+/// name, decides whether two types match.
 #[derive(Clone, Copy)]
 pub struct TypeName {
     bytes: [u8; TYPE_NAME_LEN],
 }
 
 impl TypeName {
-    /// `name`, cut to fit.
+    /// The last [`TYPE_NAME_LEN`] bytes of `name` (whole characters).
     pub fn new(name: &str) -> Self {
-        let mut end = name.len().min(TYPE_NAME_LEN);
-        while !name.is_char_boundary(end) {
-            end -= 1;
+        let mut start = name.len().saturating_sub(TYPE_NAME_LEN);
+        while !name.is_char_boundary(start) {
+            start += 1;
         }
+        let tail = &name.as_bytes()[start..];
         let mut bytes = [0u8; TYPE_NAME_LEN];
-        bytes[..end].copy_from_slice(&name.as_bytes()[..end]);
+        bytes[..tail.len()].copy_from_slice(tail);
         TypeName { bytes }
     }
 
@@ -537,5 +539,28 @@ impl From<RecvError> for RecvTimeoutError {
             RecvError::Disconnected => RecvTimeoutError::Disconnected,
             RecvError::Corrupted => RecvTimeoutError::Corrupted,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_names_keep_their_end_whole() {
+        let short = TypeName::new("u64");
+        assert_eq!(short.as_string(), "u64");
+        assert_eq!(TypeName::from_words(short.words()).as_string(), "u64");
+        let long = TypeName::new("my_application::protocol::messages::OrderUpdate");
+        assert_eq!(long.as_string(), "::protocol::messages::OrderUpdate"[1..]);
+        // A multi-byte character at the cut is left out whole.
+        let name = format!("{}é{}", "a".repeat(10), "b".repeat(TYPE_NAME_LEN - 1));
+        assert_eq!(
+            TypeName::new(&name).as_string(),
+            "b".repeat(TYPE_NAME_LEN - 1)
+        );
+        // Bytes from shared memory that are not UTF-8 still print.
+        let junk = TypeName::from_words([u64::MAX; TYPE_NAME_LEN / 8]);
+        assert!(!junk.as_string().is_empty());
     }
 }

@@ -13,7 +13,7 @@
 //! 112 creator_pid  116 creator_uid  120 creator_start  128 created_unix_ns
 //! 136 wake_mode    140 reserved     144 checksum       152 msg_max
 //! 160 payload_offset  168 payload_stride  176 creator_pid_ns
-//! 184 type_name (56 bytes)  240..256 reserved
+//! 184 type_name (32 bytes)  216..256 reserved
 //! ```
 
 use crate::error::{SegmentError, TypeDesc, TypeName};
@@ -67,8 +67,8 @@ pub struct Header {
     payload_offset: AtomicU64,
     payload_stride: AtomicU64,
     creator_pid_ns: AtomicU64,
-    type_name: [AtomicU64; 7],
-    _reserved: [AtomicU64; 2],
+    type_name: [AtomicU64; 4],
+    _reserved: [AtomicU64; 5],
 }
 
 #[cfg(not(loom))]
@@ -137,7 +137,7 @@ pub struct HeaderFields {
     /// unknown). Pids recorded in the segment mean something only there.
     pub creator_pid_ns: u64,
     /// The element type's name, for messages (see [`TypeName`]).
-    pub type_name: [u64; 7],
+    pub type_name: [u64; 4],
     /// FNV-1a over every field above.
     pub checksum: u64,
 }
