@@ -108,6 +108,12 @@ pub use sync::{
     WaitTimeoutResult,
 };
 
+/// The README's code blocks, compiled and run as doc tests (`cargo test
+/// --doc`), so the first code a newcomer copies works.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// Re-exported so users can derive `Pod` for their message types without
 /// depending on bytemuck themselves. The derive macros name their crate, so
 /// through the re-export they need to be told where it is:
