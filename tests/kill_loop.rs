@@ -11,7 +11,7 @@
 mod common;
 
 use common::{child_main, run, spawn_child, wait_ok, Args};
-use shmring::{Flavor, Queue, RecvError, SegmentError};
+use shmring::{Flavor, Queue, RecvError, SegmentError, SendError};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
@@ -132,6 +132,8 @@ fn kill_ledger(flavor: Flavor) {
     let claimed: &[AtomicU8] = shared_mem(N as usize);
     let delivered: &[AtomicU8] = shared_mem(N as usize);
     let torn: &AtomicU64 = &shared_mem::<AtomicU64>(1)[0];
+    // Set once every producer has finished: consumers then drain and stop.
+    let done: &AtomicU64 = &shared_mem::<AtomicU64>(1)[0];
 
     let producer = |q: &Queue<[u64; 4]>| {
         let q = q.clone();
@@ -150,16 +152,28 @@ fn kill_ledger(flavor: Flavor) {
                 if seq >= N {
                     break;
                 }
-                let mut l = tx.loan().unwrap();
-                claimed[seq as usize].store(1, Ordering::SeqCst);
-                l[0] = seq;
-                l[1] = !seq;
-                l[2] = seq.wrapping_mul(31);
-                if seq.is_multiple_of(7) {
-                    spin_us(3);
+                // No receiver attached right now (killed, its successor not
+                // yet attached) is `Disconnected`: wait for the next one.
+                loop {
+                    match tx.loan() {
+                        Ok(mut l) => {
+                            claimed[seq as usize].store(1, Ordering::SeqCst);
+                            l[0] = seq;
+                            l[1] = !seq;
+                            l[2] = seq.wrapping_mul(31);
+                            if seq.is_multiple_of(7) {
+                                spin_us(3);
+                            }
+                            l[3] = seq ^ 0x5555;
+                            l.commit();
+                            break;
+                        }
+                        Err(SendError::Disconnected(())) => {
+                            std::thread::sleep(Duration::from_micros(100))
+                        }
+                        Err(e) => panic!("loan: {e:?}"),
+                    }
                 }
-                l[3] = seq ^ 0x5555;
-                l.commit();
             }
         })
     };
@@ -191,7 +205,10 @@ fn kill_ledger(flavor: Flavor) {
                         }
                         drop(r);
                     }
-                    Err(RecvError::Disconnected) => break,
+                    // No sender right now: done only once every producer
+                    // has finished (else one was killed and restarts).
+                    Err(RecvError::Disconnected) if done.load(Ordering::SeqCst) != 0 => break,
+                    Err(RecvError::Disconnected) => std::thread::sleep(Duration::from_micros(100)),
                     Err(e) => panic!("recv_ref: {e:?}"),
                 }
             }
@@ -223,6 +240,7 @@ fn kill_ledger(flavor: Flavor) {
     for p in prods {
         assert_eq!(reap(p), 0, "producer failed");
     }
+    done.store(1, Ordering::SeqCst);
     for c in cons {
         assert_eq!(reap(c), 0, "consumer failed");
     }
