@@ -848,3 +848,22 @@ fn child_time_namespace_checks() {
         assert_eq!(q.endpoints(), (0, 1), "and once dead, it is reaped");
     });
 }
+
+/// `endpoints()` is the attached count (a dead process's endpoint counts
+/// until reaped); `live_endpoints()` reclaims the dead first.
+#[test]
+fn live_endpoints_leave_out_the_dead() {
+    run("prom_live_eps", |ctx| {
+        let name = ctx.name("q");
+        let q = Queue::<u8>::create(&name, Flavor::Mpmc, 4).unwrap();
+        let rx = q.receiver().unwrap();
+        let mut child = spawn_child("child_sender_then_hang", &[&name]);
+        wait_until("the child's message", || rx.try_recv() == Ok(1));
+        assert_eq!(q.live_endpoints(), (1, 1), "a live sender counts");
+        child.kill().unwrap();
+        wait_killed(&mut child);
+        assert_eq!(q.endpoints(), (1, 1), "attached until reaped");
+        assert_eq!(q.live_endpoints(), (0, 1));
+        assert_eq!(q.reaped(), 1);
+    });
+}

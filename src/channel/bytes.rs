@@ -167,9 +167,17 @@ impl ByteQueue {
         self.inner.is_full()
     }
 
-    /// Live senders and receivers, in all processes.
+    /// Attached senders and receivers, in all processes (a snapshot: an
+    /// endpoint whose process died counts until reaped; see
+    /// [`Queue::endpoints`](crate::Queue::endpoints)).
     pub fn endpoints(&self) -> (u32, u32) {
         self.inner.endpoints()
+    }
+
+    /// Senders and receivers held by live processes, after reclaiming dead
+    /// ones (see [`Queue::live_endpoints`](crate::Queue::live_endpoints)).
+    pub fn live_endpoints(&self) -> (u32, u32) {
+        self.inner.live_endpoints()
     }
 
     /// Messages lost with claims never finished (a loan never committed, an

@@ -827,10 +827,22 @@ impl<T: Pod> Queue<T> {
         self.len() >= self.capacity()
     }
 
-    /// Live senders and receivers, in all processes.
+    /// Attached senders and receivers, in all processes: a snapshot of the
+    /// peer bitmaps, no system call. An endpoint whose process died counts
+    /// until a reaper reclaims it (a peer blocked on it, within a liveness
+    /// slice, or [`reap_dead`](Self::reap_dead)); for live ones only, see
+    /// [`live_endpoints`](Self::live_endpoints).
     pub fn endpoints(&self) -> (u32, u32) {
         let c = self.shared.ctrl();
         (c.live(Role::Sender), c.live(Role::Receiver))
+    }
+
+    /// Senders and receivers held by live processes: reclaims the
+    /// endpoints of dead ones first ([`reap_dead`](Self::reap_dead), which
+    /// reads `/proc` for each attached endpoint), then counts.
+    pub fn live_endpoints(&self) -> (u32, u32) {
+        self.reap_dead();
+        self.endpoints()
     }
 
     /// Endpoints reclaimed so far from processes that died holding them.
