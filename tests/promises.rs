@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::{child_main, run, spawn_child, thread_state, wait_killed, wait_ok, wait_until, Args};
+use common::{
+    child_main, run, run_in_child, spawn_child, thread_state, wait_killed, wait_until, Args,
+};
 use shmring::{ByteQueue, Flavor, Pipe, Queue, SegmentError, TryRecvError};
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -189,13 +191,7 @@ fn quiet_catch<R>(f: impl FnOnce() -> R) -> Option<R> {
 /// this namespace are untouched (no false reaping, no second SPSC sender).
 #[test]
 fn another_pid_namespace_is_refused() {
-    run("prom_pidns", |ctx| {
-        let name = ctx.name("q");
-        // Forks run in a child of their own: a fork from the harness, whose
-        // other test threads may hold locks, could deadlock the fork child.
-        let mut c = spawn_child("child_pid_namespace_checks", &[&name]);
-        wait_ok(&mut c);
-    });
+    run_in_child("prom_pidns", "child_pid_namespace_checks", &["q"]);
 }
 
 #[test]
@@ -276,11 +272,7 @@ fn panics_as_wrong_process(f: impl FnOnce()) -> bool {
 /// attaches its own endpoints from the inherited segment handle.
 #[test]
 fn endpoints_inherited_through_fork() {
-    run("prom_fork", |_ctx| {
-        // In a child of its own, as above.
-        let mut c = spawn_child("child_fork_checks", &[]);
-        wait_ok(&mut c);
-    });
+    run_in_child("prom_fork", "child_fork_checks", &[]);
 }
 
 #[test]
@@ -500,10 +492,7 @@ fn dead_claims_count_alike_in_both_flavors() {
 /// without a fresh `/proc`), a dead owner is still found, by `kill` alone.
 #[test]
 fn locks_across_pid_namespaces() {
-    run("prom_lock_ns", |_ctx| {
-        let mut c = spawn_child("child_lock_namespace_checks", &[]);
-        wait_ok(&mut c);
-    });
+    run_in_child("prom_lock_ns", "child_lock_namespace_checks", &[]);
 }
 
 #[test]
@@ -564,10 +553,7 @@ fn child_lock_namespace_checks() {
 /// is its own.
 #[test]
 fn claims_and_guards_inherited_through_fork() {
-    run("prom_fork_claims", |_ctx| {
-        let mut c = spawn_child("child_fork_claim_checks", &[]);
-        wait_ok(&mut c);
-    });
+    run_in_child("prom_fork_claims", "child_fork_claim_checks", &[]);
 }
 
 #[test]
@@ -751,11 +737,7 @@ fn one_message_wakes_one_mpmc_receiver() {
 /// dead (before, it was reaped, and the receiver saw `Disconnected`).
 #[test]
 fn a_peer_in_another_time_namespace_is_alive() {
-    run("prom_timens", |ctx| {
-        let name = ctx.name("q");
-        let mut c = spawn_child("child_time_namespace_checks", &[&name]);
-        wait_ok(&mut c);
-    });
+    run_in_child("prom_timens", "child_time_namespace_checks", &["q"]);
 }
 
 #[test]

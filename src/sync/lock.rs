@@ -349,22 +349,29 @@ pub struct Lock {
 pub struct LockGuard<'a> {
     pub(crate) lock: &'a Lock,
     _not_send: NotSend,
-    /// The process that took the lock (0 in loom models: unchecked).
-    #[cfg_attr(loom, allow(dead_code))]
-    pid: u32,
+    taken_in: TakenIn,
 }
 
 /// Makes a guard `!Send` but keeps it `Sync`, as std's guards are (a
 /// `MutexGuard` is exactly that; the lifetime and type are placeholders).
 type NotSend = PhantomData<std::sync::MutexGuard<'static, ()>>;
 
-impl fmt::Debug for LockGuard<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("LockGuard")
-    }
-}
+/// The process a guard was taken in (0 in loom models: unchecked).
+#[derive(Clone, Copy)]
+struct TakenIn(#[cfg_attr(loom, allow(dead_code))] u32);
 
-impl LockGuard<'_> {
+impl TakenIn {
+    fn here() -> Self {
+        #[cfg(not(loom))]
+        {
+            TakenIn(crate::process::current_pid())
+        }
+        #[cfg(loom)]
+        {
+            TakenIn(0)
+        }
+    }
+
     /// Stops a guard used in a process other than the one that took the
     /// lock: one inherited through `fork` holds the parent's lock, and
     /// writing under it from the child would break the lock's exclusivity.
@@ -373,11 +380,27 @@ impl LockGuard<'_> {
     /// In such a process (a bug in the caller, as using an endpoint there).
     #[inline(always)]
     #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) fn assert_same_process(&self) {
+    fn assert_here(self) {
         #[cfg(not(loom))]
-        if self.pid != 0 && crate::process::current_pid() != self.pid {
-            guard_in_other_process(self.pid);
+        if self.0 != 0 && crate::process::current_pid() != self.0 {
+            guard_in_other_process(self.0);
         }
+    }
+}
+
+impl fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LockGuard")
+    }
+}
+
+impl LockGuard<'_> {
+    /// Panics in a process other than the one that took the lock (a guard
+    /// inherited through `fork`): see `TakenIn::assert_here`.
+    #[inline(always)]
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn assert_same_process(&self) {
+        self.taken_in.assert_here();
     }
 }
 
@@ -386,10 +409,7 @@ impl RLockGuard<'_> {
     #[inline(always)]
     #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn assert_same_process(&self) {
-        #[cfg(not(loom))]
-        if self.pid != 0 && crate::process::current_pid() != self.pid {
-            guard_in_other_process(self.pid);
-        }
+        self.taken_in.assert_here();
     }
 }
 
@@ -427,10 +447,7 @@ impl Lock {
         LockGuard {
             lock: self,
             _not_send: PhantomData,
-            #[cfg(not(loom))]
-            pid: crate::process::current_pid(),
-            #[cfg(loom)]
-            pid: 0,
+            taken_in: TakenIn::here(),
         }
     }
 
@@ -514,9 +531,7 @@ pub struct RLock {
 pub struct RLockGuard<'a> {
     pub(crate) lock: &'a RLock,
     _not_send: NotSend,
-    /// As in `LockGuard`.
-    #[cfg_attr(loom, allow(dead_code))]
-    pid: u32,
+    taken_in: TakenIn,
 }
 
 impl fmt::Debug for RLockGuard<'_> {
@@ -559,10 +574,7 @@ impl RLock {
         RLockGuard {
             lock: self,
             _not_send: PhantomData,
-            #[cfg(not(loom))]
-            pid: crate::process::current_pid(),
-            #[cfg(loom)]
-            pid: 0,
+            taken_in: TakenIn::here(),
         }
     }
 

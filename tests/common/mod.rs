@@ -423,6 +423,20 @@ pub fn run(test: &'static str, f: impl FnOnce(&Ctx) + Send + 'static) {
     assert_no_segments(test);
 }
 
+/// Runs test `test` as the re-exec'd child entry point `child` (with
+/// `args`, segment names made by `names` from the test's [`Ctx`]) and
+/// waits for it to pass: for tests that fork, which must not fork the
+/// multi-threaded harness itself (another test thread may hold a lock the
+/// fork child then waits on for ever).
+pub fn run_in_child(test: &'static str, child: &'static str, names: &'static [&'static str]) {
+    run(test, move |ctx| {
+        let names: Vec<ShmName> = names.iter().map(|n| ctx.name(n)).collect();
+        let args: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
+        let mut c = spawn_child(child, &args);
+        wait_ok(&mut c);
+    });
+}
+
 // ---------------------------------------------------------------------------
 // Small utilities
 // ---------------------------------------------------------------------------
