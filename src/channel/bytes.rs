@@ -479,6 +479,12 @@ impl ByteSender {
     pub fn is_connected(&self) -> bool {
         self.inner.is_connected()
     }
+
+    /// Waits until a receiver is attached or `timeout` passes: see
+    /// [`Sender::wait_connected`](crate::Sender::wait_connected).
+    pub fn wait_connected(&self, timeout: Option<Duration>) -> bool {
+        self.inner.wait_connected(timeout)
+    }
 }
 
 /// The receiving end of a [`ByteQueue`], attached in one process.
@@ -699,6 +705,12 @@ impl ByteReceiver {
     /// Whether a sender is attached anywhere.
     pub fn is_connected(&self) -> bool {
         self.inner.is_connected()
+    }
+
+    /// Waits until a sender is attached or `timeout` passes: see
+    /// [`Receiver::wait_connected`](crate::Receiver::wait_connected).
+    pub fn wait_connected(&self, timeout: Option<Duration>) -> bool {
+        self.inner.wait_connected(timeout)
     }
 }
 

@@ -148,6 +148,14 @@ impl QueueControl {
         self.peers
             .ever
             .fetch_or(Self::ever_bit(role), Ordering::Release);
+        // Wake whoever waits for a peer of this role (`wait_connected`):
+        // no system call unless someone is announced. Strict: a full fence
+        // orders the bit before the waiter count we read, whatever the
+        // segment's mode (it pairs with either kind of waiter barrier).
+        match role {
+            Role::Sender => self.not_empty.notify_all(crate::wait::WakeMode::Strict),
+            Role::Receiver => self.not_full.notify_all(crate::wait::WakeMode::Strict),
+        }
         true
     }
 

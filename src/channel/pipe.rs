@@ -417,6 +417,24 @@ impl Connection {
         self.tx.is_some()
     }
 
+    /// Whether the other end is attached, in any process (a snapshot).
+    pub fn is_connected(&self) -> bool {
+        self.tx.as_ref().is_none_or(|t| t.is_connected())
+            && self.rx.as_ref().is_none_or(|r| r.is_connected())
+    }
+
+    /// Waits until the other end is attached (both of its halves, for a
+    /// duplex pipe), in any process, or `timeout` passes (`None`: no
+    /// limit): true if it is. A client started before its server, or
+    /// while it restarts, waits here instead of polling for
+    /// `Disconnected` to stop.
+    pub fn wait_connected(&self, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let left = || deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        self.tx.as_ref().is_none_or(|t| t.wait_connected(left()))
+            && self.rx.as_ref().is_none_or(|r| r.wait_connected(left()))
+    }
+
     /// The sending half, for loans and values.
     pub fn sender(&mut self) -> Option<&mut ByteSender> {
         self.tx.as_mut()

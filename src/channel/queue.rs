@@ -1241,9 +1241,22 @@ impl<T: Pod> Sender<T> {
         self.shared.info.capacity as usize
     }
 
-    /// Whether a receiver is attached anywhere.
+    /// Whether a receiver is attached anywhere (a snapshot: one whose
+    /// process died counts until reaped).
     pub fn is_connected(&self) -> bool {
         self.shared.ctrl().live(Role::Receiver) > 0
+    }
+
+    /// Waits until a receiver is attached, in any process, or `timeout`
+    /// passes (`None`: no limit): true if one is. Sleeps on the queue's
+    /// futex (an attaching receiver wakes it), and reclaims receivers of
+    /// dead processes first and every liveness slice, so a dead one does
+    /// not count. For programs started in any order: a producer can wait
+    /// for its consumer before it starts sending.
+    pub fn wait_connected(&self, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.map(Deadline::after);
+        self.shared.reap(Role::Receiver);
+        self.raw.wait_for_receiver(deadline, &self.reaper())
     }
 }
 
@@ -1455,9 +1468,21 @@ impl<T: Pod> Receiver<T> {
         self.shared.info.capacity as usize
     }
 
-    /// Whether a sender is attached anywhere.
+    /// Whether a sender is attached anywhere (a snapshot: one whose
+    /// process died counts until reaped).
     pub fn is_connected(&self) -> bool {
         self.shared.ctrl().live(Role::Sender) > 0
+    }
+
+    /// Waits until a sender is attached, in any process, or a message is
+    /// queued (a sender that came, sent and left already), or `timeout`
+    /// passes (`None`: no limit): true if so. As
+    /// [`Sender::wait_connected`]; a receiver started before its producers
+    /// waits here instead of polling for `Disconnected` to stop.
+    pub fn wait_connected(&self, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.map(Deadline::after);
+        self.shared.reap(Role::Sender);
+        self.raw.wait_for_sender(deadline, &self.reaper())
     }
 }
 

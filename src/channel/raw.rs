@@ -294,6 +294,28 @@ fn block_slow<R>(
     }
 }
 
+/// Waits on `cell` until `ready()` holds (true) or `deadline` passes
+/// (false), sleeping in liveness slices and running `reap` as a blocked
+/// call does. For waiting on a peer to attach: attaching wakes the cell.
+pub(crate) fn wait_until_ready(
+    cell: &WaitCell,
+    mode: WakeMode,
+    deadline: Option<Deadline>,
+    reap: &dyn Fn(),
+    ready: &dyn Fn() -> bool,
+) -> bool {
+    block_on(
+        cell,
+        mode,
+        Duration::ZERO,
+        deadline,
+        reap,
+        &|| false,
+        || ready().then_some(()),
+    )
+    .is_some()
+}
+
 /// The sending core.
 #[derive(Debug)]
 pub struct RawSender<T> {
@@ -363,6 +385,14 @@ impl<T: Copy> RawSender<T> {
                 .not_empty
                 .notify_n(self.mode, i32::try_from(n).unwrap_or(i32::MAX)),
         }
+    }
+
+    /// Waits until a receiver is attached (true) or `deadline` passes.
+    pub(crate) fn wait_for_receiver(&self, deadline: Option<Deadline>, reap: &dyn Fn()) -> bool {
+        let ctrl = self.ctrl();
+        wait_until_ready(&ctrl.not_full, self.mode, deadline, reap, &|| {
+            ctrl.live(Role::Receiver) > 0
+        })
     }
 
     /// For a blocked sender that got room: whether room is left for
@@ -725,6 +755,15 @@ impl<T: Copy> RawReceiver<T> {
                 .not_full
                 .notify_n(self.mode, i32::try_from(n).unwrap_or(i32::MAX)),
         }
+    }
+
+    /// Waits until a sender is attached or a message is queued (true: one
+    /// that came, sent and left already counts), or `deadline` passes.
+    pub(crate) fn wait_for_sender(&self, deadline: Option<Deadline>, reap: &dyn Fn()) -> bool {
+        let ctrl = self.ctrl();
+        wait_until_ready(&ctrl.not_empty, self.mode, deadline, reap, &|| {
+            ctrl.live(Role::Sender) > 0 || self.has_message().unwrap_or(true)
+        })
     }
 
     /// For a blocked receiver that got a message (or a poll that saw one):
