@@ -297,6 +297,7 @@ fn block_slow<R>(
 /// Waits on `cell` until `ready()` holds (true) or `deadline` passes
 /// (false), sleeping in liveness slices and running `reap` as a blocked
 /// call does. For waiting on a peer to attach: attaching wakes the cell.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn wait_until_ready(
     cell: &WaitCell,
     mode: WakeMode,
@@ -388,6 +389,7 @@ impl<T: Copy> RawSender<T> {
     }
 
     /// Waits until a receiver is attached (true) or `deadline` passes.
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn wait_for_receiver(&self, deadline: Option<Deadline>, reap: &dyn Fn()) -> bool {
         let ctrl = self.ctrl();
         wait_until_ready(&ctrl.not_full, self.mode, deadline, reap, &|| {
@@ -759,6 +761,7 @@ impl<T: Copy> RawReceiver<T> {
 
     /// Waits until a sender is attached or a message is queued (true: one
     /// that came, sent and left already counts), or `deadline` passes.
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn wait_for_sender(&self, deadline: Option<Deadline>, reap: &dyn Fn()) -> bool {
         let ctrl = self.ctrl();
         wait_until_ready(&ctrl.not_empty, self.mode, deadline, reap, &|| {
