@@ -130,3 +130,35 @@ fn sender_before_receiver() {
         assert_eq!(rx.try_recv(), Ok(1));
     });
 }
+
+/// Waiting for a peer: a receiver that waits for a sender to attach
+/// (`wait_for_sender`, no deadline) is woken by the attach, whenever it
+/// comes: a lost wake-up would leave it asleep for ever (a loom deadlock).
+/// The same for a sender waiting for a receiver.
+#[test]
+fn waiting_for_a_peer_to_attach() {
+    for flavor in [Flavor::Spsc, Flavor::Mpmc] {
+        model(move || {
+            let q = HeapQueue::<u64>::new(flavor, 1, WakeMode::Strict);
+            let rx = q.receiver().unwrap();
+            let waiter = thread::spawn(move || {
+                assert!(rx.wait_for_sender(None, &|| {}));
+                rx
+            });
+            let tx = q.sender().unwrap();
+            let _rx = waiter.join().unwrap();
+            drop(tx);
+        });
+        model(move || {
+            let q = HeapQueue::<u64>::new(flavor, 1, WakeMode::Strict);
+            let tx = q.sender().unwrap();
+            let waiter = thread::spawn(move || {
+                assert!(tx.wait_for_receiver(None, &|| {}));
+                tx
+            });
+            let rx = q.receiver().unwrap();
+            let _tx = waiter.join().unwrap();
+            drop(rx);
+        });
+    }
+}

@@ -389,8 +389,7 @@ impl<T: Copy> RawSender<T> {
     }
 
     /// Waits until a receiver is attached (true) or `deadline` passes.
-    #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) fn wait_for_receiver(&self, deadline: Option<Deadline>, reap: &dyn Fn()) -> bool {
+    pub fn wait_for_receiver(&self, deadline: Option<Deadline>, reap: &dyn Fn()) -> bool {
         let ctrl = self.ctrl();
         wait_until_ready(&ctrl.not_full, self.mode, deadline, reap, &|| {
             ctrl.live(Role::Receiver) > 0
@@ -761,8 +760,7 @@ impl<T: Copy> RawReceiver<T> {
 
     /// Waits until a sender is attached or a message is queued (true: one
     /// that came, sent and left already counts), or `deadline` passes.
-    #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) fn wait_for_sender(&self, deadline: Option<Deadline>, reap: &dyn Fn()) -> bool {
+    pub fn wait_for_sender(&self, deadline: Option<Deadline>, reap: &dyn Fn()) -> bool {
         let ctrl = self.ctrl();
         wait_until_ready(&ctrl.not_empty, self.mode, deadline, reap, &|| {
             ctrl.live(Role::Sender) > 0 || self.has_message().unwrap_or(true)
