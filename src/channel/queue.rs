@@ -1264,7 +1264,7 @@ impl<T: Pod> Drop for Sender<T> {
     fn drop(&mut self) {
         // A handle inherited through fork belongs to the parent's endpoint:
         // only the process that attached it detaches it.
-        if std::process::id() == self.endpoint.owner.pid {
+        if process::current_pid() == self.endpoint.owner.pid {
             // A leaked loan's claim is settled while the intent record is
             // still this endpoint's.
             self.raw.settle();
@@ -1489,7 +1489,7 @@ impl<T: Pod> Receiver<T> {
 impl<T: Pod> Drop for Receiver<T> {
     fn drop(&mut self) {
         // See `Sender::drop`.
-        if std::process::id() == self.endpoint.owner.pid {
+        if process::current_pid() == self.endpoint.owner.pid {
             // See `Sender::drop`.
             self.raw.settle();
             self.shared.detach(Role::Receiver, &self.endpoint);

@@ -294,6 +294,20 @@ fn block_slow<R>(
     }
 }
 
+/// Wakes the sleepers of one side after `n` messages (or free slots)
+/// appeared: SPSC has one sleeper per side at most (`notify`: all
+/// announced, then WOKEN until one announces again); MPMC wakes up to `n`
+/// (no herd), a woken one passing the wake-up on when it finds more
+/// (`block_slow`).
+#[inline(always)]
+fn wake_side(cell: &WaitCell, mode: WakeMode, mpmc: bool, n: usize) {
+    if mpmc {
+        cell.notify_n(mode, i32::try_from(n).unwrap_or(i32::MAX));
+    } else {
+        cell.notify(mode);
+    }
+}
+
 /// Waits on `cell` until `ready()` holds (true) or `deadline` passes
 /// (false), sleeping in liveness slices and running `reap` as a blocked
 /// call does. For waiting on a peer to attach: attaching wakes the cell.
@@ -373,19 +387,12 @@ impl<T: Copy> RawSender<T> {
         self.bind.check();
     }
 
-    /// Wakes receivers after publishing `n` messages (or skip records).
-    /// SPSC: its one receiver (`notify`: every announced waiter, then
-    /// WOKEN until one announces again). MPMC: up to `n` of them, not every
-    /// one (no herd); a woken receiver that finds more passes the wake-up
-    /// on (`block_slow`).
+    /// Wakes receivers after publishing `n` messages (or skip records):
+    /// see [`wake_side`].
     #[inline(always)]
     fn wake_receivers(&self, ctrl: &QueueControl, n: usize) {
-        match &self.ring {
-            SendRing::Spsc(_) => ctrl.not_empty.notify(self.mode),
-            SendRing::Mpmc(_) => ctrl
-                .not_empty
-                .notify_n(self.mode, i32::try_from(n).unwrap_or(i32::MAX)),
-        }
+        let mpmc = matches!(self.ring, SendRing::Mpmc(_));
+        wake_side(&ctrl.not_empty, self.mode, mpmc, n);
     }
 
     /// Waits until a receiver is attached (true) or `deadline` passes.
@@ -750,12 +757,8 @@ impl<T: Copy> RawReceiver<T> {
     /// [`RawSender::wake_receivers`] wakes receivers.
     #[inline(always)]
     fn wake_senders(&self, ctrl: &QueueControl, n: usize) {
-        match &self.ring {
-            RecvRing::Spsc(_) => ctrl.not_full.notify(self.mode),
-            RecvRing::Mpmc(_) => ctrl
-                .not_full
-                .notify_n(self.mode, i32::try_from(n).unwrap_or(i32::MAX)),
-        }
+        let mpmc = matches!(self.ring, RecvRing::Mpmc(_));
+        wake_side(&ctrl.not_full, self.mode, mpmc, n);
     }
 
     /// Waits until a sender is attached or a message is queued (true: one
