@@ -7,7 +7,8 @@
 mod common;
 
 use common::{
-    child_main, run, run_in_child, spawn_child, thread_state, wait_killed, wait_until, Args,
+    child_main, mount_private_proc, run, run_in_child, spawn_child, thread_state, wait_killed,
+    wait_until, Args,
 };
 use shmring::{ByteQueue, Flavor, Pipe, Queue, SegmentError, TryRecvError};
 use std::sync::{Arc, Barrier};
@@ -125,7 +126,7 @@ fn in_new_pid_namespace_with(own_proc: bool, f: impl FnOnce() -> i32) -> Option<
         // SAFETY: as above; the grandchild is pid 1 of the new namespace.
         let grandchild = unsafe { libc::fork() };
         if grandchild == 0 {
-            if own_proc && !mount_own_proc() {
+            if own_proc && !mount_private_proc(None) {
                 // SAFETY: as above.
                 unsafe { libc::_exit(77) };
             }
@@ -151,28 +152,6 @@ fn in_new_pid_namespace_with(own_proc: bool, f: impl FnOnce() -> i32) -> Option<
     match libc::WEXITSTATUS(status) {
         77 => None,
         c => Some(c),
-    }
-}
-
-/// Makes `/` private and mounts a `/proc` of this pid namespace.
-fn mount_own_proc() -> bool {
-    let (none, root, proc_, dir) = (c"none", c"/", c"proc", c"/proc");
-    // SAFETY: valid C strings; affects only this mount namespace.
-    unsafe {
-        libc::mount(
-            none.as_ptr(),
-            root.as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        ) == 0
-            && libc::mount(
-                proc_.as_ptr(),
-                dir.as_ptr(),
-                proc_.as_ptr(),
-                0,
-                std::ptr::null(),
-            ) == 0
     }
 }
 

@@ -19,8 +19,8 @@
 mod common;
 
 use common::{
-    asleep, child_main, gettid, run, sleep_forever, spawn_child, wait_killed, wait_ok, wait_until,
-    Args, Ctx,
+    asleep, child_main, gettid, mount_private_proc, run, sleep_forever, spawn_child, wait_killed,
+    wait_ok, wait_until, Args, Ctx,
 };
 use shmring::sync::LIVENESS_SLICE;
 use shmring::{
@@ -433,33 +433,16 @@ const HIDDEN_PANICKED: i32 = 64;
 /// the owner (a root thread) is invisible in `/proc`. Never returns.
 fn hidden_owner_grandchild(lock: &Lock, owner_tid: i32) -> ! {
     let code = catch_unwind(AssertUnwindSafe(|| {
-        let proc_ = c"proc";
-        let target = c"/proc";
-        let opts = c"hidepid=2";
-        // SAFETY: plain system calls on this single-threaded process with
-        // valid C strings; they change only this process's mount
-        // namespace (made private first, so nothing propagates out) and
-        // credentials.
-        let ready = unsafe {
-            libc::unshare(libc::CLONE_NEWNS) == 0
-                && libc::mount(
-                    std::ptr::null(),
-                    c"/".as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REC | libc::MS_PRIVATE,
-                    std::ptr::null(),
-                ) == 0
-                && libc::mount(
-                    proc_.as_ptr(),
-                    target.as_ptr(),
-                    proc_.as_ptr(),
-                    0,
-                    opts.as_ptr().cast(),
-                ) == 0
-                && libc::setgroups(0, std::ptr::null()) == 0
-                && libc::setresgid(65534, 65534, 65534) == 0
-                && libc::setresuid(65534, 65534, 65534) == 0
-        };
+        // SAFETY: plain system calls on this single-threaded process; they
+        // change only this process's mount namespace and credentials.
+        let ready = unsafe { libc::unshare(libc::CLONE_NEWNS) == 0 }
+            && mount_private_proc(Some(c"hidepid=2"))
+            // SAFETY: as above.
+            && unsafe {
+                libc::setgroups(0, std::ptr::null()) == 0                && libc::setgroups(0, std::ptr::null()) == 0
+                    && libc::setresgid(65534, 65534, 65534) == 0
+                    && libc::setresuid(65534, 65534, 65534) == 0
+            };
         if !ready {
             return HIDDEN_SKIP_NS;
         }

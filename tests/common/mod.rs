@@ -485,6 +485,32 @@ pub fn asleep(tid: i32) -> bool {
     task_asleep(std::process::id(), tid)
 }
 
+/// In a process with a mount namespace of its own: makes `/` private (so
+/// nothing propagates out) and mounts a fresh `/proc` (of this process's
+/// pid namespace) with `options` (e.g. `hidepid=2`). False if not
+/// permitted.
+pub fn mount_private_proc(options: Option<&std::ffi::CStr>) -> bool {
+    let opts = options.map_or(std::ptr::null(), |o| o.as_ptr().cast());
+    // SAFETY: valid C strings (or null where allowed); affects only this
+    // process's mount namespace.
+    unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) == 0
+            && libc::mount(
+                c"proc".as_ptr(),
+                c"/proc".as_ptr(),
+                c"proc".as_ptr(),
+                0,
+                opts,
+            ) == 0
+    }
+}
+
 /// Sleeps until killed (the child's watchdog ends it eventually).
 pub fn sleep_forever() -> ! {
     loop {
