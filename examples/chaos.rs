@@ -662,6 +662,7 @@ mod app {
                         poll_since = None;
                         r.map_err(|e| match e {
                             TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                            TryRecvError::Closed => RecvTimeoutError::Closed,
                             TryRecvError::Corrupted => RecvTimeoutError::Corrupted,
                             TryRecvError::Empty => unreachable!("handled above"),
                         })
@@ -710,7 +711,7 @@ mod app {
                     st.inhand[c].store(0, SeqCst);
                 }
                 Err(RecvTimeoutError::Timeout) => Stats::inc(&st.recv_timeouts),
-                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Disconnected | RecvTimeoutError::Closed) => break,
                 Err(RecvTimeoutError::Corrupted) => {
                     eprintln!("consumer {c}: queue reported Corrupted");
                     Stats::inc(&st.errors);

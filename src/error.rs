@@ -341,6 +341,12 @@ pub enum SegmentError {
         /// This process's.
         ours: u64,
     },
+    /// A sender asked to join a stream that was closed (see
+    /// [`Sender::close`](crate::Sender::close)): the stream has ended, and
+    /// nothing more may be sent on it. A new stream needs a new queue
+    /// (unlink the name, or wait until the last receiver removed it).
+    #[error("the queue's stream is closed: no sender may attach")]
+    Closed,
     /// Every entry of the endpoint table is in use by a live process.
     #[error("endpoint table is full ({0} live endpoints)")]
     TooManyEndpoints(usize),
@@ -408,8 +414,10 @@ value_error! {
     TrySendError {
         /// The queue is full.
         Full => "sending on a full queue", is_full;
-        /// Every receiver is gone.
+        /// Every receiver is gone (for now: one may attach again).
         Disconnected => "sending on a queue with no receivers", is_disconnected;
+        /// The stream is closed: nothing can be sent on it any more.
+        Closed => "sending on a closed queue", is_closed;
         /// The queue's shared state failed a check.
         Corrupted => "sending on a corrupted queue", is_corrupted;
     }
@@ -418,8 +426,10 @@ value_error! {
 value_error! {
     /// Why [`Sender::send`](crate::Sender::send) failed; holds the value back.
     SendError {
-        /// Every receiver is gone.
+        /// Every receiver is gone (for now: one may attach again).
         Disconnected => "sending on a queue with no receivers", is_disconnected;
+        /// The stream is closed: nothing can be sent on it any more.
+        Closed => "sending on a closed queue", is_closed;
         /// The queue's shared state failed a check.
         Corrupted => "sending on a corrupted queue", is_corrupted;
     }
@@ -430,8 +440,10 @@ value_error! {
     SendTimeoutError {
         /// The queue stayed full until the deadline.
         Timeout => "timed out sending on a full queue", is_timeout;
-        /// Every receiver is gone.
+        /// Every receiver is gone (for now: one may attach again).
         Disconnected => "sending on a queue with no receivers", is_disconnected;
+        /// The stream is closed: nothing can be sent on it any more.
+        Closed => "sending on a closed queue", is_closed;
         /// The queue's shared state failed a check.
         Corrupted => "sending on a corrupted queue", is_corrupted;
     }
@@ -455,9 +467,12 @@ pub enum ByteSendError {
     /// The queue stayed full until the deadline (timeout calls only).
     #[error("timed out sending on a full queue")]
     Timeout,
-    /// Every receiver is gone.
+    /// Every receiver is gone (for now: one may attach again).
     #[error("sending on a queue with no receivers")]
     Disconnected,
+    /// The stream is closed: nothing can be sent on it any more.
+    #[error("sending on a closed queue")]
+    Closed,
     /// The queue's shared state failed a check.
     #[error("sending on a corrupted queue")]
     Corrupted,
@@ -466,12 +481,19 @@ pub enum ByteSendError {
 /// Why [`Receiver::try_recv`](crate::Receiver::try_recv) returned nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TryRecvError {
-    /// The queue is empty, and a sender is still attached.
+    /// The queue is empty, and a sender is still attached (or none has
+    /// attached yet).
     #[error("receiving on an empty queue")]
     Empty,
-    /// The queue is empty and every sender is gone.
+    /// The queue is empty and no sender is attached now, though one was
+    /// (it dropped its end, or its process died). Not permanent: a sender
+    /// that attaches later undoes it. Wait for one with `wait_connected`.
     #[error("receiving on an empty queue with no senders")]
     Disconnected,
+    /// The stream is closed and every message was received: the end of the
+    /// stream, for good. No sender can attach any more.
+    #[error("receiving on a closed queue: end of stream")]
+    Closed,
     /// The queue's shared state failed a check.
     #[error("receiving on a corrupted queue")]
     Corrupted,
@@ -480,9 +502,15 @@ pub enum TryRecvError {
 /// Why [`Receiver::recv`](crate::Receiver::recv) returned nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RecvError {
-    /// The queue is empty and every sender is gone.
+    /// The queue is empty and no sender is attached now, though one was
+    /// (it dropped its end, or its process died). Not permanent: a sender
+    /// that attaches later undoes it. Wait for one with `wait_connected`.
     #[error("receiving on an empty queue with no senders")]
     Disconnected,
+    /// The stream is closed and every message was received: the end of the
+    /// stream, for good. No sender can attach any more.
+    #[error("receiving on a closed queue: end of stream")]
+    Closed,
     /// The queue's shared state failed a check.
     #[error("receiving on a corrupted queue")]
     Corrupted,
@@ -494,9 +522,15 @@ pub enum RecvTimeoutError {
     /// The queue stayed empty until the deadline.
     #[error("timed out receiving on an empty queue")]
     Timeout,
-    /// The queue is empty and every sender is gone.
+    /// The queue is empty and no sender is attached now, though one was
+    /// (it dropped its end, or its process died). Not permanent: a sender
+    /// that attaches later undoes it. Wait for one with `wait_connected`.
     #[error("receiving on an empty queue with no senders")]
     Disconnected,
+    /// The stream is closed and every message was received: the end of the
+    /// stream, for good. No sender can attach any more.
+    #[error("receiving on a closed queue: end of stream")]
+    Closed,
     /// The queue's shared state failed a check.
     #[error("receiving on a corrupted queue")]
     Corrupted,
@@ -511,6 +545,17 @@ impl TryRecvError {
     pub fn is_disconnected(&self) -> bool {
         matches!(self, TryRecvError::Disconnected)
     }
+    /// Whether this is the `Closed` case (end of stream).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TryRecvError::Closed)
+    }
+}
+
+impl RecvError {
+    /// Whether this is the `Closed` case (end of stream).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, RecvError::Closed)
+    }
 }
 
 impl RecvTimeoutError {
@@ -522,12 +567,17 @@ impl RecvTimeoutError {
     pub fn is_disconnected(&self) -> bool {
         matches!(self, RecvTimeoutError::Disconnected)
     }
+    /// Whether this is the `Closed` case (end of stream).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, RecvTimeoutError::Closed)
+    }
 }
 
 impl From<RecvError> for TryRecvError {
     fn from(e: RecvError) -> Self {
         match e {
             RecvError::Disconnected => TryRecvError::Disconnected,
+            RecvError::Closed => TryRecvError::Closed,
             RecvError::Corrupted => TryRecvError::Corrupted,
         }
     }
@@ -537,6 +587,7 @@ impl From<RecvError> for RecvTimeoutError {
     fn from(e: RecvError) -> Self {
         match e {
             RecvError::Disconnected => RecvTimeoutError::Disconnected,
+            RecvError::Closed => RecvTimeoutError::Closed,
             RecvError::Corrupted => RecvTimeoutError::Corrupted,
         }
     }

@@ -331,6 +331,7 @@ fn unit<T>(e: TrySendError<T>) -> TrySendError<()> {
     match e {
         TrySendError::Full(_) => TrySendError::Full(()),
         TrySendError::Disconnected(_) => TrySendError::Disconnected(()),
+        TrySendError::Closed(_) => TrySendError::Closed(()),
         TrySendError::Corrupted(_) => TrySendError::Corrupted(()),
     }
 }
@@ -378,6 +379,7 @@ fn sender_killed_while_receiver_only_polls() {
                             Ok(v) => Ok(vec![v]),
                             Err(RecvTimeoutError::Timeout) => Err(TryRecvError::Empty),
                             Err(RecvTimeoutError::Disconnected) => Err(TryRecvError::Disconnected),
+                            Err(RecvTimeoutError::Closed) => Err(TryRecvError::Closed),
                             Err(RecvTimeoutError::Corrupted) => Err(TryRecvError::Corrupted),
                         },
                         _ => unreachable!(),
@@ -431,6 +433,7 @@ fn receiver_killed_while_sender_only_polls() {
                             Err(SendTimeoutError::Disconnected(_)) => {
                                 Err(TrySendError::Disconnected(()))
                             }
+                            Err(SendTimeoutError::Closed(_)) => Err(TrySendError::Closed(())),
                             Err(SendTimeoutError::Corrupted(_)) => Err(TrySendError::Corrupted(())),
                         },
                         _ => unreachable!(),

@@ -776,10 +776,11 @@ fn open_missing_and_names_cleaned_up() {
             Err(SegmentError::NotFound(_))
         ));
 
-        // The creator's drop removes both names, after every handle is gone.
+        // With `persist(false)`, the creator's drop removes both names,
+        // after every handle is gone.
         let name = ctx.name("p");
         let (n0, n1) = (format!("{}.0", &*name), format!("{}.1", &*name));
-        let pipe = Pipe::builder().create(&name).unwrap();
+        let pipe = Pipe::builder().persist(false).create(&name).unwrap();
         assert!(shm_exists(&n0) && shm_exists(&n1));
         assert!(matches!(
             Pipe::builder().create(&name),
@@ -796,17 +797,11 @@ fn open_missing_and_names_cleaned_up() {
         assert!(!shm_exists(&n0) && !shm_exists(&n1));
         assert!(matches!(Pipe::open(&name), Err(SegmentError::NotFound(_))));
 
-        // Persistent: the names stay until `Pipe::unlink`, for both shapes.
+        // By default the names stay until `Pipe::unlink`, for both shapes.
         for duplex in [true, false] {
             let name = ctx.name("persist");
             let (n0, n1) = (format!("{}.0", &*name), format!("{}.1", &*name));
-            drop(
-                Pipe::builder()
-                    .duplex(duplex)
-                    .persist(true)
-                    .create(&name)
-                    .unwrap(),
-            );
+            drop(Pipe::builder().duplex(duplex).create(&name).unwrap());
             assert!(shm_exists(&n0));
             assert_eq!(shm_exists(&n1), duplex);
             let p = Pipe::open(&name).unwrap();
@@ -833,6 +828,7 @@ fn open_missing_and_names_cleaned_up() {
         ));
         assert!(!shm_exists(&n1), "the half-made pipe was removed");
         drop(squatter);
+        ByteQueue::unlink(&format!("{}.0", &*name)).unwrap();
 
         // Something else under a pipe's name is refused.
         let name = ctx.name("wrong");
@@ -842,6 +838,7 @@ fn open_missing_and_names_cleaned_up() {
             Err(SegmentError::WrongKind { .. })
         ));
         drop(q);
+        Queue::<u64>::unlink(&format!("{}.0", &*name)).unwrap();
         let name = ctx.name("mpmc");
         let q = ByteQueue::create(&format!("{}.0", &*name), Flavor::Mpmc, 2, 8).unwrap();
         assert!(matches!(
@@ -849,6 +846,7 @@ fn open_missing_and_names_cleaned_up() {
             Err(SegmentError::FlavorMismatch { .. })
         ));
         drop(q);
+        ByteQueue::unlink(&format!("{}.0", &*name)).unwrap();
     });
 }
 

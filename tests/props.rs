@@ -1204,6 +1204,7 @@ fn prop_queue_words_overwritten() {
                                 _ => r.recv_timeout(T).map_err(|e| match e {
                                     RecvTimeoutError::Timeout => TryRecvError::Empty,
                                     RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
+                                    RecvTimeoutError::Closed => TryRecvError::Closed,
                                     RecvTimeoutError::Corrupted => TryRecvError::Corrupted,
                                 }),
                             })?;
@@ -1336,6 +1337,7 @@ fn prop_queue_words_overwritten() {
                                 _ => r.recv_timeout(T).map_err(|e| match e {
                                     RecvTimeoutError::Timeout => TryRecvError::Empty,
                                     RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
+                                    RecvTimeoutError::Closed => TryRecvError::Closed,
                                     RecvTimeoutError::Corrupted => TryRecvError::Corrupted,
                                 }),
                             })?;
@@ -1517,6 +1519,7 @@ fn prop_byte_lengths_overwritten() {
                         _ => rx.recv_timeout(T).map_err(|e| match e {
                             RecvTimeoutError::Timeout => TryRecvError::Empty,
                             RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
+                            RecvTimeoutError::Closed => TryRecvError::Closed,
                             RecvTimeoutError::Corrupted => TryRecvError::Corrupted,
                         }),
                     };
@@ -1666,13 +1669,15 @@ fn prop_endpoint_table_forged() {
             file.write_all_at(&end.to_le_bytes(), rec + 8).unwrap();
         }
         // Entries an attach can take: free ones, and those of dead owners
-        // (reaped when no entry is free).
-        let dead: Vec<u64> = words
+        // (reaped when no entry is free), among the first 63 (the last
+        // entry's bit is the stream's closed flag: never handed out).
+        let usable = &words[..63];
+        let dead: Vec<u64> = usable
             .iter()
             .copied()
             .filter(|&w| w & LIVE != 0 && liveness(owner_of(w)) == Liveness::Dead)
             .collect();
-        let available = words.iter().filter(|&&w| w == 0).count() + dead.len();
+        let available = usable.iter().filter(|&&w| w == 0).count() + dead.len();
         let tx = q.sender();
         prop_assert_eq!(
             tx.is_ok(),
@@ -1691,7 +1696,7 @@ fn prop_endpoint_table_forged() {
         );
         for e in [tx.as_ref().err(), rx.as_ref().err()].into_iter().flatten() {
             prop_assert!(
-                matches!(e, SegmentError::TooManyEndpoints(64)),
+                matches!(e, SegmentError::TooManyEndpoints(63)),
                 "attach failed with {e:?}"
             );
         }

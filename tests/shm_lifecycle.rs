@@ -14,11 +14,20 @@ fn mode_of(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
+/// A queue builder whose creating handle removes the name when dropped
+/// (`persist(false)`, the opt-in for names private to one program).
+fn scoped(flavor: Flavor) -> shmring::QueueBuilder<u64> {
+    Queue::<u64>::builder()
+        .flavor(flavor)
+        .capacity(4)
+        .persist(false)
+}
+
 #[test]
-fn creator_unlinks_on_drop() {
+fn persist_false_creator_unlinks_on_drop() {
     run("life_creator_unlinks", |ctx| {
         let name = ctx.name("q");
-        let q = Queue::<u64>::create(&name, Flavor::Spsc, 4).unwrap();
+        let q = scoped(Flavor::Spsc).create(&name).unwrap();
         assert!(name.exists());
         assert_eq!(q.path(), Some(name.path()));
         drop(q);
@@ -26,7 +35,7 @@ fn creator_unlinks_on_drop() {
 
         // Handles made from the creator keep the segment (and the name)
         // until the last of them goes.
-        let q = Queue::<u64>::create(&name, Flavor::Mpmc, 4).unwrap();
+        let q = scoped(Flavor::Mpmc).create(&name).unwrap();
         let tx = q.sender().unwrap();
         let clone = q.clone();
         drop(q);
@@ -43,14 +52,10 @@ fn creator_unlinks_on_drop() {
 fn persist_keeps_the_name_until_unlink() {
     run("life_persist", |ctx| {
         let name = ctx.name("q");
-        let q = Queue::<u64>::builder()
-            .capacity(4)
-            .persist(true)
-            .create(&name)
-            .unwrap();
+        let q = Queue::<u64>::create(&name, Flavor::Spsc, 4).unwrap();
         q.sender().unwrap().send(7).unwrap();
         drop(q);
-        assert!(name.exists(), "persist(true) keeps the name");
+        assert!(name.exists(), "names stay until removed (the default)");
         // Still a working queue, with its message.
         let q = Queue::<u64>::open(&name).unwrap();
         let rx = q.receiver().unwrap();
@@ -80,7 +85,7 @@ fn persist_keeps_the_name_until_unlink() {
 fn opener_does_not_unlink() {
     run("life_opener", |ctx| {
         let name = ctx.name("q");
-        let creator = Queue::<u64>::create(&name, Flavor::Spsc, 4).unwrap();
+        let creator = scoped(Flavor::Spsc).create(&name).unwrap();
         let opener = Queue::<u64>::open(&name).unwrap();
         let rx = opener.receiver().unwrap();
         drop(opener);
@@ -112,7 +117,7 @@ fn child_open_and_send() {
 fn opener_in_another_process_does_not_unlink() {
     run("life_opener_proc", |ctx| {
         let name = ctx.name("q");
-        let q = Queue::<u64>::create(&name, Flavor::Spsc, 4).unwrap();
+        let q = scoped(Flavor::Spsc).create(&name).unwrap();
         let rx = q.receiver().unwrap();
         let mut child = spawn_child("child_open_and_send", &[&name]);
         assert_eq!(rx.recv(), Ok(42));
@@ -126,7 +131,12 @@ fn opener_in_another_process_does_not_unlink() {
 fn open_or_create_creates_then_opens() {
     run("life_open_or_create", |ctx| {
         let name = ctx.name("q");
-        let builder = || Queue::<u64>::builder().flavor(Flavor::Mpmc).capacity(6);
+        let builder = || {
+            Queue::<u64>::builder()
+                .flavor(Flavor::Mpmc)
+                .capacity(6)
+                .persist(false)
+        };
         let first = builder().open_or_create(&name).unwrap();
         assert!(name.exists());
         assert_eq!(first.info().creator_pid, std::process::id());
@@ -172,13 +182,14 @@ fn permissions() {
             .unwrap();
         assert_eq!(mode_of(&path), 0o644);
         drop(q);
+        std::fs::remove_file(&path).unwrap();
         let q = Queue::<u64>::builder()
             .capacity(4)
             .create_at(&path)
             .unwrap();
         assert_eq!(mode_of(&path), 0o600);
         drop(q);
-        assert!(!path.exists());
+        assert!(path.exists(), "a file stays until removed");
     });
 }
 
@@ -270,17 +281,17 @@ fn endpoints_count_live_senders_and_receivers() {
 }
 
 #[test]
-fn endpoint_table_has_sixty_four_entries() {
+fn endpoint_table_has_sixty_three_entries() {
     run("life_too_many", |_| {
         let q = Queue::<u64>::anonymous(Flavor::Mpmc, 4).unwrap();
         let mut txs: Vec<_> = (0..40).map(|_| q.sender().unwrap()).collect();
-        let rxs: Vec<_> = (0..24).map(|_| q.receiver().unwrap()).collect();
-        assert_eq!(q.endpoints(), (40, 24));
+        let rxs: Vec<_> = (0..23).map(|_| q.receiver().unwrap()).collect();
+        assert_eq!(q.endpoints(), (40, 23));
         match q.sender() {
-            Err(e @ SegmentError::TooManyEndpoints(64)) => {
-                assert!(e.to_string().contains("64"), "{e}")
+            Err(e @ SegmentError::TooManyEndpoints(63)) => {
+                assert!(e.to_string().contains("63"), "{e}")
             }
-            r => panic!("a 65th endpoint: expected TooManyEndpoints(64), got {r:?}"),
+            r => panic!("a 64th endpoint: expected TooManyEndpoints(63), got {r:?}"),
         }
         assert!(matches!(
             q.receiver(),
@@ -289,7 +300,7 @@ fn endpoint_table_has_sixty_four_entries() {
         // Freeing one makes room again.
         txs.pop();
         let rx = q.receiver().unwrap();
-        assert_eq!(q.endpoints(), (39, 25));
+        assert_eq!(q.endpoints(), (39, 24));
         txs[0].send(1).unwrap();
         assert_eq!(rx.recv(), Ok(1));
         drop(rxs);
@@ -316,19 +327,19 @@ fn full_table_of_dead_endpoints_is_reclaimed_on_attach() {
         let q = Queue::<u64>::create(&name, Flavor::Mpmc, 4).unwrap();
         let mut child = spawn_child("child_hold_many_senders", &[&name, "60"]);
         wait_until("the child's senders", || q.endpoints() == (60, 0));
-        let mut rxs: Vec<_> = (0..4).map(|_| q.receiver().unwrap()).collect();
+        let mut rxs: Vec<_> = (0..3).map(|_| q.receiver().unwrap()).collect();
         assert!(matches!(
             q.receiver(),
-            Err(SegmentError::TooManyEndpoints(64))
+            Err(SegmentError::TooManyEndpoints(63))
         ));
         kill_child(&mut child);
         // The table is full, of dead entries: attaching reclaims them.
         rxs.push(q.receiver().unwrap());
         assert_eq!(q.reaped(), 60);
-        assert_eq!(q.endpoints(), (0, 5));
+        assert_eq!(q.endpoints(), (0, 4));
         let tx = q.sender().unwrap();
         tx.send(3).unwrap();
-        assert_eq!(rxs[4].recv(), Ok(3));
+        assert_eq!(rxs[3].recv(), Ok(3));
     });
 }
 
@@ -394,6 +405,7 @@ fn issue10_segment_larger_than_its_file_system_is_no_space() {
         // One that fits is created, and is usable to its last slot.
         let q = Queue::<u64>::builder()
             .capacity(1 << 16)
+            .persist(false)
             .create_at(&path)
             .unwrap();
         let tx = q.sender().unwrap();
@@ -524,7 +536,8 @@ fn issue10_name_of_a_creator_killed_before_publish_is_recovered() {
             tx.send(stage as u64).unwrap();
             assert_eq!(rx.recv(), Ok(stage as u64));
             drop((q, tx, rx));
-            assert!(!name.exists(), "the recoverer owns the name");
+            assert!(name.exists(), "the recovered name stays, as any name");
+            Queue::<u64>::unlink(&name).unwrap();
 
             // ...and so does open_or_create, of which racing threads
             // agree on one queue (exactly one of them recovers it).
@@ -548,7 +561,7 @@ fn issue10_name_of_a_creator_killed_before_publish_is_recovered() {
             tx.send(7).unwrap();
             assert_eq!(rx.recv(), Ok(7));
             drop((qs, tx, rx));
-            assert!(!name.exists());
+            Queue::<u64>::unlink(&name).unwrap();
         }
     });
 }

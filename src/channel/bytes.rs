@@ -110,6 +110,16 @@ impl ByteQueue {
             .expect("a byte queue's segment has a payload area (checked on open)")
     }
 
+    /// Closes the stream outright: see [`Queue::close`](crate::Queue::close).
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// Whether the stream is closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
     /// Attaches a sender in this process.
     ///
     /// # Errors
@@ -247,7 +257,15 @@ impl ByteQueueBuilder {
         self
     }
 
-    /// Keep the name when the creating handle is dropped (default: unlink).
+    /// The stream ends at the `n`-th sender's close: see
+    /// [`QueueBuilder::close_after`](crate::QueueBuilder::close_after).
+    pub fn close_after(mut self, n: u64) -> Self {
+        self.inner = self.inner.close_after(n);
+        self
+    }
+
+    /// Keep the name when the creating handle is dropped: see
+    /// [`QueueBuilder::persist`](crate::QueueBuilder::persist).
     pub fn persist(mut self, persist: bool) -> Self {
         self.inner = self.inner.persist(persist);
         self
@@ -346,6 +364,24 @@ fn blocking_err(e: ByteSendError) -> ByteSendError {
 }
 
 impl ByteSender {
+    /// Ends this sender's part of the stream: see
+    /// [`Sender::close`](crate::Sender::close). Returns whether the stream
+    /// is now closed.
+    pub fn close(self) -> bool {
+        self.inner.close()
+    }
+
+    /// This sender's generation: see
+    /// [`Sender::generation`](crate::Sender::generation).
+    pub fn generation(&self) -> u64 {
+        self.inner.generation()
+    }
+
+    /// Whether the stream is closed (a snapshot).
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
     /// Sends `msg` without waiting.
     ///
     /// # Errors
@@ -508,14 +544,50 @@ impl ByteReceiver {
         out: &mut Vec<u8>,
         deadline: Option<Deadline>,
     ) -> Result<Option<usize>, TryRecvError> {
-        bytes_core::recv_into_deadline(
-            &self.inner.raw,
-            &self.payload,
-            out,
-            deadline,
-            self.inner.spin,
-            &self.inner.reaper(),
-        )
+        loop {
+            match bytes_core::recv_into_deadline(
+                &self.inner.raw,
+                &self.payload,
+                out,
+                deadline,
+                self.inner.spin,
+                &self.inner.reaper(),
+            ) {
+                Err(TryRecvError::Disconnected) if self.inner.wait_for_senders => {
+                    if !self.wait_through(deadline) {
+                        return Ok(None);
+                    }
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// For a receiver that waits for senders: sleeps until one attaches,
+    /// a message is queued, or the stream closes (true), or the deadline.
+    fn wait_through(&self, deadline: Option<Deadline>) -> bool {
+        self.inner
+            .raw
+            .wait_for_sender(deadline, &self.inner.reaper())
+    }
+
+    /// This receiver's generation: see
+    /// [`Receiver::generation`](crate::Receiver::generation).
+    pub fn generation(&self) -> u64 {
+        self.inner.generation()
+    }
+
+    /// Whether the stream is closed: see
+    /// [`Receiver::is_closed`](crate::Receiver::is_closed).
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    /// Whether blocking and timed receives wait through `Disconnected`
+    /// until the stream is closed: see
+    /// [`Receiver::set_wait_for_senders`](crate::Receiver::set_wait_for_senders).
+    pub fn set_wait_for_senders(&mut self, wait: bool) {
+        self.inner.set_wait_for_senders(wait);
     }
 
     /// Receives the oldest message into `out` (cleared first, its capacity
@@ -609,6 +681,9 @@ impl ByteReceiver {
     /// # Errors
     /// As for [`recv_into`](Self::recv_into).
     pub fn recv_ref(&mut self) -> Result<ByteRef<'_>, RecvError> {
+        while self.inner.wait_for_senders && self.disconnected_now() {
+            self.wait_through(None);
+        }
         let reap = || self.inner.reaper()();
         match bytes_core::take_ref(
             &self.inner.raw,
@@ -626,16 +701,32 @@ impl ByteReceiver {
     /// # Errors
     /// As for [`recv_into_timeout`](Self::recv_into_timeout).
     pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<ByteRef<'_>, RecvTimeoutError> {
+        let deadline = Deadline::after(timeout);
+        while self.inner.wait_for_senders && self.disconnected_now() {
+            if !self.wait_through(Some(deadline)) {
+                return Err(RecvTimeoutError::Timeout);
+            }
+        }
         let reap = || self.inner.reaper()();
         match bytes_core::take_ref(
             &self.inner.raw,
             &self.payload,
-            Some((Some(Deadline::after(timeout)), self.inner.spin, &reap)),
+            Some((Some(deadline), self.inner.spin, &reap)),
         ) {
             Ok(Some(r)) => Ok(r),
             Ok(None) => Err(RecvTimeoutError::Timeout),
             Err(e) => Err(recv_timeout_err(e)),
         }
+    }
+
+    /// Whether a receive now would return `Disconnected` (empty, no
+    /// sender attached, not closed). In-place reads wait through it before
+    /// taking (their borrow of `self` cannot span a retry).
+    fn disconnected_now(&self) -> bool {
+        let ctrl = self.inner.raw.ctrl();
+        ctrl.disconnected(crate::error::Role::Sender)
+            && !ctrl.closed()
+            && !self.inner.raw.has_message().unwrap_or(true)
     }
 
     /// Waits at most `timeout` for a message, without taking it: `Ok(true)`

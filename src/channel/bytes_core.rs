@@ -36,6 +36,7 @@ fn from_try(e: TrySendError<()>) -> ByteSendError {
     match e {
         TrySendError::Full(()) => ByteSendError::Full,
         TrySendError::Disconnected(()) => ByteSendError::Disconnected,
+        TrySendError::Closed(()) => ByteSendError::Closed,
         TrySendError::Corrupted(()) => ByteSendError::Corrupted,
     }
 }
@@ -44,6 +45,7 @@ fn from_timeout(e: SendTimeoutError<()>) -> ByteSendError {
     match e {
         SendTimeoutError::Timeout(()) => ByteSendError::Timeout,
         SendTimeoutError::Disconnected(()) => ByteSendError::Disconnected,
+        SendTimeoutError::Closed(()) => ByteSendError::Closed,
         SendTimeoutError::Corrupted(()) => ByteSendError::Corrupted,
     }
 }

@@ -5,7 +5,8 @@
 //! +128  tail       Line<AtomicU64>   producers' position
 //! +256  not_empty  Line<WaitCell>    receivers sleep here; senders notify
 //! +384  not_full   Line<WaitCell>    senders sleep here; receivers notify
-//! +512  peers      Line<Peers>       live sender/receiver bitmaps, reaped count
+//! +512  peers      Line<Peers>       live sender/receiver bitmaps, the
+//!                                     closed bit, counters, generations
 //! ```
 //! Every field is valid as all-zero bytes, so a fresh segment needs only the
 //! MPMC stamps initialised.
@@ -14,6 +15,37 @@ use crate::error::Role;
 use crate::loom::{AtomicU64, Ordering};
 use crate::shm::line::Line;
 use crate::wait::WaitCell;
+
+/// Bit 63 of [`Peers::senders`]: the stream is closed. Entry 63 of the
+/// endpoint table is never handed out, so the bit names no sender; keeping
+/// it in the senders' word makes "the last sender closes" and "a sender
+/// attaches" one atomic choice between them (see [`QueueControl::close`]).
+pub const CLOSED: u64 = 1 << 63;
+
+/// Bit 2 of [`Peers::ever`]: the ended stream's name was removed (or is
+/// being removed) by one process.
+const REMOVED: u64 = 4;
+
+/// Endpoint-table entries a queue hands out (bit 63 is [`CLOSED`]).
+pub const ENDPOINT_BITS: usize = 63;
+
+/// Why no sender will send: see [`QueueControl::senders_gone`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gone {
+    /// None attached now; one may attach again.
+    Disconnected,
+    /// The stream is closed, for good.
+    Closed,
+}
+
+/// Why [`QueueControl::attach`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// SPSC: another endpoint of the role is live.
+    Taken,
+    /// A sender asked to join a closed stream.
+    Closed,
+}
 
 /// Which endpoints are live: one bit per endpoint-table entry, per role.
 /// Read on every send (receivers) and on empty receives (senders), written
@@ -40,6 +72,14 @@ pub struct Peers {
     /// never (a producer died mid-send) or consumed never to completion (a
     /// consumer died mid-receive). Never delivered twice, never torn.
     pub lost: AtomicU64,
+    /// Senders that called `close` (see [`QueueControl::close`]).
+    pub closes: AtomicU64,
+    /// Closes that end the stream, fixed at creation; 0: the stream ends
+    /// when a sender closes while no other sender is attached.
+    pub close_after: AtomicU64,
+    /// Generations: how many times a sender (`[0]`) or a receiver (`[1]`)
+    /// attached. A pipe end's session number; wraps.
+    pub generation: [AtomicU64; 2],
 }
 
 /// The control block, `repr(C)`, hot fields each on their own 128-byte line.
@@ -89,6 +129,9 @@ impl QueueControl {
                 reaped: AtomicU64::new(0),
                 ever: AtomicU64::new(0),
                 lost: AtomicU64::new(0),
+                closes: AtomicU64::new(0),
+                close_after: AtomicU64::new(0),
+                generation: [AtomicU64::new(0), AtomicU64::new(0)],
             }),
         }
     }
@@ -115,33 +158,159 @@ impl QueueControl {
         // (Read the other way round, an attach falling between the two loads
         // would look like a sender that came and went.)
         self.peers.ever.load(Ordering::Acquire) & Self::ever_bit(role) != 0
-            && self.mask(role).load(Ordering::Acquire) == 0
+            && self.mask(role).load(Ordering::Acquire) & !CLOSED == 0
     }
 
     /// Live endpoints of `role`.
     pub fn live(&self, role: Role) -> u32 {
         // Acquire: pairs with the Release in `detach`, so a receiver that
         // sees no senders also sees their last messages.
-        self.mask(role).load(Ordering::Acquire).count_ones()
+        (self.mask(role).load(Ordering::Acquire) & !CLOSED).count_ones()
     }
 
-    /// Marks endpoint `bit` (< 64) live in `role`. With `exclusive` (SPSC),
-    /// fails, leaving nothing changed, if another is live.
-    pub fn attach(&self, role: Role, bit: u32, exclusive: bool) -> bool {
-        let b = 1u64 << (bit & 63);
+    /// For a receiver that found the ring empty: whether no sender will
+    /// send (`Closed`: never again; `Disconnected`: none attached now,
+    /// though one was), or `None` (a sender is attached, or none has
+    /// attached yet). Look at the ring once more after `Some`: the Acquire
+    /// loads here see every message the departed senders published.
+    #[inline]
+    pub fn senders_gone(&self) -> Option<Gone> {
+        // Acquire (both), `ever` first: as in `disconnected`.
+        let ever = self.peers.ever.load(Ordering::Acquire);
+        let mask = self.peers.senders.load(Ordering::Acquire);
+        if mask & CLOSED != 0 {
+            Some(Gone::Closed)
+        } else if ever & Self::ever_bit(Role::Sender) != 0 && mask == 0 {
+            Some(Gone::Disconnected)
+        } else {
+            None
+        }
+    }
+
+    /// For a sender: whether the stream is closed, as a hint (Relaxed).
+    #[inline(always)]
+    pub fn closed_hint(&self) -> bool {
+        // Relaxed: sending just before or after a close is the same race
+        // as with any departure; the receiver decides with Acquire.
+        self.peers.senders.load(Ordering::Relaxed) & CLOSED != 0
+    }
+
+    /// For a stream that ended (closed, drained, nobody attached): claims
+    /// the one removal of its name. True for exactly one caller, ever.
+    pub fn claim_removal(&self) -> bool {
+        // AcqRel: one winner among every process that saw the end.
+        self.peers.ever.fetch_or(REMOVED, Ordering::AcqRel) & REMOVED == 0
+    }
+
+    /// Whether the stream is closed: no sender will ever send again.
+    #[inline(always)]
+    pub fn closed(&self) -> bool {
+        // Acquire: pairs with the Release of the closing RMW, which comes
+        // after the closing sender's last publication: a receiver that
+        // sees the bit and then finds the ring empty has seen every
+        // message.
+        self.peers.senders.load(Ordering::Acquire) & CLOSED != 0
+    }
+
+    /// This role's current generation (attaches so far).
+    pub fn generation(&self, role: Role) -> u64 {
+        // Acquire: pairs with the AcqRel bump in `attach`, which comes
+        // before the role bit: who sees the bit sees at least its number.
+        self.peers.generation[role as usize].load(Ordering::Acquire)
+    }
+
+    /// Sets the number of closes that end the stream (at creation).
+    pub fn set_close_after(&self, n: u64) {
+        // Relaxed: written before the segment is published (the header's
+        // Release publication orders it for every opener).
+        self.peers.close_after.store(n, Ordering::Relaxed);
+    }
+
+    /// The sender holding bit `bit` is done: it leaves, and the stream
+    /// closes if this was the last close it waits for. With no count set
+    /// (`close_after == 0`), the stream closes when this sender is the last
+    /// one attached, decided by one CAS on the senders' word: a sender
+    /// attaching at the same moment either comes first (then this one is
+    /// not the last) or finds [`CLOSED`] and is refused. With a count, the
+    /// close that reaches it sets [`CLOSED`]. Returns whether the stream is
+    /// now closed. Wakes both sides either way.
+    pub fn close(&self, bit: u32) -> bool {
+        let b = 1u64 << (bit % ENDPOINT_BITS as u32);
+        // Release: as in `detach`.
+        self.peers
+            .ever
+            .fetch_or(Self::ever_bit(Role::Sender), Ordering::Release);
+        // AcqRel: the count orders closes among themselves; Release makes
+        // our messages visible with it.
+        let closes = self.peers.closes.fetch_add(1, Ordering::AcqRel) + 1;
+        // Relaxed: fixed at creation, published with the segment.
+        let after = self.peers.close_after.load(Ordering::Relaxed);
+        let mut cur = self.peers.senders.load(Ordering::Relaxed);
+        let closed = loop {
+            let last = if after == 0 {
+                cur & !CLOSED & !b == 0
+            } else {
+                closes >= after
+            };
+            let next = if last { (cur & !b) | CLOSED } else { cur & !b };
+            // AcqRel: Release publishes our last messages to whoever sees
+            // the bit gone or CLOSED set (Acquire in `closed`/`live`);
+            // Acquire orders us after other senders' closes. Relaxed on
+            // failure: we retry with the fresh word.
+            match self.peers.senders.compare_exchange_weak(
+                cur,
+                next,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break next & CLOSED != 0,
+                Err(now) => cur = now,
+            }
+        };
+        self.not_empty.wake_all();
+        self.not_full.wake_all();
+        closed
+    }
+
+    /// Closes the stream outright (not as one of its senders).
+    pub fn close_stream(&self) {
+        // AcqRel: as in `close`.
+        self.peers.senders.fetch_or(CLOSED, Ordering::AcqRel);
+        self.not_empty.wake_all();
+        self.not_full.wake_all();
+    }
+
+    /// Marks endpoint `bit` (< 63) live in `role` and returns the role's
+    /// new generation. With `exclusive` (SPSC), refuses, leaving nothing
+    /// but the generation changed, if another is live; a sender is refused
+    /// once the stream is closed.
+    pub fn attach(&self, role: Role, bit: u32, exclusive: bool) -> Result<u64, Refused> {
+        let b = 1u64 << (bit % ENDPOINT_BITS as u32);
+        // AcqRel, before the bit: whoever sees the bit (Acquire) sees this
+        // number or a later one. A refused attach leaves the number raised:
+        // generations only ever order sessions, and a live session accepts
+        // what is addressed to a later one.
+        let generation = self.peers.generation[role as usize].fetch_add(1, Ordering::AcqRel) + 1;
         // AcqRel: Acquire takes over the role after the previous holder's
         // Release in `detach` (its index writes are visible); Release
         // publishes the bit to whoever acquires the `ever` update below.
         let prev = self.mask(role).fetch_or(b, Ordering::AcqRel);
-        if exclusive && prev & !b != 0 {
-            let left = self.mask(role).fetch_and(!b, Ordering::AcqRel) & !b;
+        let refused = if role == Role::Sender && prev & CLOSED != 0 {
+            Some(Refused::Closed)
+        } else if exclusive && prev & !b & !CLOSED != 0 {
+            Some(Refused::Taken)
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            let left = self.mask(role).fetch_and(!b, Ordering::AcqRel) & !b & !CLOSED;
             if left == 0 {
                 // The holder detached while our bit was briefly set, and its
                 // wake-up may have found us "live": wake the other side again
                 // so that it sees the disconnect now, not a slice later.
                 self.wake_other_side(role);
             }
-            return false;
+            return Err(why);
         }
         // Release: after the role bit, so that `disconnected`, which reads
         // `ever` first, never mistakes this attach for a departure.
@@ -156,14 +325,14 @@ impl QueueControl {
             Role::Sender => self.not_empty.notify_all(crate::wait::WakeMode::Strict),
             Role::Receiver => self.not_full.notify_all(crate::wait::WakeMode::Strict),
         }
-        true
+        Ok(generation)
     }
 
     /// Marks endpoint `bit` gone from `role` (dropped, or reaped after its
     /// process died; idempotent) and wakes the other side so that it sees a
     /// disconnect.
     pub fn detach(&self, role: Role, bit: u32) {
-        let b = 1u64 << (bit & 63);
+        let b = 1u64 << (bit % ENDPOINT_BITS as u32);
         // `ever` again, before the bit goes: an endpoint reaped after dying
         // between the two steps of `attach` still counts as seen.
         // Release: as in `attach`.

@@ -168,14 +168,15 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
 
     fn bit(&self) -> u32 {
         // Relaxed: a process-local counter handing out distinct bits.
-        self.next_bit.fetch_add(1, Ordering::Relaxed) % 64
+        self.next_bit.fetch_add(1, Ordering::Relaxed)
+            % crate::channel::control::ENDPOINT_BITS as u32
     }
 
     /// Attaches a sender; `None` if an SPSC queue already has one.
     pub fn sender(self: &Arc<Self>) -> Option<HeapSender<T>> {
         let bit = self.bit();
         let exclusive = matches!(self.slots, Slots::Spsc(_));
-        if !self.ctrl.attach(Role::Sender, bit, exclusive) {
+        if self.ctrl.attach(Role::Sender, bit, exclusive).is_err() {
             return None;
         }
         let ring = match &self.slots {
@@ -192,6 +193,7 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
             raw,
             bit,
             queue: self.clone(),
+            closed: false,
         })
     }
 
@@ -199,7 +201,7 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
     pub fn receiver(self: &Arc<Self>) -> Option<HeapReceiver<T>> {
         let bit = self.bit();
         let exclusive = matches!(self.slots, Slots::Spsc(_));
-        if !self.ctrl.attach(Role::Receiver, bit, exclusive) {
+        if self.ctrl.attach(Role::Receiver, bit, exclusive).is_err() {
             return None;
         }
         let ring = match &self.slots {
@@ -223,6 +225,17 @@ pub struct HeapSender<T: Copy + Default + Send> {
     raw: RawSender<T>,
     bit: u32,
     queue: Arc<HeapQueue<T>>,
+    /// Closed: the bit is gone already.
+    closed: bool,
+}
+
+impl<T: Copy + Default + Send> HeapSender<T> {
+    /// Ends this sender's part of the stream (see `QueueControl::close`);
+    /// true if the stream is now closed.
+    pub fn close(mut self) -> bool {
+        self.closed = true;
+        self.queue.ctrl.close(self.bit)
+    }
 }
 
 impl<T: Copy + Default + Send> Deref for HeapSender<T> {
@@ -234,7 +247,9 @@ impl<T: Copy + Default + Send> Deref for HeapSender<T> {
 
 impl<T: Copy + Default + Send> Drop for HeapSender<T> {
     fn drop(&mut self) {
-        self.queue.ctrl.detach(Role::Sender, self.bit);
+        if !self.closed {
+            self.queue.ctrl.detach(Role::Sender, self.bit);
+        }
     }
 }
 

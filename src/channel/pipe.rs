@@ -57,7 +57,7 @@ impl Pipe {
             capacity: PIPE_CAPACITY,
             max_message_size: PIPE_MAX_MESSAGE,
             mode: 0o600,
-            persist: false,
+            persist: true,
             wake_mode: WakeMode::Strict,
         }
     }
@@ -182,7 +182,10 @@ impl PipeBuilder {
         self
     }
 
-    /// Keep the names when the creating handle is dropped.
+    /// Keep the names when the creating handle is dropped (default: true:
+    /// they stay until [`Pipe::unlink`] or `shmring rm`; false: the creating
+    /// handle removes them when it and everything made from it are gone, for
+    /// a pipe private to one program and the children it forks).
     pub fn persist(mut self, persist: bool) -> Self {
         self.persist = persist;
         self
@@ -229,8 +232,16 @@ impl PipeBuilder {
         } else {
             None
         };
-        // If this fails, dropping `to_right` (its creating handle) unlinks it.
-        let to_left = self.queue().create(&format!("{name}.0"))?;
+        let to_left = match self.queue().create(&format!("{name}.0")) {
+            Ok(q) => q,
+            Err(e) => {
+                // No half-made pipe stays behind: remove the `.1` we made.
+                if to_right.is_some() {
+                    let _ = ByteQueue::unlink(&format!("{name}.1"));
+                }
+                return Err(e);
+            }
+        };
         Ok(Pipe { to_left, to_right })
     }
 

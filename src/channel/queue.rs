@@ -1,6 +1,6 @@
 //! The public `Queue<T>`, `Sender<T>`, `Receiver<T>` over mapped segments.
 
-use super::control::QueueControl;
+use super::control::{QueueControl, Refused, ENDPOINT_BITS};
 use super::payload::Payload;
 use super::raw::{RawReceiver, RawSender, ReapGate, RecvRing, SendRing, DEFAULT_SPIN};
 use crate::error::{
@@ -349,8 +349,12 @@ impl<T: Pod> Shared<T> {
     }
 
     fn table(&self) -> EndpointTable<'_> {
-        // SAFETY: ENDPOINTS words in bounds (checked in `new`), alive as long as `self.seg`.
-        EndpointTable::new(unsafe { std::slice::from_raw_parts(self.table.as_ptr(), ENDPOINTS) })
+        // SAFETY: ENDPOINTS words in bounds (checked in `new`), alive as
+        // long as `self.seg`. The last entry is never handed out: its bit
+        // is the stream's closed flag (`control::CLOSED`).
+        EndpointTable::new(unsafe {
+            std::slice::from_raw_parts(self.table.as_ptr(), ENDPOINT_BITS)
+        })
     }
 
     fn intents(&self) -> &[Intent] {
@@ -574,7 +578,8 @@ impl<T: Pod> Shared<T> {
     }
 
     /// Claims an endpoint entry and the role bit.
-    fn attach(&self, role: Role) -> Result<EndpointInfo, SegmentError> {
+    /// Returns the entry and the role's new generation.
+    fn attach(&self, role: Role) -> Result<(EndpointInfo, u64), SegmentError> {
         // Checked at open too; again here for a handle inherited by a child
         // forked into a new pid namespace.
         Segment::check_pid_namespace(&self.fields)?;
@@ -592,10 +597,15 @@ impl<T: Pod> Shared<T> {
                     self.reap(Role::Receiver);
                     continue;
                 }
-                return Err(SegmentError::TooManyEndpoints(ENDPOINTS));
+                return Err(SegmentError::TooManyEndpoints(ENDPOINT_BITS));
             };
-            if self.ctrl().attach(role, info.index as u32, exclusive) {
-                return Ok(info);
+            match self.ctrl().attach(role, info.index as u32, exclusive) {
+                Ok(generation) => return Ok((info, generation)),
+                Err(Refused::Closed) => {
+                    self.table().release(&info);
+                    return Err(SegmentError::Closed);
+                }
+                Err(Refused::Taken) => {}
             }
             self.table().release(&info);
             if attempt == 0 {
@@ -626,6 +636,25 @@ impl<T: Pod> Shared<T> {
     fn detach(&self, role: Role, info: &EndpointInfo) {
         self.ctrl().detach(role, info.index as u32);
         self.table().release(info);
+        self.remove_if_ended();
+    }
+
+    /// The end of a named stream: once it is closed, every message was
+    /// taken and the last endpoint left, the name is removed, by exactly
+    /// one process (and only if it still names this segment). Anyone who
+    /// opened it meanwhile finds a closed stream; a later `open_or_create`
+    /// makes a new one.
+    fn remove_if_ended(&self) {
+        let c = self.ctrl();
+        if c.closed()
+            && c.live(Role::Sender) == 0
+            && c.live(Role::Receiver) == 0
+            && self.len() == 0
+            && self.seg.path().is_some()
+            && c.claim_removal()
+        {
+            self.seg.remove_if_same();
+        }
     }
 }
 
@@ -685,6 +714,7 @@ impl<T: Pod> Queue<T> {
             wake: WakeMode::Strict,
             bytes: false,
             msg_max: None,
+            close_after: None,
             _t: PhantomData,
         }
     }
@@ -729,6 +759,22 @@ impl<T: Pod> Queue<T> {
         Segment::remove(&Location::Named(name.to_string()))
     }
 
+    /// Closes the stream outright, as a supervisor would, whatever its
+    /// senders are doing: receivers take what is queued and then get
+    /// `Closed`; every send from now on gets `Closed`, and no sender may
+    /// attach (`SegmentError::Closed`). A send already under way when this
+    /// is called may still land and be received. Producers that finish on
+    /// their own close with [`Sender::close`] instead.
+    pub fn close(&self) {
+        self.shared.ctrl().close_stream();
+        self.shared.remove_if_ended();
+    }
+
+    /// Whether the stream is closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.ctrl().closed()
+    }
+
     /// Attaches a sender in this process. The handle works only in this
     /// process: a child that inherits it through `fork` attaches its own
     /// (calls on an inherited endpoint panic; see [`Sender`]).
@@ -736,12 +782,12 @@ impl<T: Pod> Queue<T> {
     /// # Errors
     /// `RoleTaken { role: Sender, holder }` if this is an SPSC queue whose
     /// sender is alive (`holder`: its pid);
-    /// `TooManyEndpoints` if 64 endpoints are live; `ForeignPidNamespace`
+    /// `TooManyEndpoints` if 63 endpoints are live; `ForeignPidNamespace`
     /// if this process lives in another pid namespace than the queue's
     /// creator (a handle inherited across `unshare(CLONE_NEWPID)`);
     /// `Corrupted`.
     pub fn sender(&self) -> Result<Sender<T>, SegmentError> {
-        let info = self.shared.attach(Role::Sender)?;
+        let (info, generation) = self.shared.attach(Role::Sender)?;
         let ring = match self.shared.ring {
             Ring::Spsc(r) => match r.producer() {
                 Ok(p) => SendRing::Spsc(p),
@@ -762,6 +808,8 @@ impl<T: Pod> Queue<T> {
             raw,
             shared: self.shared.clone(),
             endpoint: info,
+            generation,
+            detached: false,
             spin: DEFAULT_SPIN,
             gate: ReapGate::default(),
         })
@@ -772,7 +820,7 @@ impl<T: Pod> Queue<T> {
     /// # Errors
     /// As for [`sender`](Self::sender), with `RoleTaken { role: Receiver, .. }`.
     pub fn receiver(&self) -> Result<Receiver<T>, SegmentError> {
-        let info = self.shared.attach(Role::Receiver)?;
+        let (info, generation) = self.shared.attach(Role::Receiver)?;
         let ring = match self.shared.ring {
             Ring::Spsc(r) => match r.consumer() {
                 Ok(c) => RecvRing::Spsc(c),
@@ -792,6 +840,8 @@ impl<T: Pod> Queue<T> {
             raw,
             shared: self.shared.clone(),
             endpoint: info,
+            generation,
+            wait_for_senders: false,
             spin: DEFAULT_SPIN,
             gate: ReapGate::default(),
         })
@@ -906,6 +956,8 @@ pub struct QueueBuilder<T> {
     pub(super) bytes: bool,
     /// Byte queues: the maximum message size.
     pub(super) msg_max: Option<u64>,
+    /// Closes that end the stream (see `close_after`).
+    close_after: Option<u64>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -947,6 +999,16 @@ impl<T: Pod> QueueBuilder<T> {
         self
     }
 
+    /// The stream ends at the `n`-th [`Sender::close`] (default: when a
+    /// sender closes while no other sender is attached). For `n` producers
+    /// started in any order: without a count, a producer that finishes
+    /// before the next one starts would end the stream early. Fixed at
+    /// creation; opening with another count is refused (`InvalidArgument`).
+    pub fn close_after(mut self, n: u64) -> Self {
+        self.close_after = Some(n);
+        self
+    }
+
     /// Open segments owned by another user or writable by group or others
     /// (default: refused with `Untrusted`; see `docs/security.md`).
     pub fn trust_shared(mut self, trust: bool) -> Self {
@@ -981,7 +1043,12 @@ impl<T: Pod> QueueBuilder<T> {
     fn create_at_location(&self, loc: Location) -> Result<Queue<T>, SegmentError> {
         let fields = self.fields()?;
         let flavor = self.flavor.unwrap_or(Flavor::Spsc);
+        let close_after = self.close_after.unwrap_or(0);
         let seg = Segment::create(&loc, fields, &self.opts, |seg| {
+            if let Some(ctrl) = seg.at::<QueueControl>(fields.control_offset, 1) {
+                // SAFETY: in bounds (checked by `at`) and alive during `init`.
+                unsafe { ctrl.as_ref() }.set_close_after(close_after);
+            }
             if flavor == Flavor::Mpmc {
                 if let (Some(ctrl), Some(slots)) = (
                     seg.at::<QueueControl>(fields.control_offset, 1),
@@ -1030,8 +1097,19 @@ impl<T: Pod> QueueBuilder<T> {
             bytes: self.bytes,
             msg_max: self.msg_max,
         };
+        let shared = Shared::new(seg, &fields, &expect)?;
+        if let Some(n) = self.close_after {
+            // Relaxed: fixed at creation, published with the header.
+            let found = shared.ctrl().peers.close_after.load(Ordering::Relaxed);
+            if found != n {
+                return Err(SegmentError::InvalidArgument(format!(
+                    "the queue's stream ends after {found} closes (0: at the last sender's), \
+                     asked for {n}"
+                )));
+            }
+        }
         Ok(Queue {
-            shared: Arc::new(Shared::new(seg, &fields, &expect)?),
+            shared: Arc::new(shared),
         })
     }
 
@@ -1101,6 +1179,9 @@ pub struct Sender<T: Pod> {
     pub(super) raw: RawSender<T>,
     pub(super) shared: Arc<Shared<T>>,
     endpoint: EndpointInfo,
+    generation: u64,
+    /// Closed: the endpoint is gone already (drop does nothing).
+    detached: bool,
     pub(super) spin: Duration,
     /// Rate limit of this handle's liveness checks of its peers.
     gate: ReapGate,
@@ -1153,6 +1234,7 @@ impl<T: Pod> Sender<T> {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(v)) => self.send_slow(v),
             Err(TrySendError::Disconnected(v)) => Err(SendError::Disconnected(v)),
+            Err(TrySendError::Closed(v)) => Err(SendError::Closed(v)),
             Err(TrySendError::Corrupted(v)) => Err(SendError::Corrupted(v)),
         }
     }
@@ -1166,6 +1248,7 @@ impl<T: Pod> Sender<T> {
                 SendTimeoutError::Disconnected(v) | SendTimeoutError::Timeout(v) => {
                     SendError::Disconnected(v)
                 }
+                SendTimeoutError::Closed(v) => SendError::Closed(v),
                 SendTimeoutError::Corrupted(v) => SendError::Corrupted(v),
             })
     }
@@ -1211,6 +1294,7 @@ impl<T: Pod> Sender<T> {
                 SendTimeoutError::Disconnected(n) | SendTimeoutError::Timeout(n) => {
                     SendError::Disconnected(n)
                 }
+                SendTimeoutError::Closed(n) => SendError::Closed(n),
                 SendTimeoutError::Corrupted(n) => SendError::Corrupted(n),
             })
     }
@@ -1260,11 +1344,49 @@ impl<T: Pod> Sender<T> {
     }
 }
 
+impl<T: Pod> Sender<T> {
+    /// Ends this sender's part of the stream: it will send no more. The
+    /// stream closes, for good, when the last sender closes (no other
+    /// sender attached at that moment), or, if the queue was built with
+    /// [`close_after(n)`](QueueBuilder::close_after), at the `n`-th close.
+    /// Receivers then take what is queued and get `Closed`; a sender
+    /// attaching later is refused (`SegmentError::Closed`), and other
+    /// senders still attached get `Closed` from their next send.
+    ///
+    /// Dropping a sender (or its process dying) is not closing: receivers
+    /// see `Disconnected`, which a sender attaching later undoes.
+    ///
+    /// Returns whether the stream is now closed.
+    pub fn close(mut self) -> bool {
+        // Inherited through fork: not this process's endpoint to close
+        // (panics, as every other call does; see the type's docs).
+        self.raw.check_here();
+        self.raw.settle();
+        let closed = self.shared.ctrl().close(self.endpoint.index as u32);
+        self.shared.table().release(&self.endpoint);
+        self.detached = true;
+        self.shared.remove_if_ended();
+        closed
+    }
+
+    /// This sender's generation: how many senders had attached to the
+    /// queue, this one included, when it attached. Sessions of a restarted
+    /// producer are told apart by it.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether the stream is closed (a snapshot).
+    pub fn is_closed(&self) -> bool {
+        self.shared.ctrl().closed()
+    }
+}
+
 impl<T: Pod> Drop for Sender<T> {
     fn drop(&mut self) {
         // A handle inherited through fork belongs to the parent's endpoint:
         // only the process that attached it detaches it.
-        if process::current_pid() == self.endpoint.owner.pid {
+        if process::current_pid() == self.endpoint.owner.pid && !self.detached {
             // A leaked loan's claim is settled while the intent record is
             // still this endpoint's.
             self.raw.settle();
@@ -1283,6 +1405,9 @@ pub struct Receiver<T: Pod> {
     pub(super) raw: RawReceiver<T>,
     pub(super) shared: Arc<Shared<T>>,
     endpoint: EndpointInfo,
+    generation: u64,
+    /// `recv` waits through `Disconnected` (see `set_wait_for_senders`).
+    pub(super) wait_for_senders: bool,
     pub(super) spin: Duration,
     /// Rate limit of this handle's liveness checks of its peers.
     gate: ReapGate,
@@ -1300,6 +1425,7 @@ pub(super) fn recv_err(e: TryRecvError) -> RecvError {
     match e {
         TryRecvError::Corrupted => RecvError::Corrupted,
         TryRecvError::Empty | TryRecvError::Disconnected => RecvError::Disconnected,
+        TryRecvError::Closed => RecvError::Closed,
     }
 }
 
@@ -1308,6 +1434,7 @@ pub(super) fn recv_timeout_err(e: TryRecvError) -> RecvTimeoutError {
         TryRecvError::Corrupted => RecvTimeoutError::Corrupted,
         TryRecvError::Empty => RecvTimeoutError::Timeout,
         TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+        TryRecvError::Closed => RecvTimeoutError::Closed,
     }
 }
 
@@ -1349,7 +1476,9 @@ impl<T: Pod> Receiver<T> {
         match self.raw.try_recv() {
             Ok(v) => Ok(v),
             Err(TryRecvError::Empty) => self.recv_slow(),
+            Err(TryRecvError::Disconnected) if self.wait_for_senders => self.recv_slow(),
             Err(TryRecvError::Disconnected) => Err(RecvError::Disconnected),
+            Err(TryRecvError::Closed) => Err(RecvError::Closed),
             Err(TryRecvError::Corrupted) => Err(RecvError::Corrupted),
         }
     }
@@ -1357,10 +1486,15 @@ impl<T: Pod> Receiver<T> {
     #[cold]
     #[inline(never)]
     fn recv_slow(&self) -> Result<T, RecvError> {
-        match self.raw.recv_deadline(None, self.spin, &self.reaper()) {
-            Ok(Some(v)) => Ok(v),
-            Ok(None) => Err(RecvError::Disconnected),
-            Err(e) => Err(recv_err(e)),
+        loop {
+            match self.raw.recv_deadline(None, self.spin, &self.reaper()) {
+                Ok(Some(v)) => return Ok(v),
+                Ok(None) => return Err(RecvError::Disconnected),
+                Err(TryRecvError::Disconnected) if self.wait_for_senders => {
+                    self.raw.wait_for_sender(None, &self.reaper());
+                }
+                Err(e) => return Err(recv_err(e)),
+            }
         }
     }
 
@@ -1377,13 +1511,20 @@ impl<T: Pod> Receiver<T> {
     /// # Errors
     /// As for [`recv_timeout`](Self::recv_timeout).
     pub fn recv_deadline(&self, deadline: Deadline) -> Result<T, RecvTimeoutError> {
-        match self
-            .raw
-            .recv_deadline(Some(deadline), self.spin, &self.reaper())
-        {
-            Ok(Some(v)) => Ok(v),
-            Ok(None) => Err(RecvTimeoutError::Timeout),
-            Err(e) => Err(recv_timeout_err(e)),
+        loop {
+            match self
+                .raw
+                .recv_deadline(Some(deadline), self.spin, &self.reaper())
+            {
+                Ok(Some(v)) => return Ok(v),
+                Ok(None) => return Err(RecvTimeoutError::Timeout),
+                Err(TryRecvError::Disconnected) if self.wait_for_senders => {
+                    if !self.raw.wait_for_sender(Some(deadline), &self.reaper()) {
+                        return Err(RecvTimeoutError::Timeout);
+                    }
+                }
+                Err(e) => return Err(recv_timeout_err(e)),
+            }
         }
     }
 
@@ -1474,9 +1615,33 @@ impl<T: Pod> Receiver<T> {
         self.shared.ctrl().live(Role::Sender) > 0
     }
 
+    /// This receiver's generation: how many receivers had attached to the
+    /// queue, this one included, when it attached.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether the stream is closed (a snapshot; messages may still be
+    /// queued: `recv` returns `Closed` once they are taken).
+    pub fn is_closed(&self) -> bool {
+        self.shared.ctrl().closed()
+    }
+
+    /// With `true`, the blocking and timed receives (`recv`, `recv_timeout`,
+    /// `recv_deadline`, `iter`) wait through `Disconnected`: while no
+    /// sender is attached they sleep until one attaches (or the deadline),
+    /// and return only a message, `Closed` (the end of the stream),
+    /// `Timeout` or `Corrupted`. For a consumer of producers that come and
+    /// go (started separately, restarted): it runs until the stream is
+    /// closed. `try_recv` still reports `Disconnected`. Default `false`.
+    pub fn set_wait_for_senders(&mut self, wait: bool) {
+        self.wait_for_senders = wait;
+    }
+
     /// Waits until a sender is attached, in any process, or a message is
-    /// queued (a sender that came, sent and left already), or `timeout`
-    /// passes (`None`: no limit): true if so. As
+    /// queued (a sender that came, sent and left already), or the stream is
+    /// closed, or `timeout` passes (`None`: no limit): true unless the
+    /// timeout passed. As
     /// [`Sender::wait_connected`]; a receiver started before its producers
     /// waits here instead of polling for `Disconnected` to stop.
     pub fn wait_connected(&self, timeout: Option<Duration>) -> bool {

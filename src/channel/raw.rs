@@ -3,7 +3,7 @@
 //! processes: the public `Sender`/`Receiver` add those, and the loom models
 //! drive this core directly over heap memory.
 
-use super::control::QueueControl;
+use super::control::{Gone, QueueControl};
 use crate::error::{Role, SendTimeoutError, TryRecvError, TrySendError};
 use crate::ring::mpmc::{Intent, MpmcRing};
 use crate::ring::spsc::{SpscConsumer, SpscProducer};
@@ -331,6 +331,14 @@ pub(crate) fn wait_until_ready(
     .is_some()
 }
 
+/// The receive error for a departure seen on an empty ring.
+fn gone_error(gone: Gone) -> TryRecvError {
+    match gone {
+        Gone::Disconnected => TryRecvError::Disconnected,
+        Gone::Closed => TryRecvError::Closed,
+    }
+}
+
 /// The sending core.
 #[derive(Debug)]
 pub struct RawSender<T> {
@@ -399,7 +407,7 @@ impl<T: Copy> RawSender<T> {
     pub fn wait_for_receiver(&self, deadline: Option<Deadline>, reap: &dyn Fn()) -> bool {
         let ctrl = self.ctrl();
         wait_until_ready(&ctrl.not_full, self.mode, deadline, reap, &|| {
-            ctrl.live(Role::Receiver) > 0
+            ctrl.live(Role::Receiver) > 0 || ctrl.closed()
         })
     }
 
@@ -428,6 +436,9 @@ impl<T: Copy> RawSender<T> {
         let ctrl = self.ctrl();
         // Relaxed: a hint; sending into a queue whose last receiver is
         // leaving is indistinguishable from sending just before it left.
+        if ctrl.closed_hint() {
+            return Err(TrySendError::Closed(value));
+        }
         if ctrl.peers.receivers.load(crate::loom::Ordering::Relaxed) == 0
             && ctrl.disconnected(Role::Receiver)
         {
@@ -466,6 +477,7 @@ impl<T: Copy> RawSender<T> {
                 Ok(()) => Some(Ok(())),
                 Err(TrySendError::Full(_)) => None,
                 Err(TrySendError::Disconnected(v)) => Some(Err(SendTimeoutError::Disconnected(v))),
+                Err(TrySendError::Closed(v)) => Some(Err(SendTimeoutError::Closed(v))),
                 Err(TrySendError::Corrupted(v)) => Some(Err(SendTimeoutError::Corrupted(v))),
             },
         );
@@ -476,6 +488,9 @@ impl<T: Copy> RawSender<T> {
     pub fn try_send_slice(&self, values: &[T]) -> Result<usize, TrySendError<()>> {
         self.settle();
         let ctrl = self.ctrl();
+        if ctrl.closed_hint() {
+            return Err(TrySendError::Closed(()));
+        }
         if ctrl.disconnected(Role::Receiver) {
             return Err(TrySendError::Disconnected(()));
         }
@@ -520,6 +535,7 @@ impl<T: Copy> RawSender<T> {
                     Err(TrySendError::Disconnected(())) => {
                         Some(Err(SendTimeoutError::Disconnected(sent)))
                     }
+                    Err(TrySendError::Closed(())) => Some(Err(SendTimeoutError::Closed(sent))),
                     Err(TrySendError::Corrupted(())) => {
                         Some(Err(SendTimeoutError::Corrupted(sent)))
                     }
@@ -553,6 +569,9 @@ impl<T: Copy> RawSender<T> {
         self.settle();
         let ctrl = self.ctrl();
         // Relaxed: a hint, as in `try_send`.
+        if ctrl.closed_hint() {
+            return Err(TrySendError::Closed(()));
+        }
         if ctrl.peers.receivers.load(crate::loom::Ordering::Relaxed) == 0
             && ctrl.disconnected(Role::Receiver)
         {
@@ -630,6 +649,7 @@ impl<T: Copy> RawSender<T> {
                 Err(TrySendError::Disconnected(())) => {
                     Some(Err(SendTimeoutError::Disconnected(())))
                 }
+                Err(TrySendError::Closed(())) => Some(Err(SendTimeoutError::Closed(()))),
                 Err(TrySendError::Corrupted(())) => Some(Err(SendTimeoutError::Corrupted(()))),
             },
         );
@@ -766,7 +786,7 @@ impl<T: Copy> RawReceiver<T> {
     pub fn wait_for_sender(&self, deadline: Option<Deadline>, reap: &dyn Fn()) -> bool {
         let ctrl = self.ctrl();
         wait_until_ready(&ctrl.not_empty, self.mode, deadline, reap, &|| {
-            ctrl.live(Role::Sender) > 0 || self.has_message().unwrap_or(true)
+            ctrl.live(Role::Sender) > 0 || ctrl.closed() || self.has_message().unwrap_or(true)
         })
     }
 
@@ -815,12 +835,15 @@ impl<T: Copy> RawReceiver<T> {
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         let ctrl = self.ctrl();
         let mut popped = self.pop();
-        if matches!(popped, Err(PopError::Empty)) && ctrl.disconnected(Role::Sender) {
-            // Every sender is gone. `live` acquired their last detach, so a
-            // second look sees every message they sent.
-            popped = self.pop();
-            if matches!(popped, Err(PopError::Empty)) {
-                return Err(TryRecvError::Disconnected);
+        if matches!(popped, Err(PopError::Empty)) {
+            if let Some(gone) = ctrl.senders_gone() {
+                // Every sender is gone, or the stream closed. The Acquire
+                // loads saw their last detach or close, so a second look
+                // sees every message they sent.
+                popped = self.pop();
+                if matches!(popped, Err(PopError::Empty)) {
+                    return Err(gone_error(gone));
+                }
             }
         }
         match popped {
@@ -880,10 +903,12 @@ impl<T: Copy> RawReceiver<T> {
         };
         let mut got = grab(out);
         let empty = |g: &Result<usize, PopError>| matches!(g, Ok(0) | Err(PopError::Empty));
-        if empty(&got) && ctrl.disconnected(Role::Sender) {
-            got = grab(out);
-            if empty(&got) {
-                return Err(TryRecvError::Disconnected);
+        if empty(&got) {
+            if let Some(gone) = ctrl.senders_gone() {
+                got = grab(out);
+                if empty(&got) {
+                    return Err(gone_error(gone));
+                }
             }
         }
         match got {
@@ -955,11 +980,13 @@ impl<T: Copy> RawReceiver<T> {
     #[inline]
     pub fn try_take(&self) -> Result<SlotClaim, TryRecvError> {
         let mut taken = self.take();
-        if matches!(taken, Err(PopError::Empty)) && self.ctrl().disconnected(Role::Sender) {
-            // As in `try_recv`: a second look after seeing every sender gone.
-            taken = self.take();
-            if matches!(taken, Err(PopError::Empty)) {
-                return Err(TryRecvError::Disconnected);
+        if matches!(taken, Err(PopError::Empty)) {
+            if let Some(gone) = self.ctrl().senders_gone() {
+                // As in `try_recv`: a second look after seeing every sender gone.
+                taken = self.take();
+                if matches!(taken, Err(PopError::Empty)) {
+                    return Err(gone_error(gone));
+                }
             }
         }
         let claim = taken.map_err(|e| match e {
@@ -1070,12 +1097,14 @@ impl<T: Copy> RawReceiver<T> {
             &|| self.more_waiting(),
             || match self.has_message() {
                 Ok(true) => Some(Ok(true)),
-                Ok(false) if self.ctrl().disconnected(Role::Sender) => match self.has_message() {
-                    Ok(true) => Some(Ok(true)),
-                    Ok(false) => Some(Err(TryRecvError::Disconnected)),
-                    Err(e) => Some(Err(e)),
+                Ok(false) => match self.ctrl().senders_gone() {
+                    None => None,
+                    Some(gone) => match self.has_message() {
+                        Ok(true) => Some(Ok(true)),
+                        Ok(false) => Some(Err(gone_error(gone))),
+                        Err(e) => Some(Err(e)),
+                    },
                 },
-                Ok(false) => None,
                 Err(e) => Some(Err(e)),
             },
         );

@@ -39,9 +39,13 @@ pub enum ValueRecvError {
     /// The queue stayed empty (`try_` and timeout calls only).
     #[error("no message before the deadline")]
     Empty,
-    /// The queue is drained and every sender is gone.
+    /// The queue is drained and no sender is attached now (see
+    /// [`RecvError::Disconnected`]).
     #[error("receiving on an empty queue with no senders")]
     Disconnected,
+    /// The stream is closed and drained: the end, for good.
+    #[error("receiving on a closed queue: end of stream")]
+    Closed,
     /// The queue's shared state failed a check.
     #[error("receiving on a corrupted queue")]
     Corrupted,
@@ -56,6 +60,7 @@ impl From<TryRecvError> for ValueRecvError {
         match e {
             TryRecvError::Empty => ValueRecvError::Empty,
             TryRecvError::Disconnected => ValueRecvError::Disconnected,
+            TryRecvError::Closed => ValueRecvError::Closed,
             TryRecvError::Corrupted => ValueRecvError::Corrupted,
         }
     }
@@ -72,6 +77,7 @@ impl From<RecvTimeoutError> for ValueRecvError {
         match e {
             RecvTimeoutError::Timeout => ValueRecvError::Empty,
             RecvTimeoutError::Disconnected => ValueRecvError::Disconnected,
+            RecvTimeoutError::Closed => ValueRecvError::Closed,
             RecvTimeoutError::Corrupted => ValueRecvError::Corrupted,
         }
     }

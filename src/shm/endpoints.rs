@@ -1,7 +1,8 @@
 //! The endpoint table: who is attached to a segment, for disconnect and for
 //! telling a dead peer from a slow one.
 //!
-//! 64 entries of one `AtomicU64` each. An entry is claimed, and freed, with a
+//! 64 entries of one `AtomicU64` each (a queue hands out 63: the last bit of
+//! its senders' word is the stream's closed flag). An entry is claimed, and freed, with a
 //! single compare-and-swap of the whole word, which holds the owner's full
 //! identity:
 //!

@@ -50,7 +50,9 @@ impl Location {
 pub struct SegmentOptions {
     /// Permission bits for a new file (default 0o600).
     pub mode: u32,
-    /// Keep the name after the creating handle is dropped (default: unlink).
+    /// Keep the name after the creating handle is dropped (default: true:
+    /// a name stays until it is removed; false: the creating handle
+    /// removes it when dropped).
     pub persist: bool,
     /// How long an opener waits for a creator to finish (default 1 s).
     pub init_timeout: Duration,
@@ -63,7 +65,7 @@ impl Default for SegmentOptions {
     fn default() -> Self {
         SegmentOptions {
             mode: 0o600,
-            persist: false,
+            persist: true,
             init_timeout: Duration::from_secs(1),
             trust_shared: false,
         }
@@ -209,6 +211,9 @@ pub struct Segment {
     /// The pid namespace the segment's pids belong to (the creator's, as
     /// validated at open; 0: unknown), kept locally.
     pid_ns: u64,
+    /// The file's (device, inode), to tell whether the name still names
+    /// this segment (`remove_if_same`).
+    ident: Option<(u64, u64)>,
 }
 
 impl Segment {
@@ -476,6 +481,7 @@ impl Segment {
             unlink_on_drop: AtomicBool::new(unlink && !anonymous),
             owner_pid: me.pid,
             pid_ns: fields.creator_pid_ns,
+            ident: file_ident(file),
         };
         let header = seg.header();
         header.begin_init();
@@ -594,6 +600,7 @@ impl Segment {
                     unlink_on_drop: AtomicBool::new(false),
                     owner_pid: std::process::id(),
                     pid_ns: 0,
+                    ident: file_ident(&file),
                 };
                 let header = seg.header();
                 let magic = header.magic();
@@ -655,6 +662,21 @@ impl Segment {
             Location::Path(p) => std::fs::remove_file(p).map_err(|e| map_io(e, location)),
             Location::Anonymous => Ok(()),
         }
+    }
+
+    /// Removes the name if it still names this segment, not one created at
+    /// the same name since (its file's device and inode are compared).
+    /// True if it was removed. The caller makes sure that only one process
+    /// decides to remove (between the check and the unlink, a new segment
+    /// can appear at the name only if someone else removed this one).
+    pub fn remove_if_same(&self) -> bool {
+        let (Some(path), Some(ident)) = (self.path(), self.ident) else {
+            return false;
+        };
+        let same = std::fs::symlink_metadata(&path)
+            .map(|m| (m.dev(), m.ino()) == ident)
+            .unwrap_or(false);
+        same && Self::remove(&self.location).is_ok()
     }
 
     /// The header at offset 0.
@@ -730,6 +752,11 @@ impl Drop for Segment {
             let _ = Self::remove(&self.location);
         }
     }
+}
+
+/// A file's (device, inode).
+fn file_ident(file: &File) -> Option<(u64, u64)> {
+    file.metadata().ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// Refuses a segment created in another pid namespace (both known and

@@ -11,7 +11,7 @@ fn send_err(e: ByteSendError) -> TransportError {
         ByteSendError::TooLarge { len, max } => TransportError::TooLarge { len, max },
         ByteSendError::Full => TransportError::WouldBlock,
         ByteSendError::Timeout => TransportError::Timeout,
-        ByteSendError::Disconnected => TransportError::Disconnected,
+        ByteSendError::Disconnected | ByteSendError::Closed => TransportError::Disconnected,
         ByteSendError::Corrupted => TransportError::Corrupted("shared queue"),
     }
 }
@@ -19,7 +19,7 @@ fn send_err(e: ByteSendError) -> TransportError {
 fn try_recv_err(e: TryRecvError) -> TransportError {
     match e {
         TryRecvError::Empty => TransportError::WouldBlock,
-        TryRecvError::Disconnected => TransportError::Disconnected,
+        TryRecvError::Disconnected | TryRecvError::Closed => TransportError::Disconnected,
         TryRecvError::Corrupted => TransportError::Corrupted("shared queue"),
     }
 }
@@ -82,7 +82,7 @@ impl Transport for ShmTransport {
 
     fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, TransportError> {
         self.rx.recv_into(buf).map_err(|e| match e {
-            RecvError::Disconnected => TransportError::Disconnected,
+            RecvError::Disconnected | RecvError::Closed => TransportError::Disconnected,
             RecvError::Corrupted => TransportError::Corrupted("shared queue"),
         })
     }
@@ -100,7 +100,9 @@ impl Transport for ShmTransport {
             .recv_into_timeout(buf, timeout)
             .map_err(|e| match e {
                 RecvTimeoutError::Timeout => TransportError::Timeout,
-                RecvTimeoutError::Disconnected => TransportError::Disconnected,
+                RecvTimeoutError::Disconnected | RecvTimeoutError::Closed => {
+                    TransportError::Disconnected
+                }
                 RecvTimeoutError::Corrupted => TransportError::Corrupted("shared queue"),
             })
     }

@@ -305,10 +305,17 @@ impl Ctx {
         &self.test
     }
 
-    /// A fresh `/dev/shm` name for a queue this test creates. The guard
-    /// expects the library to have removed it by the time the guard drops
-    /// (declare the name before the queue, so the queue drops first).
+    /// A fresh `/dev/shm` name for a segment this test creates. Names stay
+    /// until removed (the library's rule), so the guard removes it when it
+    /// drops; a test of a removal asserts `!name.exists()` itself.
     pub fn name(&self, tag: &str) -> ShmName {
+        self.make(tag, false)
+    }
+
+    /// A fresh name the library must have removed by the time the guard
+    /// drops (a stream that ended, a `persist(false)` creator): the test
+    /// fails if the guard finds it still there.
+    pub fn removed_name(&self, tag: &str) -> ShmName {
         self.make(tag, true)
     }
 
@@ -366,6 +373,10 @@ impl Deref for ShmName {
 
 impl Drop for ShmName {
     fn drop(&mut self) {
+        // A pipe's halves, `<name>.0` and `<name>.1`, stay too.
+        for half in [".0", ".1"] {
+            let _ = fs::remove_file(Path::new(SHM_DIR).join(format!("{}{half}", self.name)));
+        }
         if fs::remove_file(self.path()).is_ok() && self.strict && !thread::panicking() {
             self.leaked
                 .lock()
