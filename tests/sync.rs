@@ -1626,7 +1626,10 @@ fn shared_by_path_anonymous_and_open_or_create() {
         assert!(ev.wait_timeout(Duration::from_secs(60)));
         wait_ok(&mut child);
         drop(ev);
-        assert!(!path.exists(), "persist(false): the creator's drop removes the file");
+        assert!(
+            !path.exists(),
+            "persist(false): the creator's drop removes the file"
+        );
 
         let anon = Shared::anonymous(Semaphore::new(1)).unwrap();
         assert!(anon.fd().is_some() && anon.path().is_none());

@@ -52,7 +52,7 @@ fn world_with_dead_sender() -> (Arc<World>, EndpointInfo) {
         ctrl: QueueControl::new(),
     });
     let dead = w.table().claim(Role::Sender, proc(7)).unwrap();
-    assert!(w.ctrl.attach(Role::Sender, dead.index as u32, true));
+    assert!(w.ctrl.attach(Role::Sender, dead.index as u32, true).is_ok());
     (w, dead)
 }
 
@@ -71,7 +71,7 @@ fn reaper(w: &World, dead: &EndpointInfo, me: ProcId) -> bool {
 fn newcomer(w: &World) -> Option<EndpointInfo> {
     let table = w.table();
     let info = table.claim(Role::Sender, proc(9))?;
-    if w.ctrl.attach(Role::Sender, info.index as u32, true) {
+    if w.ctrl.attach(Role::Sender, info.index as u32, true).is_ok() {
         Some(info)
     } else {
         table.release(&info);

@@ -213,6 +213,7 @@ impl QueueControl {
     }
 
     /// This role's current generation (attaches so far).
+    #[allow(dead_code)] // read by pipe sessions
     pub fn generation(&self, role: Role) -> u64 {
         // Acquire: pairs with the AcqRel bump in `attach`, which comes
         // before the role bit: who sees the bit sees at least its number.

@@ -44,6 +44,17 @@ unsafe impl<T: Send> Send for HeapQueue<T> {}
 unsafe impl<T: Send> Sync for HeapQueue<T> {}
 
 impl<T: Copy + Default + Send> HeapQueue<T> {
+    /// Sets the number of closes that end the stream (see
+    /// `QueueBuilder::close_after`); before any endpoint attaches.
+    pub fn set_close_after(&self, n: u64) {
+        self.ctrl.set_close_after(n);
+    }
+
+    /// Whether the stream is closed.
+    pub fn is_closed(&self) -> bool {
+        self.ctrl.closed()
+    }
+
     /// A new empty queue.
     pub fn new(flavor: Flavor, capacity: u64, mode: WakeMode) -> Arc<Self> {
         assert!(capacity >= 1);
