@@ -74,6 +74,29 @@ fn child_create_persisted() {
     });
 }
 
+/// Child: creates, at path `args[0]`, a queue holding one message (and a
+/// closed stream, when `args[1] == "closed"`), or with `args[1] ==
+/// "shared"` a shared struct, and exits: state a later process may want.
+#[test]
+#[ignore = "child process entry point"]
+fn child_create_with_state() {
+    child_main("child_create_with_state", |a: Args| {
+        let path = a.str(0);
+        if a.str(1) == "shared" {
+            shmring::Shared::<shmring::Event>::builder()
+                .create_at(path, shmring::Event::new())
+                .unwrap();
+            return;
+        }
+        let q = Queue::<u64>::builder().capacity(4).create_at(path).unwrap();
+        let tx = q.sender().unwrap();
+        tx.send(1).unwrap();
+        if a.str(1) == "closed" {
+            assert!(tx.close());
+        }
+    });
+}
+
 /// Child: maps (opens, attaching no endpoint) the queue at `args[0]` (as
 /// for `child_create_persisted`) and waits to be killed.
 #[test]
@@ -123,6 +146,17 @@ fn gc_removes_only_unused_segments() {
         let mut child = spawn_child("child_attach_and_wait", &[used.to_str().unwrap()]);
         wait_until("the child's sender", || q.endpoints().0 == 1);
         drop(q);
+        // Unused, creator dead, but holding what a later process may want:
+        // an undelivered message (closed stream or not), shared state.
+        let mut kept = Vec::new();
+        for what in ["open", "closed", "shared"] {
+            let path = dir.path().join(format!("{what}.shm"));
+            wait_ok(&mut spawn_child(
+                "child_create_with_state",
+                &[path.to_str().unwrap(), what],
+            ));
+            kept.push(path);
+        }
         // A foreign file is never touched.
         let foreign = dir.path().join("foreign.bin");
         std::fs::write(&foreign, vec![0u8; 4096]).unwrap();
@@ -148,6 +182,12 @@ fn gc_removes_only_unused_segments() {
         let why = out.iter().find(|o| o.path == mine).unwrap();
         assert!(why.reason.contains("alive"), "{}", why.reason);
         assert!(foreign.exists());
+        for path in &kept {
+            assert!(path.exists(), "names stay until removed: {out:?}");
+            let why = out.iter().find(|o| &o.path == path).unwrap();
+            assert!(why.reason.contains("shmring rm"), "{}", why.reason);
+            std::fs::remove_file(path).unwrap();
+        }
 
         // Once its user is gone, it goes too.
         kill_child(&mut child);

@@ -56,6 +56,9 @@ pub struct SegmentReport {
     pub endpoints: Vec<EndpointState>,
     /// Queues: messages lost to processes that died mid-operation.
     pub lost: Option<u64>,
+    /// Queues: whether the stream is closed (ended by its senders, or
+    /// closed outright).
+    pub closed: Option<bool>,
     /// Queues: endpoints reclaimed from dead processes so far.
     pub reaped: Option<u64>,
     /// Pids of the processes that map the file now (from `/proc/*/maps`).
@@ -78,7 +81,12 @@ impl SegmentReport {
 
     /// Why `gc` must keep this segment, or `None` if it is proven unused:
     /// nobody maps it (every process's maps were read), no endpoint is
-    /// alive, its kind is known, and its creator is dead.
+    /// alive, its kind is known, its creator is dead, and it holds nothing
+    /// a later process could want: a queue with no message in it (an ended
+    /// stream, or one nobody sent on), or a segment whose creator died
+    /// before publishing it. Names stay until removed, so a queue holding
+    /// messages and any shared state (Value, Array, struct) are kept: only
+    /// `shmring rm` removes those.
     ///
     /// Liveness is judged in this process's pid namespace, the only one its
     /// `/proc` shows. A process of another pid namespace that shares this
@@ -126,7 +134,33 @@ impl SegmentReport {
                 creator.pid, creator.start
             ));
         }
+        if self.header_ready() {
+            match self.kind {
+                // Names stay until removed: gc removes only what holds
+                // nothing a later process could want.
+                Kind::Queue | Kind::ByteQueue => match self.occupancy {
+                    Some(0) => {}
+                    Some(n) => {
+                        return Some(format!(
+                            "holds {n} undelivered message(s) for a receiver still to come                              (remove it with `shmring rm`)"
+                        ))
+                    }
+                    None => return Some("its occupancy could not be read".into()),
+                },
+                _ => {
+                    return Some(
+                        "holds shared state (a Value, Array or struct) that a later process                          may open by name (remove it with `shmring rm`)"
+                            .into(),
+                    )
+                }
+            }
+        }
         None
+    }
+
+    /// Whether the creator finished and published the segment.
+    fn header_ready(&self) -> bool {
+        self.header.total_len != 0 && self.header.kind != 0
     }
 
     /// The creating process, as the header records it.
@@ -302,6 +336,7 @@ pub fn inspect(location: &Location) -> Result<SegmentReport, SegmentError> {
         max_message: (kind == Kind::ByteQueue).then_some(h.msg_max),
         endpoints: Vec::new(),
         lost: None,
+        closed: None,
         reaped: None,
         mapped_by: Vec::new(),
         maps_unreadable: Vec::new(),
@@ -325,6 +360,8 @@ pub fn inspect(location: &Location) -> Result<SegmentReport, SegmentError> {
         let peers = offset_of!(QueueControl, peers);
         report.reaped = read_u64(&seg, at(peers + offset_of!(Peers, reaped)));
         report.lost = read_u64(&seg, at(peers + offset_of!(Peers, lost)));
+        report.closed = read_u64(&seg, at(peers + offset_of!(Peers, senders)))
+            .map(|w| w & crate::channel::control::CLOSED != 0);
         if let Some(table) = seg.at::<AtomicU64>(h.endpoints_offset, ENDPOINTS as u64) {
             // SAFETY: ENDPOINTS words in bounds (checked by `at`), alive
             // with `seg`.

@@ -99,6 +99,7 @@ fn report_json(r: &SegmentReport) -> serde_json::Value {
             "alive": e.alive,
         })).collect::<Vec<_>>(),
         "lost": r.lost,
+        "closed": r.closed,
         "reaped": r.reaped,
         "mapped_by": r.mapped_by,
         "maps_unreadable": r.maps_unreadable,
@@ -154,7 +155,7 @@ pub fn ls(args: LsArgs) -> Result<(), Failure> {
         return Ok(());
     }
     println!(
-        "{:<32} {:<12} {:<6} {:>9} {:>9} {:>11} {:>6} {:>12}",
+        "{:<32} {:<20} {:<6} {:>9} {:>9} {:>11} {:>6} {:>12}",
         "NAME", "KIND", "FLAVOR", "CAPACITY", "QUEUED", "ALIVE/DEAD", "LOST", "SIZE"
     );
     for r in &found {
@@ -162,9 +163,13 @@ pub fn ls(args: LsArgs) -> Result<(), Failure> {
             Ok(rep) => {
                 let alive = rep.endpoints.iter().filter(|e| e.alive).count();
                 println!(
-                    "{:<32} {:<12} {:<6} {:>9} {:>9} {:>11} {:>6} {:>12}",
+                    "{:<32} {:<20} {:<6} {:>9} {:>9} {:>11} {:>6} {:>12}",
                     rep.name,
-                    rep.kind.to_string(),
+                    if rep.closed == Some(true) {
+                        format!("{} (closed)", rep.kind)
+                    } else {
+                        rep.kind.to_string()
+                    },
                     flavor(rep.flavor),
                     rep.capacity,
                     opt(rep.occupancy),
