@@ -13,18 +13,56 @@
 //! ```
 //! use shmring::{Flavor, Queue};
 //!
-//! // In one process:
-//! let q = Queue::<u64>::create("shmring-doc-example", Flavor::Spsc, 1024)?;
+//! // In one process (started first or last: whoever comes first creates):
+//! let q = Queue::<u64>::builder().capacity(1024).open_or_create("shmring-doc-example")?;
 //! let tx = q.sender()?;
 //! // In another (here the same, for the example):
 //! let rx = Queue::<u64>::open("shmring-doc-example")?.receiver()?;
 //!
 //! tx.send(42)?;
+//! tx.close(); // the producer is done: the end of the stream...
 //! assert_eq!(rx.recv()?, 42);
-//! drop(tx); // the last sender is gone...
-//! assert!(rx.recv().is_err()); // ...so the drained queue reports Disconnected
+//! assert_eq!(rx.recv(), Err(shmring::RecvError::Closed)); // ...after the last message
+//! drop(rx); // ended, drained, nobody attached: the name is removed
+//! assert!(Queue::<u64>::open("shmring-doc-example").is_err());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! ## Names: who removes them
+//!
+//! A name (`/dev/shm/<name>`, or a file path) stays until it is removed,
+//! whoever created it and whichever processes have exited since: a
+//! counter kept in a [`Value`] is there for the program started tomorrow,
+//! and messages sent into a named queue wait for a receiver that has not
+//! started yet. The same rule holds for every kind (queues, byte queues,
+//! pipes, `Value`, `Array`, `Shared`), so processes that open one name,
+//! in any order, always meet on one segment. A name is removed only by:
+//!
+//! - `unlink(name)` ([`Queue::unlink`], [`Pipe::unlink`], [`Value::unlink`],
+//!   …) or `shmring rm NAME`;
+//! - the end of its stream, for a queue: once it is closed ([`Sender::close`]),
+//!   every message was taken and its last endpoint has gone, the process
+//!   that leaves last removes the name (exactly one does; a later
+//!   `open_or_create` starts a new stream);
+//! - `shmring gc`, for what holds nothing: a queue without messages that
+//!   no process maps and whose creator is dead;
+//! - the creating handle itself, only if asked with `persist(false)` on the
+//!   builder: for a name private to one program and the children it forks.
+//!
+//! Mappings outlive their name: processes that still have it open keep
+//! working on the old segment.
+//!
+//! ## The end of a stream
+//!
+//! [`RecvError::Disconnected`] means "no sender is attached right now": a
+//! sender dropped its end or its process died, and another one attaching
+//! later undoes it (wait for one with [`Receiver::wait_connected`], or let
+//! [`Receiver::set_wait_for_senders`] do so inside `recv`).
+//! [`RecvError::Closed`] is the end, for good: the producers said they were
+//! done ([`Sender::close`]; the stream ends at the last attached sender's
+//! close, or at the `n`-th with [`QueueBuilder::close_after`]), or someone
+//! closed it outright ([`Queue::close`]); receivers get it once every
+//! message sent before it was taken, and no sender may attach any more.
 //!
 //! ## From Python `multiprocessing`
 //!
@@ -35,7 +73,7 @@
 //! | `put(x, timeout=t)` / `get(timeout=t)` | [`Sender::send_timeout`] / [`Receiver::recv_timeout`] |
 //! | `put_nowait` / `get_nowait`, `Full` / `Empty` | [`Sender::try_send`] / [`Receiver::try_recv`], [`TrySendError::Full`] / [`TryRecvError::Empty`] |
 //! | `qsize()`, `empty()`, `full()` | [`Queue::len`], [`Queue::is_empty`], [`Queue::is_full`] |
-//! | `close()`, `EOFError` | drop the handles; the peer sees `Disconnected` |
+//! | `close()`, `EOFError` | [`Sender::close`]: receivers drain, then [`RecvError::Closed`]; dropping a handle (or dying): the peer sees `Disconnected` until another attaches |
 //! | `put(obj)` of any size | [`ByteQueue`]: [`ByteSender::send`], [`ByteReceiver::recv_into`]; loans: [`ByteSender::loan`], [`ByteReceiver::recv_ref`] |
 //! | `Pipe(duplex)` | [`Pipe::anonymous`], then [`Pipe::left`] / [`Pipe::right`] per process: [`Connection`] |
 //! | `Value`, `Array`, `get_lock()` | [`Value`], [`Array`], [`Value::get_lock`] |

@@ -170,16 +170,17 @@ pub(crate) fn check_region(
 /// created by name (`/dev/shm/<name>`), at a path, or anonymously (a memfd
 /// shared across `fork`), then opened by name elsewhere. Derefs to `&T`.
 ///
-/// The segment is unlinked when the creating handle (and its clones) are
-/// dropped, unless persisted; mappings elsewhere stay valid.
+/// The name stays until it is removed ([`Shared::unlink`], `shmring rm`;
+/// see [names](crate#names-who-removes-them)); mappings outlive it.
 ///
 /// # Examples
 /// ```
 /// use shmring::{Event, Shared};
-/// let ev = Shared::create("shmring-doc-shared-event", Event::new())?;
+/// let ev = Shared::builder().open_or_create("shmring-doc-shared-event", Event::new)?;
 /// let seen = Shared::<Event>::open("shmring-doc-shared-event")?; // another process, usually
 /// ev.set();
 /// assert!(seen.is_set());
+/// Shared::<Event>::unlink("shmring-doc-shared-event")?; // the name goes; the mappings stay
 /// # Ok::<(), shmring::SegmentError>(())
 /// ```
 pub struct Shared<T: ShmSafe> {
@@ -303,7 +304,9 @@ impl<T: ShmSafe> SharedBuilder<T> {
         self
     }
 
-    /// Keep the name when the creating handle is dropped (default: unlink).
+    /// Keep the name when the creating handle is dropped (default: true:
+    /// names stay until removed; false: the creating handle removes it when
+    /// dropped, for a name private to one program and its forked children).
     pub fn persist(mut self, persist: bool) -> Self {
         self.opts.persist = persist;
         self

@@ -608,7 +608,10 @@ impl ByteReceiver {
     /// Receives into `out`, waiting while the queue is empty.
     ///
     /// # Errors
-    /// `Disconnected` once drained with no sender left, `Corrupted`.
+    /// `Disconnected` once drained with no sender attached now (undone when
+    /// one attaches; see [`Receiver::recv`](crate::Receiver::recv)),
+    /// `Closed` once drained at the end of the stream (permanent),
+    /// `Corrupted`.
     pub fn recv_into(&self, out: &mut Vec<u8>) -> Result<usize, RecvError> {
         match self.recv_into_until(out, None) {
             Ok(Some(n)) => Ok(n),

@@ -268,11 +268,12 @@ impl PipeBuilder {
 }
 
 impl PipeBuilder {
-    /// Opens the named pipe `name` if it exists, otherwise creates it
-    /// (then this handle, as creator, removes the names when it and
-    /// everything made from it are dropped, unless `persist`): what a
-    /// service and its clients, started in any order, each call. Of several
-    /// processes racing here, one creates and the others open that pipe.
+    /// Opens the named pipe `name` if it exists, otherwise creates it: what
+    /// a service and its clients, started in any order, each call. Of
+    /// several processes racing here, one creates and the others open that
+    /// pipe. The names stay until [`Pipe::unlink`] (or `shmring rm`), so a
+    /// restarted server finds its clients' pipe (see
+    /// [names](crate#names-who-removes-them)).
     ///
     /// # Errors
     /// As for [`create`](Self::create) and [`open`](Self::open);

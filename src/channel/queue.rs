@@ -719,8 +719,9 @@ impl<T: Pod> Queue<T> {
         }
     }
 
-    /// Creates `/dev/shm/<name>` exclusively (mode 0600; unlinked when this
-    /// handle and everything made from it are dropped).
+    /// Creates `/dev/shm/<name>` exclusively (mode 0600). The name stays
+    /// until it is removed ([`unlink`](Self::unlink), `shmring rm`, or the
+    /// end of the stream: see [names](crate#names-who-removes-them)).
     ///
     /// # Errors
     /// `AlreadyExists`, `InvalidArgument` (bad name, capacity 0),
@@ -733,7 +734,8 @@ impl<T: Pod> Queue<T> {
     }
 
     /// Opens `/dev/shm/<name>`, of either flavor and any capacity, checking
-    /// that it holds a queue of `T`.
+    /// that it holds a queue of `T`. Opening removes nothing later: see
+    /// [names](crate#names-who-removes-them).
     ///
     /// # Errors
     /// `NotFound`, `WrongKind`, `TypeMismatch`, `VersionMismatch`,
@@ -754,7 +756,9 @@ impl<T: Pod> Queue<T> {
             .create_anonymous()
     }
 
-    /// Removes `/dev/shm/<name>`. Mapped handles keep working.
+    /// Removes `/dev/shm/<name>`. Mapped handles keep working on the old
+    /// segment; a process that opens or creates the name afterwards gets a
+    /// new one.
     pub fn unlink(name: &str) -> Result<(), SegmentError> {
         Segment::remove(&Location::Named(name.to_string()))
     }
@@ -1145,7 +1149,11 @@ impl<T: Pod> QueueBuilder<T> {
     }
 
     /// Opens `/dev/shm/<name>` if it exists (checking that it matches),
-    /// otherwise creates it. Whoever creates it owns the name.
+    /// otherwise creates it: what every program of a system started in any
+    /// order calls. Of several processes racing here, exactly one creates
+    /// and all get that segment. The name stays until it is removed
+    /// ([`Queue::unlink`], `shmring rm`, or the end of the stream: see
+    /// [names](crate#names-who-removes-them)).
     pub fn open_or_create(self, name: &str) -> Result<Queue<T>, SegmentError> {
         let mut last = None;
         for _ in 0..8 {
@@ -1226,8 +1234,10 @@ impl<T: Pod> Sender<T> {
     /// Sends, waiting while the queue is full.
     ///
     /// # Errors
-    /// `Disconnected(value)` once no receiver is left (including receivers
-    /// whose processes died), `Corrupted(value)`.
+    /// `Disconnected(value)` once no receiver is attached though one was
+    /// (including receivers whose processes died; a receiver attaching
+    /// later undoes it), `Closed(value)` once the stream has ended,
+    /// `Corrupted(value)`.
     #[inline(always)]
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
         match self.raw.try_send(value) {
@@ -1456,8 +1466,10 @@ impl<T: Pod> Receiver<T> {
     /// senders that died: every liveness slice, an `Empty` poll checks them.
     ///
     /// # Errors
-    /// `Empty`, `Disconnected` (empty and no sender left, including senders
-    /// whose processes died), `Corrupted`.
+    /// `Empty`; `Disconnected`: empty, and no sender attached now though
+    /// one was (senders dropped, or their processes died) — undone when a
+    /// sender attaches; `Closed`: empty and the stream ended, for good;
+    /// `Corrupted`.
     #[inline(always)]
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         match self.raw.try_recv() {
@@ -1469,8 +1481,16 @@ impl<T: Pod> Receiver<T> {
     /// Receives, waiting while the queue is empty.
     ///
     /// # Errors
-    /// `Disconnected` once the queue is drained and no sender is left
-    /// (including senders whose processes died), `Corrupted`.
+    /// - `Disconnected` once the queue is drained and no sender is attached
+    ///   (every sender dropped its end, or its process died: found within a
+    ///   liveness slice). Not the end: a sender that attaches later undoes
+    ///   it, and the next `recv` waits again. Before any sender attached, a
+    ///   receiver waits instead. With
+    ///   [`set_wait_for_senders(true)`](Self::set_wait_for_senders) it is
+    ///   never returned: `recv` sleeps until a sender comes.
+    /// - `Closed` once the queue is drained and the stream has ended
+    ///   ([`Sender::close`], [`Queue::close`]): permanent.
+    /// - `Corrupted`.
     #[inline(always)]
     pub fn recv(&self) -> Result<T, RecvError> {
         match self.raw.try_recv() {
@@ -1501,7 +1521,9 @@ impl<T: Pod> Receiver<T> {
     /// Receives, waiting at most `timeout`.
     ///
     /// # Errors
-    /// `Timeout`, `Disconnected`, `Corrupted`.
+    /// `Timeout`, `Disconnected` (returned at once, not after the timeout:
+    /// see [`recv`](Self::recv) for when, and how it is undone), `Closed`,
+    /// `Corrupted`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
         self.recv_deadline(Deadline::after(timeout))
     }
