@@ -749,8 +749,9 @@ impl ByteReceiver {
             .map_err(recv_err)
     }
 
-    /// A blocking iterator: yields messages until every sender is gone and
-    /// the queue is drained (or it is corrupted).
+    /// A blocking iterator: yields messages until `recv` returns an error
+    /// (the end of the stream; no sender attached, unless this receiver
+    /// waits for senders; or corruption).
     pub fn iter(&self) -> ByteIter<'_> {
         ByteIter {
             rx: self,

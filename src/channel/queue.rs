@@ -1594,8 +1594,10 @@ impl<T: Pod> Receiver<T> {
         }
     }
 
-    /// A blocking iterator that ends when the queue is drained and every
-    /// sender is gone (or the queue is found corrupted).
+    /// A blocking iterator that ends when [`recv`](Self::recv) returns an
+    /// error: the queue drained at the end of the stream (`Closed`), or
+    /// with no sender attached (`Disconnected`, unless this receiver
+    /// [waits for senders](Self::set_wait_for_senders)), or corrupted.
     pub fn iter(&self) -> Iter<'_, T> {
         Iter { rx: self }
     }
