@@ -490,8 +490,9 @@ pub enum TryRecvError {
     /// that attaches later undoes it. Wait for one with `wait_connected`.
     #[error("receiving on an empty queue with no senders")]
     Disconnected,
-    /// The stream is closed and every message was received: the end of the
-    /// stream, for good. No sender can attach any more.
+    /// The stream is closed, every sender has left and every message was
+    /// received: the end of the stream, for good. No sender can attach any
+    /// more.
     #[error("receiving on a closed queue: end of stream")]
     Closed,
     /// The queue's shared state failed a check.
@@ -507,8 +508,9 @@ pub enum RecvError {
     /// that attaches later undoes it. Wait for one with `wait_connected`.
     #[error("receiving on an empty queue with no senders")]
     Disconnected,
-    /// The stream is closed and every message was received: the end of the
-    /// stream, for good. No sender can attach any more.
+    /// The stream is closed, every sender has left and every message was
+    /// received: the end of the stream, for good. No sender can attach any
+    /// more.
     #[error("receiving on a closed queue: end of stream")]
     Closed,
     /// The queue's shared state failed a check.
@@ -527,8 +529,9 @@ pub enum RecvTimeoutError {
     /// that attaches later undoes it. Wait for one with `wait_connected`.
     #[error("receiving on an empty queue with no senders")]
     Disconnected,
-    /// The stream is closed and every message was received: the end of the
-    /// stream, for good. No sender can attach any more.
+    /// The stream is closed, every sender has left and every message was
+    /// received: the end of the stream, for good. No sender can attach any
+    /// more.
     #[error("receiving on a closed queue: end of stream")]
     Closed,
     /// The queue's shared state failed a check.

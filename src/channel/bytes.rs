@@ -3,6 +3,7 @@
 
 use super::bytes_core::{self, ByteLoan, ByteRef};
 use super::payload::Payload;
+use super::raw::SlotClaim;
 use super::queue::{recv_err, recv_timeout_err, Queue, QueueBuilder, QueueInfo, Receiver, Sender};
 use crate::error::{
     ByteSendError, Flavor, RecvError, RecvTimeoutError, SegmentError, TryRecvError,
@@ -684,16 +685,10 @@ impl ByteReceiver {
     /// # Errors
     /// As for [`recv_into`](Self::recv_into).
     pub fn recv_ref(&mut self) -> Result<ByteRef<'_>, RecvError> {
-        while self.inner.wait_for_senders && self.disconnected_now() {
-            self.wait_through(None);
-        }
-        let reap = || self.inner.reaper()();
-        match bytes_core::take_ref(
-            &self.inner.raw,
-            &self.payload,
-            Some((None, self.inner.spin, &reap)),
-        ) {
-            Ok(Some(r)) => Ok(r),
+        match self.take_waiting(None) {
+            Ok(Some(c)) => {
+                bytes_core::ref_of(&self.inner.raw, &self.payload, c).map_err(recv_err)
+            }
             Ok(None) => Err(RecvError::Disconnected),
             Err(e) => Err(recv_err(e)),
         }
@@ -704,32 +699,30 @@ impl ByteReceiver {
     /// # Errors
     /// As for [`recv_into_timeout`](Self::recv_into_timeout).
     pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<ByteRef<'_>, RecvTimeoutError> {
-        let deadline = Deadline::after(timeout);
-        while self.inner.wait_for_senders && self.disconnected_now() {
-            if !self.wait_through(Some(deadline)) {
-                return Err(RecvTimeoutError::Timeout);
+        match self.take_waiting(Some(Deadline::after(timeout))) {
+            Ok(Some(c)) => {
+                bytes_core::ref_of(&self.inner.raw, &self.payload, c).map_err(recv_timeout_err)
             }
-        }
-        let reap = || self.inner.reaper()();
-        match bytes_core::take_ref(
-            &self.inner.raw,
-            &self.payload,
-            Some((Some(deadline), self.inner.spin, &reap)),
-        ) {
-            Ok(Some(r)) => Ok(r),
             Ok(None) => Err(RecvTimeoutError::Timeout),
             Err(e) => Err(recv_timeout_err(e)),
         }
     }
 
-    /// Whether a receive now would return `Disconnected` (empty, no
-    /// sender attached, not closed). In-place reads wait through it before
-    /// taking (their borrow of `self` cannot span a retry).
-    fn disconnected_now(&self) -> bool {
-        let ctrl = self.inner.raw.ctrl();
-        ctrl.disconnected(crate::error::Role::Sender)
-            && !ctrl.closed()
-            && !self.inner.raw.has_message().unwrap_or(true)
+    /// Claims the oldest message, waiting until `deadline` (`None`:
+    /// forever) and, for a receiver that waits for senders, through
+    /// `Disconnected`. `Ok(None)`: timed out.
+    fn take_waiting(&self, deadline: Option<Deadline>) -> Result<Option<SlotClaim>, TryRecvError> {
+        let reap = || self.inner.reaper()();
+        loop {
+            match bytes_core::take_claim(&self.inner.raw, Some((deadline, self.inner.spin, &reap))) {
+                Err(TryRecvError::Disconnected) if self.inner.wait_for_senders => {
+                    if !self.wait_through(deadline) {
+                        return Ok(None);
+                    }
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Waits at most `timeout` for a message, without taking it: `Ok(true)`

@@ -268,7 +268,19 @@ pub fn take_ref<'a>(
     payload: &'a Payload,
     wait: Option<Wait<'_>>,
 ) -> Result<Option<ByteRef<'a>>, TryRecvError> {
-    let claim = match (raw.try_take(), wait) {
+    match take_claim(raw, wait)? {
+        Some(claim) => ref_of(raw, payload, claim).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The claim part of [`take_ref`]: the oldest message's slot, claimed
+/// (no borrow held, so a caller can retry).
+pub fn take_claim(
+    raw: &RawReceiver<u32>,
+    wait: Option<Wait<'_>>,
+) -> Result<Option<SlotClaim>, TryRecvError> {
+    Ok(Some(match (raw.try_take(), wait) {
         (Ok(c), _) => c,
         (Err(TryRecvError::Empty), Some((deadline, spin, reap))) => {
             match raw.take_deadline(deadline, spin, reap)? {
@@ -277,14 +289,22 @@ pub fn take_ref<'a>(
             }
         }
         (Err(e), _) => return Err(e),
-    };
+    }))
+}
+
+/// The in-place view of a claimed message, its length checked.
+pub fn ref_of<'a>(
+    raw: &'a RawReceiver<u32>,
+    payload: &'a Payload,
+    claim: SlotClaim,
+) -> Result<ByteRef<'a>, TryRecvError> {
     let len = checked_len(raw, payload, claim)?;
-    Ok(Some(ByteRef {
+    Ok(ByteRef {
         raw,
         payload,
         claim,
         len,
-    }))
+    })
 }
 
 /// A received byte message read in place, inside the queue. Derefs to

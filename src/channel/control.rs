@@ -169,18 +169,26 @@ impl QueueControl {
     }
 
     /// For a receiver that found the ring empty: whether no sender will
-    /// send (`Closed`: never again; `Disconnected`: none attached now,
-    /// though one was), or `None` (a sender is attached, or none has
-    /// attached yet). Look at the ring once more after `Some`: the Acquire
+    /// send (`Closed`: the stream is closed and every sender has left, so
+    /// never again; `Disconnected`: none attached now, though one was), or
+    /// `None` (a sender is attached, or none has attached yet). Look at the ring once more after `Some`: the Acquire
     /// loads here see every message the departed senders published.
     #[inline]
     pub fn senders_gone(&self) -> Option<Gone> {
         // Acquire (both), `ever` first: as in `disconnected`.
         let ever = self.peers.ever.load(Ordering::Acquire);
         let mask = self.peers.senders.load(Ordering::Acquire);
-        if mask & CLOSED != 0 {
+        if mask & !CLOSED != 0 {
+            // A sender is still attached (or dead, not reaped yet): even a
+            // closed stream may still get its messages — a send that saw
+            // the stream open, a loan not committed yet. `Closed` waits
+            // for it to leave (it is refused from now on, and a dead one
+            // is reaped, its claims repaired), so that nothing accepted
+            // can arrive after `Closed`.
+            None
+        } else if mask & CLOSED != 0 {
             Some(Gone::Closed)
-        } else if ever & Self::ever_bit(Role::Sender) != 0 && mask == 0 {
+        } else if ever & Self::ever_bit(Role::Sender) != 0 {
             Some(Gone::Disconnected)
         } else {
             None
@@ -292,26 +300,33 @@ impl QueueControl {
         // generations only ever order sessions, and a live session accepts
         // what is addressed to a later one.
         let generation = self.peers.generation[role as usize].fetch_add(1, Ordering::AcqRel) + 1;
-        // AcqRel: Acquire takes over the role after the previous holder's
-        // Release in `detach` (its index writes are visible); Release
-        // publishes the bit to whoever acquires the `ever` update below.
-        let prev = self.mask(role).fetch_or(b, Ordering::AcqRel);
-        let refused = if role == Role::Sender && prev & CLOSED != 0 {
-            Some(Refused::Closed)
-        } else if exclusive && prev & !b & !CLOSED != 0 {
-            Some(Refused::Taken)
-        } else {
-            None
-        };
-        if let Some(why) = refused {
-            let left = self.mask(role).fetch_and(!b, Ordering::AcqRel) & !b & !CLOSED;
-            if left == 0 {
-                // The holder detached while our bit was briefly set, and its
-                // wake-up may have found us "live": wake the other side again
-                // so that it sees the disconnect now, not a slice later.
-                self.wake_other_side(role);
+        // One CAS decides: refused (closed, or SPSC and taken) with nothing
+        // set, or attached. A bit set and then undone would be seen, for a
+        // moment, by a closing sender (then not the last: the stream would
+        // never end) or by an ended stream's last receiver (then the name
+        // would never be removed).
+        let mut cur = self.mask(role).load(Ordering::Relaxed);
+        loop {
+            if role == Role::Sender && cur & CLOSED != 0 {
+                return Err(Refused::Closed);
             }
-            return Err(why);
+            if exclusive && cur & !CLOSED != 0 {
+                return Err(Refused::Taken);
+            }
+            // AcqRel: Acquire takes over the role after the previous
+            // holder's Release in `detach` (its index writes are visible)
+            // and sees a closer's Release; Release publishes the bit to
+            // whoever acquires the `ever` update below. Acquire on
+            // failure: the fresh word is judged as above.
+            match self.mask(role).compare_exchange_weak(
+                cur,
+                cur | b,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
         }
         // Release: after the role bit, so that `disconnected`, which reads
         // `ever` first, never mistakes this attach for a departure.

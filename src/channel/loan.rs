@@ -185,10 +185,15 @@ impl<T: Pod> Receiver<T> {
     /// # Errors
     /// `Disconnected` once drained with no sender left, `Corrupted`.
     pub fn recv_ref(&mut self) -> Result<Ref<'_, T>, RecvError> {
-        match self.raw.take_deadline(None, self.spin, &self.reaper()) {
-            Ok(Some(c)) => Ok(self.hold(c)),
-            Ok(None) => Err(RecvError::Disconnected),
-            Err(e) => Err(recv_err(e)),
+        loop {
+            match self.raw.take_deadline(None, self.spin, &self.reaper()) {
+                Ok(Some(c)) => return Ok(self.hold(c)),
+                Ok(None) => return Err(RecvError::Disconnected),
+                Err(TryRecvError::Disconnected) if self.wait_for_senders => {
+                    self.raw.wait_for_sender(None, &self.reaper());
+                }
+                Err(e) => return Err(recv_err(e)),
+            }
         }
     }
 
@@ -197,13 +202,21 @@ impl<T: Pod> Receiver<T> {
     /// # Errors
     /// `Timeout`, `Disconnected`, `Corrupted`.
     pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<Ref<'_, T>, RecvTimeoutError> {
-        match self
-            .raw
-            .take_deadline(Some(Deadline::after(timeout)), self.spin, &self.reaper())
-        {
-            Ok(Some(c)) => Ok(self.hold(c)),
-            Ok(None) => Err(RecvTimeoutError::Timeout),
-            Err(e) => Err(recv_timeout_err(e)),
+        let deadline = Deadline::after(timeout);
+        loop {
+            match self
+                .raw
+                .take_deadline(Some(deadline), self.spin, &self.reaper())
+            {
+                Ok(Some(c)) => return Ok(self.hold(c)),
+                Ok(None) => return Err(RecvTimeoutError::Timeout),
+                Err(TryRecvError::Disconnected) if self.wait_for_senders => {
+                    if !self.raw.wait_for_sender(Some(deadline), &self.reaper()) {
+                        return Err(RecvTimeoutError::Timeout);
+                    }
+                }
+                Err(e) => return Err(recv_timeout_err(e)),
+            }
         }
     }
 }

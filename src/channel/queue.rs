@@ -542,6 +542,8 @@ impl<T: Pod> Shared<T> {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
+        // The dead may have been all that kept an ended stream's name.
+        self.remove_if_ended_now();
     }
 
     /// For a poll that found nothing to do (empty, or full), counted in
@@ -603,6 +605,10 @@ impl<T: Pod> Shared<T> {
                 Ok(generation) => return Ok((info, generation)),
                 Err(Refused::Closed) => {
                     self.table().release(&info);
+                    // A producer restarted after the end: if the stream
+                    // has ended (dead endpoints aside), free its name, so
+                    // that `open_or_create` makes a new one.
+                    self.remove_if_ended();
                     return Err(SegmentError::Closed);
                 }
                 Err(Refused::Taken) => {}
@@ -644,7 +650,27 @@ impl<T: Pod> Shared<T> {
     /// one process (and only if it still names this segment). Anyone who
     /// opened it meanwhile finds a closed stream; a later `open_or_create`
     /// makes a new one.
-    fn remove_if_ended(&self) {
+    ///
+    /// Endpoints of dead processes do not keep an ended stream's name:
+    /// they are reaped here first. True if the name no longer names this
+    /// segment (removed now or before).
+    fn remove_if_ended(&self) -> bool {
+        let c = self.ctrl();
+        if !c.closed() || self.seg.path().is_none() || self.len() != 0 {
+            return false;
+        }
+        if c.live(Role::Sender) + c.live(Role::Receiver) != 0 {
+            // Perhaps only dead ones are left (each reap ends with
+            // `remove_if_ended_now`).
+            self.reap(Role::Sender);
+            self.reap(Role::Receiver);
+        }
+        self.remove_if_ended_now();
+        !self.seg.still_named()
+    }
+
+    /// `remove_if_ended` without reaping first: for the end of a reap.
+    fn remove_if_ended_now(&self) {
         let c = self.ctrl();
         if c.closed()
             && c.live(Role::Sender) == 0
@@ -764,10 +790,12 @@ impl<T: Pod> Queue<T> {
     }
 
     /// Closes the stream outright, as a supervisor would, whatever its
-    /// senders are doing: receivers take what is queued and then get
-    /// `Closed`; every send from now on gets `Closed`, and no sender may
-    /// attach (`SegmentError::Closed`). A send already under way when this
-    /// is called may still land and be received. Producers that finish on
+    /// senders are doing: every send from now on gets `Closed`, and no
+    /// sender may attach (`SegmentError::Closed`). Receivers take what is
+    /// queued and get `Closed` once every sender still attached has left
+    /// (dropped, closed, or found dead): a send already under way when
+    /// this is called may still land, and is received before `Closed`, so
+    /// nothing a send accepted arrives after it. Producers that finish on
     /// their own close with [`Sender::close`] instead.
     pub fn close(&self) {
         self.shared.ctrl().close_stream();
@@ -1163,6 +1191,12 @@ impl<T: Pod> QueueBuilder<T> {
             }
             match self.open_location(Location::Named(name.to_string())) {
                 Err(SegmentError::NotFound(n)) => last = Some(SegmentError::NotFound(n)),
+                // A stream that ended (closed, drained, only dead endpoints
+                // left) whose name nobody removed yet: remove it and make
+                // a new one.
+                Ok(q) if q.shared.remove_if_ended() => {
+                    last = Some(SegmentError::NotFound(name.to_string()))
+                }
                 other => return other,
             }
         }
@@ -1359,9 +1393,12 @@ impl<T: Pod> Sender<T> {
     /// stream closes, for good, when the last sender closes (no other
     /// sender attached at that moment), or, if the queue was built with
     /// [`close_after(n)`](QueueBuilder::close_after), at the `n`-th close.
-    /// Receivers then take what is queued and get `Closed`; a sender
-    /// attaching later is refused (`SegmentError::Closed`), and other
-    /// senders still attached get `Closed` from their next send.
+    /// A sender attaching later is refused (`SegmentError::Closed`), and
+    /// other senders still attached (beyond the `n` of `close_after`) get
+    /// `Closed` from their next send. Receivers take what is queued and get
+    /// `Closed` once every sender has left, so that nothing a send accepted
+    /// arrives after it. Senders of dead processes are reclaimed first:
+    /// they neither count as attached nor delay the end.
     ///
     /// Dropping a sender (or its process dying) is not closing: receivers
     /// see `Disconnected`, which a sender attaching later undoes.
@@ -1372,6 +1409,9 @@ impl<T: Pod> Sender<T> {
         // (panics, as every other call does; see the type's docs).
         self.raw.check_here();
         self.raw.settle();
+        // Senders of dead processes are not attached: reclaim them first,
+        // or a close by the last live sender would not be the last.
+        self.shared.reap(Role::Sender);
         let closed = self.shared.ctrl().close(self.endpoint.index as u32);
         self.shared.table().release(&self.endpoint);
         self.detached = true;
@@ -1652,7 +1692,8 @@ impl<T: Pod> Receiver<T> {
     }
 
     /// With `true`, the blocking and timed receives (`recv`, `recv_timeout`,
-    /// `recv_deadline`, `iter`) wait through `Disconnected`: while no
+    /// `recv_deadline`, `recv_ref`, `recv_ref_timeout`, `iter`) wait
+    /// through `Disconnected`: while no
     /// sender is attached they sleep until one attaches (or the deadline),
     /// and return only a message, `Closed` (the end of the stream),
     /// `Timeout` or `Corrupted`. For a consumer of producers that come and

@@ -679,6 +679,15 @@ impl Segment {
         same && Self::remove(&self.location).is_ok()
     }
 
+    /// Whether the name (named or path segment) still names this segment.
+    /// Anonymous: true.
+    pub fn still_named(&self) -> bool {
+        let (Some(path), Some(ident)) = (self.path(), self.ident) else {
+            return true;
+        };
+        std::fs::symlink_metadata(&path).is_ok_and(|m| (m.dev(), m.ino()) == ident)
+    }
+
     /// The header at offset 0.
     pub fn header(&self) -> &Header {
         // SAFETY: the mapping is at least HEADER_LEN bytes (checked before
