@@ -202,7 +202,8 @@ fn waiting_for_senders_sleeps_through_disconnected() {
 }
 
 /// A sender still attached when the stream is closed outright
-/// (`Queue::close`) gets `Closed` back with its value; receivers drain.
+/// (`Queue::close`) gets `Closed` back with its value; receivers drain,
+/// and see `Closed` once it has left.
 #[test]
 fn queue_close_stops_every_sender() {
     run("eos_queue_close", |_ctx| {
@@ -213,6 +214,13 @@ fn queue_close_stops_every_sender() {
         assert_eq!(tx.send(2), Err(SendError::Closed(2)));
         assert!(tx.try_send(3).unwrap_err().is_closed());
         assert_eq!(rx.recv(), Ok(1));
+        // The stream is over once its last sender leaves.
+        assert_eq!(
+            rx.try_recv(),
+            Err(TryRecvError::Empty),
+            "tx is still attached"
+        );
+        drop(tx);
         assert_eq!(rx.recv(), Err(RecvError::Closed));
         assert!(matches!(q.sender(), Err(SegmentError::Closed)));
     });

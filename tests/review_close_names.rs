@@ -1084,7 +1084,11 @@ fn broken_closed_while_messages_wait_behind_a_loan() {
         assert_eq!(rx.recv(), Ok(0));
         assert_eq!(rx.recv(), Ok(1));
         assert_eq!(rx.recv(), Ok(2));
-        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty), "slow is still attached");
+        assert_eq!(
+            rx.try_recv(),
+            Err(TryRecvError::Empty),
+            "slow is still attached"
+        );
         assert!(slow.try_send(3).unwrap_err().is_closed(), "but refused");
         drop(slow);
         assert_eq!(rx.recv(), Err(RecvError::Closed));

@@ -107,3 +107,32 @@ fn close_after_two_waits_for_the_second_producer() {
         assert_eq!(got, [1, 2], "both producers' messages, then the end");
     });
 }
+
+/// The stream is closed outright while a sender sends: a message the send
+/// accepted is received before `Closed`, never after it (receivers wait
+/// for the sender to leave). The sender sees `Closed` or succeeds.
+#[test]
+fn a_send_racing_queue_close_never_lands_after_closed() {
+    model(|| {
+        let q = HeapQueue::<u64>::new(Flavor::Mpmc, 2, WakeMode::Fast);
+        let rx = q.receiver().expect("receiver attaches");
+        let tx = q.sender().expect("sender attaches");
+        let t = thread::spawn(move || {
+            let sent = tx.try_send(5).is_ok();
+            drop(tx);
+            sent
+        });
+        q.close_stream();
+        let mut got = Vec::new();
+        loop {
+            match rx.recv_deadline(None, Duration::ZERO, &|| {}) {
+                Ok(Some(v)) => got.push(v),
+                Err(TryRecvError::Closed) => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let sent = t.join().unwrap();
+        assert_eq!(got, if sent { vec![5] } else { vec![] });
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Closed), "permanent");
+    });
+}

@@ -3,8 +3,8 @@
 
 use super::bytes_core::{self, ByteLoan, ByteRef};
 use super::payload::Payload;
-use super::raw::SlotClaim;
 use super::queue::{recv_err, recv_timeout_err, Queue, QueueBuilder, QueueInfo, Receiver, Sender};
+use super::raw::SlotClaim;
 use crate::error::{
     ByteSendError, Flavor, RecvError, RecvTimeoutError, SegmentError, TryRecvError,
 };
@@ -686,9 +686,7 @@ impl ByteReceiver {
     /// As for [`recv_into`](Self::recv_into).
     pub fn recv_ref(&mut self) -> Result<ByteRef<'_>, RecvError> {
         match self.take_waiting(None) {
-            Ok(Some(c)) => {
-                bytes_core::ref_of(&self.inner.raw, &self.payload, c).map_err(recv_err)
-            }
+            Ok(Some(c)) => bytes_core::ref_of(&self.inner.raw, &self.payload, c).map_err(recv_err),
             Ok(None) => Err(RecvError::Disconnected),
             Err(e) => Err(recv_err(e)),
         }
@@ -714,7 +712,8 @@ impl ByteReceiver {
     fn take_waiting(&self, deadline: Option<Deadline>) -> Result<Option<SlotClaim>, TryRecvError> {
         let reap = || self.inner.reaper()();
         loop {
-            match bytes_core::take_claim(&self.inner.raw, Some((deadline, self.inner.spin, &reap))) {
+            match bytes_core::take_claim(&self.inner.raw, Some((deadline, self.inner.spin, &reap)))
+            {
                 Err(TryRecvError::Disconnected) if self.inner.wait_for_senders => {
                     if !self.wait_through(deadline) {
                         return Ok(None);

@@ -55,6 +55,11 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
         self.ctrl.closed()
     }
 
+    /// Closes the stream outright (`Queue::close`).
+    pub fn close_stream(&self) {
+        self.ctrl.close_stream();
+    }
+
     /// A new empty queue.
     pub fn new(flavor: Flavor, capacity: u64, mode: WakeMode) -> Arc<Self> {
         assert!(capacity >= 1);

@@ -296,8 +296,19 @@ impl PipeBuilder {
                     )))
                 }
                 // A duplex pipe is created `.1` first: a `.0` not there yet
-                // (or gone) means a creator is half-way: look again.
-                Err(SegmentError::NotFound(n)) => last = Some(SegmentError::NotFound(n)),
+                // (or gone) means a creator is half-way: look again. A
+                // `.1` that no process holds is the half of a creator that
+                // died half-way (a live creator holds it, and nobody else
+                // opens `.1` without `.0`): remove it, then create.
+                Err(SegmentError::NotFound(n)) => {
+                    let half = format!("{name}.1");
+                    let path = std::path::Path::new("/dev/shm").join(&half);
+                    let _ = crate::shm::segment::Segment::remove_unused(
+                        &crate::shm::segment::Location::Named(half),
+                        &path,
+                    );
+                    last = Some(SegmentError::NotFound(n))
+                }
                 other => return other,
             }
             std::thread::sleep(Duration::from_millis(1));

@@ -449,7 +449,31 @@ pub fn gc(dir: &Path, dry_run: bool, ignore_unreadable: bool) -> Vec<GcOutcome> 
                     reason,
                 }),
                 None => {
-                    let removed = !dry_run && std::fs::remove_file(&rep.path).is_ok();
+                    let loc = if dir == Path::new(SHM_DIR) {
+                        Location::Named(rep.name.clone())
+                    } else {
+                        Location::Path(rep.path.clone())
+                    };
+                    // Only if no process holds it now (each handle holds
+                    // its file locked, shared: one that opened it after
+                    // the scan read the maps is seen here) and the name
+                    // still names the file judged.
+                    let outcome = if dry_run {
+                        Ok(false)
+                    } else {
+                        Segment::remove_unused(&loc, &rep.path)
+                    };
+                    if let Ok(false) = outcome {
+                        if !dry_run {
+                            out.push(GcOutcome {
+                                path: rep.path,
+                                removed: false,
+                                reason: "in use: a process opened it while gc looked".into(),
+                            });
+                            continue;
+                        }
+                    }
+                    let removed = matches!(outcome, Ok(true));
                     let why = format!(
                         "unused: no process maps it, no live endpoint, creator pid {} is dead \
                          (judged in this pid namespace only)",

@@ -125,6 +125,55 @@ enum Recovery {
 }
 
 /// Takes the creation lock without blocking: `Ok(false)` if someone holds it.
+/// Takes a shared `flock` on a published segment's file, waiting for a
+/// `gc` that holds it exclusively for a moment.
+fn lock_shared(file: &File) -> std::io::Result<()> {
+    loop {
+        // SAFETY: flock on a valid fd with integer arguments.
+        let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// The lock every removal of a name takes: an exclusive `flock` on the
+/// directory the name lives in (`/dev/shm`, or a path's parent), held
+/// while the name is checked and unlinked, so that "this name still names
+/// my segment" and the unlink are one step for every shmring process: no
+/// other removal, and so no new segment at the name, comes in between.
+/// Released when dropped (or when the process dies).
+fn dir_lock(location: &Location) -> Option<File> {
+    let dir = match location {
+        Location::Named(_) => PathBuf::from("/dev/shm"),
+        Location::Path(p) => match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        },
+        Location::Anonymous => return None,
+    };
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+        .ok()?;
+    loop {
+        // SAFETY: flock on a valid fd with integer arguments.
+        let r = unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) };
+        if r == 0 {
+            return Some(dir);
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            // Not lockable (an odd file system): removals go unlocked.
+            return None;
+        }
+    }
+}
+
 fn try_lock(file: &File) -> std::io::Result<bool> {
     loop {
         // SAFETY: flock on a valid fd with integer arguments.
@@ -214,6 +263,11 @@ pub struct Segment {
     /// The file's (device, inode), to tell whether the name still names
     /// this segment (`remove_if_same`).
     ident: Option<(u64, u64)>,
+    /// Named and path segments: the file, kept open with a shared `flock`
+    /// for as long as this handle lives, so that `gc` can tell a segment
+    /// some process holds from an unused one without a race (it removes
+    /// only what it can lock exclusively).
+    held: Option<File>,
 }
 
 impl Segment {
@@ -263,9 +317,12 @@ impl Segment {
             Ok(mut seg) => {
                 if anonymous {
                     seg.fd = Some(OwnedFd::from(file));
+                } else {
+                    // The creation lock (exclusive, until the publish)
+                    // becomes the holder's shared lock (see `held`).
+                    lock_shared(&file).map_err(|e| map_io(e, location))?;
+                    seg.held = Some(file);
                 }
-                // Dropping `file` (named, path) releases the creation lock,
-                // after the publish.
                 Ok(seg)
             }
             Err(e) => {
@@ -482,6 +539,7 @@ impl Segment {
             owner_pid: me.pid,
             pid_ns: fields.creator_pid_ns,
             ident: file_ident(file),
+            held: None,
         };
         let header = seg.header();
         header.begin_init();
@@ -601,6 +659,7 @@ impl Segment {
                     owner_pid: std::process::id(),
                     pid_ns: 0,
                     ident: file_ident(&file),
+                    held: None,
                 };
                 let header = seg.header();
                 let magic = header.magic();
@@ -620,6 +679,17 @@ impl Segment {
                     }
                     if matches!(location, Location::Anonymous) {
                         seg.fd = Some(OwnedFd::from(file));
+                    } else {
+                        // Hold it (shared) before using it, then check
+                        // that the name still names it: a `gc` (or an
+                        // ended stream) that removed it between our open
+                        // and our lock leaves us a segment nobody else
+                        // will find; the caller opens (or creates) again.
+                        lock_shared(&file).map_err(|e| map_io(e, &location))?;
+                        if !seg.still_named() {
+                            return Err(SegmentError::NotFound(location.describe()));
+                        }
+                        seg.held = Some(file);
                     }
                     return Ok((seg, fields));
                 }
@@ -656,6 +726,11 @@ impl Segment {
 
     /// Removes a segment's name (named or path). Mappings stay valid.
     pub fn remove(location: &Location) -> Result<(), SegmentError> {
+        let _dir = dir_lock(location);
+        Self::remove_unlocked(location)
+    }
+
+    fn remove_unlocked(location: &Location) -> Result<(), SegmentError> {
         match location {
             Location::Named(name) => nix::sys::mman::shm_unlink(shm_name(name)?.as_str())
                 .map_err(|e| map_errno(e, location)),
@@ -670,13 +745,31 @@ impl Segment {
     /// decides to remove (between the check and the unlink, a new segment
     /// can appear at the name only if someone else removed this one).
     pub fn remove_if_same(&self) -> bool {
-        let (Some(path), Some(ident)) = (self.path(), self.ident) else {
-            return false;
-        };
-        let same = std::fs::symlink_metadata(&path)
-            .map(|m| (m.dev(), m.ino()) == ident)
-            .unwrap_or(false);
-        same && Self::remove(&self.location).is_ok()
+        let _dir = dir_lock(&self.location);
+        self.still_named() && Self::remove_unlocked(&self.location).is_ok()
+    }
+
+    /// For `gc`: removes the segment file at `path` (in `location`'s
+    /// directory) if no process holds it — every handle holds its file
+    /// with a shared lock, so an exclusive one taken without waiting proves
+    /// nobody does — and the name still names the file that was judged.
+    /// `Ok(false)`: held (kept).
+    pub fn remove_unused(location: &Location, path: &Path) -> std::io::Result<bool> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)?;
+        if !try_lock(&file)? {
+            return Ok(false);
+        }
+        let ident = file_ident(&file);
+        let _dir = dir_lock(location);
+        let same = std::fs::symlink_metadata(path).is_ok_and(|m| Some((m.dev(), m.ino())) == ident);
+        if !same {
+            return Ok(false);
+        }
+        std::fs::remove_file(path)?;
+        Ok(true)
     }
 
     /// Whether the name (named or path segment) still names this segment.
@@ -758,7 +851,9 @@ impl Drop for Segment {
         // Relaxed: process-local flag. A forked child inherits the handle but
         // must not unlink the creator's name: check that we are the creator.
         if self.unlink_on_drop.load(Ordering::Relaxed) && self.owner_pid == std::process::id() {
-            let _ = Self::remove(&self.location);
+            // Only if the name is still ours: an ended stream's name may
+            // have gone, and a new segment been made at it, meanwhile.
+            self.remove_if_same();
         }
     }
 }
