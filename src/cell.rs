@@ -620,6 +620,9 @@ impl<T: Pod> ValueBuilder<T> {
     }
 
     /// Opens a segment at a file path, as [`open`](Self::open).
+    ///
+    /// Opening never removes the file: it stays until it is removed
+    /// (`std::fs::remove_file`); see [names](crate#names-who-removes-them).
     pub fn open_at(self, path: impl AsRef<Path>) -> Result<Value<T>, SegmentError> {
         Ok(Value {
             shared: self.shared_builder().open_at(path)?,
@@ -853,8 +856,11 @@ impl<T: Pod> ArrayBuilder<T> {
         Array::create_in(Location::Named(name.to_string()), &self.opts, &[], len)
     }
 
-    /// Creates `/dev/shm/<name>` exclusively, holding a copy of `values`;
-    /// the name stays as for [`create`](Self::create).
+    /// Creates `/dev/shm/<name>` exclusively, holding a copy of `values`.
+    ///
+    /// The name stays until it is removed ([`Array::unlink`], `shmring
+    /// rm`), or, with [`persist(false)`](Self::persist), until the created
+    /// handle is dropped; see [names](crate#names-who-removes-them).
     pub fn create_from(self, name: &str, values: &[T]) -> Result<Array<T>, SegmentError> {
         Array::create_in(
             Location::Named(name.to_string()),
@@ -913,6 +919,10 @@ impl<T: Pod> ArrayBuilder<T> {
     /// Opens `/dev/shm/<name>`, checking that it has `len` elements, as
     /// [`open`](Self::open).
     ///
+    /// Opening never removes the name: it stays until it is removed
+    /// ([`Array::unlink`], `shmring rm`); see
+    /// [names](crate#names-who-removes-them).
+    ///
     /// # Errors
     /// As for [`open`](Self::open), plus `LengthMismatch`.
     pub fn open_len(self, name: &str, len: usize) -> Result<Array<T>, SegmentError> {
@@ -921,6 +931,9 @@ impl<T: Pod> ArrayBuilder<T> {
 
     /// Opens a segment at a file path, of any length, as
     /// [`open`](Self::open).
+    ///
+    /// Opening never removes the file: it stays until it is removed
+    /// (`std::fs::remove_file`); see [names](crate#names-who-removes-them).
     pub fn open_at(self, path: impl AsRef<Path>) -> Result<Array<T>, SegmentError> {
         self.open_location(Location::Path(path.as_ref().to_path_buf()), None)
     }
@@ -1165,6 +1178,10 @@ impl<T: Pod> Array<T> {
     }
 
     /// Opens `/dev/shm/<name>`, checking its length, as [`open`](Self::open).
+    ///
+    /// Opening never removes the name: it stays until it is removed
+    /// ([`unlink`](Self::unlink), `shmring rm`); see
+    /// [names](crate#names-who-removes-them).
     ///
     /// # Errors
     /// As for [`open`](Self::open), plus `LengthMismatch`.

@@ -392,6 +392,9 @@ impl<T: ShmSafe> SharedBuilder<T> {
     }
 
     /// Opens a segment at a file path, as [`open`](Self::open).
+    ///
+    /// Opening never removes the file: it stays until it is removed
+    /// (`std::fs::remove_file`); see [names](crate#names-who-removes-them).
     pub fn open_at(self, path: impl AsRef<Path>) -> Result<Shared<T>, SegmentError> {
         let (seg, fields) =
             Segment::open(&Location::Path(path.as_ref().to_path_buf()), &self.opts)?;
