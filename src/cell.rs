@@ -41,15 +41,18 @@
 //! overwritten, as is any concurrent unlocked `store` (a blind write).
 
 use crate::error::SegmentError;
-use crate::shared::{check_region, region_layout, Region, Shared, ShmSafe, KIND_ARRAY};
+use crate::shared::{
+    check_region, region_layout, Region, Shared, SharedBuilder, ShmSafe, KIND_ARRAY,
+};
 use crate::shm::header::type_desc;
 use crate::shm::segment::{Location, SegmentOptions};
 use crate::sync::{Lock, LockGuard, LockTimeoutError, OwnerDied, TryLockError};
 use bytemuck::Pod;
 use std::cell::UnsafeCell;
 use std::fmt;
+use std::marker::PhantomData;
 use std::os::fd::{OwnedFd, RawFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
@@ -361,53 +364,70 @@ impl<T: Pod> Value<T> {
         }
     }
 
+    /// A builder: permissions, persistence, how long to wait for a
+    /// creator, where the segment lives.
+    pub fn builder() -> ValueBuilder<T> {
+        ValueBuilder {
+            opts: SegmentOptions::default(),
+            _t: PhantomData,
+        }
+    }
+
     /// Creates `/dev/shm/<name>` exclusively, holding `value`.
+    ///
+    /// The name stays until it is removed ([`unlink`](Self::unlink),
+    /// `shmring rm`), after this handle and every process are gone; see
+    /// [names](crate#names-who-removes-them).
     ///
     /// # Errors
     /// As for [`Shared::create`].
     pub fn create(name: &str, value: T) -> Result<Self, SegmentError> {
-        Ok(Value {
-            shared: Shared::create(name, Self::cell(value))?,
-        })
+        Self::builder().create(name, value)
     }
 
-    /// Creates an anonymous value (a memfd shared across `fork`).
+    /// Creates an anonymous value (a memfd shared across `fork`): it has
+    /// no name, and goes with the last mapping.
     pub fn anonymous(value: T) -> Result<Self, SegmentError> {
-        Ok(Value {
-            shared: Shared::anonymous(Self::cell(value))?,
-        })
+        Self::builder().create_anonymous(value)
     }
 
     /// Opens `/dev/shm/<name>`, checking that it holds a `Value<T>`.
     ///
+    /// Opening never removes the name: it stays until it is removed
+    /// ([`unlink`](Self::unlink), `shmring rm`); see
+    /// [names](crate#names-who-removes-them).
+    ///
     /// # Errors
-    /// As for [`Shared::open`]: `TypeMismatch` names both types' sizes.
+    /// As for [`Shared::open`]: `TypeMismatch` names both types.
     pub fn open(name: &str) -> Result<Self, SegmentError> {
-        Ok(Value {
-            shared: Shared::open(name)?,
-        })
+        Self::builder().open(name)
     }
 
-    /// Opens `/dev/shm/<name>`, or creates it holding `value`.
+    /// Opens `/dev/shm/<name>`, or creates it holding `value`: of several
+    /// processes racing here, exactly one creates it and all get the same
+    /// value. See [`ValueBuilder::open_or_create`].
+    ///
+    /// The name stays until it is removed ([`unlink`](Self::unlink),
+    /// `shmring rm`), whoever created it; see
+    /// [names](crate#names-who-removes-them).
     pub fn open_or_create(name: &str, value: T) -> Result<Self, SegmentError> {
-        Ok(Value {
-            shared: Shared::builder().open_or_create(name, || Self::cell(value))?,
-        })
+        Self::builder().open_or_create(name, value)
     }
 
     /// Opens an anonymous value from an inherited memfd.
     pub fn from_fd(fd: OwnedFd) -> Result<Self, SegmentError> {
-        Ok(Value {
-            shared: Shared::builder().from_fd(fd)?,
-        })
+        Self::builder().from_fd(fd)
     }
 
-    /// Removes `/dev/shm/<name>`.
+    /// Removes `/dev/shm/<name>`. Handles already mapped keep working on
+    /// the old value; the next `open` finds nothing (`NotFound`), the next
+    /// `open_or_create` a new value.
     pub fn unlink(name: &str) -> Result<(), SegmentError> {
         Shared::<ValueCell<T>>::unlink(name)
     }
 
-    /// Keep the name after the creating handle is dropped.
+    /// Keeps the name after all when this (creating) handle is dropped:
+    /// undoes [`ValueBuilder::persist`]`(false)`. Names stay by default.
     pub fn persist(&self) {
         self.shared.persist()
     }
@@ -490,6 +510,152 @@ impl<T: Pod> Value<T> {
     pub fn store(&self, value: T) {
         // SAFETY: as in `load`.
         unsafe { store_units(self.shared.ptr(), std::slice::from_ref(&value)) }
+    }
+}
+
+/// Builds or opens a [`Value`]: permissions, persistence, how long to
+/// wait for a creator, and where the segment lives (a name, a file path,
+/// or an anonymous memfd).
+///
+/// # Examples
+/// ```
+/// use shmring::Value;
+/// // Every process runs this line, in any order: one creates, all share.
+/// let hits = Value::<u64>::builder()
+///     .mode(0o600)
+///     .open_or_create("shmring-doc-value-builder", 0)?;
+/// hits.fetch_add(1);
+/// Value::<u64>::unlink("shmring-doc-value-builder")?; // names stay until removed
+/// # Ok::<(), shmring::SegmentError>(())
+/// ```
+#[derive(Debug)]
+pub struct ValueBuilder<T> {
+    opts: SegmentOptions,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Pod> ValueBuilder<T> {
+    fn shared_builder(&self) -> SharedBuilder<ValueCell<T>> {
+        SharedBuilder::with_options(self.opts.clone())
+    }
+
+    /// Permission bits of a new segment (default 0o600).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.opts.mode = mode;
+        self
+    }
+
+    /// Whether the name outlives the creating handle (default `true`:
+    /// names stay until removed). With `false`, dropping the handle that
+    /// created the value (and its clones) removes the name: for a value
+    /// private to one program and the children it forks.
+    pub fn persist(mut self, persist: bool) -> Self {
+        self.opts.persist = persist;
+        self
+    }
+
+    /// How long opening waits for a creator to finish (default 1 s), then
+    /// fails with `NotInitialized`.
+    pub fn init_timeout(mut self, timeout: Duration) -> Self {
+        self.opts.init_timeout = timeout;
+        self
+    }
+
+    /// Open segments owned by another user or writable by group or others
+    /// (default: refused with `Untrusted`; see `docs/security.md`).
+    pub fn trust_shared(mut self, trust: bool) -> Self {
+        self.opts.trust_shared = trust;
+        self
+    }
+
+    /// Creates `/dev/shm/<name>` exclusively, holding `value`.
+    ///
+    /// The name stays until it is removed ([`Value::unlink`], `shmring
+    /// rm`), or, with [`persist(false)`](Self::persist), until the created
+    /// handle is dropped; see [names](crate#names-who-removes-them).
+    ///
+    /// # Errors
+    /// `AlreadyExists`, `InvalidArgument` (a bad name), `PermissionDenied`,
+    /// `NoSpace`, `Io`.
+    pub fn create(self, name: &str, value: T) -> Result<Value<T>, SegmentError> {
+        Ok(Value {
+            shared: self.shared_builder().create(name, Value::cell(value))?,
+        })
+    }
+
+    /// Creates a segment at a file path exclusively (symlinks refused),
+    /// holding `value`.
+    ///
+    /// The file stays until it is removed (`std::fs::remove_file`), or,
+    /// with [`persist(false)`](Self::persist), until the created handle is
+    /// dropped; see [names](crate#names-who-removes-them).
+    pub fn create_at(self, path: impl AsRef<Path>, value: T) -> Result<Value<T>, SegmentError> {
+        Ok(Value {
+            shared: self.shared_builder().create_at(path, Value::cell(value))?,
+        })
+    }
+
+    /// Creates an anonymous value (a sealed memfd shared across `fork`):
+    /// no name to remove; it goes with the last mapping.
+    pub fn create_anonymous(self, value: T) -> Result<Value<T>, SegmentError> {
+        Ok(Value {
+            shared: self.shared_builder().create_anonymous(Value::cell(value))?,
+        })
+    }
+
+    /// Opens `/dev/shm/<name>`, checking that it holds a `Value<T>`.
+    ///
+    /// Opening never removes the name: it stays until it is removed
+    /// ([`Value::unlink`], `shmring rm`); see
+    /// [names](crate#names-who-removes-them).
+    ///
+    /// # Errors
+    /// `NotFound`, `WrongKind`, `TypeMismatch` (naming both types),
+    /// `VersionMismatch`, `SizeMismatch`, `NotInitialized`, `Corrupted`,
+    /// `PermissionDenied`, `Untrusted`.
+    pub fn open(self, name: &str) -> Result<Value<T>, SegmentError> {
+        Ok(Value {
+            shared: self.shared_builder().open(name)?,
+        })
+    }
+
+    /// Opens a segment at a file path, as [`open`](Self::open).
+    ///
+    /// Opening never removes the file: it stays until it is removed
+    /// (`std::fs::remove_file`); see [names](crate#names-who-removes-them).
+    pub fn open_at(self, path: impl AsRef<Path>) -> Result<Value<T>, SegmentError> {
+        Ok(Value {
+            shared: self.shared_builder().open_at(path)?,
+        })
+    }
+
+    /// Opens an anonymous value from an inherited memfd.
+    pub fn from_fd(self, fd: OwnedFd) -> Result<Value<T>, SegmentError> {
+        Ok(Value {
+            shared: self.shared_builder().from_fd(fd)?,
+        })
+    }
+
+    /// Opens `/dev/shm/<name>` if it exists (checking its type), otherwise
+    /// creates it holding `value`. Of several processes racing here,
+    /// exactly one creates the segment (creation is exclusive) and every
+    /// one gets that segment: the others open it, waiting up to
+    /// [`init_timeout`](Self::init_timeout) for the creator to finish.
+    ///
+    /// The name stays until it is removed ([`Value::unlink`], `shmring
+    /// rm`), or, with [`persist(false)`](Self::persist), until the handle
+    /// of whichever process created it is dropped; see
+    /// [names](crate#names-who-removes-them).
+    ///
+    /// # Errors
+    /// As for [`create`](Self::create) and [`open`](Self::open) (an
+    /// existing segment of another type is `TypeMismatch`, never replaced).
+    pub fn open_or_create(self, name: &str, value: T) -> Result<Value<T>, SegmentError> {
+        Ok(Value {
+            shared: self
+                .shared_builder()
+                .open_or_create(name, || Value::cell(value))?,
+        })
     }
 }
 
@@ -626,6 +792,193 @@ impl<T: Pod> fmt::Debug for Array<T> {
     }
 }
 
+/// Builds or opens an [`Array`]: permissions, persistence, how long to
+/// wait for a creator, and where the segment lives (a name, a file path,
+/// or an anonymous memfd). The length is given when creating, and checked
+/// when asked (`open_len`, `open_or_create`).
+///
+/// # Examples
+/// ```
+/// use shmring::Array;
+/// // Every process runs this line, in any order: one creates, all share.
+/// let bins = Array::<u64>::builder().open_or_create("shmring-doc-array-builder", 16)?;
+/// bins.lock().unwrap_or_else(|died| died.into_inner()).update(3, |n| n + 1);
+/// assert_eq!(bins.len(), 16);
+/// Array::<u64>::unlink("shmring-doc-array-builder")?; // names stay until removed
+/// # Ok::<(), shmring::SegmentError>(())
+/// ```
+#[derive(Debug)]
+pub struct ArrayBuilder<T> {
+    opts: SegmentOptions,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Pod> ArrayBuilder<T> {
+    /// Permission bits of a new segment (default 0o600).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.opts.mode = mode;
+        self
+    }
+
+    /// Whether the name outlives the creating handle (default `true`:
+    /// names stay until removed). With `false`, dropping the handle that
+    /// created the array (and its clones) removes the name: for an array
+    /// private to one program and the children it forks.
+    pub fn persist(mut self, persist: bool) -> Self {
+        self.opts.persist = persist;
+        self
+    }
+
+    /// How long opening waits for a creator to finish (default 1 s), then
+    /// fails with `NotInitialized`.
+    pub fn init_timeout(mut self, timeout: Duration) -> Self {
+        self.opts.init_timeout = timeout;
+        self
+    }
+
+    /// Open segments owned by another user or writable by group or others
+    /// (default: refused with `Untrusted`; see `docs/security.md`).
+    pub fn trust_shared(mut self, trust: bool) -> Self {
+        self.opts.trust_shared = trust;
+        self
+    }
+
+    /// Creates `/dev/shm/<name>` exclusively: `len` zeroed elements.
+    ///
+    /// The name stays until it is removed ([`Array::unlink`], `shmring
+    /// rm`), or, with [`persist(false)`](Self::persist), until the created
+    /// handle is dropped; see [names](crate#names-who-removes-them).
+    ///
+    /// # Errors
+    /// `AlreadyExists`, `InvalidArgument` (a bad name, a length whose size
+    /// overflows), `PermissionDenied`, `NoSpace`, `Io`.
+    pub fn create(self, name: &str, len: usize) -> Result<Array<T>, SegmentError> {
+        Array::create_in(Location::Named(name.to_string()), &self.opts, &[], len)
+    }
+
+    /// Creates `/dev/shm/<name>` exclusively, holding a copy of `values`.
+    ///
+    /// The name stays until it is removed ([`Array::unlink`], `shmring
+    /// rm`), or, with [`persist(false)`](Self::persist), until the created
+    /// handle is dropped; see [names](crate#names-who-removes-them).
+    pub fn create_from(self, name: &str, values: &[T]) -> Result<Array<T>, SegmentError> {
+        Array::create_in(
+            Location::Named(name.to_string()),
+            &self.opts,
+            values,
+            values.len(),
+        )
+    }
+
+    /// Creates a segment at a file path exclusively (symlinks refused):
+    /// `len` zeroed elements.
+    ///
+    /// The file stays until it is removed (`std::fs::remove_file`), or,
+    /// with [`persist(false)`](Self::persist), until the created handle is
+    /// dropped; see [names](crate#names-who-removes-them).
+    pub fn create_at(self, path: impl AsRef<Path>, len: usize) -> Result<Array<T>, SegmentError> {
+        Array::create_in(
+            Location::Path(path.as_ref().to_path_buf()),
+            &self.opts,
+            &[],
+            len,
+        )
+    }
+
+    /// Creates an anonymous array of `len` zeroed elements (a sealed memfd
+    /// shared across `fork`): no name to remove; it goes with the last
+    /// mapping.
+    pub fn create_anonymous(self, len: usize) -> Result<Array<T>, SegmentError> {
+        Array::create_in(Location::Anonymous, &self.opts, &[], len)
+    }
+
+    /// Creates an anonymous array holding a copy of `values`.
+    pub fn create_anonymous_from(self, values: &[T]) -> Result<Array<T>, SegmentError> {
+        Array::create_in(Location::Anonymous, &self.opts, values, values.len())
+    }
+
+    fn open_location(&self, loc: Location, len: Option<usize>) -> Result<Array<T>, SegmentError> {
+        let region = Region::open(Some(loc), None, &self.opts)?;
+        Array::from_region(region, len)
+    }
+
+    /// Opens `/dev/shm/<name>`, of any length.
+    ///
+    /// Opening never removes the name: it stays until it is removed
+    /// ([`Array::unlink`], `shmring rm`); see
+    /// [names](crate#names-who-removes-them).
+    ///
+    /// # Errors
+    /// `NotFound`, `WrongKind`, `TypeMismatch` (naming both types),
+    /// `VersionMismatch`, `SizeMismatch`, `NotInitialized`, `Corrupted`,
+    /// `PermissionDenied`, `Untrusted`.
+    pub fn open(self, name: &str) -> Result<Array<T>, SegmentError> {
+        self.open_location(Location::Named(name.to_string()), None)
+    }
+
+    /// Opens `/dev/shm/<name>`, checking that it has `len` elements, as
+    /// [`open`](Self::open).
+    ///
+    /// Opening never removes the name: it stays until it is removed
+    /// ([`Array::unlink`], `shmring rm`); see
+    /// [names](crate#names-who-removes-them).
+    ///
+    /// # Errors
+    /// As for [`open`](Self::open), plus `LengthMismatch`.
+    pub fn open_len(self, name: &str, len: usize) -> Result<Array<T>, SegmentError> {
+        self.open_location(Location::Named(name.to_string()), Some(len))
+    }
+
+    /// Opens a segment at a file path, of any length, as
+    /// [`open`](Self::open).
+    ///
+    /// Opening never removes the file: it stays until it is removed
+    /// (`std::fs::remove_file`); see [names](crate#names-who-removes-them).
+    pub fn open_at(self, path: impl AsRef<Path>) -> Result<Array<T>, SegmentError> {
+        self.open_location(Location::Path(path.as_ref().to_path_buf()), None)
+    }
+
+    /// Opens an anonymous array from an inherited memfd.
+    pub fn from_fd(self, fd: OwnedFd) -> Result<Array<T>, SegmentError> {
+        let region = Region::open(None, Some(fd), &self.opts)?;
+        Array::from_region(region, None)
+    }
+
+    /// Opens `/dev/shm/<name>` if it exists, checking its type and that it
+    /// has `len` elements, otherwise creates it with `len` zeroed elements.
+    /// Of several processes racing here, exactly one creates the segment
+    /// (creation is exclusive) and every one gets that segment: the others
+    /// open it, waiting up to [`init_timeout`](Self::init_timeout) for the
+    /// creator to finish.
+    ///
+    /// The name stays until it is removed ([`Array::unlink`], `shmring
+    /// rm`), or, with [`persist(false)`](Self::persist), until the handle
+    /// of whichever process created it is dropped; see
+    /// [names](crate#names-who-removes-them).
+    ///
+    /// # Errors
+    /// `LengthMismatch { expected: len, found }` for an existing array of
+    /// another length (never resized or replaced), and as for
+    /// [`create`](Self::create) and [`open`](Self::open).
+    pub fn open_or_create(self, name: &str, len: usize) -> Result<Array<T>, SegmentError> {
+        let loc = || Location::Named(name.to_string());
+        let mut last = None;
+        // A name removed between our failed create and our open (unlinked
+        // by someone else) is created again: a bounded number of times.
+        for _ in 0..8 {
+            match Array::create_in(loc(), &self.opts, &[], len) {
+                Err(SegmentError::AlreadyExists(_)) => {}
+                other => return other,
+            }
+            match self.open_location(loc(), Some(len)) {
+                Err(SegmentError::NotFound(n)) => last = Some(SegmentError::NotFound(n)),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or(SegmentError::NotInitialized))
+    }
+}
+
 /// Holds an [`Array`]'s lock; reads and writes elements with
 /// [`get`](Self::get), [`set`](Self::set), [`update`](Self::update) and the
 /// slice copies.
@@ -751,9 +1104,14 @@ impl<T: Pod> Array<T> {
         })
     }
 
-    fn create_in(loc: Location, values: &[T], len: usize) -> Result<Self, SegmentError> {
+    fn create_in(
+        loc: Location,
+        opts: &SegmentOptions,
+        values: &[T],
+        len: usize,
+    ) -> Result<Self, SegmentError> {
         let fields = region_layout(KIND_ARRAY, type_desc::<T>(), len as u64, LOCK_LEN)?;
-        let region = Region::create(loc, &SegmentOptions::default(), fields, |seg| {
+        let region = Region::create(loc, opts, fields, |seg| {
             if let Some(l) = seg.at::<Lock>(fields.control_offset, 1) {
                 // SAFETY: in bounds and aligned; unpublished segment.
                 unsafe { l.as_ptr().write(Lock::new()) };
@@ -767,66 +1125,107 @@ impl<T: Pod> Array<T> {
         Self::from_region(region, Some(len))
     }
 
+    /// A builder: permissions, persistence, how long to wait for a
+    /// creator, where the segment lives.
+    pub fn builder() -> ArrayBuilder<T> {
+        ArrayBuilder {
+            opts: SegmentOptions::default(),
+            _t: PhantomData,
+        }
+    }
+
     /// Creates `/dev/shm/<name>` exclusively: `len` zeroed elements.
+    ///
+    /// The name stays until it is removed ([`unlink`](Self::unlink),
+    /// `shmring rm`), after this handle and every process are gone; see
+    /// [names](crate#names-who-removes-them).
+    ///
+    /// # Errors
+    /// As for [`ArrayBuilder::create`].
     pub fn create(name: &str, len: usize) -> Result<Self, SegmentError> {
-        Self::create_in(Location::Named(name.to_string()), &[], len)
+        Self::builder().create(name, len)
     }
 
     /// Creates `/dev/shm/<name>` exclusively, holding a copy of `values`.
+    ///
+    /// The name stays until it is removed ([`unlink`](Self::unlink),
+    /// `shmring rm`); see [names](crate#names-who-removes-them).
     pub fn create_from(name: &str, values: &[T]) -> Result<Self, SegmentError> {
-        Self::create_in(Location::Named(name.to_string()), values, values.len())
+        Self::builder().create_from(name, values)
     }
 
-    /// Creates an anonymous array of `len` zeroed elements (shared across `fork`).
+    /// Creates an anonymous array of `len` zeroed elements (shared across
+    /// `fork`): no name; it goes with the last mapping.
     pub fn anonymous(len: usize) -> Result<Self, SegmentError> {
-        Self::create_in(Location::Anonymous, &[], len)
+        Self::builder().create_anonymous(len)
     }
 
     /// Creates an anonymous array holding a copy of `values`.
     pub fn anonymous_from(values: &[T]) -> Result<Self, SegmentError> {
-        Self::create_in(Location::Anonymous, values, values.len())
+        Self::builder().create_anonymous_from(values)
     }
 
     /// Opens `/dev/shm/<name>`, of any length.
     ///
+    /// Opening never removes the name: it stays until it is removed
+    /// ([`unlink`](Self::unlink), `shmring rm`); see
+    /// [names](crate#names-who-removes-them).
+    ///
     /// # Errors
     /// `NotFound`, `WrongKind`, `TypeMismatch`, `Corrupted`, ….
     pub fn open(name: &str) -> Result<Self, SegmentError> {
-        let region = Region::open(
-            Some(Location::Named(name.to_string())),
-            None,
-            &SegmentOptions::default(),
-        )?;
-        Self::from_region(region, None)
+        Self::builder().open(name)
     }
 
-    /// Opens `/dev/shm/<name>`, checking its length.
+    /// Opens `/dev/shm/<name>`, checking its length, as [`open`](Self::open).
+    ///
+    /// Opening never removes the name: it stays until it is removed
+    /// ([`unlink`](Self::unlink), `shmring rm`); see
+    /// [names](crate#names-who-removes-them).
     ///
     /// # Errors
     /// As for [`open`](Self::open), plus `LengthMismatch`.
     pub fn open_len(name: &str, len: usize) -> Result<Self, SegmentError> {
-        let region = Region::open(
-            Some(Location::Named(name.to_string())),
-            None,
-            &SegmentOptions::default(),
-        )?;
-        Self::from_region(region, Some(len))
+        Self::builder().open_len(name, len)
+    }
+
+    /// Opens `/dev/shm/<name>` (checking that it has `len` elements), or
+    /// creates it with `len` zeroed elements: of several processes racing
+    /// here, exactly one creates it and all get the same array. See
+    /// [`ArrayBuilder::open_or_create`].
+    ///
+    /// The name stays until it is removed ([`unlink`](Self::unlink),
+    /// `shmring rm`), whoever created it; see
+    /// [names](crate#names-who-removes-them).
+    ///
+    /// # Errors
+    /// `LengthMismatch` for an existing array of another length, and as
+    /// for [`create`](Self::create) and [`open`](Self::open).
+    pub fn open_or_create(name: &str, len: usize) -> Result<Self, SegmentError> {
+        Self::builder().open_or_create(name, len)
     }
 
     /// Opens an anonymous array from an inherited memfd.
     pub fn from_fd(fd: OwnedFd) -> Result<Self, SegmentError> {
-        let region = Region::open(None, Some(fd), &SegmentOptions::default())?;
-        Self::from_region(region, None)
+        Self::builder().from_fd(fd)
     }
 
-    /// Removes `/dev/shm/<name>`.
+    /// Removes `/dev/shm/<name>`. Handles already mapped keep working on
+    /// the old array; the next `open` finds nothing (`NotFound`), the next
+    /// `open_or_create` a new array.
     pub fn unlink(name: &str) -> Result<(), SegmentError> {
         crate::shm::segment::Segment::remove(&Location::Named(name.to_string()))
     }
 
-    /// Keep the name after the creating handle is dropped.
+    /// Keeps the name after all when this (creating) handle is dropped:
+    /// undoes [`ArrayBuilder::persist`]`(false)`. Names stay by default.
     pub fn persist(&self) {
         self.region.seg.set_persist(true);
+    }
+
+    /// The segment's file path, if named.
+    pub fn path(&self) -> Option<PathBuf> {
+        self.region.seg.path()
     }
 
     /// The raw memfd of an anonymous array.

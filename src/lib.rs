@@ -137,7 +137,7 @@ pub use error::{
 pub use wait::{Deadline, WakeMode};
 
 #[cfg(not(loom))]
-pub use cell::{Array, ArrayGuard, Value, ValueCell, ValueGuard};
+pub use cell::{Array, ArrayBuilder, ArrayGuard, Value, ValueBuilder, ValueCell, ValueGuard};
 #[cfg(not(loom))]
 pub use shared::{Shared, SharedBuilder, ShmSafe};
 pub use sync::{

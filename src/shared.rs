@@ -233,18 +233,28 @@ impl<T: ShmSafe> Shared<T> {
 
     /// Creates `/dev/shm/<name>` exclusively, holding `value`.
     ///
+    /// The name stays until it is removed ([`unlink`](Self::unlink),
+    /// `shmring rm`), after this handle and every process are gone; see
+    /// [names](crate#names-who-removes-them).
+    ///
     /// # Errors
-    /// `AlreadyExists`, `InvalidArgument`, `PermissionDenied`, `Io`.
+    /// `AlreadyExists`, `InvalidArgument`, `PermissionDenied`, `NoSpace`,
+    /// `Io`.
     pub fn create(name: &str, value: T) -> Result<Self, SegmentError> {
         Self::builder().create(name, value)
     }
 
-    /// Creates an anonymous segment (a sealed memfd) holding `value`.
+    /// Creates an anonymous segment (a sealed memfd) holding `value`: no
+    /// name; it goes with the last mapping.
     pub fn anonymous(value: T) -> Result<Self, SegmentError> {
         Self::builder().create_anonymous(value)
     }
 
     /// Opens `/dev/shm/<name>`, checking that it holds a `T`.
+    ///
+    /// Opening never removes the name: it stays until it is removed
+    /// ([`unlink`](Self::unlink), `shmring rm`); see
+    /// [names](crate#names-who-removes-them).
     ///
     /// # Errors
     /// `NotFound`, `WrongKind`, `TypeMismatch`, `VersionMismatch`,
@@ -269,7 +279,8 @@ impl<T: ShmSafe> Shared<T> {
         })
     }
 
-    /// Keep the name after the creating handle is dropped.
+    /// Keeps the name after all when this (creating) handle is dropped:
+    /// undoes [`SharedBuilder::persist`]`(false)`. Names stay by default.
     pub fn persist(&self) {
         self.seg.set_persist(true);
     }
@@ -298,6 +309,14 @@ pub struct SharedBuilder<T> {
 }
 
 impl<T: ShmSafe> SharedBuilder<T> {
+    /// A builder with these options (for the builders of `Value`).
+    pub(crate) fn with_options(opts: SegmentOptions) -> Self {
+        SharedBuilder {
+            opts,
+            _t: PhantomData,
+        }
+    }
+
     /// Permission bits of a new segment (default 0o600).
     pub fn mode(mut self, mode: u32) -> Self {
         self.opts.mode = mode;
@@ -339,27 +358,43 @@ impl<T: ShmSafe> SharedBuilder<T> {
     }
 
     /// Creates `/dev/shm/<name>` exclusively, holding `value`.
+    ///
+    /// The name stays until it is removed ([`Shared::unlink`], `shmring
+    /// rm`), or, with [`persist(false)`](Self::persist), until the created
+    /// handle is dropped; see [names](crate#names-who-removes-them).
     pub fn create(self, name: &str, value: T) -> Result<Shared<T>, SegmentError> {
         self.create_at_location(Location::Named(name.to_string()), value)
     }
 
     /// Creates a segment at a file path exclusively, holding `value`.
+    ///
+    /// The file stays until it is removed (`std::fs::remove_file`), or,
+    /// with [`persist(false)`](Self::persist), until the created handle is
+    /// dropped; see [names](crate#names-who-removes-them).
     pub fn create_at(self, path: impl AsRef<Path>, value: T) -> Result<Shared<T>, SegmentError> {
         self.create_at_location(Location::Path(path.as_ref().to_path_buf()), value)
     }
 
-    /// Creates an anonymous segment holding `value`.
+    /// Creates an anonymous segment holding `value`: no name to remove;
+    /// it goes with the last mapping.
     pub fn create_anonymous(self, value: T) -> Result<Shared<T>, SegmentError> {
         self.create_at_location(Location::Anonymous, value)
     }
 
-    /// Opens `/dev/shm/<name>`.
+    /// Opens `/dev/shm/<name>`, checking that it holds a `T`.
+    ///
+    /// Opening never removes the name: it stays until it is removed
+    /// ([`Shared::unlink`], `shmring rm`); see
+    /// [names](crate#names-who-removes-them).
     pub fn open(self, name: &str) -> Result<Shared<T>, SegmentError> {
         let (seg, fields) = Segment::open(&Location::Named(name.to_string()), &self.opts)?;
         Shared::from_segment(seg, &fields)
     }
 
-    /// Opens a segment at a file path.
+    /// Opens a segment at a file path, as [`open`](Self::open).
+    ///
+    /// Opening never removes the file: it stays until it is removed
+    /// (`std::fs::remove_file`); see [names](crate#names-who-removes-them).
     pub fn open_at(self, path: impl AsRef<Path>) -> Result<Shared<T>, SegmentError> {
         let (seg, fields) =
             Segment::open(&Location::Path(path.as_ref().to_path_buf()), &self.opts)?;
@@ -373,7 +408,17 @@ impl<T: ShmSafe> SharedBuilder<T> {
     }
 
     /// Opens `/dev/shm/<name>` if it exists (checking its type), otherwise
-    /// creates it with `init()`.
+    /// creates it with `init()`. Of several processes racing here, exactly
+    /// one creates the segment (creation is exclusive) and every one gets
+    /// that segment: the others open it, waiting up to
+    /// [`init_timeout`](Self::init_timeout) for the creator to finish.
+    /// `init` may run in a process that then loses the race (its value is
+    /// dropped).
+    ///
+    /// The name stays until it is removed ([`Shared::unlink`], `shmring
+    /// rm`), or, with [`persist(false)`](Self::persist), until the handle
+    /// of whichever process created it is dropped; see
+    /// [names](crate#names-who-removes-them).
     pub fn open_or_create(
         self,
         name: &str,
