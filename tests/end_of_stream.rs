@@ -294,3 +294,47 @@ fn an_ended_stream_removes_its_name() {
         drop(q);
     });
 }
+
+/// Child: opens `args[0]`, receives `args[1]` messages, exits (drops).
+#[test]
+#[ignore = "child process entry point"]
+fn child_take() {
+    child_main("child_take", |a: Args| {
+        let q = Queue::<u64>::open(a.str(0)).unwrap();
+        let rx = q.receiver().unwrap();
+        for _ in 0..a.get::<u64>(1) {
+            rx.recv_timeout(LONG).unwrap();
+        }
+    });
+}
+
+/// A sender that waits for receivers sleeps (futex) through the gap
+/// between one consumer's exit and the next one's start, instead of
+/// returning `Disconnected`; without the setting, `Disconnected`.
+#[test]
+fn waiting_for_receivers_sleeps_through_disconnected() {
+    run("eos_wait_receivers", |ctx| {
+        let name = ctx.name("q");
+        let q = Queue::<u64>::create(&name, Flavor::Spsc, 1).unwrap();
+        let mut tx = q.sender().unwrap();
+        let mut first = spawn_child("child_take", &[&name, "1"]);
+        tx.send(1).unwrap();
+        wait_ok(&mut first);
+        assert_eq!(tx.send(2), Err(SendError::Disconnected(2)));
+        tx.set_wait_for_receivers(true);
+        assert!(tx
+            .send_timeout(2, Duration::from_millis(10))
+            .unwrap_err()
+            .is_timeout());
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let producer = std::thread::spawn(move || {
+            tid_tx.send(gettid()).unwrap();
+            tx.send(2).and_then(|()| tx.send(3))
+        });
+        let tid = tid_rx.recv().unwrap();
+        wait_until("the producer asleep with no receiver", || asleep(tid));
+        let mut second = spawn_child("child_take", &[&name, "2"]);
+        assert_eq!(producer.join().unwrap(), Ok(()));
+        wait_ok(&mut second);
+    });
+}

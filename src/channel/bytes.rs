@@ -372,6 +372,13 @@ impl ByteSender {
         self.inner.close()
     }
 
+    /// Whether blocking and timed sends wait through `Disconnected` until a
+    /// receiver attaches: see
+    /// [`Sender::set_wait_for_receivers`](crate::Sender::set_wait_for_receivers).
+    pub fn set_wait_for_receivers(&mut self, wait: bool) {
+        self.inner.set_wait_for_receivers(wait);
+    }
+
     /// This sender's generation: see
     /// [`Sender::generation`](crate::Sender::generation).
     pub fn generation(&self) -> u64 {

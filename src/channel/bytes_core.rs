@@ -82,6 +82,9 @@ pub fn send_deadline(
         Err(TrySendError::Full(())) => raw
             .claim_deadline(deadline, spin, reap)
             .map_err(from_timeout)?,
+        Err(TrySendError::Disconnected(())) if raw.waits_for_receivers() => raw
+            .claim_deadline(deadline, spin, reap)
+            .map_err(from_timeout)?,
         Err(e) => return Err(from_try(e)),
     };
     fill_and_commit(raw, payload, claim, msg);
@@ -102,6 +105,12 @@ pub fn loan<'a>(
         (Err(TrySendError::Full(())), Some((deadline, spin, reap))) => raw
             .claim_deadline(deadline, spin, reap)
             .map_err(from_timeout)?,
+        (Err(TrySendError::Disconnected(())), Some((deadline, spin, reap)))
+            if raw.waits_for_receivers() =>
+        {
+            raw.claim_deadline(deadline, spin, reap)
+                .map_err(from_timeout)?
+        }
         (Err(e), _) => return Err(from_try(e)),
     };
     Ok(ByteLoan {

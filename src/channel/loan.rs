@@ -142,6 +142,7 @@ impl<T: Pod> Sender<T> {
             .claim_deadline(None, self.spin, &self.reaper())
             .map_err(|e| match e {
                 SendTimeoutError::Corrupted(()) => SendError::Corrupted(()),
+                SendTimeoutError::Closed(()) => SendError::Closed(()),
                 _ => SendError::Disconnected(()),
             })?;
         Ok(self.lend(claim))

@@ -1277,6 +1277,9 @@ impl<T: Pod> Sender<T> {
         match self.raw.try_send(value) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(v)) => self.send_slow(v),
+            Err(TrySendError::Disconnected(v)) if self.raw.waits_for_receivers() => {
+                self.send_slow(v)
+            }
             Err(TrySendError::Disconnected(v)) => Err(SendError::Disconnected(v)),
             Err(TrySendError::Closed(v)) => Err(SendError::Closed(v)),
             Err(TrySendError::Corrupted(v)) => Err(SendError::Corrupted(v)),
@@ -1417,6 +1420,16 @@ impl<T: Pod> Sender<T> {
         self.detached = true;
         self.shared.remove_if_ended();
         closed
+    }
+
+    /// With `true`, the blocking and timed sends (`send`, `send_timeout`,
+    /// `send_deadline`, `send_slice`, `loan`, `loan_timeout`) wait through
+    /// `Disconnected`: while no receiver is attached (every one dropped or
+    /// died) they sleep until one attaches (or the deadline: `Timeout`),
+    /// then send. For a producer of consumers that come and go. `try_send`
+    /// still reports `Disconnected`. Default `false`.
+    pub fn set_wait_for_receivers(&mut self, wait: bool) {
+        self.raw.set_wait_for_receivers(wait);
     }
 
     /// This sender's generation: how many senders had attached to the

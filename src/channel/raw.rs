@@ -353,6 +353,10 @@ pub struct RawSender<T> {
     /// finds this set only if the loan was leaked (`mem::forget`): that
     /// call first [settles](Self::settle) it.
     held: Cell<Option<SlotClaim>>,
+    /// Blocking and timed sends wait through `Disconnected` (no receiver
+    /// attached now) instead of returning it: see
+    /// `Sender::set_wait_for_receivers`.
+    wait_for_receivers: bool,
 }
 
 // SAFETY: the pointers address shared memory built for concurrent access by
@@ -376,6 +380,7 @@ impl<T: Copy> RawSender<T> {
             mode,
             bind: Binding::default(),
             held: Cell::new(None),
+            wait_for_receivers: false,
         }
     }
 
@@ -401,6 +406,17 @@ impl<T: Copy> RawSender<T> {
     fn wake_receivers(&self, ctrl: &QueueControl, n: usize) {
         let mpmc = matches!(self.ring, SendRing::Mpmc(_));
         wake_side(&ctrl.not_empty, self.mode, mpmc, n);
+    }
+
+    /// Whether blocking and timed sends wait through `Disconnected`.
+    pub fn set_wait_for_receivers(&mut self, wait: bool) {
+        self.wait_for_receivers = wait;
+    }
+
+    /// Whether blocking and timed sends wait through `Disconnected`.
+    #[inline(always)]
+    pub fn waits_for_receivers(&self) -> bool {
+        self.wait_for_receivers
     }
 
     /// Waits until a receiver is attached (true) or `deadline` passes.
@@ -476,6 +492,7 @@ impl<T: Copy> RawSender<T> {
             || match self.try_send(value) {
                 Ok(()) => Some(Ok(())),
                 Err(TrySendError::Full(_)) => None,
+                Err(TrySendError::Disconnected(_)) if self.wait_for_receivers => None,
                 Err(TrySendError::Disconnected(v)) => Some(Err(SendTimeoutError::Disconnected(v))),
                 Err(TrySendError::Closed(v)) => Some(Err(SendTimeoutError::Closed(v))),
                 Err(TrySendError::Corrupted(v)) => Some(Err(SendTimeoutError::Corrupted(v))),
@@ -532,6 +549,7 @@ impl<T: Copy> RawSender<T> {
                 || match self.try_send_slice(&values[sent..]) {
                     Ok(n) => Some(Ok(n)),
                     Err(TrySendError::Full(())) => None,
+                    Err(TrySendError::Disconnected(())) if self.wait_for_receivers => None,
                     Err(TrySendError::Disconnected(())) => {
                         Some(Err(SendTimeoutError::Disconnected(sent)))
                     }
@@ -646,6 +664,7 @@ impl<T: Copy> RawSender<T> {
             || match self.try_claim() {
                 Ok(c) => Some(Ok(c)),
                 Err(TrySendError::Full(())) => None,
+                Err(TrySendError::Disconnected(())) if self.wait_for_receivers => None,
                 Err(TrySendError::Disconnected(())) => {
                     Some(Err(SendTimeoutError::Disconnected(())))
                 }
