@@ -3,11 +3,13 @@
 //! removed" (an ended stream removes its name, `open_or_create`, `gc`),
 //! through the public API only, with real processes.
 //!
-//! Tests named `broken_*` reproduce a promise that does not hold: they
-//! FAIL on the code under review (commit ca85352) and should pass once it
-//! is fixed. Tests named `held_*` are attacks that held. The racy
-//! reproducers loop until they hit (or 20-40 s pass); the whole file runs
-//! in about 2 minutes on 2 cores (`--test-threads=1`).
+//! Tests named `fixed_*` reproduced a promise that did not hold on the
+//! code first reviewed (commit ca85352), and pass since the fixes (attach
+//! as one refusing CAS, `Closed` only once every sender has left, dead
+//! endpoints reclaimed at the end of a stream, handles holding their files
+//! with a shared `flock`, removals under the directory's lock). Tests named
+//! `held_*` are attacks that held from the start. The racing attacks keep
+//! trying for `SHMRING_RACE_SECS` (default 3 s) each.
 #![cfg(not(loom))]
 
 mod common;
@@ -223,7 +225,7 @@ fn now_ms() -> u128 {
 /// ever instead of getting `Closed`. Whether it closes depends only on
 /// whether some reaper happened to run between the kill and the close.
 #[test]
-fn broken_close_after_a_killed_sender_never_ends_the_stream() {
+fn fixed_close_after_a_killed_sender_never_ends_the_stream() {
     run("rv_dead_sender_close", |ctx| {
         let name = ctx.name("q");
         let q = Queue::<u64>::create(&name, Flavor::Mpmc, 8).unwrap();
@@ -257,7 +259,7 @@ fn broken_close_after_a_killed_sender_never_ends_the_stream() {
 /// never attached, so the promise "the stream ends at the last attached
 /// sender's close" is broken.
 #[test]
-fn broken_refused_spsc_attach_swallows_the_last_close() {
+fn fixed_refused_spsc_attach_swallows_the_last_close() {
     run("rv_spsc_refused", |_ctx| {
         let until = Instant::now() + race_budget();
         let (mut iters, mut lost) = (0u64, 0u64);
@@ -355,7 +357,7 @@ fn held_attach_racing_the_last_close_is_counted_or_refused() {
 /// stops at `Closed` (as `iter()` does) silently loses a message whose
 /// send returned `Ok`.
 #[test]
-fn broken_closed_is_not_permanent_with_close_after() {
+fn fixed_closed_is_not_permanent_with_close_after() {
     run("rv_closed_then_msg", |_ctx| {
         let r = closed_then_message(|q, closer| {
             let _ = q;
@@ -369,7 +371,7 @@ fn broken_closed_is_not_permanent_with_close_after() {
 /// be received by a receiver that looks again", but `Receiver::recv` and
 /// docs/reliability.md promise that `Closed` is permanent).
 #[test]
-fn broken_closed_is_not_permanent_with_queue_close() {
+fn fixed_closed_is_not_permanent_with_queue_close() {
     run("rv_closed_then_msg_q", |_ctx| {
         let r = closed_then_message(|q, closer| {
             q.close();
@@ -525,7 +527,7 @@ fn held_62_senders_closing_at_once() {
 /// the call that leaves while the receiver waits makes them return
 /// `Disconnected`.
 #[test]
-fn broken_byte_recv_ref_returns_disconnected_while_waiting_for_senders() {
+fn fixed_byte_recv_ref_returns_disconnected_while_waiting_for_senders() {
     run("rv_recv_ref_wait", |ctx| {
         let name = ctx.name("b");
         let q = ByteQueue::create(&name, Flavor::Spsc, 4, 64).unwrap();
@@ -554,7 +556,7 @@ fn broken_byte_recv_ref_returns_disconnected_while_waiting_for_senders() {
 
 /// The same receiver, `recv_ref()` (no timeout): returns `Disconnected`.
 #[test]
-fn broken_byte_recv_ref_untimed_returns_disconnected() {
+fn fixed_byte_recv_ref_untimed_returns_disconnected() {
     run("rv_recv_ref_wait2", |ctx| {
         let name = ctx.name("b");
         let q = ByteQueue::create(&name, Flavor::Spsc, 4, 64).unwrap();
@@ -659,7 +661,7 @@ fn held_wait_for_senders_sleeps_and_times_out() {
 /// stream: `sender()` fails with `Closed` for ever (even after
 /// `reap_dead()`), instead of "a later open_or_create starts a new stream".
 #[test]
-fn broken_a_killed_receiver_keeps_an_ended_name_for_ever() {
+fn fixed_a_killed_receiver_keeps_an_ended_name_for_ever() {
     run("rv_killed_rx_name", |ctx| {
         let name = ctx.name("q");
         let q = Queue::<u64>::create(&name, Flavor::Mpmc, 8).unwrap();
@@ -696,7 +698,7 @@ fn broken_a_killed_receiver_keeps_an_ended_name_for_ever() {
 /// its receiver): nobody ever removes the ended stream's name; later
 /// producers' `open_or_create` + `sender()` fail with `Closed` for ever.
 #[test]
-fn broken_receiver_killed_at_the_end_keeps_the_name() {
+fn fixed_receiver_killed_at_the_end_keeps_the_name() {
     run("rv_killed_at_end", |ctx| {
         let name = ctx.name("q");
         let marker = std::env::temp_dir().join(format!("{}.closed", name.as_str()));
@@ -737,7 +739,7 @@ fn broken_receiver_killed_at_the_end_keeps_the_name() {
 /// the name; the refused one does not either. The name then stays for
 /// ever, and the restarted producer keeps getting `Closed`.
 #[test]
-fn broken_refused_attach_keeps_an_ended_name() {
+fn fixed_refused_attach_keeps_an_ended_name() {
     run("rv_refused_keeps_name", |ctx| {
         let until = Instant::now() + race_budget();
         let mut iters = 0u64;
@@ -864,7 +866,7 @@ fn held_open_or_create_racing_processes_meet_on_one_segment() {
 /// window is a few µs, so CPU hogs are added to get the remover preempted
 /// there; the test reports how often it happened.
 #[test]
-fn broken_stream_end_removes_a_new_segment_at_the_name() {
+fn fixed_stream_end_removes_a_new_segment_at_the_name() {
     run("rv_end_vs_recreate", |ctx| {
         let stop = Arc::new(AtomicBool::new(false));
         let hogs: Vec<_> = (0..3)
@@ -931,7 +933,7 @@ fn broken_stream_end_removes_a_new_segment_at_the_name() {
 /// one), and gc removed a queue that was mapped and (often) held a
 /// message.
 #[test]
-fn broken_gc_removes_a_queue_opened_during_its_scan() {
+fn fixed_gc_removes_a_queue_opened_during_its_scan() {
     run("rv_gc_race", |_ctx| {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().to_str().unwrap().to_string();
@@ -1059,7 +1061,7 @@ fn held_gc_keeps_a_steadily_mapped_queue() {
 /// still queued behind the loan; when the loan commits, the receiver that
 /// was told `Closed` receives three messages. No processes needed.
 #[test]
-fn broken_closed_while_messages_wait_behind_a_loan() {
+fn fixed_closed_while_messages_wait_behind_a_loan() {
     run("rv_closed_behind_loan", |_ctx| {
         let q = Queue::<u64>::builder()
             .flavor(Flavor::Mpmc)
@@ -1117,7 +1119,7 @@ fn child_rv_loan_hang() {
 /// close (its receives never reap the dead one: `Closed` comes first), and
 /// the name is never removed (messages queued for ever).
 #[test]
-fn broken_dead_loan_hides_messages_behind_closed() {
+fn fixed_dead_loan_hides_messages_behind_closed() {
     run("rv_dead_loan", |ctx| {
         let name = ctx.name("q");
         let marker = std::env::temp_dir().join(format!("{}.loan", name.as_str()));
@@ -1162,7 +1164,7 @@ fn broken_dead_loan_hides_messages_behind_closed() {
 /// waits in a segment nobody can open, and the next consumer creates yet
 /// another one.
 #[test]
-fn broken_persist_false_creator_removes_a_new_segment() {
+fn fixed_persist_false_creator_removes_a_new_segment() {
     run("rv_persist_false", |ctx| {
         let name = ctx.name("q");
         let c = Queue::<u64>::builder()
@@ -1238,7 +1240,7 @@ fn child_rv_half_pipe() {
 /// started in any order, each call" — fails with `NotFound` after its
 /// retries, until someone runs `gc` or `rm`.
 #[test]
-fn broken_half_made_pipe_blocks_open_or_create() {
+fn fixed_half_made_pipe_blocks_open_or_create() {
     run("rv_half_pipe", |ctx| {
         let name = ctx.name("p");
         let mut c = spawn_child("child_rv_half_pipe", &[&name]);
