@@ -50,7 +50,7 @@
 #[cfg(not(loom))]
 mod app {
     use shmring::bytemuck::{Pod, Zeroable};
-    use shmring::{Flavor, Queue, RecvError, SegmentError, SendError};
+    use shmring::{Flavor, Queue, RecvError, SegmentError};
     use std::collections::HashMap;
     use std::error::Error;
     use std::io::{BufRead, BufReader, Write};
@@ -83,21 +83,13 @@ mod app {
 
     fn producer(name: &str, id: u64, count: u64, producers: u64) -> Res<()> {
         let q = open_queue(name, producers)?;
-        let tx = q.sender()?;
+        let mut tx = q.sender()?;
+        // No consumer attached right now (none started yet, or one was
+        // killed): `send` sleeps on the queue's futex until one attaches.
+        tx.set_wait_for_receivers(true);
         for seq in 0..count {
-            let mut job = Job { producer: id, seq };
-            loop {
-                match tx.send(job) {
-                    Ok(()) => break,
-                    // No consumer attached right now: sleep (on the queue's
-                    // futex) until one attaches, then send the job again.
-                    Err(SendError::Disconnected(j)) => {
-                        job = j;
-                        tx.wait_connected(None);
-                    }
-                    Err(e) => return Err(format!("producer {id}: {e}").into()),
-                }
-            }
+            tx.send(Job { producer: id, seq })
+                .map_err(|e| format!("producer {id}: {e}"))?;
         }
         let ended = tx.close();
         eprintln!(

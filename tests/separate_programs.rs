@@ -16,9 +16,7 @@ mod common;
 
 use bytemuck::{Pod, Zeroable};
 use common::{child_main, kill_child, run, spawn_child, wait_ok, wait_until, Args, Ctx, ShmName};
-use shmring::{
-    Array, Barrier, Flavor, Queue, RecvError, SegmentError, SendError, Sender, Shared, Value,
-};
+use shmring::{Array, Barrier, Flavor, Queue, RecvError, SegmentError, Shared, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
@@ -52,28 +50,16 @@ fn work_queue(name: &str, producers: u64) -> Result<Queue<Job>, SegmentError> {
         .open_or_create(name)
 }
 
-/// Sends `job`; while no consumer is attached (none started yet, or the
-/// only one was killed), sleeps on the queue's futex until one attaches.
-fn send_job(tx: &Sender<Job>, mut job: Job) {
-    loop {
-        match tx.send(job) {
-            Ok(()) => return,
-            Err(SendError::Disconnected(j)) => {
-                job = j;
-                tx.wait_connected(None);
-            }
-            Err(e) => panic!("producer {}: send failed: {e:?}", job.producer),
-        }
-    }
-}
-
 /// The producer program: sends jobs `0..count` as producer `id`, then
 /// says it is done. The last of the `producers` closes ends the stream.
 fn produce(name: &str, producers: u64, id: u64, count: u64) {
     let q = work_queue(name, producers).unwrap();
-    let tx = q.sender().unwrap();
+    let mut tx = q.sender().unwrap();
+    // While no consumer is attached (none started yet, or the only one was
+    // killed), sends sleep on the queue's futex until one attaches.
+    tx.set_wait_for_receivers(true);
     for seq in 0..count {
-        send_job(&tx, Job { producer: id, seq });
+        tx.send(Job { producer: id, seq }).unwrap();
     }
     tx.close();
 }
