@@ -955,7 +955,8 @@ impl<T: Pod> Queue<T> {
         self.shared.ctrl().peers.lost.load(Ordering::Relaxed)
     }
 
-    /// Keep the name after the creating handle is dropped.
+    /// Keep the name after the creating handle is dropped: undoes a
+    /// builder's `persist(false)` (names stay by default).
     pub fn persist(&self) {
         self.shared.seg.set_persist(true);
     }
@@ -1013,7 +1014,11 @@ impl<T: Pod> QueueBuilder<T> {
         self
     }
 
-    /// Keep the name when the creating handle is dropped (default: unlink).
+    /// Keep the name when the creating handle is dropped (default: true:
+    /// names stay until removed; false: the creating handle removes the
+    /// name when it and everything made from it are dropped — for a name
+    /// private to one program and the children it forks; it removes only
+    /// its own segment, never one made at the name since).
     pub fn persist(mut self, persist: bool) -> Self {
         self.opts.persist = persist;
         self
@@ -1145,12 +1150,15 @@ impl<T: Pod> QueueBuilder<T> {
         })
     }
 
-    /// Creates `/dev/shm/<name>` exclusively.
+    /// Creates `/dev/shm/<name>` exclusively. The name stays until it is
+    /// removed: see [names](crate#names-who-removes-them).
     pub fn create(self, name: &str) -> Result<Queue<T>, SegmentError> {
         self.create_at_location(Location::Named(name.to_string()))
     }
 
     /// Creates a segment at a file path exclusively (symlinks refused).
+    /// The file stays until it is removed: see
+    /// [names](crate#names-who-removes-them).
     pub fn create_at(self, path: impl AsRef<Path>) -> Result<Queue<T>, SegmentError> {
         self.create_at_location(Location::Path(path.as_ref().to_path_buf()))
     }
@@ -1160,12 +1168,14 @@ impl<T: Pod> QueueBuilder<T> {
         self.create_at_location(Location::Anonymous)
     }
 
-    /// Opens `/dev/shm/<name>`, checking flavor and capacity if they were set.
+    /// Opens `/dev/shm/<name>`, checking flavor and capacity if they were
+    /// set. Opening never removes the name later: see
+    /// [names](crate#names-who-removes-them).
     pub fn open(self, name: &str) -> Result<Queue<T>, SegmentError> {
         self.open_location(Location::Named(name.to_string()))
     }
 
-    /// Opens a segment at a file path.
+    /// Opens a segment at a file path (never removed by opening).
     pub fn open_at(self, path: impl AsRef<Path>) -> Result<Queue<T>, SegmentError> {
         self.open_location(Location::Path(path.as_ref().to_path_buf()))
     }
@@ -1378,8 +1388,9 @@ impl<T: Pod> Sender<T> {
         self.shared.ctrl().live(Role::Receiver) > 0
     }
 
-    /// Waits until a receiver is attached, in any process, or `timeout`
-    /// passes (`None`: no limit): true if one is. Sleeps on the queue's
+    /// Waits until a receiver is attached, in any process, or the stream is
+    /// closed (nothing more to send), or `timeout` passes (`None`: no
+    /// limit): true unless the timeout passed. Sleeps on the queue's
     /// futex (an attaching receiver wakes it), and reclaims receivers of
     /// dead processes first and every liveness slice, so a dead one does
     /// not count. For programs started in any order: a producer can wait
