@@ -749,9 +749,10 @@ fn oversize_is_too_large_and_queued_messages_survive() {
 /// queue of 4 slots (both flavors use slot `pos % 4` in the first laps).
 fn len_word(flavor: Flavor, slots_offset: u64, pos: u64) -> u64 {
     match flavor {
-        // Slots are bare `u32` lengths.
-        Flavor::Spsc => slots_offset + 4 * (pos % 4),
-        // Slots are a `u64` stamp, then the `u32` length (stride 16).
+        // Slots are bare `u64` words: the length in the low 32 bits
+        // (little-endian: the first 4 bytes), a pipe's session stamp above.
+        Flavor::Spsc => slots_offset + 8 * (pos % 4),
+        // Slots are a `u64` ring stamp, then the `u64` word (stride 16).
         Flavor::Mpmc => slots_offset + 16 * (pos % 4) + 8,
     }
 }
@@ -779,6 +780,9 @@ fn scribbled_length_is_corrupted_then_the_queue_goes_on() {
             let word = |pos| len_word(flavor, slots, pos);
             assert_eq!(read_bytes(&path, word(0), 4), 5u32.to_le_bytes());
             assert_eq!(read_bytes(&path, word(1), 4), 6u32.to_le_bytes());
+            // A plain byte queue's messages carry no session stamp.
+            assert_eq!(read_bytes(&path, word(0) + 4, 4), [0; 4]);
+            assert_eq!(read_bytes(&path, word(1) + 4, 4), [0; 4]);
             assert_eq!(read_bytes(&path, payload, 5), b"first");
             assert_eq!(read_bytes(&path, payload + stride, 6), b"second");
             if flavor == Flavor::Mpmc {
@@ -830,6 +834,22 @@ fn scribbled_length_is_corrupted_then_the_queue_goes_on() {
             let got = rx.recv().unwrap();
             assert_eq!(got.len(), max as usize);
             assert_eq!(&got[..5], b"tenth");
+
+            // A scribbled stamp (the word's high half) means nothing to a
+            // plain byte queue: every receive delivers the message.
+            for (i, p) in (10..14).enumerate() {
+                tx.send(b"stamped").unwrap();
+                write_at(&path, word(p) + 4, &[0xff, 0xff, i as u8, 0xff]);
+            }
+            assert_eq!(rx.poll(Duration::ZERO), Ok(true));
+            assert_eq!(rx.try_recv().unwrap(), b"stamped");
+            assert_eq!(rx.recv().unwrap(), b"stamped");
+            assert_eq!(&*rx.recv_ref().unwrap(), b"stamped");
+            assert_eq!(
+                rx.recv_timeout(Duration::from_secs(60)).unwrap(),
+                b"stamped"
+            );
+            assert_eq!(q.stale(), 0);
 
             // Every slot was given back: the queue fills to its capacity.
             assert!(q.is_empty());

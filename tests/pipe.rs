@@ -721,16 +721,25 @@ fn second_end_while_the_first_is_alive_is_role_taken() {
                 holder: Some(_)
             })
         ));
-        // The failed attaches took nothing: the child still gets our messages.
+        // The failed attaches took nothing (they used up generation numbers
+        // only): what we send is still addressed to the child.
+        let child_session = right.peer_generation();
         right.send(b"still yours").unwrap();
-        // Once the holder is dead, its end can be attached again.
+        // Once the holder is dead, its end can be attached again: a new
+        // session, which does not get what was addressed to the child.
         kill_child(&mut child);
         let left = pipe.left().unwrap();
-        assert_eq!(left.recv().unwrap(), b"still yours");
+        assert!(left.generation() > child_session);
+        assert_eq!(left.try_recv(), Err(TryRecvError::Empty));
+        assert_eq!(left.stale(), 1, "the child's message was dropped");
+        // We see the end of the child's session once, then talk to the new
+        // left end.
+        assert_eq!(right.recv(), Err(RecvError::Disconnected));
         right.send(b"hi").unwrap();
         assert_eq!(left.recv().unwrap(), b"hi");
         left.send(b"back").unwrap();
         assert_eq!(right.recv().unwrap(), b"back");
+        assert_eq!(right.peer_generation(), left.generation());
     });
 }
 

@@ -5,6 +5,7 @@ use super::bytes_core::{self, ByteLoan, ByteRef};
 use super::payload::Payload;
 use super::queue::{recv_err, recv_timeout_err, Queue, QueueBuilder, QueueInfo, Receiver, Sender};
 use super::raw::SlotClaim;
+use super::session::Session;
 use crate::error::{
     ByteSendError, Flavor, RecvError, RecvTimeoutError, SegmentError, TryRecvError,
 };
@@ -12,6 +13,7 @@ use crate::wait::{Deadline, WakeMode};
 use std::fmt;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A bounded queue of variable-length byte messages in shared memory.
@@ -38,7 +40,7 @@ use std::time::Duration;
 /// ```
 #[derive(Clone)]
 pub struct ByteQueue {
-    inner: Queue<u32>,
+    inner: Queue<u64>,
 }
 
 impl fmt::Debug for ByteQueue {
@@ -53,7 +55,7 @@ impl fmt::Debug for ByteQueue {
 impl ByteQueue {
     /// A builder for every way of creating or opening a byte queue.
     pub fn builder() -> ByteQueueBuilder {
-        let mut inner = Queue::<u32>::builder();
+        let mut inner = Queue::<u64>::builder();
         inner.bytes = true;
         ByteQueueBuilder { inner }
     }
@@ -100,7 +102,7 @@ impl ByteQueue {
 
     /// Removes `/dev/shm/<name>`. Mapped handles keep working.
     pub fn unlink(name: &str) -> Result<(), SegmentError> {
-        Queue::<u32>::unlink(name)
+        Queue::<u64>::unlink(name)
     }
 
     fn payload(&self) -> Payload {
@@ -129,6 +131,7 @@ impl ByteQueue {
         Ok(ByteSender {
             inner: self.inner.sender()?,
             payload: self.payload(),
+            session: None,
         })
     }
 
@@ -140,6 +143,7 @@ impl ByteQueue {
         Ok(ByteReceiver {
             inner: self.inner.receiver()?,
             payload: self.payload(),
+            session: None,
         })
     }
 
@@ -222,12 +226,28 @@ impl ByteQueue {
     pub fn raw_fd(&self) -> Option<RawFd> {
         self.inner.raw_fd()
     }
+
+    /// Messages a pipe end found addressed to one of its predecessors, in
+    /// this queue (see [`Connection::stale`](crate::Connection::stale)); 0
+    /// for plain byte queues.
+    pub fn stale(&self) -> u64 {
+        self.inner.stale()
+    }
+
+    /// A session of a pipe end whose peer holds `peer` on this queue (the
+    /// right → left queue of a pipe).
+    pub(crate) fn session(&self, peer: crate::error::Role, mine: u64, keep_stale: bool) -> Session {
+        let keep: Arc<dyn std::any::Any + Send + Sync> = Arc::new(self.clone());
+        // SAFETY: the control block lives in the mapping that `keep` (a
+        // handle on this queue) keeps alive.
+        unsafe { Session::new(self.inner.ctrl_ptr(), keep, peer, mine, keep_stale) }
+    }
 }
 
 /// Builds or opens a [`ByteQueue`].
 #[derive(Debug)]
 pub struct ByteQueueBuilder {
-    inner: QueueBuilder<u32>,
+    inner: QueueBuilder<u64>,
 }
 
 impl ByteQueueBuilder {
@@ -343,8 +363,10 @@ impl ByteQueueBuilder {
 
 /// The sending end of a [`ByteQueue`], attached in one process.
 pub struct ByteSender {
-    inner: Sender<u32>,
+    inner: Sender<u64>,
     payload: Payload,
+    /// A pipe end's session: stamps every message (`None`: unaddressed).
+    session: Option<Arc<Session>>,
 }
 
 impl fmt::Debug for ByteSender {
@@ -365,6 +387,18 @@ fn blocking_err(e: ByteSendError) -> ByteSendError {
 }
 
 impl ByteSender {
+    /// Makes this the sending half of a pipe end: every message it sends
+    /// from now on is stamped by `session`.
+    pub(crate) fn set_session(&mut self, session: Arc<Session>) {
+        self.session = Some(session);
+    }
+
+    /// The stamp of the next message (0: unaddressed).
+    #[inline(always)]
+    fn stamp(&self) -> u64 {
+        self.session.as_ref().map_or(0, |s| s.stamp())
+    }
+
     /// Ends this sender's part of the stream: see
     /// [`Sender::close`](crate::Sender::close). Returns whether the stream
     /// is now closed.
@@ -395,7 +429,7 @@ impl ByteSender {
     /// # Errors
     /// `TooLarge`, `Full`, `Disconnected`, `Corrupted`.
     pub fn try_send(&self, msg: &[u8]) -> Result<(), ByteSendError> {
-        let send = || bytes_core::try_send(&self.inner.raw, &self.payload, msg);
+        let send = || bytes_core::try_send(&self.inner.raw, &self.payload, msg, self.stamp());
         match send() {
             Err(ByteSendError::Full) if self.inner.idle_reaped() => send(),
             r => r,
@@ -415,6 +449,7 @@ impl ByteSender {
             None,
             self.inner.spin,
             &self.inner.reaper(),
+            self.stamp(),
         )
         .map_err(blocking_err)
     }
@@ -439,6 +474,7 @@ impl ByteSender {
             Some(deadline),
             self.inner.spin,
             &self.inner.reaper(),
+            self.stamp(),
         )
     }
 
@@ -449,7 +485,8 @@ impl ByteSender {
     /// # Errors
     /// `TooLarge`, `Full`, `Disconnected`, `Corrupted`.
     pub fn try_loan(&mut self, len: usize) -> Result<ByteLoan<'_>, ByteSendError> {
-        let loan = || bytes_core::loan(&self.inner.raw, &self.payload, len, None);
+        let stamp = self.stamp();
+        let loan = || bytes_core::loan(&self.inner.raw, &self.payload, len, None, stamp);
         match loan() {
             Err(ByteSendError::Full) if self.inner.idle_reaped() => loan(),
             r => r,
@@ -467,6 +504,7 @@ impl ByteSender {
             &self.payload,
             len,
             Some((None, self.inner.spin, &reap)),
+            self.stamp(),
         )
         .map_err(blocking_err)
     }
@@ -486,6 +524,7 @@ impl ByteSender {
             &self.payload,
             len,
             Some((Some(Deadline::after(timeout)), self.inner.spin, &reap)),
+            self.stamp(),
         )
     }
 
@@ -533,8 +572,10 @@ impl ByteSender {
 
 /// The receiving end of a [`ByteQueue`], attached in one process.
 pub struct ByteReceiver {
-    inner: Receiver<u32>,
+    inner: Receiver<u64>,
     payload: Payload,
+    /// A pipe end's session: screens every message (`None`: all delivered).
+    session: Option<Arc<Session>>,
 }
 
 impl fmt::Debug for ByteReceiver {
@@ -547,6 +588,18 @@ impl fmt::Debug for ByteReceiver {
 }
 
 impl ByteReceiver {
+    /// Makes this the receiving half of a pipe end: every receive from now
+    /// on is screened by `session`. Only for SPSC queues (an MPMC queue's
+    /// receives are not screened).
+    pub(crate) fn set_session(&mut self, session: Arc<Session>) {
+        debug_assert!(self.inner.raw.is_spsc(), "pipe sessions are SPSC only");
+        self.session = Some(session);
+    }
+
+    fn screen(&self) -> Option<&Session> {
+        self.session.as_deref()
+    }
+
     fn recv_into_until(
         &self,
         out: &mut Vec<u8>,
@@ -560,6 +613,7 @@ impl ByteReceiver {
                 deadline,
                 self.inner.spin,
                 &self.inner.reaper(),
+                self.screen(),
             ) {
                 Err(TryRecvError::Disconnected) if self.inner.wait_for_senders => {
                     if !self.wait_through(deadline) {
@@ -606,7 +660,8 @@ impl ByteReceiver {
     /// (including a stored length beyond the maximum: that message is
     /// dropped).
     pub fn try_recv_into(&self, out: &mut Vec<u8>) -> Result<usize, TryRecvError> {
-        let mut recv = || bytes_core::try_recv_into(&self.inner.raw, &self.payload, out);
+        let mut recv =
+            || bytes_core::try_recv_into(&self.inner.raw, &self.payload, out, self.screen());
         match recv() {
             Err(TryRecvError::Empty) if self.inner.idle_reaped() => recv(),
             r => r,
@@ -678,7 +733,7 @@ impl ByteReceiver {
     /// As for [`try_recv_into`](Self::try_recv_into).
     pub fn try_recv_ref(&mut self) -> Result<ByteRef<'_>, TryRecvError> {
         let take = || {
-            bytes_core::take_ref(&self.inner.raw, &self.payload, None)
+            bytes_core::take_ref(&self.inner.raw, &self.payload, None, self.screen())
                 .map(|r| r.expect("no wait, no timeout"))
         };
         match take() {
@@ -719,8 +774,11 @@ impl ByteReceiver {
     fn take_waiting(&self, deadline: Option<Deadline>) -> Result<Option<SlotClaim>, TryRecvError> {
         let reap = || self.inner.reaper()();
         loop {
-            match bytes_core::take_claim(&self.inner.raw, Some((deadline, self.inner.spin, &reap)))
-            {
+            match bytes_core::take_claim(
+                &self.inner.raw,
+                Some((deadline, self.inner.spin, &reap)),
+                self.screen(),
+            ) {
                 Err(TryRecvError::Disconnected) if self.inner.wait_for_senders => {
                     if !self.wait_through(deadline) {
                         return Ok(None);
@@ -738,14 +796,14 @@ impl ByteReceiver {
     /// `Disconnected` when nothing is queued and no sender is left (a
     /// `recv` would return it too), `Corrupted`.
     pub fn poll(&self, timeout: Duration) -> Result<bool, RecvError> {
-        self.inner
-            .raw
-            .poll_deadline(
-                Some(Deadline::after(timeout)),
-                self.inner.spin,
-                &self.inner.reaper(),
-            )
-            .map_err(recv_err)
+        bytes_core::poll(
+            &self.inner.raw,
+            self.screen(),
+            Some(Deadline::after(timeout)),
+            self.inner.spin,
+            &self.inner.reaper(),
+        )
+        .map_err(recv_err)
     }
 
     /// A blocking iterator: yields messages until `recv` returns an error

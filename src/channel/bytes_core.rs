@@ -2,16 +2,23 @@
 //! [`ByteSender`](crate::ByteSender) / [`ByteReceiver`](crate::ByteReceiver)
 //! and the heap-backed queue the loom models drive.
 //!
-//! A byte queue is a ring of `u32` lengths plus a payload area with one
-//! fixed-size payload per ring slot (see [`Payload`]). Sending claims a slot,
-//! copies the bytes into its payload, writes the length into the slot and
-//! commits; receiving claims the oldest message, validates its length
-//! against the maximum before touching the payload, copies it out and
-//! releases the slot. A loan is the same claim held open across the
+//! A byte queue is a ring of `u64` words plus a payload area with one
+//! fixed-size payload per ring slot (see [`Payload`]). A word holds the
+//! message's length (low 32 bits) and a pipe's session stamp (high 32 bits,
+//! 0 for plain byte queues: see [`session`](super::session)). Sending
+//! claims a slot, copies the bytes into its payload, writes the word into
+//! the slot and commits; receiving claims the oldest message, validates its
+//! length against the maximum before touching the payload, copies it out
+//! and releases the slot. A loan is the same claim held open across the
 //! caller's writes; dropping it abandons the claim.
+//!
+//! Every receive takes through [`take`], which, given a pipe end's
+//! [`Session`], drops the messages addressed to its predecessors and
+//! reports the end of a peer session before anything from the next one.
 
 use super::payload::Payload;
 use super::raw::{RawReceiver, RawSender, SlotClaim};
+use super::session::{self, Session, Verdict};
 use crate::error::{ByteSendError, SendTimeoutError, TryRecvError, TrySendError};
 use crate::wait::Deadline;
 use std::fmt;
@@ -50,31 +57,44 @@ fn from_timeout(e: SendTimeoutError<()>) -> ByteSendError {
     }
 }
 
-/// Copies `msg` into the claimed slot and commits it.
-fn fill_and_commit(raw: &RawSender<u32>, payload: &Payload, claim: SlotClaim, msg: &[u8]) {
+/// Copies `msg` into the claimed slot and commits it with `stamp`.
+fn fill_and_commit(
+    raw: &RawSender<u64>,
+    payload: &Payload,
+    claim: SlotClaim,
+    msg: &[u8],
+    stamp: u64,
+) {
     // SAFETY: the claim makes us the slot's producer; the length was
     // checked against the maximum by the caller.
     unsafe { payload.write(claim.index, msg) };
-    raw.write(&claim, msg.len() as u32);
+    raw.write(&claim, session::word(msg.len(), stamp));
     raw.commit(claim);
 }
 
-/// Sends `msg` without waiting.
-pub fn try_send(raw: &RawSender<u32>, payload: &Payload, msg: &[u8]) -> Result<(), ByteSendError> {
+/// Sends `msg`, stamped with `stamp` (0: unaddressed), without waiting.
+pub fn try_send(
+    raw: &RawSender<u64>,
+    payload: &Payload,
+    msg: &[u8],
+    stamp: u64,
+) -> Result<(), ByteSendError> {
     too_large(msg.len(), payload)?;
     let claim = raw.try_claim().map_err(from_try)?;
-    fill_and_commit(raw, payload, claim, msg);
+    fill_and_commit(raw, payload, claim, msg, stamp);
     Ok(())
 }
 
-/// Sends `msg`, waiting for room until `deadline` (`None`: forever).
+/// Sends `msg`, stamped with `stamp`, waiting for room until `deadline`
+/// (`None`: forever).
 pub fn send_deadline(
-    raw: &RawSender<u32>,
+    raw: &RawSender<u64>,
     payload: &Payload,
     msg: &[u8],
     deadline: Option<Deadline>,
     spin: Duration,
     reap: &dyn Fn(),
+    stamp: u64,
 ) -> Result<(), ByteSendError> {
     too_large(msg.len(), payload)?;
     let claim = match raw.try_claim() {
@@ -87,17 +107,19 @@ pub fn send_deadline(
             .map_err(from_timeout)?,
         Err(e) => return Err(from_try(e)),
     };
-    fill_and_commit(raw, payload, claim, msg);
+    fill_and_commit(raw, payload, claim, msg, stamp);
     Ok(())
 }
 
-/// Claims a slot for a loan of `len` bytes: without waiting if `wait` is
-/// `None`, else waiting for room until its deadline (`None`: forever).
+/// Claims a slot for a loan of `len` bytes, to be committed with `stamp`:
+/// without waiting if `wait` is `None`, else waiting for room until its
+/// deadline (`None`: forever).
 pub fn loan<'a>(
-    raw: &'a RawSender<u32>,
+    raw: &'a RawSender<u64>,
     payload: &'a Payload,
     len: usize,
     wait: Option<Wait<'_>>,
+    stamp: u64,
 ) -> Result<ByteLoan<'a>, ByteSendError> {
     too_large(len, payload)?;
     let claim = match (raw.try_claim(), wait) {
@@ -118,6 +140,7 @@ pub fn loan<'a>(
         payload,
         claim: Some(claim),
         len,
+        stamp,
     })
 }
 
@@ -128,10 +151,12 @@ pub fn loan<'a>(
 /// [`commit`](Self::commit) publishes it; dropping the loan without
 /// committing gives the space back and sends nothing.
 pub struct ByteLoan<'a> {
-    raw: &'a RawSender<u32>,
+    raw: &'a RawSender<u64>,
     payload: &'a Payload,
     claim: Option<SlotClaim>,
     len: usize,
+    /// The session stamp, fixed when the slot was claimed.
+    stamp: u64,
 }
 
 impl fmt::Debug for ByteLoan<'_> {
@@ -175,7 +200,7 @@ impl ByteLoan<'_> {
     /// Publishes the message: the receivers can now take it.
     pub fn commit(mut self) {
         let claim = self.claim.take().expect("a live loan holds its claim");
-        self.raw.write(&claim, self.len as u32);
+        self.raw.write(&claim, session::word(self.len, self.stamp));
         self.raw.commit(claim);
     }
 }
@@ -211,21 +236,21 @@ impl Drop for ByteLoan<'_> {
 /// the maximum can only come from a scribbled segment: the slot is released
 /// (the message is dropped) and the caller gets `Corrupted`.
 fn checked_len(
-    raw: &RawReceiver<u32>,
+    raw: &RawReceiver<u64>,
     payload: &Payload,
     claim: SlotClaim,
 ) -> Result<usize, TryRecvError> {
-    let len = raw.read(&claim) as usize;
-    if len > payload.max() {
+    let len = session::len_of(raw.read(&claim));
+    if len > payload.max() as u64 {
         raw.release(claim);
         return Err(TryRecvError::Corrupted);
     }
-    Ok(len)
+    Ok(len as usize)
 }
 
 /// Copies the claimed message into `out` (cleared first) and releases it.
 fn drain_into(
-    raw: &RawReceiver<u32>,
+    raw: &RawReceiver<u64>,
     payload: &Payload,
     claim: SlotClaim,
     out: &mut Vec<u8>,
@@ -239,71 +264,127 @@ fn drain_into(
     Ok(len)
 }
 
+/// Claims the oldest message to deliver, without waiting. With a pipe
+/// end's `screen` (SPSC only; ignored on MPMC, which never has one), the
+/// messages addressed to an earlier generation of this end are dropped
+/// (released and counted) on the way, and the end of the peer session this
+/// end talks to is reported as `Disconnected`, once, before anything from
+/// a later one (which stays queued): see [`Session`].
+#[inline]
+pub fn take(raw: &RawReceiver<u64>, screen: Option<&Session>) -> Result<SlotClaim, TryRecvError> {
+    match screen {
+        Some(s) if raw.is_spsc() => take_screened(raw, s),
+        _ => raw.try_take(),
+    }
+}
+
+fn take_screened(raw: &RawReceiver<u64>, s: &Session) -> Result<SlotClaim, TryRecvError> {
+    loop {
+        let claim = match raw.try_take() {
+            Ok(c) => c,
+            Err(TryRecvError::Empty) => {
+                if s.peer_moved_on() {
+                    s.forget();
+                    return Err(TryRecvError::Disconnected);
+                }
+                return Err(TryRecvError::Empty);
+            }
+            Err(TryRecvError::Disconnected) => {
+                s.forget();
+                return Err(TryRecvError::Disconnected);
+            }
+            Err(e) => return Err(e),
+        };
+        match s.screen(raw.read(&claim), raw.ctrl()) {
+            Verdict::Deliver => return Ok(claim),
+            // Dropped unread: no payload is touched. The loop ends when the
+            // queue is empty; each turn consumes one message.
+            Verdict::Stale => raw.release(claim),
+            Verdict::NewSession => {
+                // SPSC (checked by `take`): the message stays queued.
+                raw.untake(claim);
+                s.forget();
+                return Err(TryRecvError::Disconnected);
+            }
+        }
+    }
+}
+
 /// Receives into `out` without waiting; returns the message's length.
 pub fn try_recv_into(
-    raw: &RawReceiver<u32>,
+    raw: &RawReceiver<u64>,
     payload: &Payload,
     out: &mut Vec<u8>,
+    screen: Option<&Session>,
 ) -> Result<usize, TryRecvError> {
-    let claim = raw.try_take()?;
+    let claim = take(raw, screen)?;
     drain_into(raw, payload, claim, out)
+}
+
+/// Claims a message to deliver as [`take`] does, waiting until `deadline`
+/// (`None`: forever). `Ok(None)`: timed out. A wait that finds only stale
+/// messages goes on waiting.
+fn take_deadline(
+    raw: &RawReceiver<u64>,
+    screen: Option<&Session>,
+    deadline: Option<Deadline>,
+    spin: Duration,
+    reap: &dyn Fn(),
+) -> Result<Option<SlotClaim>, TryRecvError> {
+    match take(raw, screen) {
+        Err(TryRecvError::Empty) => {}
+        r => return r.map(Some),
+    }
+    raw.wait_for(deadline, spin, reap, &mut || take(raw, screen))
 }
 
 /// Receives into `out`, waiting until `deadline` (`None`: forever).
 /// `Ok(None)`: timed out.
 pub fn recv_into_deadline(
-    raw: &RawReceiver<u32>,
+    raw: &RawReceiver<u64>,
     payload: &Payload,
     out: &mut Vec<u8>,
     deadline: Option<Deadline>,
     spin: Duration,
     reap: &dyn Fn(),
+    screen: Option<&Session>,
 ) -> Result<Option<usize>, TryRecvError> {
-    let claim = match raw.try_take() {
-        Ok(c) => c,
-        Err(TryRecvError::Empty) => match raw.take_deadline(deadline, spin, reap)? {
-            Some(c) => c,
-            None => return Ok(None),
-        },
-        Err(e) => return Err(e),
-    };
-    drain_into(raw, payload, claim, out).map(Some)
+    match take_deadline(raw, screen, deadline, spin, reap)? {
+        Some(claim) => drain_into(raw, payload, claim, out).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// Claims the oldest message to read in place, waiting as `wait` says
 /// (`None`: not at all). `Ok(None)`: timed out.
 pub fn take_ref<'a>(
-    raw: &'a RawReceiver<u32>,
+    raw: &'a RawReceiver<u64>,
     payload: &'a Payload,
     wait: Option<Wait<'_>>,
+    screen: Option<&Session>,
 ) -> Result<Option<ByteRef<'a>>, TryRecvError> {
-    match take_claim(raw, wait)? {
+    match take_claim(raw, wait, screen)? {
         Some(claim) => ref_of(raw, payload, claim).map(Some),
         None => Ok(None),
     }
 }
 
-/// The claim part of [`take_ref`]: the oldest message's slot, claimed
-/// (no borrow held, so a caller can retry).
+/// The claim part of [`take_ref`]: the oldest message's slot, claimed as
+/// [`take`] does (no borrow held, so a caller can retry).
 pub fn take_claim(
-    raw: &RawReceiver<u32>,
+    raw: &RawReceiver<u64>,
     wait: Option<Wait<'_>>,
+    screen: Option<&Session>,
 ) -> Result<Option<SlotClaim>, TryRecvError> {
-    Ok(Some(match (raw.try_take(), wait) {
-        (Ok(c), _) => c,
-        (Err(TryRecvError::Empty), Some((deadline, spin, reap))) => {
-            match raw.take_deadline(deadline, spin, reap)? {
-                Some(c) => c,
-                None => return Ok(None),
-            }
-        }
-        (Err(e), _) => return Err(e),
-    }))
+    match wait {
+        None => take(raw, screen).map(Some),
+        Some((deadline, spin, reap)) => take_deadline(raw, screen, deadline, spin, reap),
+    }
 }
 
 /// The in-place view of a claimed message, its length checked.
 pub fn ref_of<'a>(
-    raw: &'a RawReceiver<u32>,
+    raw: &'a RawReceiver<u64>,
     payload: &'a Payload,
     claim: SlotClaim,
 ) -> Result<ByteRef<'a>, TryRecvError> {
@@ -316,10 +397,40 @@ pub fn ref_of<'a>(
     })
 }
 
+/// Waits until a message to deliver is queued (`Ok(true)`), `deadline`
+/// passes (`Ok(false)`), or a receive would fail (`Disconnected` at EOF or
+/// at the end of a peer session, `Closed`, `Corrupted`). Takes nothing
+/// (stale messages at the head are dropped, as a receive would).
+pub fn poll(
+    raw: &RawReceiver<u64>,
+    screen: Option<&Session>,
+    deadline: Option<Deadline>,
+    spin: Duration,
+    reap: &dyn Fn(),
+) -> Result<bool, TryRecvError> {
+    match screen {
+        Some(s) if raw.is_spsc() => {
+            let mut look = || {
+                let claim = take_screened(raw, s)?;
+                // SPSC: given back untouched, the head of the queue again.
+                raw.untake(claim);
+                Ok(())
+            };
+            match look() {
+                Err(TryRecvError::Empty) => {}
+                r => return r.map(|()| true),
+            }
+            raw.wait_for(deadline, spin, reap, &mut look)
+                .map(|r| r.is_some())
+        }
+        _ => raw.poll_deadline(deadline, spin, reap),
+    }
+}
+
 /// A received byte message read in place, inside the queue. Derefs to
 /// `&[u8]`; the slot goes back to the senders when this is dropped.
 pub struct ByteRef<'a> {
-    raw: &'a RawReceiver<u32>,
+    raw: &'a RawReceiver<u64>,
     payload: &'a Payload,
     claim: SlotClaim,
     len: usize,

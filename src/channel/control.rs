@@ -6,7 +6,8 @@
 //! +256  not_empty  Line<WaitCell>    receivers sleep here; senders notify
 //! +384  not_full   Line<WaitCell>    senders sleep here; receivers notify
 //! +512  peers      Line<Peers>       live sender/receiver bitmaps, the
-//!                                     closed bit, counters, generations
+//!                                     closed bit, counters, generations,
+//!                                     holders' generations, stale count
 //! ```
 //! Every field is valid as all-zero bytes, so a fresh segment needs only the
 //! MPMC stamps initialised.
@@ -80,6 +81,15 @@ pub struct Peers {
     /// Generations: how many times a sender (`[0]`) or a receiver (`[1]`)
     /// attached. A pipe end's session number; wraps.
     pub generation: [AtomicU64; 2],
+    /// The generation of the last sender (`[0]`) or receiver (`[1]`) whose
+    /// attach succeeded (0: none yet): for SPSC, the one holding the role
+    /// while its bit is set. Refused attaches raise `generation` but never
+    /// this. Stored after the role bit and before the attach's wake-up.
+    pub holder: [AtomicU64; 2],
+    /// Pipes: messages addressed to an earlier generation of their
+    /// receiving end, seen by a later one (dropped, or delivered anyway
+    /// when asked): see `channel::session`.
+    pub stale: AtomicU64,
 }
 
 /// The control block, `repr(C)`, hot fields each on their own 128-byte line.
@@ -107,6 +117,7 @@ const _: () = {
     assert!(offset_of!(QueueControl, not_full) == 384);
     assert!(offset_of!(QueueControl, peers) == 512);
     assert!(size_of::<QueueControl>() == 640);
+    assert!(size_of::<Peers>() <= 128);
 };
 
 impl Default for QueueControl {
@@ -132,6 +143,8 @@ impl QueueControl {
                 closes: AtomicU64::new(0),
                 close_after: AtomicU64::new(0),
                 generation: [AtomicU64::new(0), AtomicU64::new(0)],
+                holder: [AtomicU64::new(0), AtomicU64::new(0)],
+                stale: AtomicU64::new(0),
             }),
         }
     }
@@ -226,6 +239,22 @@ impl QueueControl {
         // Acquire: pairs with the AcqRel bump in `attach`, which comes
         // before the role bit: who sees the bit sees at least its number.
         self.peers.generation[role as usize].load(Ordering::Acquire)
+    }
+
+    /// The generation of the last endpoint of `role` whose attach
+    /// succeeded (0: none yet).
+    pub fn holder(&self, role: Role) -> u64 {
+        // Acquire: pairs with the Release store in `attach`, which comes
+        // after the role bit and before the attach's wake-up: a waiter
+        // woken by an attach sees the new holder.
+        self.peers.holder[role as usize].load(Ordering::Acquire)
+    }
+
+    /// Counts a message addressed to an earlier generation of this queue's
+    /// receiving end (a pipe's stale message).
+    pub fn count_stale(&self) {
+        // Relaxed: a statistic.
+        self.peers.stale.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Sets the number of closes that end the stream (at creation).
@@ -328,6 +357,13 @@ impl QueueControl {
                 Err(now) => cur = now,
             }
         }
+        // Release: after the role bit and before the wake-up below, so that
+        // a waiter the wake-up finds reads this holder (Acquire in
+        // `holder`). Of two successful attaches of an SPSC role, the later
+        // one's store is also later in the word's order: the earlier
+        // holder's store comes before its detach (Release), which our
+        // fetch_or above acquired.
+        self.peers.holder[role as usize].store(generation, Ordering::Release);
         // Release: after the role bit, so that `disconnected`, which reads
         // `ever` first, never mistakes this attach for a departure.
         self.peers

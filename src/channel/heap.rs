@@ -10,6 +10,7 @@ use super::bytes_core::{self, ByteLoan, ByteRef};
 use super::control::QueueControl;
 use super::payload::Payload;
 use super::raw::{RawReceiver, RawSender, RecvRing, SendRing};
+use super::session::Session;
 use crate::error::{ByteSendError, Flavor, Role, TryRecvError};
 use crate::loom::UnsafeCell;
 use crate::ring::mpmc::{Intent, MpmcRing, MpmcSlot};
@@ -343,7 +344,7 @@ impl Drop for PayloadArea {
 }
 
 /// A heap-backed byte-message queue (loom models and threaded unit tests):
-/// a [`HeapQueue<u32>`] of message lengths plus a heap payload area with
+/// a [`HeapQueue<u64>`] of ring words (length and session stamp) plus a heap payload area with
 /// one payload per ring slot, driven by the same
 /// [`bytes_core`] functions as the segment-backed
 /// [`ByteQueue`](crate::ByteQueue).
@@ -351,7 +352,7 @@ impl Drop for PayloadArea {
 /// Cloning shares the queue.
 #[derive(Clone)]
 pub struct HeapByteQueue {
-    queue: Arc<HeapQueue<u32>>,
+    queue: Arc<HeapQueue<u64>>,
     /// One view for all handles: under loom its ownership guards must be
     /// shared, so every handle clones this one.
     payload: Payload,
@@ -361,7 +362,7 @@ pub struct HeapByteQueue {
 impl HeapByteQueue {
     /// A new empty queue of `capacity` messages of at most `max` bytes each.
     pub fn new(flavor: Flavor, capacity: u64, max: usize, mode: WakeMode) -> Self {
-        let queue = HeapQueue::<u32>::new(flavor, capacity, mode);
+        let queue = HeapQueue::<u64>::new(flavor, capacity, mode);
         let count = match flavor {
             Flavor::Spsc => slot_count(capacity),
             Flavor::Mpmc => capacity,
@@ -387,7 +388,7 @@ impl HeapByteQueue {
     }
 
     /// The underlying queue of message lengths.
-    pub fn queue(&self) -> &Arc<HeapQueue<u32>> {
+    pub fn queue(&self) -> &Arc<HeapQueue<u64>> {
         &self.queue
     }
 
@@ -397,6 +398,7 @@ impl HeapByteQueue {
             inner: self.queue.sender()?,
             payload: self.payload.clone(),
             _area: self.area.clone(),
+            session: None,
         })
     }
 
@@ -406,20 +408,40 @@ impl HeapByteQueue {
             inner: self.queue.receiver()?,
             payload: self.payload.clone(),
             _area: self.area.clone(),
+            session: None,
         })
+    }
+
+    /// A pipe end's session (see [`Session`]) of generation `mine`, whose
+    /// peer holds `peer` on this queue.
+    pub fn session(&self, peer: Role, mine: u64, keep_stale: bool) -> Arc<Session> {
+        let keep: Arc<dyn std::any::Any + Send + Sync> = self.queue.clone();
+        // SAFETY: the control block lives as long as the queue, which
+        // `keep` keeps alive.
+        Arc::new(unsafe { Session::new(self.queue.ctrl_ptr(), keep, peer, mine, keep_stale) })
     }
 }
 
 /// A sender on a [`HeapByteQueue`]; detaches on drop.
 pub struct HeapByteSender {
-    inner: HeapSender<u32>,
+    inner: HeapSender<u64>,
     payload: Payload,
     _area: Arc<PayloadArea>,
+    session: Option<Arc<Session>>,
 }
 
 impl HeapByteSender {
+    /// Stamps every message sent from now on with `session`'s address.
+    pub fn set_session(&mut self, session: Arc<Session>) {
+        self.session = Some(session);
+    }
+
+    fn stamp(&self) -> u64 {
+        self.session.as_ref().map_or(0, |s| s.stamp())
+    }
+
     /// The sending core.
-    pub fn raw(&self) -> &RawSender<u32> {
+    pub fn raw(&self) -> &RawSender<u64> {
         &self.inner
     }
 
@@ -433,7 +455,7 @@ impl HeapByteSender {
     /// # Errors
     /// `TooLarge`, `Full`, `Disconnected`, `Corrupted`.
     pub fn try_send(&self, msg: &[u8]) -> Result<(), ByteSendError> {
-        bytes_core::try_send(&self.inner, &self.payload, msg)
+        bytes_core::try_send(&self.inner, &self.payload, msg, self.stamp())
     }
 
     /// Sends `msg`, waiting for room until `deadline` (`None`: forever),
@@ -448,7 +470,15 @@ impl HeapByteSender {
         spin: Duration,
         reap: &dyn Fn(),
     ) -> Result<(), ByteSendError> {
-        bytes_core::send_deadline(&self.inner, &self.payload, msg, deadline, spin, reap)
+        bytes_core::send_deadline(
+            &self.inner,
+            &self.payload,
+            msg,
+            deadline,
+            spin,
+            reap,
+            self.stamp(),
+        )
     }
 
     /// Borrows space for a message of `len` bytes, without waiting.
@@ -458,7 +488,8 @@ impl HeapByteSender {
     /// # Errors
     /// `TooLarge`, `Full`, `Disconnected`, `Corrupted`.
     pub fn try_loan(&mut self, len: usize) -> Result<ByteLoan<'_>, ByteSendError> {
-        bytes_core::loan(&self.inner, &self.payload, len, None)
+        let stamp = self.stamp();
+        bytes_core::loan(&self.inner, &self.payload, len, None, stamp)
     }
 
     /// As [`try_loan`](Self::try_loan), waiting for room until `deadline`
@@ -474,25 +505,48 @@ impl HeapByteSender {
         spin: Duration,
         reap: &dyn Fn(),
     ) -> Result<ByteLoan<'_>, ByteSendError> {
+        let stamp = self.stamp();
         bytes_core::loan(
             &self.inner,
             &self.payload,
             len,
             Some((deadline, spin, reap)),
+            stamp,
         )
     }
 }
 
 /// A receiver on a [`HeapByteQueue`]; detaches on drop.
 pub struct HeapByteReceiver {
-    inner: HeapReceiver<u32>,
+    inner: HeapReceiver<u64>,
     payload: Payload,
     _area: Arc<PayloadArea>,
+    session: Option<Arc<Session>>,
 }
 
 impl HeapByteReceiver {
+    /// Screens every receive from now on with `session` (SPSC only).
+    pub fn set_session(&mut self, session: Arc<Session>) {
+        self.session = Some(session);
+    }
+
+    /// Waits until a message to deliver is queued (`Ok(true)`) or
+    /// `deadline` passes (`Ok(false)`), taking nothing: see
+    /// [`bytes_core::poll`].
+    ///
+    /// # Errors
+    /// `Disconnected`, `Corrupted`.
+    pub fn poll_deadline(
+        &self,
+        deadline: Option<Deadline>,
+        spin: Duration,
+        reap: &dyn Fn(),
+    ) -> Result<bool, TryRecvError> {
+        bytes_core::poll(&self.inner, self.session.as_deref(), deadline, spin, reap)
+    }
+
     /// The receiving core.
-    pub fn raw(&self) -> &RawReceiver<u32> {
+    pub fn raw(&self) -> &RawReceiver<u64> {
         &self.inner
     }
 
@@ -507,7 +561,7 @@ impl HeapByteReceiver {
     /// # Errors
     /// `Empty`, `Disconnected`, `Corrupted`.
     pub fn try_recv_into(&self, out: &mut Vec<u8>) -> Result<usize, TryRecvError> {
-        bytes_core::try_recv_into(&self.inner, &self.payload, out)
+        bytes_core::try_recv_into(&self.inner, &self.payload, out, self.session.as_deref())
     }
 
     /// Receives into `out`, waiting until `deadline` (`None`: forever),
@@ -523,7 +577,15 @@ impl HeapByteReceiver {
         spin: Duration,
         reap: &dyn Fn(),
     ) -> Result<Option<usize>, TryRecvError> {
-        bytes_core::recv_into_deadline(&self.inner, &self.payload, out, deadline, spin, reap)
+        bytes_core::recv_into_deadline(
+            &self.inner,
+            &self.payload,
+            out,
+            deadline,
+            spin,
+            reap,
+            self.session.as_deref(),
+        )
     }
 
     /// Takes the oldest message to read in place, without waiting.
@@ -533,7 +595,7 @@ impl HeapByteReceiver {
     /// # Errors
     /// `Empty`, `Disconnected`, `Corrupted`.
     pub fn try_take_ref(&mut self) -> Result<ByteRef<'_>, TryRecvError> {
-        bytes_core::take_ref(&self.inner, &self.payload, None)
+        bytes_core::take_ref(&self.inner, &self.payload, None, self.session.as_deref())
             .map(|r| r.expect("no wait, no timeout"))
     }
 
@@ -549,7 +611,12 @@ impl HeapByteReceiver {
         spin: Duration,
         reap: &dyn Fn(),
     ) -> Result<Option<ByteRef<'_>>, TryRecvError> {
-        bytes_core::take_ref(&self.inner, &self.payload, Some((deadline, spin, reap)))
+        bytes_core::take_ref(
+            &self.inner,
+            &self.payload,
+            Some((deadline, spin, reap)),
+            self.session.as_deref(),
+        )
     }
 }
 
@@ -657,7 +724,7 @@ mod tests {
 
     #[test]
     fn spsc_refuses_second_endpoints_and_reports_full() {
-        let q = HeapQueue::<u32>::new(Flavor::Spsc, 2, WakeMode::Strict);
+        let q = HeapQueue::<u64>::new(Flavor::Spsc, 2, WakeMode::Strict);
         let tx = q.sender().unwrap();
         assert!(q.sender().is_none());
         let rx = q.receiver().unwrap();
@@ -665,7 +732,7 @@ mod tests {
         tx.try_send(1).unwrap();
         tx.try_send(2).unwrap();
         assert_eq!(tx.try_send(3), Err(TrySendError::Full(3)));
-        let mut out = [0u32; 4];
+        let mut out = [0u64; 4];
         assert_eq!(rx.try_recv_slice(&mut out), Ok(2));
         assert_eq!(&out[..2], &[1, 2]);
         assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));

@@ -41,6 +41,11 @@ mod queue;
 pub mod raw;
 #[cfg(not(loom))]
 pub(crate) mod raw;
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod session;
+#[cfg(not(loom))]
+pub(crate) mod session;
 #[cfg(all(feature = "serde", not(loom)))]
 mod value;
 

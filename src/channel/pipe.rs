@@ -15,10 +15,12 @@
 //! process.
 
 use super::bytes::{ByteQueue, ByteQueueBuilder, ByteReceiver, ByteSender};
+use super::session::Session;
 use crate::error::{
-    ByteSendError, Flavor, RecvError, RecvTimeoutError, SegmentError, TryRecvError,
+    ByteSendError, Flavor, RecvError, RecvTimeoutError, Role, SegmentError, TryRecvError,
 };
 use crate::wait::WakeMode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Default messages buffered per direction.
@@ -47,6 +49,8 @@ pub struct Pipe {
     to_left: ByteQueue,
     /// Left → right, duplex pipes only.
     to_right: Option<ByteQueue>,
+    /// Connections deliver messages addressed to their predecessors.
+    keep_stale: bool,
 }
 
 impl Pipe {
@@ -59,6 +63,7 @@ impl Pipe {
             mode: 0o600,
             persist: true,
             wake_mode: WakeMode::Strict,
+            keep_stale: false,
         }
     }
 
@@ -107,15 +112,18 @@ impl Pipe {
     /// holds the left end.
     pub fn left(&self) -> Result<Connection, SegmentError> {
         let taken = |e| end_taken("left", e);
-        Ok(Connection {
-            rx: Some(self.to_left.receiver().map_err(taken)?),
-            tx: self
-                .to_right
-                .as_ref()
-                .map(|q| q.sender())
-                .transpose()
-                .map_err(taken)?,
-        })
+        let rx = self.to_left.receiver().map_err(taken)?;
+        let tx = self
+            .to_right
+            .as_ref()
+            .map(|q| q.sender())
+            .transpose()
+            .map_err(taken)?;
+        // The left end's generation: the right → left queue's receiver's.
+        let session = self
+            .to_left
+            .session(Role::Sender, rx.generation(), self.keep_stale);
+        Ok(Connection::new(Some(rx), tx, session))
     }
 
     /// Attaches the right end in this process: it sends to the left end and,
@@ -126,15 +134,25 @@ impl Pipe {
     /// holds the right end.
     pub fn right(&self) -> Result<Connection, SegmentError> {
         let taken = |e| end_taken("right", e);
-        Ok(Connection {
-            tx: Some(self.to_left.sender().map_err(taken)?),
-            rx: self
-                .to_right
-                .as_ref()
-                .map(|q| q.receiver())
-                .transpose()
-                .map_err(taken)?,
-        })
+        let tx = self.to_left.sender().map_err(taken)?;
+        let rx = self
+            .to_right
+            .as_ref()
+            .map(|q| q.receiver())
+            .transpose()
+            .map_err(taken)?;
+        // The right end's generation: the right → left queue's sender's.
+        let session = self
+            .to_left
+            .session(Role::Receiver, tx.generation(), self.keep_stale);
+        Ok(Connection::new(rx, Some(tx), session))
+    }
+
+    /// Messages that ends of this pipe found addressed to their
+    /// predecessors, in both directions, since it was created (each
+    /// [`Connection::stale`] counts its own).
+    pub fn stale(&self) -> u64 {
+        self.to_left.stale() + self.to_right.as_ref().map_or(0, |q| q.stale())
     }
 }
 
@@ -155,6 +173,7 @@ pub struct PipeBuilder {
     mode: u32,
     persist: bool,
     wake_mode: WakeMode,
+    keep_stale: bool,
 }
 
 impl PipeBuilder {
@@ -197,6 +216,17 @@ impl PipeBuilder {
         self
     }
 
+    /// Whether the connections attached from this pipe handle deliver
+    /// messages addressed to a predecessor of their end (default: false:
+    /// they drop them; either way [`Connection::stale`] counts them).
+    /// For a pipe whose messages belong to whichever process holds an end,
+    /// such as a work queue a restarted worker should finish. Not recorded
+    /// in the segment: each process chooses for its own ends.
+    pub fn keep_stale(mut self, keep: bool) -> Self {
+        self.keep_stale = keep;
+        self
+    }
+
     fn queue(&self) -> ByteQueueBuilder {
         ByteQueue::builder()
             .flavor(Flavor::Spsc)
@@ -217,6 +247,7 @@ impl PipeBuilder {
         Ok(Pipe {
             to_left: self.queue().create_anonymous()?,
             to_right,
+            keep_stale: self.keep_stale,
         })
     }
 
@@ -242,7 +273,11 @@ impl PipeBuilder {
                 return Err(e);
             }
         };
-        Ok(Pipe { to_left, to_right })
+        Ok(Pipe {
+            to_left,
+            to_right,
+            keep_stale: self.keep_stale,
+        })
     }
 
     /// Opens the named pipe `name`; the maximum size and capacity are
@@ -263,7 +298,11 @@ impl PipeBuilder {
             Err(SegmentError::NotFound(_)) => None,
             Err(e) => return Err(e),
         };
-        Ok(Pipe { to_left, to_right })
+        Ok(Pipe {
+            to_left,
+            to_right,
+            keep_stale: self.keep_stale,
+        })
     }
 }
 
@@ -333,15 +372,113 @@ impl PipeBuilder {
 /// `send` that has to wait (or a `try_send` that keeps finding the buffer
 /// full) finds it dead and returns `Disconnected`.
 /// Messages that matter need an answer (duplex) to be known delivered.
+///
+/// # Sessions: restarts without cross-talk
+///
+/// Every attach of an end starts a new session of that end, numbered by
+/// its [`generation`](Self::generation) (1, 2, … for each end, counted in
+/// the pipe's shared memory; an attach refused because the end is taken
+/// uses up a number too). Every message carries the generation it is
+/// addressed to and the one it comes from, and:
+///
+/// - **A message goes to the peer session it answers.** A connection
+///   addresses what it sends to the peer generation it last received a
+///   message from, even if a newer peer has attached since: a reply goes
+///   to whoever asked. Before it has heard from a peer (or after it saw
+///   that peer's session end, below), it addresses the peer attached at the
+///   time of sending, or, if none is attached, whoever attaches next.
+/// - **A restarted end receives nothing addressed to its predecessor.** A
+///   message addressed to an earlier generation of the receiving end is
+///   dropped, never delivered, by every receiving call (`recv`,
+///   `recv_into`, `recv_timeout`, `try_recv`, `poll`, and the
+///   [`receiver`](Self::receiver) half's in-place and value receives), and
+///   counted in [`stale`](Self::stale). A blocking call that finds only
+///   such messages goes on waiting. [`PipeBuilder::keep_stale`] delivers
+///   them instead (still counted). A message addressed to a later
+///   generation than the receiver's is delivered.
+/// - **The end of a peer session is reported once.** When the peer session
+///   this end talks to is over — its process died or it closed its end,
+///   whether or not a successor has attached since — one receiving call
+///   returns `Disconnected` after everything that session sent, before
+///   anything from its successor; this end then talks to whoever is
+///   attached. A client whose server was restarted thus sees
+///   `Disconnected` from its pending `recv` and re-sends its request to the
+///   new server, whatever the order in which it noticed the death and the
+///   restart. [`wait_connected`](Self::wait_connected) also ends the
+///   conversation with the last peer when it returns true: what is sent
+///   next goes to the peer attached now.
+///
+/// The rule is symmetric: a restarted server drops the requests queued for
+/// its predecessor, and a new client drops the replies queued for the one
+/// before it. Generations are compared through 16-bit tags: two sessions of
+/// one end 32768 or more attaches apart can be confused.
+///
+/// # Examples
+/// ```
+/// use shmring::{Pipe, RecvError};
+/// let pipe = Pipe::anonymous(true)?;
+/// let server = pipe.left()?;
+/// let client = pipe.right()?;
+/// client.send(b"request")?;
+/// assert_eq!(server.recv()?, b"request");
+/// drop(client); // the client dies before the answer...
+/// let client = pipe.right()?; // ...and a new one attaches: a new session
+/// assert!(client.generation() > server.peer_generation());
+/// server.send(b"answer")?; // addressed to the client that asked
+/// assert_eq!(client.try_recv(), Err(shmring::TryRecvError::Empty));
+/// assert_eq!(client.stale(), 1); // the old answer was dropped
+/// assert_eq!(server.recv(), Err(RecvError::Disconnected)); // the old session's end
+/// client.send(b"request 2")?;
+/// assert_eq!(server.recv()?, b"request 2");
+/// server.send(b"answer 2")?;
+/// assert_eq!(client.recv()?, b"answer 2");
+/// assert_eq!(server.peer_generation(), client.generation());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Connection {
     // Dropped in declaration order: the receiving half first, so that a
     // peer that sees EOF also finds nobody receiving its sends.
     rx: Option<ByteReceiver>,
     tx: Option<ByteSender>,
+    /// Addresses what `tx` sends and screens what `rx` receives.
+    session: Arc<Session>,
 }
 
 impl Connection {
+    fn new(mut rx: Option<ByteReceiver>, mut tx: Option<ByteSender>, session: Session) -> Self {
+        let session = Arc::new(session);
+        if let Some(r) = rx.as_mut() {
+            r.set_session(session.clone());
+        }
+        if let Some(t) = tx.as_mut() {
+            t.set_session(session.clone());
+        }
+        Connection { rx, tx, session }
+    }
+
+    /// This end's session number: how many times this end of the pipe had
+    /// been attached (or refused), counting this attach. A restarted
+    /// process gets a higher number than its predecessor.
+    pub fn generation(&self) -> u64 {
+        self.session.generation()
+    }
+
+    /// The peer's session number: that of the peer this end last received
+    /// a message from (until that session ends), else that of the peer end
+    /// attached last (0: it never was). Tells sessions apart: a peer that
+    /// restarted has a higher number.
+    pub fn peer_generation(&self) -> u64 {
+        self.session.peer_generation()
+    }
+
+    /// Messages this end found addressed to one of its predecessors (dropped
+    /// or, with [`PipeBuilder::keep_stale`], delivered). See
+    /// [`Pipe::stale`] for the pipe's total.
+    pub fn stale(&self) -> u64 {
+        self.session.stale()
+    }
+
     fn tx(&self) -> Result<&ByteSender, ByteSendError> {
         self.tx.as_ref().ok_or(ByteSendError::Disconnected)
     }
@@ -451,11 +588,20 @@ impl Connection {
     /// limit): true if it is. A client started before its server, or
     /// while it restarts, waits here instead of polling for
     /// `Disconnected` to stop.
+    ///
+    /// When it returns true, this end stops addressing the peer it last
+    /// heard from: what it sends next goes to the peer attached now (see
+    /// the [sessions](Self#sessions-restarts-without-cross-talk) rules).
     pub fn wait_connected(&self, timeout: Option<Duration>) -> bool {
         let deadline = timeout.map(|t| std::time::Instant::now() + t);
         let left = || deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
-        self.tx.as_ref().is_none_or(|t| t.wait_connected(left()))
-            && self.rx.as_ref().is_none_or(|r| r.wait_connected(left()))
+        let connected = self.tx.as_ref().is_none_or(|t| t.wait_connected(left()))
+            && self.rx.as_ref().is_none_or(|r| r.wait_connected(left()));
+        if connected {
+            // From now on, talk to the peer attached now.
+            self.session.forget();
+        }
+        connected
     }
 
     /// The sending half, for loans and values.

@@ -955,6 +955,19 @@ impl<T: Pod> Queue<T> {
         self.shared.ctrl().peers.lost.load(Ordering::Relaxed)
     }
 
+    /// Pipes: messages found addressed to an earlier generation of their
+    /// receiving end (see [`ByteQueue::stale`](crate::ByteQueue::stale)).
+    pub(super) fn stale(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.shared.ctrl().peers.stale.load(Ordering::Relaxed)
+    }
+
+    /// The control block, for a pipe's session (valid while the mapping,
+    /// kept by this handle's `Arc`, is).
+    pub(super) fn ctrl_ptr(&self) -> NonNull<QueueControl> {
+        self.shared.ctrl
+    }
+
     /// Keep the name after the creating handle is dropped: undoes a
     /// builder's `persist(false)` (names stay by default).
     pub fn persist(&self) {

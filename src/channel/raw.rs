@@ -1054,6 +1054,20 @@ impl<T: Copy> RawReceiver<T> {
         spin: Duration,
         reap: &dyn Fn(),
     ) -> Result<Option<SlotClaim>, TryRecvError> {
+        self.wait_for(deadline, spin, reap, &mut || self.try_take())
+    }
+
+    /// Runs `attempt` (a non-blocking receive of some kind: a take, a
+    /// screened take, a look) until it yields anything but `Empty`, waiting
+    /// for messages between tries until `deadline` (`None`: forever), as a
+    /// blocking receive does. `Ok(None)`: timed out.
+    pub fn wait_for<R>(
+        &self,
+        deadline: Option<Deadline>,
+        spin: Duration,
+        reap: &dyn Fn(),
+        attempt: &mut dyn FnMut() -> Result<R, TryRecvError>,
+    ) -> Result<Option<R>, TryRecvError> {
         let r = block_on(
             &self.ctrl().not_empty,
             self.mode,
@@ -1061,7 +1075,7 @@ impl<T: Copy> RawReceiver<T> {
             deadline,
             reap,
             &|| self.more_waiting(),
-            || match self.try_take() {
+            || match attempt() {
                 Err(TryRecvError::Empty) => None,
                 other => Some(other),
             },
@@ -1070,6 +1084,31 @@ impl<T: Copy> RawReceiver<T> {
             None => Ok(None),
             Some(r) => r.map(Some),
         }
+    }
+
+    /// Whether this is the single consumer of an SPSC ring (whose claims
+    /// can be [given back untaken](Self::untake)).
+    pub fn is_spsc(&self) -> bool {
+        matches!(self.ring, RecvRing::Spsc(_))
+    }
+
+    /// SPSC: gives back a claim from [`try_take`](Self::try_take) without
+    /// consuming its message, which stays at the head for the next take
+    /// (an SPSC take only looks at the head; the consumer's index does not
+    /// move until the release). Returns false, doing nothing, on an MPMC
+    /// ring, whose claims cannot be given back.
+    pub fn untake(&self, c: SlotClaim) -> bool {
+        let RecvRing::Spsc(_) = &self.ring else {
+            return false;
+        };
+        if self.bind.foreign() {
+            return true;
+        }
+        self.held.set(None);
+        if let Some(i) = self.bind.record() {
+            i.retire_one(c.pos);
+        }
+        true
     }
 
     /// Whether a message is waiting, without taking it: exactly when a

@@ -22,7 +22,7 @@ use crate::loom::{AtomicU32, AtomicU64, Ordering};
 /// The first 8 bytes of every shmring segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMRING\0");
 /// The layout version this build writes and reads.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 /// Bytes reserved for the header.
 pub const HEADER_LEN: u64 = 256;
 
