@@ -61,6 +61,11 @@ pub struct SegmentReport {
     pub closed: Option<bool>,
     /// Queues: endpoints reclaimed from dead processes so far.
     pub reaped: Option<u64>,
+    /// Byte queues that are halves of a pipe: messages the receiving end
+    /// found addressed to one of its predecessors.
+    pub stale: Option<u64>,
+    /// Queues: the sender and receiver generations (attaches so far).
+    pub generations: Option<(u64, u64)>,
     /// Pids of the processes that map the file now (from `/proc/*/maps`).
     pub mapped_by: Vec<u32>,
     /// Pids whose `/proc/<pid>/maps` could not be read (another user's
@@ -338,6 +343,8 @@ pub fn inspect(location: &Location) -> Result<SegmentReport, SegmentError> {
         lost: None,
         closed: None,
         reaped: None,
+        stale: None,
+        generations: None,
         mapped_by: Vec::new(),
         maps_unreadable: Vec::new(),
         path,
@@ -362,6 +369,12 @@ pub fn inspect(location: &Location) -> Result<SegmentReport, SegmentError> {
         report.lost = read_u64(&seg, at(peers + offset_of!(Peers, lost)));
         report.closed = read_u64(&seg, at(peers + offset_of!(Peers, senders)))
             .map(|w| w & crate::channel::control::CLOSED != 0);
+        if kind == Kind::ByteQueue {
+            report.stale = read_u64(&seg, at(peers + offset_of!(Peers, stale)));
+        }
+        let generation = peers + offset_of!(Peers, generation);
+        report.generations = read_u64(&seg, at(generation))
+            .zip(read_u64(&seg, at(generation + size_of::<AtomicU64>())));
         if let Some(table) = seg.at::<AtomicU64>(h.endpoints_offset, ENDPOINTS as u64) {
             // SAFETY: ENDPOINTS words in bounds (checked by `at`), alive
             // with `seg`.

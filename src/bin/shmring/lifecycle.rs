@@ -101,6 +101,8 @@ fn report_json(r: &SegmentReport) -> serde_json::Value {
         "lost": r.lost,
         "closed": r.closed,
         "reaped": r.reaped,
+        "stale": r.stale,
+        "generations": r.generations.map(|(s, r)| json!({"sender": s, "receiver": r})),
         "mapped_by": r.mapped_by,
         "maps_unreadable": r.maps_unreadable,
         "size": r.file_size,
