@@ -170,18 +170,20 @@ impl Drop for Children {
     }
 }
 
-/// Reads `child`'s output until a line starts with `prefix`; returns it.
+/// Reads a child's output until a line contains `what` (a test harness
+/// running the program may print before it on the same line); returns the
+/// line from there.
 fn read_until(
     lines: &mut impl Iterator<Item = std::io::Result<String>>,
-    prefix: &str,
+    what: &str,
 ) -> Result<String, String> {
     for line in lines {
         let line = line.map_err(|e| e.to_string())?;
-        if line.starts_with(prefix) {
-            return Ok(line);
+        if let Some(at) = line.find(what) {
+            return Ok(line[at..].to_string());
         }
     }
-    Err(format!("the child ended before printing {prefix:?}"))
+    Err(format!("the child ended before printing {what:?}"))
 }
 
 /// Kills `child` with SIGKILL and reaps it.
