@@ -1,6 +1,8 @@
 //! loom models of byte messages through the heap-backed byte queue: a ring
-//! of `u32` lengths plus a payload area with one payload per slot, driven by
-//! the same `bytes_core` functions as the segment-backed `ByteQueue`.
+//! of `u64` words (the length, and a pipe's session stamp) plus a payload
+//! area with one payload per slot, driven by the same `bytes_core`
+//! functions as the segment-backed `ByteQueue`. The last models give the
+//! handles pipe sessions (`channel::session`), as a one-way pipe's ends.
 //!
 //! Each payload is shadowed by a loom `UnsafeCell<()>` that every payload
 //! access touches, so loom checks that the ring protocol orders the payload
@@ -19,7 +21,7 @@
 
 use loom::thread;
 use shmring::channel::heap::{HeapByteQueue, HeapByteReceiver, HeapByteSender};
-use shmring::{ByteSendError, Flavor, TryRecvError, WakeMode};
+use shmring::{ByteSendError, Flavor, Role, TryRecvError, WakeMode};
 use shmring_loom_tests::builder;
 use std::time::Duration;
 
@@ -310,4 +312,106 @@ fn spsc_in_place() {
 #[test]
 fn mpmc_in_place() {
     in_place(Flavor::Mpmc);
+}
+
+// ---------------------------------------------------------------------------
+// Pipe sessions
+// ---------------------------------------------------------------------------
+
+/// A one-way pipe over `q` (its right → left queue): the reading end's
+/// receiver, screened by a session of the generation it just got.
+fn reading_end(q: &HeapByteQueue) -> HeapByteReceiver {
+    let mut rx = q.receiver().expect("the reading end is free");
+    // Right after our own attach, with no other of the role racing: ours.
+    let mine = q.queue().ctrl().holder(Role::Receiver);
+    rx.set_session(q.session(Role::Sender, mine, false));
+    rx
+}
+
+/// The writing end's sender, stamped by a session of its generation.
+fn writing_end(q: &HeapByteQueue) -> HeapByteSender {
+    let mut tx = q.sender().expect("the writing end is free");
+    let mine = q.queue().ctrl().holder(Role::Sender);
+    tx.set_session(q.session(Role::Receiver, mine, false));
+    tx
+}
+
+/// (f) A reader blocked on the writer session it heard from is told that
+/// the session ended — `Disconnected`, not a wait for ever and not the new
+/// writer's message — however the old writer's detach and a new writer's
+/// attach (which sends nothing) interleave with its sleep: it sees the old
+/// writer gone, or the new one holding the end. The new holder's
+/// generation is stored before the attach's wake-up; stored after it, a
+/// reader that checked in between would sleep through it (loom reports
+/// the deadlock).
+#[test]
+fn session_blocked_reader_sees_its_writer_session_end() {
+    builder().check(|| {
+        let q = HeapByteQueue::new(Flavor::Spsc, 1, MAX, WakeMode::Strict);
+        let rx = reading_end(&q);
+        let tx1 = writing_end(&q);
+        send_blocking(&tx1, b"x");
+        assert_eq!(recv_blocking(&rx).unwrap(), b"x");
+        let reader = thread::spawn(move || {
+            assert_eq!(recv_blocking(&rx), Err(TryRecvError::Disconnected));
+            rx
+        });
+        drop(tx1);
+        let tx2 = writing_end(&q);
+        let rx = reader.join().unwrap();
+        // Then the new writer's messages.
+        send_blocking(&tx2, b"y");
+        assert_eq!(recv_blocking(&rx).unwrap(), b"y");
+    });
+}
+
+/// (g) A reader restarted while the writer sends: what the writer
+/// addressed to the first reader (everything sent while it held the end)
+/// never reaches the second, which drops and counts it; what is addressed
+/// to the second (sent once the writer could see it, or nobody, holding the
+/// end) reaches it, once. A send finding no reader at all is refused.
+#[test]
+fn session_restarted_reader_never_gets_its_predecessors_messages() {
+    builder().check(|| {
+        let q = HeapByteQueue::new(Flavor::Spsc, 2, MAX, WakeMode::Strict);
+        let rx1 = reading_end(&q);
+        let tx = writing_end(&q);
+        tx.try_send(b"a").unwrap();
+        let q2 = q.clone();
+        let restart = thread::spawn(move || {
+            drop(rx1);
+            reading_end(&q2)
+        });
+        let sent_b = match tx.try_send(b"b") {
+            Ok(()) => true,
+            Err(ByteSendError::Disconnected) => false,
+            Err(e) => panic!("send: {e:?}"),
+        };
+        let rx2 = restart.join().unwrap();
+        let mut got = Vec::new();
+        loop {
+            let mut out = Vec::new();
+            match rx2.try_recv_into(&mut out) {
+                Ok(_) => got.push(out),
+                Err(TryRecvError::Empty) => break,
+                // The first reader's session ended before the second's
+                // first message: only when "b" came from... never: the
+                // writer is the same session throughout.
+                Err(e) => panic!("receive: {e:?}"),
+            }
+        }
+        assert!(
+            !got.iter().any(|m| m == b"a"),
+            "a stale message was delivered"
+        );
+        let dropped = q
+            .queue()
+            .ctrl()
+            .peers
+            .stale
+            .load(std::sync::atomic::Ordering::Relaxed);
+        // "a" dropped; "b" sent once: delivered or dropped, not both.
+        assert_eq!(got.len() as u64 + dropped, 1 + u64::from(sent_b), "{got:?}");
+        assert!(got.len() <= 1 && got.iter().all(|m| m == b"b"), "{got:?}");
+    });
 }
