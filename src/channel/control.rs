@@ -234,7 +234,6 @@ impl QueueControl {
     }
 
     /// This role's current generation (attaches so far).
-    #[allow(dead_code)] // read by pipe sessions
     pub fn generation(&self, role: Role) -> u64 {
         // Acquire: pairs with the AcqRel bump in `attach`, which comes
         // before the role bit: who sees the bit sees at least its number.
@@ -361,8 +360,8 @@ impl QueueControl {
         // a waiter the wake-up finds reads this holder (Acquire in
         // `holder`). Of two successful attaches of an SPSC role, the later
         // one's store is also later in the word's order: the earlier
-        // holder's store comes before its detach (Release), which our
-        // fetch_or above acquired.
+        // holder's store comes before its detach (Release), which our CAS
+        // above acquired.
         self.peers.holder[role as usize].store(generation, Ordering::Release);
         // Release: after the role bit, so that `disconnected`, which reads
         // `ever` first, never mistakes this attach for a departure.
