@@ -394,9 +394,7 @@ fn session_restarted_reader_never_gets_its_predecessors_messages() {
             match rx2.try_recv_into(&mut out) {
                 Ok(_) => got.push(out),
                 Err(TryRecvError::Empty) => break,
-                // The first reader's session ended before the second's
-                // first message: only when "b" came from... never: the
-                // writer is the same session throughout.
+                // One writer session throughout: no session end to report.
                 Err(e) => panic!("receive: {e:?}"),
             }
         }
