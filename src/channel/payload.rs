@@ -1,7 +1,8 @@
 //! The payload area of a byte-message queue: one fixed-size payload per ring
 //! slot, owned by whoever owns the slot in the ring protocol.
 //!
-//! The ring slot itself holds only the message length (a `u32`); the bytes
+//! The ring slot itself holds only a `u64` word (the message length and a
+//! pipe's session stamp: see `channel::session`); the bytes
 //! live here, at `base + index * stride`. A payload is written only by the
 //! producer that claimed its slot and read only by the consumer that claimed
 //! the published message, so the ring's stamps (MPMC) or indices (SPSC)
