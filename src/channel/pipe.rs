@@ -31,6 +31,10 @@ pub const PIPE_MAX_MESSAGE: u64 = 64 * 1024;
 /// A pipe between two processes: the shared queues, from which each process
 /// attaches its [`Connection`].
 ///
+/// Each attach of an end is a new session of that end: what was addressed
+/// to an earlier session (a client or server that was killed and restarted)
+/// never reaches a later one. See [`Connection`], "Sessions".
+///
 /// # Examples
 /// ```
 /// use shmring::Pipe;
