@@ -438,7 +438,7 @@ fn wrongs(opener: Opener, header: &[u8], size: u64) -> Vec<Wrong> {
     }
     let (kind, elem) = match opener {
         Opener::Queue => (1, type_desc::<u64>()),
-        Opener::Bytes => (2, type_desc::<u32>()),
+        Opener::Bytes => (2, type_desc::<u64>()),
         Opener::SharedLock => (3, type_desc::<Lock>()),
         Opener::ArrayU8 => (4, type_desc::<u8>()),
     };
@@ -1495,7 +1495,7 @@ fn prop_byte_lengths_overwritten() {
                     let len_off = if case.mpmc {
                         h.slots_offset + slot as u64 * h.slot_stride + 8
                     } else {
-                        h.slots_offset + slot as u64 * 4
+                        h.slots_offset + slot as u64 * 8
                     };
                     if let Some(s) = stored {
                         file.write_all_at(&s.to_le_bytes(), len_off).unwrap();
