@@ -61,7 +61,8 @@ impl ByteQueue {
     }
 
     /// Creates `/dev/shm/<name>` exclusively, holding `capacity` messages of
-    /// at most `max_message_size` bytes.
+    /// at most `max_message_size` bytes. The name stays until it is
+    /// removed: see [names](crate#names-who-removes-them).
     ///
     /// # Errors
     /// As for [`Queue::create`]; `InvalidArgument` for a maximum size of 0
@@ -311,6 +312,8 @@ impl ByteQueueBuilder {
     }
 
     /// Creates `/dev/shm/<name>` exclusively.
+    /// The name stays until it is removed: see
+    /// [names](crate#names-who-removes-them).
     pub fn create(self, name: &str) -> Result<ByteQueue, SegmentError> {
         Ok(ByteQueue {
             inner: self.inner.create(name)?,
@@ -331,7 +334,8 @@ impl ByteQueueBuilder {
         })
     }
 
-    /// Opens `/dev/shm/<name>`, checking what was set.
+    /// Opens `/dev/shm/<name>`, checking what was set (never removed by
+    /// opening: see [names](crate#names-who-removes-them)).
     pub fn open(self, name: &str) -> Result<ByteQueue, SegmentError> {
         Ok(ByteQueue {
             inner: self.inner.open(name)?,
@@ -353,7 +357,11 @@ impl ByteQueueBuilder {
     }
 
     /// Opens `/dev/shm/<name>` if it exists (checking that it matches),
-    /// otherwise creates it.
+    /// otherwise creates it: see
+    /// [`QueueBuilder::open_or_create`](crate::QueueBuilder::open_or_create)
+    /// (one segment for every racer; an ended stream is replaced).
+    /// The name stays until it is removed: see
+    /// [names](crate#names-who-removes-them).
     pub fn open_or_create(self, name: &str) -> Result<ByteQueue, SegmentError> {
         Ok(ByteQueue {
             inner: self.inner.open_or_create(name)?,

@@ -86,7 +86,9 @@ impl Pipe {
         Ok((p.left()?, p.right()?))
     }
 
-    /// Opens the named pipe `name` (one-way or duplex, as created).
+    /// Opens the named pipe `name` (one-way or duplex, as created). The
+    /// names stay until [`Pipe::unlink`] (or `shmring rm`): see
+    /// [names](crate#names-who-removes-them).
     ///
     /// # Errors
     /// As for [`ByteQueue::open`].
@@ -257,7 +259,8 @@ impl PipeBuilder {
 
     /// Creates the named pipe `name` exclusively (`/dev/shm/<name>.0` and,
     /// if duplex, `.1`; the `.1` half first, so that whoever finds `.0`
-    /// finds the whole pipe).
+    /// finds the whole pipe). The names stay until [`Pipe::unlink`] (or
+    /// `shmring rm`): see [names](crate#names-who-removes-them).
     ///
     /// # Errors
     /// As for [`ByteQueue::create`].
