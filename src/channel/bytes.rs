@@ -623,7 +623,7 @@ impl ByteReceiver {
                 &self.inner.reaper(),
                 self.screen(),
             ) {
-                Err(TryRecvError::Disconnected) if self.inner.wait_for_senders => {
+                Err(TryRecvError::Disconnected) if self.waits_through_disconnect() => {
                     if !self.wait_through(deadline) {
                         return Ok(None);
                     }
@@ -641,6 +641,22 @@ impl ByteReceiver {
             .wait_for_sender(deadline, &self.inner.reaper())
     }
 
+    /// Whether a `Disconnected` just returned is one to sleep through: this
+    /// receiver waits for senders and none is attached. A pipe's session
+    /// end (a later peer session holds the other end) is reported even
+    /// then: its caller must learn that its peer changed.
+    fn waits_through_disconnect(&self) -> bool {
+        // A pipe end's half reports every peer session's end: see
+        // `set_wait_for_senders`.
+        self.inner.wait_for_senders
+            && self.session.is_none()
+            && self
+                .inner
+                .raw
+                .ctrl()
+                .disconnected(crate::error::Role::Sender)
+    }
+
     /// This receiver's generation: see
     /// [`Receiver::generation`](crate::Receiver::generation).
     pub fn generation(&self) -> u64 {
@@ -656,6 +672,9 @@ impl ByteReceiver {
     /// Whether blocking and timed receives wait through `Disconnected`
     /// until the stream is closed: see
     /// [`Receiver::set_wait_for_senders`](crate::Receiver::set_wait_for_senders).
+    /// No effect on the receiving half of a [`Connection`](crate::Connection):
+    /// the end of each peer session is reported there as `Disconnected`,
+    /// so that its caller learns that its peer changed (and re-sends).
     pub fn set_wait_for_senders(&mut self, wait: bool) {
         self.inner.set_wait_for_senders(wait);
     }
@@ -787,7 +806,7 @@ impl ByteReceiver {
                 Some((deadline, self.inner.spin, &reap)),
                 self.screen(),
             ) {
-                Err(TryRecvError::Disconnected) if self.inner.wait_for_senders => {
+                Err(TryRecvError::Disconnected) if self.waits_through_disconnect() => {
                     if !self.wait_through(deadline) {
                         return Ok(None);
                     }

@@ -324,9 +324,23 @@ impl QueueControl {
     pub fn attach(&self, role: Role, bit: u32, exclusive: bool) -> Result<u64, Refused> {
         let b = 1u64 << (bit % ENDPOINT_BITS as u32);
         // AcqRel, before the bit: whoever sees the bit (Acquire) sees this
-        // number or a later one. A refused attach leaves the number raised:
+        // number or a later one. An attach that loses the race below leaves
+        // the number raised:
         // generations only ever order sessions, and a live session accepts
         // what is addressed to a later one.
+        // Refuse what is refused anyway before taking a number: a process
+        // that retries a taken end in a loop must not run the numbers
+        // (16-bit session tags) round. Only attachers racing for a free
+        // role take numbers they may not use.
+        // Acquire: a closer's Release, as in the CAS below (which decides:
+        // this look only spares numbers).
+        let seen = self.mask(role).load(Ordering::Acquire);
+        if role == Role::Sender && seen & CLOSED != 0 {
+            return Err(Refused::Closed);
+        }
+        if exclusive && seen & !CLOSED != 0 {
+            return Err(Refused::Taken);
+        }
         let generation = self.peers.generation[role as usize].fetch_add(1, Ordering::AcqRel) + 1;
         // One CAS decides: refused (closed, or SPSC and taken) with nothing
         // set, or attached. A bit set and then undone would be seen, for a

@@ -26,9 +26,10 @@
 //!   generation it last received from (a reply goes to whoever asked, even
 //!   if a newer peer has attached since). With nothing heard, to the peer's
 //!   current generation counter if a peer is attached, else to the next one
-//!   (counter + 1: whoever attaches next). A refused attach raises the
-//!   counter too, which only makes the address later than the live peer's,
-//!   and a live peer accepts what is addressed to a later generation.
+//!   (counter + 1: whoever attaches next). An attacher that lost a race for
+//!   a free end may have raised the counter too, which only makes the
+//!   address later than the live peer's, and a live peer accepts what is
+//!   addressed to a later generation.
 //! - **Screening.** The receiving connection drops (never delivers) a
 //!   message addressed to an older generation than its own, and counts it
 //!   (per connection and in the queue's `stale` counter), unless it keeps
