@@ -41,12 +41,13 @@
 //! overwritten, as is any concurrent unlocked `store` (a blind write).
 
 use crate::error::SegmentError;
+use crate::error::{LockTimeoutError, OwnerDied, TryLockError};
 use crate::shared::{
     check_region, region_layout, Region, Shared, SharedBuilder, ShmSafe, KIND_ARRAY,
 };
 use crate::shm::header::type_desc;
 use crate::shm::segment::{Location, SegmentOptions};
-use crate::sync::{Lock, LockGuard, LockTimeoutError, OwnerDied, TryLockError};
+use crate::sync::{Lock, LockGuard};
 use bytemuck::Pod;
 use std::cell::UnsafeCell;
 use std::fmt;

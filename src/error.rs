@@ -1,210 +1,19 @@
-//! Every public error type.
+//! Every public error type, in one place: segments ([`SegmentError`]),
+//! queues and byte queues (send and receive errors), locks and the other
+//! synchronisation primitives ([`OwnerDied`], [`TryLockError`],
+//! [`LockTimeoutError`], [`SemaphoreOverflow`], [`BarrierError`]),
+//! transports ([`TransportError`], [`UnknownTransport`]) and, with the
+//! `serde` feature, values ([`ValueSendError`], [`ValueRecvError`]). The
+//! code that returns them lives in the layers above; this file names
+//! nothing but `std`, `thiserror`, postcard's error and the plain
+//! descriptions in `types`.
 //!
 //! Channel errors follow crossbeam-channel's shapes and hand the unsent value
 //! back. Each also has a `Corrupted` case: shmring never trusts what it reads
 //! from shared memory, and a scribbled segment is reported, never obeyed.
 
+use crate::types::{Flavor, Kind, Role, TypeDesc};
 use std::fmt;
-
-/// What a segment holds: the `kind` field of its header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Kind {
-    /// A bounded queue of fixed-size `Pod` values.
-    Queue,
-    /// A bounded queue of variable-length byte messages.
-    ByteQueue,
-    /// One value of a `ShmSafe` type ([`Shared`](crate::Shared), `Value`).
-    Struct,
-    /// An array of `Pod` values with a lock (`Array`).
-    Array,
-    /// A kind this build of shmring does not know (the raw header value).
-    Unknown(u32),
-}
-
-impl Kind {
-    /// The kinds this build knows, in header order.
-    const KNOWN: [Kind; 4] = [Kind::Queue, Kind::ByteQueue, Kind::Struct, Kind::Array];
-
-    /// The value of the header's `kind` field for this kind: the one place
-    /// the numbers are defined.
-    pub const fn raw(self) -> u32 {
-        match self {
-            Kind::Queue => 1,
-            Kind::ByteQueue => 2,
-            Kind::Struct => 3,
-            Kind::Array => 4,
-            Kind::Unknown(k) => k,
-        }
-    }
-
-    /// The kind a header's `kind` field names.
-    pub fn from_raw(kind: u32) -> Kind {
-        Kind::KNOWN
-            .into_iter()
-            .find(|k| k.raw() == kind)
-            .unwrap_or(Kind::Unknown(kind))
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Kind::Queue => f.write_str("queue"),
-            Kind::ByteQueue => f.write_str("byte queue"),
-            Kind::Struct => f.write_str("shared struct"),
-            Kind::Array => f.write_str("shared array"),
-            Kind::Unknown(k) => write!(f, "unknown kind {k}"),
-        }
-    }
-}
-
-/// Which ring algorithm a queue uses, fixed at creation and recorded in the header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Flavor {
-    /// One sender and one receiver at a time (across all processes).
-    Spsc,
-    /// Any number of senders and receivers, in any processes.
-    Mpmc,
-}
-
-impl fmt::Display for Flavor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Flavor::Spsc => "spsc",
-            Flavor::Mpmc => "mpmc",
-        })
-    }
-}
-
-/// Bytes of a type's name a header records.
-pub const TYPE_NAME_LEN: usize = 32;
-
-/// A type's name as a header records it: the end of `std::any::type_name`
-/// (the type's own name, after its path), at most [`TYPE_NAME_LEN`] bytes
-/// cut on a character boundary. For messages; the fingerprint, not the
-/// name, decides whether two types match.
-#[derive(Clone, Copy)]
-pub struct TypeName {
-    bytes: [u8; TYPE_NAME_LEN],
-}
-
-impl TypeName {
-    /// The last [`TYPE_NAME_LEN`] bytes of `name` (whole characters).
-    pub fn new(name: &str) -> Self {
-        let mut start = name.len().saturating_sub(TYPE_NAME_LEN);
-        while !name.is_char_boundary(start) {
-            start += 1;
-        }
-        let tail = &name.as_bytes()[start..];
-        let mut bytes = [0u8; TYPE_NAME_LEN];
-        bytes[..tail.len()].copy_from_slice(tail);
-        TypeName { bytes }
-    }
-
-    /// From the words a header stores (little-endian), as read.
-    pub fn from_words(words: [u64; TYPE_NAME_LEN / 8]) -> Self {
-        let mut bytes = [0u8; TYPE_NAME_LEN];
-        for (chunk, w) in bytes.chunks_exact_mut(8).zip(words) {
-            chunk.copy_from_slice(&w.to_le_bytes());
-        }
-        TypeName { bytes }
-    }
-
-    /// The words a header stores.
-    pub fn words(&self) -> [u64; TYPE_NAME_LEN / 8] {
-        let mut words = [0u64; TYPE_NAME_LEN / 8];
-        for (w, chunk) in words.iter_mut().zip(self.bytes.chunks_exact(8)) {
-            *w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
-        }
-        words
-    }
-
-    /// The name (lossy: a header from shared memory may hold any bytes;
-    /// empty if none was recorded).
-    pub fn as_string(&self) -> String {
-        let len = self
-            .bytes
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(TYPE_NAME_LEN);
-        String::from_utf8_lossy(&self.bytes[..len]).into_owned()
-    }
-}
-
-impl fmt::Debug for TypeName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.as_string(), f)
-    }
-}
-
-/// Size, alignment and fingerprint of an element type, as recorded in a
-/// header, with its name for messages. Two descriptions are equal when
-/// size, alignment and fingerprint are (the name is not compared: the
-/// fingerprint already hashes the whole name).
-#[derive(Clone, Copy, Debug)]
-pub struct TypeDesc {
-    /// `size_of::<T>()`.
-    pub size: u64,
-    /// `align_of::<T>()`.
-    pub align: u64,
-    /// A hash of the type's name, size and alignment.
-    pub fingerprint: u64,
-    /// The type's name, as far as recorded.
-    pub name: TypeName,
-}
-
-impl PartialEq for TypeDesc {
-    fn eq(&self, other: &Self) -> bool {
-        (self.size, self.align, self.fingerprint) == (other.size, other.align, other.fingerprint)
-    }
-}
-
-impl Eq for TypeDesc {}
-
-impl std::hash::Hash for TypeDesc {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (self.size, self.align, self.fingerprint).hash(state);
-    }
-}
-
-impl fmt::Display for TypeDesc {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = self.name.as_string();
-        if name.is_empty() {
-            write!(f, "a type of ")?;
-        } else {
-            write!(f, "`{name}` (")?;
-        }
-        write!(
-            f,
-            "size {} align {} fingerprint {:#018x}",
-            self.size, self.align, self.fingerprint
-        )?;
-        if !name.is_empty() {
-            f.write_str(")")?;
-        }
-        Ok(())
-    }
-}
-
-/// Which end of a queue an endpoint is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// A sending endpoint.
-    Sender,
-    /// A receiving endpoint.
-    Receiver,
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Sender => "sender",
-            Role::Receiver => "receiver",
-        })
-    }
-}
 
 /// Why creating, opening or attaching to a segment failed.
 ///
@@ -366,10 +175,6 @@ pub enum SegmentError {
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
-
-/// The queue's shared state failed a check; the operation did nothing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Corrupted;
 
 macro_rules! value_error {
     (
@@ -596,25 +401,236 @@ impl From<RecvError> for RecvTimeoutError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+// Locks (`sync::lock`).
 
-    #[test]
-    fn type_names_keep_their_end_whole() {
-        let short = TypeName::new("u64");
-        assert_eq!(short.as_string(), "u64");
-        assert_eq!(TypeName::from_words(short.words()).as_string(), "u64");
-        let long = TypeName::new("my_application::protocol::messages::OrderUpdate");
-        assert_eq!(long.as_string(), "::protocol::messages::OrderUpdate"[1..]);
-        // A multi-byte character at the cut is left out whole.
-        let name = format!("{}é{}", "a".repeat(10), "b".repeat(TYPE_NAME_LEN - 1));
-        assert_eq!(
-            TypeName::new(&name).as_string(),
-            "b".repeat(TYPE_NAME_LEN - 1)
-        );
-        // Bytes from shared memory that are not UTF-8 still print.
-        let junk = TypeName::from_words([u64::MAX; TYPE_NAME_LEN / 8]);
-        assert!(!junk.as_string().is_empty());
+/// The previous owner died holding the lock; the lock is now the caller's,
+/// and the guard is inside. The protected state may be inconsistent.
+pub struct OwnerDied<G>(pub G);
+
+impl<G> OwnerDied<G> {
+    /// The guard: the lock is held.
+    pub fn into_inner(self) -> G {
+        self.0
+    }
+}
+
+impl<G> fmt::Debug for OwnerDied<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OwnerDied(..)")
+    }
+}
+
+impl<G> fmt::Display for OwnerDied<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the previous owner died holding the lock")
+    }
+}
+
+impl<G> std::error::Error for OwnerDied<G> {}
+
+/// Why `try_lock` did not simply succeed.
+pub enum TryLockError<G> {
+    /// A live thread holds the lock.
+    WouldBlock,
+    /// The previous owner died; the lock is now the caller's.
+    OwnerDied(G),
+}
+
+/// Why a lock with a timeout did not simply succeed.
+pub enum LockTimeoutError<G> {
+    /// A live thread held the lock until the deadline.
+    Timeout,
+    /// The previous owner died; the lock is now the caller's.
+    OwnerDied(G),
+}
+
+macro_rules! lock_error_impls {
+    ($name:ident, $other:ident, $msg:literal) => {
+        impl<G> $name<G> {
+            /// The guard, if the lock was taken (after an owner's death).
+            pub fn into_guard(self) -> Option<G> {
+                match self {
+                    $name::$other => None,
+                    $name::OwnerDied(g) => Some(g),
+                }
+            }
+        }
+        impl<G> fmt::Debug for $name<G> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $name::$other => {
+                        f.write_str(concat!(stringify!($name), "::", stringify!($other)))
+                    }
+                    $name::OwnerDied(_) => {
+                        f.write_str(concat!(stringify!($name), "::OwnerDied(..)"))
+                    }
+                }
+            }
+        }
+        impl<G> fmt::Display for $name<G> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $name::$other => f.write_str($msg),
+                    $name::OwnerDied(_) => f.write_str("the previous owner died holding the lock"),
+                }
+            }
+        }
+        impl<G> std::error::Error for $name<G> {}
+        impl<G> PartialEq for $name<G> {
+            fn eq(&self, other: &Self) -> bool {
+                matches!(
+                    (self, other),
+                    ($name::$other, $name::$other) | ($name::OwnerDied(_), $name::OwnerDied(_))
+                )
+            }
+        }
+    };
+}
+lock_error_impls!(TryLockError, WouldBlock, "the lock is held");
+lock_error_impls!(LockTimeoutError, Timeout, "timed out waiting for the lock");
+
+// Semaphores and barriers (`sync::primitives`).
+
+/// A release beyond a bounded semaphore's initial value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("semaphore released beyond its bound of {bound}")]
+pub struct SemaphoreOverflow {
+    /// The bound (the initial value of a bounded semaphore, or `u32::MAX`).
+    pub bound: u32,
+}
+
+/// Why a barrier wait failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BarrierError {
+    /// The other parties did not all arrive in time; this caller's arrival
+    /// was withdrawn, so the barrier stays usable.
+    #[error("timed out waiting at the barrier")]
+    Timeout,
+    /// The barrier's shared state failed a check.
+    #[error("the barrier's shared state is corrupted")]
+    Corrupted,
+}
+
+// Transports (`transport`).
+
+/// An unknown transport name.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown transport {0:?} (known: shm-spsc, shm-mpmc, pipe, fifo, unix, tcp)")]
+pub struct UnknownTransport(pub String);
+
+/// Why a transport call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The message is larger than the transport's maximum; nothing was sent.
+    #[error("a message of {len} bytes exceeds the maximum of {max} bytes")]
+    TooLarge {
+        /// The message's length.
+        len: usize,
+        /// The transport's maximum message size.
+        max: usize,
+    },
+    /// A non-blocking call could not proceed now (full, or nothing to read).
+    #[error("the operation would block")]
+    WouldBlock,
+    /// A timed call's deadline passed.
+    #[error("timed out")]
+    Timeout,
+    /// The peer is gone (closed, dropped, or its process died); for a
+    /// receive, everything it sent has been received.
+    #[error("the peer is gone")]
+    Disconnected,
+    /// The peer's stream ended in the middle of a message (it died while
+    /// sending): the partial message is dropped.
+    #[error("the peer's stream ended {got} bytes into a {expected}-byte message")]
+    Truncated {
+        /// The message's announced length.
+        expected: usize,
+        /// The bytes that arrived.
+        got: usize,
+    },
+    /// Shared state or a frame header failed a check (e.g. a length beyond
+    /// the maximum).
+    #[error("corrupted: {0}")]
+    Corrupted(&'static str),
+    /// Setting the transport up failed.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    /// Another I/O error.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+// Values over byte queues (`channel::value`, feature `serde`).
+
+/// Why sending a value failed; nothing was sent.
+#[cfg(feature = "serde")]
+#[derive(Debug, thiserror::Error)]
+pub enum ValueSendError {
+    /// The value's encoding does not fit the queue's maximum message size.
+    #[error("the encoded value does not fit the maximum message size of {max} bytes")]
+    TooLarge {
+        /// The queue's maximum message size.
+        max: usize,
+    },
+    /// The queue refused the message (full, timed out, disconnected,
+    /// corrupted).
+    #[error(transparent)]
+    Send(#[from] ByteSendError),
+    /// The value could not be encoded.
+    #[error("encoding failed: {0}")]
+    Encode(postcard::Error),
+}
+
+/// Why receiving a value failed.
+#[cfg(feature = "serde")]
+#[derive(Debug, thiserror::Error)]
+pub enum ValueRecvError {
+    /// The queue stayed empty (`try_` and timeout calls only).
+    #[error("no message before the deadline")]
+    Empty,
+    /// The queue is drained and no sender is attached now (see
+    /// [`RecvError::Disconnected`]).
+    #[error("receiving on an empty queue with no senders")]
+    Disconnected,
+    /// The stream is closed and drained: the end, for good.
+    #[error("receiving on a closed queue: end of stream")]
+    Closed,
+    /// The queue's shared state failed a check.
+    #[error("receiving on a corrupted queue")]
+    Corrupted,
+    /// The message is not a valid encoding of the requested type; it was
+    /// consumed.
+    #[error("decoding failed: {0}")]
+    Decode(postcard::Error),
+}
+
+#[cfg(feature = "serde")]
+impl From<TryRecvError> for ValueRecvError {
+    fn from(e: TryRecvError) -> Self {
+        match e {
+            TryRecvError::Empty => ValueRecvError::Empty,
+            TryRecvError::Disconnected => ValueRecvError::Disconnected,
+            TryRecvError::Closed => ValueRecvError::Closed,
+            TryRecvError::Corrupted => ValueRecvError::Corrupted,
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl From<RecvError> for ValueRecvError {
+    fn from(e: RecvError) -> Self {
+        TryRecvError::from(e).into()
+    }
+}
+
+#[cfg(feature = "serde")]
+impl From<RecvTimeoutError> for ValueRecvError {
+    fn from(e: RecvTimeoutError) -> Self {
+        match e {
+            RecvTimeoutError::Timeout => ValueRecvError::Empty,
+            RecvTimeoutError::Disconnected => ValueRecvError::Disconnected,
+            RecvTimeoutError::Closed => ValueRecvError::Closed,
+            RecvTimeoutError::Corrupted => ValueRecvError::Corrupted,
+        }
     }
 }

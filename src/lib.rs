@@ -104,21 +104,39 @@
 
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
+// A `--cfg loom` build (the models' crate only) compiles the layers without
+// segments: what only mapped segments use is dead there, and only there.
+#![cfg_attr(loom, allow(dead_code))]
 
+// The layers are listed in docs/design.md ("Layers"); `tests/layers.rs`
+// checks that no file imports a higher one. Only `error`, `inspect` and
+// `transport` are public modules; everything else public is re-exported
+// below. The internals that the loom models and the white-box tests need
+// are reached through `__internal`, hidden and outside the API.
 #[cfg(not(loom))]
 mod cell;
-pub mod channel;
+mod channel;
 pub mod error;
+#[cfg(not(loom))]
+pub mod inspect;
 mod loom;
-pub mod process;
-pub(crate) mod ring;
+mod process;
+mod ring;
 #[cfg(not(loom))]
 mod shared;
+// Hidden and public only for two paths the command-line tool still
+// imports (see `shm/mod.rs`).
+#[doc(hidden)]
 pub mod shm;
-pub mod sync;
+mod sync;
 #[cfg(not(loom))]
 pub mod transport;
-pub mod wait;
+mod types;
+mod wait;
+
+#[doc(hidden)]
+#[path = "internal.rs"]
+pub mod __internal;
 
 #[cfg(not(loom))]
 pub use channel::{
@@ -128,22 +146,23 @@ pub use channel::{
 pub use channel::{ByteLoan, ByteRef};
 #[cfg(not(loom))]
 pub use channel::{Connection, Pipe, PipeBuilder, PIPE_CAPACITY, PIPE_MAX_MESSAGE};
-#[cfg(all(feature = "serde", not(loom)))]
-pub use channel::{ValueRecvError, ValueSendError};
 pub use error::{
-    ByteSendError, Flavor, Kind, RecvError, RecvTimeoutError, Role, SegmentError, SendError,
-    SendTimeoutError, TryRecvError, TrySendError, TypeDesc, TypeName,
+    BarrierError, ByteSendError, LockTimeoutError, OwnerDied, RecvError, RecvTimeoutError,
+    SegmentError, SemaphoreOverflow, SendError, SendTimeoutError, TryLockError, TryRecvError,
+    TrySendError,
 };
-pub use wait::{Deadline, WakeMode};
+#[cfg(all(feature = "serde", not(loom)))]
+pub use error::{ValueRecvError, ValueSendError};
+pub use types::{Flavor, Kind, Role, TypeDesc, TypeName};
+pub use wait::{Deadline, WakeMode, LIVENESS_SLICE};
 
 #[cfg(not(loom))]
 pub use cell::{Array, ArrayBuilder, ArrayGuard, Value, ValueBuilder, ValueCell, ValueGuard};
 #[cfg(not(loom))]
 pub use shared::{Shared, SharedBuilder, ShmSafe};
 pub use sync::{
-    Barrier, BarrierError, BarrierWaitResult, CondGuard, Condition, Event, Lock, LockGuard,
-    LockTimeoutError, OwnerDied, RLock, RLockGuard, Semaphore, SemaphoreOverflow, TryLockError,
-    WaitTimeoutResult,
+    Barrier, BarrierWaitResult, CondGuard, Condition, Event, Lock, LockGuard, RLock, RLockGuard,
+    Semaphore, WaitTimeoutResult,
 };
 
 /// The README's code blocks, compiled and run as doc tests (`cargo test

@@ -2,9 +2,10 @@
 //! [`Lock`](crate::Lock), an [`Event`](crate::Event), or your own
 //! `#[repr(C)]` struct holding a table and the lock that guards it.
 
-use crate::error::{Kind, SegmentError, TypeDesc};
+use crate::error::SegmentError;
 use crate::shm::header::{type_desc, HeaderFields, HEADER_LEN};
 use crate::shm::segment::{Location, Segment, SegmentOptions};
+use crate::types::{Kind, TypeDesc};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;

@@ -6,8 +6,8 @@
 mod common;
 
 use common::*;
-use shmring::shm::header::VERSION;
-use shmring::shm::segment::{Location, Segment, SegmentOptions};
+use shmring::__internal::VERSION;
+use shmring::__internal::{Location, Segment, SegmentOptions};
 use shmring::{Event, Flavor, Queue, SegmentError, Shared};
 use std::os::unix::fs::PermissionsExt;
 

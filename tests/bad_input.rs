@@ -7,8 +7,8 @@ mod common;
 
 use bytemuck::{Pod, Zeroable};
 use common::{run, Ctx, Rng, ShmName};
-use shmring::shm::header::{HeaderFields, HEADER_LEN, VERSION};
-use shmring::shm::segment::{Location, Segment, SegmentOptions};
+use shmring::__internal::{HeaderFields, HEADER_LEN, VERSION};
+use shmring::__internal::{Location, Segment, SegmentOptions};
 use shmring::{Flavor, Kind, Queue, SegmentError};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -512,10 +512,11 @@ fn scribbled_indices_are_corrupted_not_a_hang() {
 fn another_kind_of_segment_is_wrong_kind() {
     run("bad_kind", |ctx| {
         let name = ctx.name("seg");
-        let fields = HeaderFields {
-            kind: 7,
-            total_len: 4096,
-            ..HeaderFields::default()
+        let fields = {
+            let mut f = HeaderFields::default();
+            f.kind = 7;
+            f.total_len = 4096;
+            f
         };
         let seg = Segment::create(
             &Location::Named(name.to_string()),

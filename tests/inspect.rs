@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use shmring::shm::inspect::{gc, inspect, scan};
-use shmring::shm::segment::Location;
+use shmring::inspect::Location;
+use shmring::inspect::{gc, inspect, scan};
 use shmring::{ByteQueue, Flavor, Kind, Queue, Role};
 
 /// Child: opens the path-based queue `args[0]`, attaches a sender, and
@@ -215,7 +215,7 @@ fn issue10_gc_keeps_a_segment_mapped_through_a_non_utf8_path() {
         let mut child = spawn_child("child_map_and_wait", &[d, "ff"]);
         let pid = child.id();
         wait_until("the child's mapping", || {
-            shmring::shm::inspect::mappers(&path).pids.contains(&pid)
+            shmring::inspect::mappers(&path).pids.contains(&pid)
         });
         let out = gc(dir.path(), false, true);
         assert!(path.exists(), "a mapped segment is kept: {out:?}");
@@ -253,10 +253,10 @@ fn issue10_gc_keeps_what_an_unreadable_process_may_map() {
         let mut child = spawn_child("child_hide_and_wait", &[p]);
         let pid = child.id();
         wait_until("the child's mapping or its hiding", || {
-            let m = shmring::shm::inspect::mappers(&path);
+            let m = shmring::inspect::mappers(&path);
             m.pids.contains(&pid) || m.unreadable.contains(&pid)
         });
-        let m = shmring::shm::inspect::mappers(&path);
+        let m = shmring::inspect::mappers(&path);
         let out = gc(dir.path(), false, false);
         assert!(path.exists(), "{out:?}");
         if m.unreadable.contains(&pid) {

@@ -16,8 +16,8 @@ mod request_response;
 use common::{
     child_main, kill_child, run, sleep_forever, spawn_child, wait_ok, wait_until, Args, ARGS_ENV,
 };
-use shmring::shm::inspect::inspect;
-use shmring::shm::segment::Location;
+use shmring::inspect::inspect;
+use shmring::inspect::Location;
 use shmring::{ByteQueue, Connection, Pipe, RecvError, RecvTimeoutError, TryRecvError};
 use std::process::Command;
 use std::time::Duration;

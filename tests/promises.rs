@@ -696,9 +696,9 @@ fn one_message_wakes_one_mpmc_receiver() {
                 all
             }) && q.is_empty()
         });
-        let (calls0, woken0) = shmring::wait::thread_wake_stats();
+        let (calls0, woken0) = shmring::__internal::thread_wake_stats();
         tx.send(1).unwrap();
-        let (calls1, woken1) = shmring::wait::thread_wake_stats();
+        let (calls1, woken1) = shmring::__internal::thread_wake_stats();
         assert_eq!(calls1 - calls0, 1, "one FUTEX_WAKE for one message");
         assert_eq!(woken1 - woken0, 1, "it woke one receiver, not all four");
         for v in 2..=4 {

@@ -29,8 +29,8 @@ mod common;
 use common::run;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
-use shmring::process::{liveness, Liveness, ProcId};
-use shmring::shm::header::{type_desc, HeaderFields, MAGIC, VERSION};
+use shmring::__internal::{header_checksum, type_desc, HeaderFields, MAGIC, VERSION};
+use shmring::__internal::{liveness, Liveness, ProcId};
 use shmring::{
     Array, ByteQueue, ByteSendError, Flavor, Lock, Queue, RecvTimeoutError, SegmentError, Shared,
     TryRecvError, TypeDesc,
@@ -153,34 +153,34 @@ const CHECKSUM: usize = 144;
 const READY: u32 = 2;
 
 fn parse_header(b: &[u8]) -> HeaderFields {
-    HeaderFields {
-        magic: u64_at(b, 0),
-        version: u32_at(b, 8),
-        kind: u32_at(b, 16),
-        flavor: u32_at(b, 20),
-        elem_size: u64_at(b, 24),
-        elem_align: u64_at(b, 32),
-        type_fingerprint: u64_at(b, 40),
-        capacity: u64_at(b, 48),
-        slot_count: u64_at(b, 56),
-        slot_stride: u64_at(b, 64),
-        control_offset: u64_at(b, 72),
-        endpoints_offset: u64_at(b, 80),
-        endpoint_count: u64_at(b, 88),
-        slots_offset: u64_at(b, 96),
-        total_len: u64_at(b, 104),
-        creator_pid: u32_at(b, 112),
-        creator_uid: u32_at(b, 116),
-        creator_start: u64_at(b, 120),
-        created_unix_ns: u64_at(b, 128),
-        creator_pid_ns: u64_at(b, 176),
-        type_name: std::array::from_fn(|i| u64_at(b, 184 + 8 * i)),
-        wake_mode: u32_at(b, 136),
-        checksum: u64_at(b, 144),
-        msg_max: u64_at(b, 152),
-        payload_offset: u64_at(b, 160),
-        payload_stride: u64_at(b, 168),
-    }
+    let mut f = HeaderFields::default();
+    f.magic = u64_at(b, 0);
+    f.version = u32_at(b, 8);
+    f.kind = u32_at(b, 16);
+    f.flavor = u32_at(b, 20);
+    f.elem_size = u64_at(b, 24);
+    f.elem_align = u64_at(b, 32);
+    f.type_fingerprint = u64_at(b, 40);
+    f.capacity = u64_at(b, 48);
+    f.slot_count = u64_at(b, 56);
+    f.slot_stride = u64_at(b, 64);
+    f.control_offset = u64_at(b, 72);
+    f.endpoints_offset = u64_at(b, 80);
+    f.endpoint_count = u64_at(b, 88);
+    f.slots_offset = u64_at(b, 96);
+    f.total_len = u64_at(b, 104);
+    f.creator_pid = u32_at(b, 112);
+    f.creator_uid = u32_at(b, 116);
+    f.creator_start = u64_at(b, 120);
+    f.created_unix_ns = u64_at(b, 128);
+    f.creator_pid_ns = u64_at(b, 176);
+    f.type_name = std::array::from_fn(|i| u64_at(b, 184 + 8 * i));
+    f.wake_mode = u32_at(b, 136);
+    f.checksum = u64_at(b, 144);
+    f.msg_max = u64_at(b, 152);
+    f.payload_offset = u64_at(b, 160);
+    f.payload_stride = u64_at(b, 168);
+    f
 }
 
 /// Writes every field of `f` (not `init_state`, not the checksum) into `b`.
@@ -324,18 +324,19 @@ fn queue_layout(flavor: u32, elem: TypeDesc, capacity: u64, msg_max: u64) -> Opt
     if total_len > isize::MAX as u64 {
         return None;
     }
-    Some(HeaderFields {
-        slot_count,
-        slot_stride: stride,
-        control_offset: 256,
-        endpoints_offset: 896,
-        endpoint_count: 64,
-        slots_offset,
-        total_len,
-        msg_max,
-        payload_offset,
-        payload_stride,
-        ..HeaderFields::default()
+    Some({
+        let mut f = HeaderFields::default();
+        f.slot_count = slot_count;
+        f.slot_stride = stride;
+        f.control_offset = 256;
+        f.endpoints_offset = 896;
+        f.endpoint_count = 64;
+        f.slots_offset = slots_offset;
+        f.total_len = total_len;
+        f.msg_max = msg_max;
+        f.payload_offset = payload_offset;
+        f.payload_stride = payload_stride;
+        f
     })
 }
 
@@ -349,13 +350,14 @@ fn region_layout(elem: TypeDesc, count: u64, control_len: u64) -> Option<HeaderF
     if total_len > isize::MAX as u64 {
         return None;
     }
-    Some(HeaderFields {
-        slot_count: count,
-        slot_stride: elem.size,
-        control_offset,
-        slots_offset,
-        total_len,
-        ..HeaderFields::default()
+    Some({
+        let mut f = HeaderFields::default();
+        f.slot_count = count;
+        f.slot_stride = elem.size;
+        f.control_offset = control_offset;
+        f.slots_offset = slots_offset;
+        f.total_len = total_len;
+        f
     })
 }
 
@@ -426,13 +428,13 @@ fn wrongs(opener: Opener, header: &[u8], size: u64) -> Vec<Wrong> {
     if f.version != VERSION {
         w.push(Wrong::Version);
     }
-    if f.checksum != f.compute_checksum() {
+    if f.checksum != header_checksum(&f) {
         w.push(Wrong::Corrupt);
     }
     if f.total_len != size {
         w.push(Wrong::Size);
     }
-    let ns = shmring::process::pid_namespace();
+    let ns = shmring::__internal::pid_namespace();
     if f.creator_pid_ns != 0 && ns != 0 && f.creator_pid_ns != ns {
         w.push(Wrong::Namespace);
     }
@@ -707,7 +709,7 @@ fn header_file(case: &HeaderCase, base: &[u8]) -> (Vec<u8>, Vec<String>) {
     write_fields(&mut header, &f);
     put_u32(&mut header, INIT_STATE, case.init_state);
     let sum = match case.checksum {
-        Checksum::Right => f.compute_checksum(),
+        Checksum::Right => header_checksum(&f),
         Checksum::AsBefore => before,
         Checksum::Value(v) => v,
     };
@@ -1619,7 +1621,7 @@ fn table_case() -> impl Strategy<Value = TableCase> {
 #[test]
 fn prop_endpoint_table_forged() {
     let files = Files::new();
-    let me = shmring::process::current();
+    let me = shmring::__internal::current();
     check("prop_endpoints", 128, table_case, move |case: TableCase| {
         let p = files.path();
         let flavor = if case.mpmc {

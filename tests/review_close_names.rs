@@ -963,7 +963,7 @@ fn fixed_gc_removes_a_queue_opened_during_its_scan() {
             let t = Instant::now();
             // gc until the round's queues are gone (nothing else removes them).
             while t.elapsed() < Duration::from_secs(3) {
-                let out = shmring::shm::inspect::gc(dir.path(), false, true);
+                let out = shmring::inspect::gc(dir.path(), false, true);
                 removed += out.iter().filter(|o| o.removed).count();
                 if !(0..n).any(|i| dir.path().join(format!("q{r}-{i}")).exists()) {
                     break;
@@ -1010,7 +1010,7 @@ fn held_gc_keeps_messages_removes_empty() {
                 tx.close();
             }
         }
-        let out = shmring::shm::inspect::gc(dir.path(), false, true);
+        let out = shmring::inspect::gc(dir.path(), false, true);
         let exists = |i: usize| dir.path().join(format!("qx-{i}")).exists();
         assert!(exists(0) && exists(1), "{out:#?}");
         assert!(!exists(2), "{out:#?}");
@@ -1045,12 +1045,12 @@ fn held_gc_keeps_a_steadily_mapped_queue() {
         wait_until("the holder attached", || q.endpoints().1 == 1);
         drop(q);
         for _ in 0..200 {
-            shmring::shm::inspect::gc(dir.path(), false, true);
+            shmring::inspect::gc(dir.path(), false, true);
             assert!(path.exists());
         }
         kill_child(&mut holder);
         // Its holder dead, no message, creator dead: now it goes.
-        shmring::shm::inspect::gc(dir.path(), false, true);
+        shmring::inspect::gc(dir.path(), false, true);
         assert!(!path.exists());
     });
 }

@@ -13,8 +13,8 @@ mod common;
 use common::{
     child_main, kill_child, run, sleep_forever, spawn_child, wait_killed, wait_ok, Args, Rng,
 };
-use shmring::shm::inspect::inspect;
-use shmring::shm::segment::Location;
+use shmring::inspect::inspect;
+use shmring::inspect::Location;
 use shmring::{Connection, Pipe, RecvError, RecvTimeoutError, SegmentError};
 use std::time::Duration;
 

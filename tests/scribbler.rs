@@ -1354,7 +1354,7 @@ struct Scribbler {
     rng: Rng,
     words: Vec<(Word, u64)>,
     total_weight: u64,
-    me: shmring::process::ProcId,
+    me: shmring::__internal::ProcId,
     writes: u64,
     /// The intact header, written back when healing.
     header: [u8; 256],
@@ -1589,7 +1589,7 @@ fn child_scribbler() {
             rng: Rng::new(seed ^ 0x5c81_bb1e),
             words,
             total_weight,
-            me: shmring::process::current(),
+            me: shmring::__internal::current(),
             writes: 0,
             header,
         };

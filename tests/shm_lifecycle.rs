@@ -489,7 +489,7 @@ fn pause_hook(stage: u32) {
 fn child_die_creating() {
     child_main("child_die_creating", |a: Args| {
         PAUSE_AT.set((a.get(1), a.str(2).into())).unwrap();
-        shmring::shm::segment::test_hooks::CREATE
+        shmring::__internal::test_hooks::CREATE
             .set(pause_hook)
             .unwrap();
         let _ = Queue::<u64>::create(a.str(0), Flavor::Mpmc, 8);

@@ -13,7 +13,7 @@ use common::{
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use shmring::sync::LIVENESS_SLICE;
+use shmring::LIVENESS_SLICE;
 use shmring::{
     Array, Barrier, BarrierError, Condition, Event, Flavor, Kind, Lock, LockTimeoutError,
     OwnerDied, Queue, RLock, SegmentError, Semaphore, SemaphoreOverflow, Shared, ShmSafe,

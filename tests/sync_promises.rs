@@ -22,7 +22,7 @@ use common::{
     asleep, child_main, gettid, mount_private_proc, run, sleep_forever, spawn_child, wait_killed,
     wait_ok, wait_until, Args, Ctx,
 };
-use shmring::sync::LIVENESS_SLICE;
+use shmring::LIVENESS_SLICE;
 use shmring::{
     Barrier, Condition, Event, Lock, LockTimeoutError, OwnerDied, RLock, Semaphore, Shared,
     ShmSafe, TryLockError, Value,

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{child_main, kill_child, run, spawn_child, task_asleep, wait_until, Args};
-use shmring::wait::thread_wake_stats;
+use shmring::__internal::thread_wake_stats;
 use shmring::{Lock, Semaphore, Shared, ShmSafe};
 use std::sync::atomic::{AtomicI32, Ordering::SeqCst};
 

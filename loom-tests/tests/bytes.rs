@@ -20,7 +20,7 @@
 #![cfg(loom)]
 
 use loom::thread;
-use shmring::channel::heap::{HeapByteQueue, HeapByteReceiver, HeapByteSender};
+use shmring::__internal::{HeapByteQueue, HeapByteReceiver, HeapByteSender};
 use shmring::{ByteSendError, Flavor, Role, TryRecvError, WakeMode};
 use shmring_loom_tests::builder;
 use std::time::Duration;

@@ -10,7 +10,7 @@
 #![cfg(loom)]
 
 use loom::thread;
-use shmring::channel::heap::HeapQueue;
+use shmring::__internal::HeapQueue;
 use shmring::{Flavor, TryRecvError, WakeMode};
 use shmring_loom_tests::model;
 use std::time::Duration;

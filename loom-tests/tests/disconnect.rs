@@ -7,7 +7,7 @@
 #![cfg(loom)]
 
 use loom::thread;
-use shmring::channel::heap::HeapQueue;
+use shmring::__internal::HeapQueue;
 use shmring::{Flavor, SendTimeoutError, TryRecvError, WakeMode};
 use shmring_loom_tests::model;
 use std::time::Duration;

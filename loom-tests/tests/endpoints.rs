@@ -21,9 +21,9 @@
 use loom::sync::atomic::AtomicU64;
 use loom::sync::Arc;
 use loom::thread;
-use shmring::channel::control::QueueControl;
-use shmring::process::ProcId;
-use shmring::shm::endpoints::{EndpointInfo, EndpointTable};
+use shmring::__internal::ProcId;
+use shmring::__internal::QueueControl;
+use shmring::__internal::{EndpointInfo, EndpointTable};
 use shmring::Role;
 use shmring_loom_tests::builder;
 

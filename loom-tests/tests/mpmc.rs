@@ -17,7 +17,7 @@
 #![cfg(loom)]
 
 use loom::thread;
-use shmring::channel::heap::{HeapQueue, HeapReceiver, HeapSender};
+use shmring::__internal::{HeapQueue, HeapReceiver, HeapSender};
 use shmring::{Flavor, TryRecvError, TrySendError, WakeMode};
 use shmring_loom_tests::builder;
 use std::time::Duration;

@@ -54,7 +54,7 @@
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use shmring::channel::heap::HeapQueue;
+use shmring::__internal::HeapQueue;
 use shmring::{Flavor, TryRecvError, TrySendError, WakeMode};
 use shmring_loom_tests::builder;
 use std::time::Duration;

@@ -9,7 +9,7 @@
 #![cfg(loom)]
 
 use loom::thread;
-use shmring::channel::heap::HeapQueue;
+use shmring::__internal::HeapQueue;
 use shmring::{Flavor, TryRecvError, TrySendError, WakeMode};
 use shmring_loom_tests::model;
 

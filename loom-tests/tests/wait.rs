@@ -1,5 +1,5 @@
 //! loom models of the announce/re-check/sleep protocol of
-//! [`WaitCell`](shmring::wait::WaitCell), directly and through the blocking
+//! [`WaitCell`](shmring::__internal::WaitCell), directly and through the blocking
 //! queue calls.
 //!
 //! Under loom a futex wait is a Mutex+Condvar that never times out, so a lost
@@ -9,8 +9,9 @@
 use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use shmring::channel::heap::HeapQueue;
-use shmring::wait::{Deadline, WaitCell};
+use shmring::__internal::HeapQueue;
+use shmring::__internal::WaitCell;
+use shmring::Deadline;
 use shmring::{Flavor, TryRecvError, WakeMode};
 use shmring_loom_tests::model;
 use std::time::Duration;

@@ -3,12 +3,13 @@
 
 use super::bytes_core::{self, ByteLoan, ByteRef};
 use super::payload::Payload;
-use super::queue::{recv_err, recv_timeout_err, Queue, QueueBuilder, QueueInfo, Receiver, Sender};
+use super::queue::{Queue, QueueBuilder, QueueInfo};
 use super::raw::SlotClaim;
+use super::receiver::{recv_err, recv_timeout_err, Receiver};
+use super::sender::Sender;
 use super::session::Session;
-use crate::error::{
-    ByteSendError, Flavor, RecvError, RecvTimeoutError, SegmentError, TryRecvError,
-};
+use crate::error::{ByteSendError, RecvError, RecvTimeoutError, SegmentError, TryRecvError};
+use crate::types::Flavor;
 use crate::wait::{Deadline, WakeMode};
 use std::fmt;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
@@ -108,7 +109,7 @@ impl ByteQueue {
 
     fn payload(&self) -> Payload {
         self.inner
-            .shared
+            .mapped
             .payload
             .clone()
             .expect("a byte queue's segment has a payload area (checked on open)")
@@ -237,7 +238,7 @@ impl ByteQueue {
 
     /// A session of a pipe end whose peer holds `peer` on this queue (the
     /// right → left queue of a pipe).
-    pub(crate) fn session(&self, peer: crate::error::Role, mine: u64, keep_stale: bool) -> Session {
+    pub(crate) fn session(&self, peer: crate::types::Role, mine: u64, keep_stale: bool) -> Session {
         let keep: Arc<dyn std::any::Any + Send + Sync> = Arc::new(self.clone());
         // SAFETY: the control block lives in the mapping that `keep` (a
         // handle on this queue) keeps alive.
@@ -654,7 +655,7 @@ impl ByteReceiver {
                 .inner
                 .raw
                 .ctrl()
-                .disconnected(crate::error::Role::Sender)
+                .disconnected(crate::types::Role::Sender)
     }
 
     /// This receiver's generation: see

@@ -12,9 +12,9 @@
 //! Every field is valid as all-zero bytes, so a fresh segment needs only the
 //! MPMC stamps initialised.
 
-use crate::error::Role;
 use crate::loom::{AtomicU64, Ordering};
 use crate::shm::line::Line;
+use crate::types::Role;
 use crate::wait::WaitCell;
 
 /// Bit 63 of [`Peers::senders`]: the stream is closed. Entry 63 of the

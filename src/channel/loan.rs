@@ -1,8 +1,9 @@
 //! Zero-copy access to `Queue<T>` slots: [`Loan`] (write a message in place)
 //! and [`Ref`] (read one in place).
 
-use super::queue::{recv_err, recv_timeout_err, Receiver, Sender};
 use super::raw::{RawReceiver, RawSender, SlotClaim};
+use super::receiver::{recv_err, recv_timeout_err, Receiver};
+use super::sender::Sender;
 use crate::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };

@@ -16,9 +16,8 @@
 
 use super::bytes::{ByteQueue, ByteQueueBuilder, ByteReceiver, ByteSender};
 use super::session::Session;
-use crate::error::{
-    ByteSendError, Flavor, RecvError, RecvTimeoutError, Role, SegmentError, TryRecvError,
-};
+use crate::error::{ByteSendError, RecvError, RecvTimeoutError, SegmentError, TryRecvError};
+use crate::types::{Flavor, Role};
 use crate::wait::WakeMode;
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,18 +4,15 @@
 //! drive this core directly over heap memory.
 
 use super::control::{Gone, QueueControl};
-use crate::error::{Role, SendTimeoutError, TryRecvError, TrySendError};
+use crate::error::{SendTimeoutError, TryRecvError, TrySendError};
 use crate::ring::mpmc::{Intent, MpmcRing};
 use crate::ring::spsc::{SpscConsumer, SpscProducer};
 use crate::ring::{PopError, PushError};
-use crate::wait::{Deadline, Spin, WaitCell, WakeMode};
+use crate::types::Role;
+use crate::wait::{Deadline, Spin, WaitCell, WakeMode, LIVENESS_SLICE};
 use std::cell::Cell;
 use std::ptr::NonNull;
 use std::time::Duration;
-
-/// How long a sleeper waits between liveness checks of its peers: a dead
-/// peer is noticed within about this long (target: under 100 ms).
-pub const LIVENESS_SLICE: Duration = Duration::from_millis(20);
 
 /// Sleep slice when the barrier pair could not be completed (no
 /// `membarrier` here): bounds the delay of a wake-up lost to the race.

@@ -44,8 +44,8 @@
 //!   forgets it too when it returns true.
 
 use super::control::QueueControl;
-use crate::error::Role;
 use crate::loom::{AtomicU64, Ordering};
+use crate::types::Role;
 use std::any::Any;
 use std::ptr::NonNull;
 use std::sync::Arc;

@@ -10,78 +10,10 @@
 use super::bytes::{ByteReceiver, ByteSender};
 use super::bytes_core::{ByteLoan, ByteRef};
 use super::pipe::Connection;
-use crate::error::{ByteSendError, RecvError, RecvTimeoutError, TryRecvError};
+use crate::error::{ByteSendError, ValueRecvError, ValueSendError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
-
-/// Why sending a value failed; nothing was sent.
-#[derive(Debug, thiserror::Error)]
-pub enum ValueSendError {
-    /// The value's encoding does not fit the queue's maximum message size.
-    #[error("the encoded value does not fit the maximum message size of {max} bytes")]
-    TooLarge {
-        /// The queue's maximum message size.
-        max: usize,
-    },
-    /// The queue refused the message (full, timed out, disconnected,
-    /// corrupted).
-    #[error(transparent)]
-    Send(#[from] ByteSendError),
-    /// The value could not be encoded.
-    #[error("encoding failed: {0}")]
-    Encode(postcard::Error),
-}
-
-/// Why receiving a value failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ValueRecvError {
-    /// The queue stayed empty (`try_` and timeout calls only).
-    #[error("no message before the deadline")]
-    Empty,
-    /// The queue is drained and no sender is attached now (see
-    /// [`RecvError::Disconnected`]).
-    #[error("receiving on an empty queue with no senders")]
-    Disconnected,
-    /// The stream is closed and drained: the end, for good.
-    #[error("receiving on a closed queue: end of stream")]
-    Closed,
-    /// The queue's shared state failed a check.
-    #[error("receiving on a corrupted queue")]
-    Corrupted,
-    /// The message is not a valid encoding of the requested type; it was
-    /// consumed.
-    #[error("decoding failed: {0}")]
-    Decode(postcard::Error),
-}
-
-impl From<TryRecvError> for ValueRecvError {
-    fn from(e: TryRecvError) -> Self {
-        match e {
-            TryRecvError::Empty => ValueRecvError::Empty,
-            TryRecvError::Disconnected => ValueRecvError::Disconnected,
-            TryRecvError::Closed => ValueRecvError::Closed,
-            TryRecvError::Corrupted => ValueRecvError::Corrupted,
-        }
-    }
-}
-
-impl From<RecvError> for ValueRecvError {
-    fn from(e: RecvError) -> Self {
-        TryRecvError::from(e).into()
-    }
-}
-
-impl From<RecvTimeoutError> for ValueRecvError {
-    fn from(e: RecvTimeoutError) -> Self {
-        match e {
-            RecvTimeoutError::Timeout => ValueRecvError::Empty,
-            RecvTimeoutError::Disconnected => ValueRecvError::Disconnected,
-            RecvTimeoutError::Closed => ValueRecvError::Closed,
-            RecvTimeoutError::Corrupted => ValueRecvError::Corrupted,
-        }
-    }
-}
 
 /// Encodes `value` into the whole loaned slot and commits what was written.
 /// Dropping the loan on failure abandons it: nothing is sent.

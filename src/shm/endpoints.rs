@@ -26,9 +26,9 @@
 //! after it was freed. A reaper that dies while reaping leaves its own
 //! identity in the entry, so a later reaper proves it dead and takes over.
 
-use crate::error::Role;
 use crate::loom::{AtomicU64, Ordering};
 use crate::process::{liveness, Liveness, ProcId};
+use crate::types::Role;
 
 /// Entries per table.
 pub const ENDPOINTS: usize = 64;
@@ -211,13 +211,6 @@ impl<'a> EndpointTable<'a> {
             Ordering::Relaxed,
         )
         .is_ok()
-    }
-
-    /// The raw word of entry `index` (tests and inspection).
-    #[doc(hidden)]
-    pub fn raw_word(&self, index: usize) -> Option<u64> {
-        // Relaxed: a snapshot.
-        self.entries.get(index).map(|e| e.load(Ordering::Relaxed))
     }
 }
 

@@ -16,8 +16,9 @@
 //! 184 type_name (32 bytes)  216..256 reserved
 //! ```
 
-use crate::error::{SegmentError, TypeDesc, TypeName};
+use crate::error::SegmentError;
 use crate::loom::{AtomicU32, AtomicU64, Ordering};
+use crate::types::{TypeDesc, TypeName};
 
 /// The first 8 bytes of every shmring segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMRING\0");
@@ -28,7 +29,9 @@ pub const HEADER_LEN: u64 = 256;
 
 /// `init_state` values.
 pub mod init {
-    /// Fresh zeroed file: the creator has not started.
+    /// Fresh zeroed file: the creator has not started. (Never written:
+    /// named for the protocol, which reads any other value as "not ready".)
+    #[allow(dead_code)]
     pub const EMPTY: u32 = 0;
     /// The creator is writing the segment.
     pub const BUSY: u32 = 1;
@@ -84,10 +87,18 @@ const _: () = {
     assert!(offset_of!(Header, type_name) == 184);
 };
 
-/// A plain copy of the header's fields, taken once.
+/// A plain copy of a segment header's fields, taken once: what
+/// [`inspect`](crate::inspect::inspect) reports as
+/// [`SegmentReport::header`](crate::inspect::SegmentReport::header), and
+/// what the segment layer writes and validates. The numbers are as stored
+/// (layout version 5); `kind` and `flavor` decode with
+/// [`Kind::from_raw`](crate::Kind::from_raw) and
+/// [`Flavor::from_raw`](crate::Flavor::from_raw). Later layout versions
+/// may add fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct HeaderFields {
-    /// Must be [`MAGIC`].
+    /// Must be the shmring magic, `b"SHMRING\0"` as a little-endian `u64`.
     pub magic: u64,
     /// Layout version.
     pub version: u32,
@@ -154,7 +165,7 @@ impl HeaderFields {
     }
 
     /// FNV-1a over every field but the checksum.
-    pub fn compute_checksum(&self) -> u64 {
+    pub(crate) fn compute_checksum(&self) -> u64 {
         let mut h = Fnv::new();
         h.u64(self.magic);
         h.u64(self.version as u64);
@@ -191,7 +202,7 @@ impl HeaderFields {
     }
 
     /// Checks magic, version and checksum: is this an intact shmring header?
-    pub fn check_intact(&self) -> Result<(), SegmentError> {
+    pub(crate) fn check_intact(&self) -> Result<(), SegmentError> {
         if self.magic != MAGIC {
             return Err(SegmentError::Corrupted("not a shmring segment (bad magic)"));
         }

@@ -28,14 +28,12 @@
 //! finds the lock held.
 
 use super::owner;
+use crate::error::{LockTimeoutError, OwnerDied, TryLockError};
 use crate::loom::{AtomicU32, AtomicU64, Ordering};
-use crate::wait::{Deadline, Spin, WaitCell, WakeMode};
+use crate::wait::{Deadline, Spin, WaitCell, WakeMode, LIVENESS_SLICE};
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
-
-/// How long a sleeping locker waits between liveness checks of the owner.
-pub const LIVENESS_SLICE: Duration = Duration::from_millis(20);
 
 /// How long a contended locker spins before sleeping.
 const SPIN: Duration = Duration::from_micros(20);
@@ -44,92 +42,6 @@ const SPIN: Duration = Duration::from_micros(20);
 /// operation, so the fences of [`WakeMode::Strict`] cost little here and
 /// need no `membarrier` registration.
 pub(crate) const MODE: WakeMode = WakeMode::Strict;
-
-/// The previous owner died holding the lock; the lock is now the caller's,
-/// and the guard is inside. The protected state may be inconsistent.
-pub struct OwnerDied<G>(pub G);
-
-impl<G> OwnerDied<G> {
-    /// The guard: the lock is held.
-    pub fn into_inner(self) -> G {
-        self.0
-    }
-}
-
-impl<G> fmt::Debug for OwnerDied<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("OwnerDied(..)")
-    }
-}
-
-impl<G> fmt::Display for OwnerDied<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the previous owner died holding the lock")
-    }
-}
-
-impl<G> std::error::Error for OwnerDied<G> {}
-
-/// Why `try_lock` did not simply succeed.
-pub enum TryLockError<G> {
-    /// A live thread holds the lock.
-    WouldBlock,
-    /// The previous owner died; the lock is now the caller's.
-    OwnerDied(G),
-}
-
-/// Why a lock with a timeout did not simply succeed.
-pub enum LockTimeoutError<G> {
-    /// A live thread held the lock until the deadline.
-    Timeout,
-    /// The previous owner died; the lock is now the caller's.
-    OwnerDied(G),
-}
-
-macro_rules! lock_error_impls {
-    ($name:ident, $other:ident, $msg:literal) => {
-        impl<G> $name<G> {
-            /// The guard, if the lock was taken (after an owner's death).
-            pub fn into_guard(self) -> Option<G> {
-                match self {
-                    $name::$other => None,
-                    $name::OwnerDied(g) => Some(g),
-                }
-            }
-        }
-        impl<G> fmt::Debug for $name<G> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                match self {
-                    $name::$other => {
-                        f.write_str(concat!(stringify!($name), "::", stringify!($other)))
-                    }
-                    $name::OwnerDied(_) => {
-                        f.write_str(concat!(stringify!($name), "::OwnerDied(..)"))
-                    }
-                }
-            }
-        }
-        impl<G> fmt::Display for $name<G> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                match self {
-                    $name::$other => f.write_str($msg),
-                    $name::OwnerDied(_) => f.write_str("the previous owner died holding the lock"),
-                }
-            }
-        }
-        impl<G> std::error::Error for $name<G> {}
-        impl<G> PartialEq for $name<G> {
-            fn eq(&self, other: &Self) -> bool {
-                matches!(
-                    (self, other),
-                    ($name::$other, $name::$other) | ($name::OwnerDied(_), $name::OwnerDied(_))
-                )
-            }
-        }
-    };
-}
-lock_error_impls!(TryLockError, WouldBlock, "the lock is held");
-lock_error_impls!(LockTimeoutError, Timeout, "timed out waiting for the lock");
 
 /// How an acquisition ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

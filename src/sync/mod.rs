@@ -2,7 +2,8 @@
 //! [`Lock`], [`RLock`], [`Condition`], [`Event`], [`Semaphore`],
 //! [`Barrier`] — futex-based, with timeouts, and safe when a process dies
 //! (a dead lock owner is detected and its lock handed over with
-//! [`OwnerDied`]).
+//! [`OwnerDied`](crate::OwnerDied)). Their errors live in `error.rs`; the
+//! crate root re-exports everything public here.
 //!
 //! Each is a `#[repr(C)]` struct of atomics: put it in a segment with
 //! [`Shared`](crate::Shared), or embed it in your own
@@ -13,10 +14,7 @@ mod lock;
 pub(crate) mod owner;
 mod primitives;
 
-pub use lock::{
-    Lock, LockGuard, LockTimeoutError, OwnerDied, RLock, RLockGuard, TryLockError, LIVENESS_SLICE,
-};
+pub use lock::{Lock, LockGuard, RLock, RLockGuard};
 pub use primitives::{
-    Barrier, BarrierError, BarrierWaitResult, CondGuard, Condition, Event, Semaphore,
-    SemaphoreOverflow, WaitTimeoutResult,
+    Barrier, BarrierWaitResult, CondGuard, Condition, Event, Semaphore, WaitTimeoutResult,
 };

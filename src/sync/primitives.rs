@@ -19,9 +19,10 @@
 //! one sleep bounded by its caller's timeout instead (it reports
 //! `timed_out()` only when that has passed).
 
-use super::lock::{Acquired, LockGuard, OwnerDied, RLockGuard, LIVENESS_SLICE, MODE};
+use super::lock::{Acquired, LockGuard, RLockGuard, MODE};
+use crate::error::{BarrierError, OwnerDied, SemaphoreOverflow};
 use crate::loom::{AtomicU32, AtomicU64, Ordering};
-use crate::wait::{Deadline, WaitCell};
+use crate::wait::{Deadline, WaitCell, LIVENESS_SLICE};
 use std::fmt;
 use std::time::Duration;
 
@@ -116,7 +117,7 @@ impl WaitTimeoutResult {
 ///
 /// A notifier may die between changing the state and notifying. So that
 /// such a change is still seen, [`wait`](Self::wait) returns within about
-/// a [`LIVENESS_SLICE`](super::LIVENESS_SLICE) even when no notify comes
+/// a [`LIVENESS_SLICE`](crate::LIVENESS_SLICE) even when no notify comes
 /// (for the caller's loop to re-check), and [`wait_while`](Self::wait_while)
 /// and [`wait_while_timeout`](Self::wait_while_timeout) re-check their
 /// predicate at least that often. [`wait_timeout`](Self::wait_timeout)
@@ -247,7 +248,7 @@ impl Condition {
 /// `multiprocessing.Event`.
 ///
 /// A waiter re-checks the flag at least once a
-/// [`LIVENESS_SLICE`](super::LIVENESS_SLICE), so a setter that died between
+/// [`LIVENESS_SLICE`](crate::LIVENESS_SLICE), so a setter that died between
 /// setting it and waking the waiters strands nobody.
 #[repr(C)]
 #[derive(Debug, Default)]
@@ -296,14 +297,6 @@ impl Event {
     }
 }
 
-/// A release beyond a bounded semaphore's initial value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("semaphore released beyond its bound of {bound}")]
-pub struct SemaphoreOverflow {
-    /// The bound (the initial value of a bounded semaphore, or `u32::MAX`).
-    pub bound: u32,
-}
-
 /// A counting semaphore for threads of any process: Python's
 /// `multiprocessing.Semaphore`, and with [`bounded`](Self::bounded) its
 /// `BoundedSemaphore`.
@@ -311,7 +304,7 @@ pub struct SemaphoreOverflow {
 /// Permits are not owned: a process that dies holding permits does not give
 /// them back (as in Python); a bounded semaphore at least refuses the
 /// releases that would go beyond its start value. A waiter re-checks the
-/// count at least once a [`LIVENESS_SLICE`](super::LIVENESS_SLICE), so a
+/// count at least once a [`LIVENESS_SLICE`](crate::LIVENESS_SLICE), so a
 /// releaser that died before its wake-up strands nobody.
 #[repr(C)]
 #[derive(Debug)]
@@ -403,18 +396,6 @@ impl Semaphore {
     }
 }
 
-/// Why a barrier wait failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum BarrierError {
-    /// The other parties did not all arrive in time; this caller's arrival
-    /// was withdrawn, so the barrier stays usable.
-    #[error("timed out waiting at the barrier")]
-    Timeout,
-    /// The barrier's shared state failed a check.
-    #[error("the barrier's shared state is corrupted")]
-    Corrupted,
-}
-
 /// What a completed barrier wait says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BarrierWaitResult {
@@ -446,7 +427,7 @@ impl BarrierWaitResult {
 /// after arriving counts as arrived; one that dies before arriving leaves
 /// the others waiting: use [`wait_timeout`](Self::wait_timeout) when
 /// parties may die. A waiter re-checks the generation at least once a
-/// [`LIVENESS_SLICE`](super::LIVENESS_SLICE), so a last arrival that died
+/// [`LIVENESS_SLICE`](crate::LIVENESS_SLICE), so a last arrival that died
 /// between tripping the barrier and waking the rest strands nobody.
 #[repr(C)]
 #[derive(Debug)]

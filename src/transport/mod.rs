@@ -18,7 +18,10 @@ mod stream;
 pub use shm::ShmTransport;
 pub use stream::{StreamTransport, TcpTransport};
 
-use crate::error::SegmentError;
+/// The transports' errors, defined with every other public error in
+/// [`error`](crate::error).
+pub use crate::error::{TransportError, UnknownTransport};
+
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -79,11 +82,6 @@ impl fmt::Display for TransportKind {
     }
 }
 
-/// An unknown transport name.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown transport {0:?} (known: shm-spsc, shm-mpmc, pipe, fifo, unix, tcp)")]
-pub struct UnknownTransport(pub String);
-
 impl FromStr for TransportKind {
     type Err = UnknownTransport;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -92,48 +90,6 @@ impl FromStr for TransportKind {
             .find(|k| k.name() == s)
             .ok_or_else(|| UnknownTransport(s.to_string()))
     }
-}
-
-/// Why a transport call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum TransportError {
-    /// The message is larger than the transport's maximum; nothing was sent.
-    #[error("a message of {len} bytes exceeds the maximum of {max} bytes")]
-    TooLarge {
-        /// The message's length.
-        len: usize,
-        /// The transport's maximum message size.
-        max: usize,
-    },
-    /// A non-blocking call could not proceed now (full, or nothing to read).
-    #[error("the operation would block")]
-    WouldBlock,
-    /// A timed call's deadline passed.
-    #[error("timed out")]
-    Timeout,
-    /// The peer is gone (closed, dropped, or its process died); for a
-    /// receive, everything it sent has been received.
-    #[error("the peer is gone")]
-    Disconnected,
-    /// The peer's stream ended in the middle of a message (it died while
-    /// sending): the partial message is dropped.
-    #[error("the peer's stream ended {got} bytes into a {expected}-byte message")]
-    Truncated {
-        /// The message's announced length.
-        expected: usize,
-        /// The bytes that arrived.
-        got: usize,
-    },
-    /// Shared state or a frame header failed a check (e.g. a length beyond
-    /// the maximum).
-    #[error("corrupted: {0}")]
-    Corrupted(&'static str),
-    /// Setting the transport up failed.
-    #[error(transparent)]
-    Segment(#[from] SegmentError),
-    /// Another I/O error.
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
 }
 
 /// One endpoint of a message transport: sends and receives byte messages,

@@ -3,7 +3,8 @@
 
 use super::{LinkOptions, Transport, TransportError, TransportKind};
 use crate::channel::{ByteQueue, ByteReceiver, ByteSender};
-use crate::error::{ByteSendError, Flavor, RecvError, RecvTimeoutError, TryRecvError};
+use crate::error::{ByteSendError, RecvError, RecvTimeoutError, TryRecvError};
+use crate::types::Flavor;
 use std::time::Duration;
 
 fn send_err(e: ByteSendError) -> TransportError {

@@ -42,6 +42,13 @@ pub(crate) use backoff::Spin;
 use crate::loom::{fence, AtomicU32, Ordering};
 use std::time::Duration;
 
+/// The longest a blocked caller sleeps before it checks whether what it
+/// waits for is held by a process that died: a queue's peers, a lock's
+/// owner. A dead peer or owner is therefore noticed within about one slice
+/// (target: under 100 ms), with no help from the dead. Every sleep of the
+/// queues and of the synchronisation primitives is cut into such slices.
+pub const LIVENESS_SLICE: Duration = Duration::from_millis(20);
+
 /// How the announce/re-check protocol pairs its barriers; fixed per segment.
 ///
 /// The queue, byte-queue and pipe builders create `Strict` segments unless
@@ -399,6 +406,7 @@ impl WaitCell {
     /// died announced stays counted: its count cannot be told from a live
     /// waiter's on its way to sleep, and withdrawing it for the dead one
     /// could withdraw a live one's instead.
+    #[cfg_attr(not(loom), allow(dead_code))] // the loom models' probe
     pub fn waiters(&self) -> u32 {
         // Relaxed: a snapshot for display only.
         self.waiters.load(Ordering::Relaxed) & !WOKEN
@@ -406,6 +414,7 @@ impl WaitCell {
 
     /// Whether a notify now would make a system call: someone is announced
     /// and WOKEN is clear (a hint; for diagnostics and tests).
+    #[cfg_attr(not(loom), allow(dead_code))] // the loom models' probe
     pub fn wake_pending(&self) -> bool {
         // Relaxed: a snapshot for display only.
         let w = self.waiters.load(Ordering::Relaxed);

@@ -1,19 +1,25 @@
 //! Looking at segments from outside: what `shmring ls`, `inspect`, `rm` and
-//! `gc` show and do.
+//! `gc` show and do. Sits above every layer it reads: the segment layer
+//! (header, endpoint table), the queue's control block and the MPMC ring's
+//! occupancy.
 //!
 //! Only files that start with an intact shmring header are reported; any
 //! other file in the directory is left alone and not listed. Nothing here
 //! writes to a segment: `gc` only unlinks names it can prove unused (see
 //! [`gc`]).
 
-use super::endpoints::{EndpointTable, ENDPOINTS};
-use super::header::{HeaderFields, MAGIC};
-use super::segment::{Location, Segment, SegmentOptions};
-use crate::channel::control::{Peers, QueueControl};
-use crate::channel::{FLAVOR_MPMC, FLAVOR_SPSC};
-use crate::error::{Flavor, Kind, Role, SegmentError};
+use crate::channel::control::{Peers, QueueControl, CLOSED};
+use crate::error::SegmentError;
 use crate::process::{liveness, Liveness, ProcId};
+use crate::ring::mpmc::occupancy;
+use crate::shm::endpoints::{EndpointTable, ENDPOINTS};
+use crate::shm::header::MAGIC;
+use crate::shm::segment::{Segment, SegmentOptions};
+use crate::types::{Flavor, Kind, Role};
 use std::mem::offset_of;
+
+pub use crate::shm::header::HeaderFields;
+pub use crate::shm::segment::Location;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -22,6 +28,7 @@ pub const SHM_DIR: &str = "/dev/shm";
 
 /// One endpoint-table entry, as seen now.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EndpointState {
     /// Entry index.
     pub index: usize,
@@ -35,6 +42,7 @@ pub struct EndpointState {
 
 /// What a segment's header and control block say, read once.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct SegmentReport {
     /// The name in `/dev/shm` (or the file name).
     pub name: String,
@@ -169,7 +177,7 @@ impl SegmentReport {
     }
 
     /// The creating process, as the header records it.
-    pub fn creator(&self) -> ProcId {
+    fn creator(&self) -> ProcId {
         ProcId {
             pid: self.header.creator_pid,
             start: self.header.creator_start,
@@ -179,6 +187,7 @@ impl SegmentReport {
 
 /// Who maps a file, from every `/proc/<pid>/maps` (read as bytes).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Mappers {
     /// Processes (other than this one) that map it.
     pub pids: Vec<u32>,
@@ -326,11 +335,7 @@ pub fn inspect(location: &Location) -> Result<SegmentReport, SegmentError> {
     };
     let kind = Kind::from_raw(h.kind);
     let is_queue = matches!(kind, Kind::Queue | Kind::ByteQueue);
-    let flavor = match (is_queue, h.flavor) {
-        (true, FLAVOR_SPSC) => Some(Flavor::Spsc),
-        (true, FLAVOR_MPMC) => Some(Flavor::Mpmc),
-        _ => None,
-    };
+    let flavor = Flavor::from_raw(h.flavor).filter(|_| is_queue);
     let mut report = SegmentReport {
         name,
         file_size: seg.len(),
@@ -359,16 +364,14 @@ pub fn inspect(location: &Location) -> Result<SegmentReport, SegmentError> {
         let tail = read_u64(&seg, at(offset_of!(QueueControl, tail)));
         report.occupancy = match (flavor, head, tail) {
             (Some(Flavor::Spsc), Some(hd), Some(tl)) => Some(tl.wrapping_sub(hd).min(h.capacity)),
-            (Some(Flavor::Mpmc), Some(hd), Some(tl)) => {
-                Some(crate::ring::mpmc::occupancy(hd, tl, h.capacity))
-            }
+            (Some(Flavor::Mpmc), Some(hd), Some(tl)) => Some(occupancy(hd, tl, h.capacity)),
             _ => None,
         };
         let peers = offset_of!(QueueControl, peers);
         report.reaped = read_u64(&seg, at(peers + offset_of!(Peers, reaped)));
         report.lost = read_u64(&seg, at(peers + offset_of!(Peers, lost)));
-        report.closed = read_u64(&seg, at(peers + offset_of!(Peers, senders)))
-            .map(|w| w & crate::channel::control::CLOSED != 0);
+        report.closed =
+            read_u64(&seg, at(peers + offset_of!(Peers, senders))).map(|w| w & CLOSED != 0);
         if kind == Kind::ByteQueue {
             report.stale = read_u64(&seg, at(peers + offset_of!(Peers, stale)));
         }
@@ -426,6 +429,7 @@ pub fn scan(dir: &Path) -> Vec<Result<SegmentReport, (PathBuf, SegmentError)>> {
 
 /// What `gc` did with one segment.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct GcOutcome {
     /// The segment's file.
     pub path: PathBuf,
