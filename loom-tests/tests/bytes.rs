@@ -294,13 +294,13 @@ fn in_place(flavor: Flavor) {
 
         for (i, len) in [(0, 3), (1, 5)] {
             let r = rx
-                .take_ref_deadline(None, Duration::ZERO, &|| {})
+                .recv_ref_deadline(None, Duration::ZERO, &|| {})
                 .expect("the sender is attached")
                 .expect("no deadline");
             assert_eq!(&*r, &message(0, i, len)[..], "message {i}");
         }
         producer.join().unwrap();
-        assert!(matches!(rx.try_take_ref(), Err(TryRecvError::Disconnected)));
+        assert!(matches!(rx.try_recv_ref(), Err(TryRecvError::Disconnected)));
     });
 }
 

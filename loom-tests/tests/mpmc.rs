@@ -334,7 +334,7 @@ fn leaked_claims_are_settled_by_the_next_call() {
         // the producer that needs that slot (capacity 2: 5 goes where 7
         // was) can send, and its values arrive.
         a.try_send(7).expect("the ring is empty");
-        let leaked = rx.try_take().expect("7 is published");
+        let leaked = rx.try_claim().expect("7 is published");
         assert_eq!(rx.read(&leaked), 7);
         let sender = thread::spawn(move || {
             send_all(&a, Calls::Blocking, [4, 5]);

@@ -4,7 +4,7 @@
 //! intents and repair" in `docs/design.md`).
 //!
 //! A process killed mid-claim is modelled by a thread that claims
-//! (`try_claim` / `try_take`) and then simply stops: it never commits,
+//! (`try_claim` / `try_claim`) and then simply stops: it never commits,
 //! abandons or releases, and its handle stays attached (a killed process's
 //! endpoint-table entry stays held until it is reaped), so the handle is
 //! handed back to the model's main thread and only dropped at the very end.
@@ -318,7 +318,7 @@ fn dead_and_slow_live_producer_only_dead_is_repaired() {
 }
 
 /// Model 3. Dead consumer, capacity 1: producer P (bit 0) has sent 1;
-/// consumer C1 (bit 1) takes it (`try_take`, from a thread) and dies
+/// consumer C1 (bit 1) takes it (`try_claim`, from a thread) and dies
 /// without releasing it, while P sends 2 from another thread, blocking on
 /// the one slot. The main thread is the repairer until P's send completes,
 /// then consumer C2 (bit 2): it receives 2 exactly once, never 1 (no double
@@ -342,7 +342,7 @@ fn dead_consumer_slot_is_freed() {
         let o = oracle.clone();
         let dying = thread::spawn(move || {
             let c = c1
-                .try_take()
+                .try_claim()
                 .expect("1 is published, and C1 is the only taker");
             assert_eq!(c1.read(&c), 1);
             // Killed here: no release, still attached.
@@ -375,7 +375,7 @@ fn dead_consumer_slot_is_freed() {
 
 /// Model 3b. The dead-consumer model with the consumers racing: C2 (main
 /// thread, also the repairer) consumes from the start, so C1's one
-/// `try_take` gets 1, 2 or nothing. Whatever C1 took is never delivered and
+/// `try_claim` gets 1, 2 or nothing. Whatever C1 took is never delivered and
 /// counts as lost exactly once; everything else reaches C2 exactly once.
 ///
 /// Failed before intents were retired after commits (loom: "Model exceeded
@@ -398,7 +398,7 @@ fn dead_consumer_racing_live_consumer() {
 
         let o = oracle.clone();
         let dying = thread::spawn(move || {
-            let took = match c1.try_take() {
+            let took = match c1.try_claim() {
                 Ok(c) => Some(c1.read(&c)),
                 Err(TryRecvError::Empty) => None,
                 Err(e) => panic!("unexpected take error: {e:?}"),
@@ -463,7 +463,7 @@ fn idle_producer_blocks_dead_consumer_repair() {
 
         let o = oracle.clone();
         let dying = thread::spawn(move || {
-            let _held = c.try_take().expect("1 is published");
+            let _held = c.try_claim().expect("1 is published");
             o.kill(1);
             c
         });
@@ -498,7 +498,7 @@ fn live_consumer_claim_is_never_freed_early() {
         oracle.kill(0);
 
         let consumer = thread::spawn(move || {
-            let claim = c.try_take().expect("1 is published");
+            let claim = c.try_claim().expect("1 is published");
             let v = c.read(&claim);
             c.release(claim);
             (c, v)
@@ -569,7 +569,7 @@ fn two_repairers_dead_consumer_count_once() {
         let c2 = q.receiver().expect("MPMC receivers always attach"); // bit 2
         let oracle = Oracle::new(3);
         p.try_send(1).expect("empty ring");
-        let _held = c1.try_take().expect("1 is published");
+        let _held = c1.try_claim().expect("1 is published");
         oracle.kill(1);
         // The producer finds the slot stuck before the repairs, as a
         // blocked sender does before it reaps (its failed claim withdraws
@@ -610,7 +610,7 @@ fn spsc_dead_reader_is_stepped_over_once() {
         let rx = q.receiver().unwrap();
         tx.try_send(1).unwrap();
         let consumer = thread::spawn(move || {
-            let c = rx.try_take().unwrap();
+            let c = rx.try_claim().unwrap();
             assert_eq!(rx.read(&c), 1);
             rx // never released: the process died holding the read
         });

@@ -760,12 +760,12 @@ impl ByteReceiver {
     /// # Errors
     /// As for [`try_recv_into`](Self::try_recv_into).
     pub fn try_recv_ref(&mut self) -> Result<ByteRef<'_>, TryRecvError> {
-        let take = || {
-            bytes_core::take_ref(&self.inner.raw, &self.payload, None, self.screen())
+        let claim = || {
+            bytes_core::recv_ref(&self.inner.raw, &self.payload, None, self.screen())
                 .map(|r| r.expect("no wait, no timeout"))
         };
-        match take() {
-            Err(TryRecvError::Empty) if self.inner.idle_reaped() => take(),
+        match claim() {
+            Err(TryRecvError::Empty) if self.inner.idle_reaped() => claim(),
             r => r,
         }
     }
@@ -775,7 +775,7 @@ impl ByteReceiver {
     /// # Errors
     /// As for [`recv_into`](Self::recv_into).
     pub fn recv_ref(&mut self) -> Result<ByteRef<'_>, RecvError> {
-        match self.take_waiting(None) {
+        match self.claim_waiting(None) {
             Ok(Some(c)) => bytes_core::ref_of(&self.inner.raw, &self.payload, c).map_err(recv_err),
             Ok(None) => Err(RecvError::Disconnected),
             Err(e) => Err(recv_err(e)),
@@ -787,7 +787,7 @@ impl ByteReceiver {
     /// # Errors
     /// As for [`recv_into_timeout`](Self::recv_into_timeout).
     pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<ByteRef<'_>, RecvTimeoutError> {
-        match self.take_waiting(Some(Deadline::after(timeout))) {
+        match self.claim_waiting(Some(Deadline::after(timeout))) {
             Ok(Some(c)) => {
                 bytes_core::ref_of(&self.inner.raw, &self.payload, c).map_err(recv_timeout_err)
             }
@@ -799,10 +799,10 @@ impl ByteReceiver {
     /// Claims the oldest message, waiting until `deadline` (`None`:
     /// forever) and, for a receiver that waits for senders, through
     /// `Disconnected`. `Ok(None)`: timed out.
-    fn take_waiting(&self, deadline: Option<Deadline>) -> Result<Option<SlotClaim>, TryRecvError> {
+    fn claim_waiting(&self, deadline: Option<Deadline>) -> Result<Option<SlotClaim>, TryRecvError> {
         let reap = || self.inner.reaper()();
         loop {
-            match bytes_core::take_claim(
+            match bytes_core::claim_waiting(
                 &self.inner.raw,
                 Some((deadline, self.inner.spin, &reap)),
                 self.screen(),

@@ -12,7 +12,7 @@
 //! and releases the slot. A loan is the same claim held open across the
 //! caller's writes; dropping it abandons the claim.
 //!
-//! Every receive takes through [`take`], which, given a pipe end's
+//! Every receive claims through [`claim`], which, given a pipe end's
 //! [`Session`], drops the messages addressed to its predecessors and
 //! reports the end of a peer session before anything from the next one.
 
@@ -271,16 +271,16 @@ fn drain_into(
 /// end talks to is reported as `Disconnected`, once, before anything from
 /// a later one (which stays queued): see [`Session`].
 #[inline]
-pub fn take(raw: &RawReceiver<u64>, screen: Option<&Session>) -> Result<SlotClaim, TryRecvError> {
+pub fn claim(raw: &RawReceiver<u64>, screen: Option<&Session>) -> Result<SlotClaim, TryRecvError> {
     match screen {
-        Some(s) if raw.is_spsc() => take_screened(raw, s),
-        _ => raw.try_take(),
+        Some(s) if raw.is_spsc() => claim_screened(raw, s),
+        _ => raw.try_claim(),
     }
 }
 
-fn take_screened(raw: &RawReceiver<u64>, s: &Session) -> Result<SlotClaim, TryRecvError> {
+fn claim_screened(raw: &RawReceiver<u64>, s: &Session) -> Result<SlotClaim, TryRecvError> {
     loop {
-        let claim = match raw.try_take() {
+        let claim = match raw.try_claim() {
             Ok(c) => c,
             Err(TryRecvError::Empty) => {
                 if s.peer_moved_on() {
@@ -301,8 +301,8 @@ fn take_screened(raw: &RawReceiver<u64>, s: &Session) -> Result<SlotClaim, TryRe
             // queue is empty; each turn consumes one message.
             Verdict::Stale => raw.release(claim),
             Verdict::NewSession => {
-                // SPSC (checked by `take`): the message stays queued.
-                raw.untake(claim);
+                // SPSC (checked by `claim`): the message stays queued.
+                raw.unclaim(claim);
                 s.forget();
                 return Err(TryRecvError::Disconnected);
             }
@@ -317,25 +317,25 @@ pub fn try_recv_into(
     out: &mut Vec<u8>,
     screen: Option<&Session>,
 ) -> Result<usize, TryRecvError> {
-    let claim = take(raw, screen)?;
+    let claim = claim(raw, screen)?;
     drain_into(raw, payload, claim, out)
 }
 
-/// Claims a message to deliver as [`take`] does, waiting until `deadline`
+/// Claims a message to deliver as [`claim`] does, waiting until `deadline`
 /// (`None`: forever). `Ok(None)`: timed out. A wait that finds only stale
 /// messages goes on waiting.
-fn take_deadline(
+fn claim_deadline(
     raw: &RawReceiver<u64>,
     screen: Option<&Session>,
     deadline: Option<Deadline>,
     spin: Duration,
     reap: &dyn Fn(),
 ) -> Result<Option<SlotClaim>, TryRecvError> {
-    match take(raw, screen) {
+    match claim(raw, screen) {
         Err(TryRecvError::Empty) => {}
         r => return r.map(Some),
     }
-    raw.wait_for(deadline, spin, reap, &mut || take(raw, screen))
+    raw.wait_for(deadline, spin, reap, &mut || claim(raw, screen))
 }
 
 /// Receives into `out`, waiting until `deadline` (`None`: forever).
@@ -349,7 +349,7 @@ pub fn recv_into_deadline(
     reap: &dyn Fn(),
     screen: Option<&Session>,
 ) -> Result<Option<usize>, TryRecvError> {
-    match take_deadline(raw, screen, deadline, spin, reap)? {
+    match claim_deadline(raw, screen, deadline, spin, reap)? {
         Some(claim) => drain_into(raw, payload, claim, out).map(Some),
         None => Ok(None),
     }
@@ -357,28 +357,28 @@ pub fn recv_into_deadline(
 
 /// Claims the oldest message to read in place, waiting as `wait` says
 /// (`None`: not at all). `Ok(None)`: timed out.
-pub fn take_ref<'a>(
+pub fn recv_ref<'a>(
     raw: &'a RawReceiver<u64>,
     payload: &'a Payload,
     wait: Option<Wait<'_>>,
     screen: Option<&Session>,
 ) -> Result<Option<ByteRef<'a>>, TryRecvError> {
-    match take_claim(raw, wait, screen)? {
+    match claim_waiting(raw, wait, screen)? {
         Some(claim) => ref_of(raw, payload, claim).map(Some),
         None => Ok(None),
     }
 }
 
-/// The claim part of [`take_ref`]: the oldest message's slot, claimed as
-/// [`take`] does (no borrow held, so a caller can retry).
-pub fn take_claim(
+/// The claim part of [`recv_ref`]: the oldest message's slot, claimed as
+/// [`claim`] does (no borrow held, so a caller can retry).
+pub fn claim_waiting(
     raw: &RawReceiver<u64>,
     wait: Option<Wait<'_>>,
     screen: Option<&Session>,
 ) -> Result<Option<SlotClaim>, TryRecvError> {
     match wait {
-        None => take(raw, screen).map(Some),
-        Some((deadline, spin, reap)) => take_deadline(raw, screen, deadline, spin, reap),
+        None => claim(raw, screen).map(Some),
+        Some((deadline, spin, reap)) => claim_deadline(raw, screen, deadline, spin, reap),
     }
 }
 
@@ -411,9 +411,9 @@ pub fn poll(
     match screen {
         Some(s) if raw.is_spsc() => {
             let mut look = || {
-                let claim = take_screened(raw, s)?;
+                let claim = claim_screened(raw, s)?;
                 // SPSC: given back untouched, the head of the queue again.
-                raw.untake(claim);
+                raw.unclaim(claim);
                 Ok(())
             };
             match look() {
@@ -448,7 +448,7 @@ impl Deref for ByteRef<'_> {
         // An in-place read inherited through fork is stopped in the child.
         self.raw.check_here();
         // SAFETY: the claim makes us the consumer of this published message
-        // until drop; `len <= max` was checked when it was taken.
+        // until drop; `len <= max` was checked when it was claimed.
         unsafe { self.payload.slice(self.claim.index, self.len) }
     }
 }

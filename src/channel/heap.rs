@@ -590,29 +590,29 @@ impl HeapByteReceiver {
     }
 
     /// Takes the oldest message to read in place, without waiting.
-    /// `&mut self`: one at a time per handle (an SPSC take is only the
+    /// `&mut self`: one at a time per handle (an SPSC claim is only the
     /// consumer's index, so a second one would get the same message).
     ///
     /// # Errors
     /// `Empty`, `Disconnected`, `Corrupted`.
-    pub fn try_take_ref(&mut self) -> Result<ByteRef<'_>, TryRecvError> {
-        bytes_core::take_ref(&self.inner, &self.payload, None, self.session.as_deref())
+    pub fn try_recv_ref(&mut self) -> Result<ByteRef<'_>, TryRecvError> {
+        bytes_core::recv_ref(&self.inner, &self.payload, None, self.session.as_deref())
             .map(|r| r.expect("no wait, no timeout"))
     }
 
-    /// As [`try_take_ref`](Self::try_take_ref), waiting until `deadline`
+    /// As [`try_recv_ref`](Self::try_recv_ref), waiting until `deadline`
     /// (`None`: forever), spinning for `spin` first and calling `reap`
     /// between sleeps. `Ok(None)`: timed out.
     ///
     /// # Errors
     /// `Disconnected`, `Corrupted`.
-    pub fn take_ref_deadline(
+    pub fn recv_ref_deadline(
         &mut self,
         deadline: Option<Deadline>,
         spin: Duration,
         reap: &dyn Fn(),
     ) -> Result<Option<ByteRef<'_>>, TryRecvError> {
-        bytes_core::take_ref(
+        bytes_core::recv_ref(
             &self.inner,
             &self.payload,
             Some((deadline, spin, reap)),
@@ -807,7 +807,7 @@ mod tests {
                 assert_eq!(n, out.len());
                 assert_eq!(out, msg(i), "message {i}");
             } else {
-                let r = rx.take_ref_deadline(None, SPIN, &|| {}).unwrap().unwrap();
+                let r = rx.recv_ref_deadline(None, SPIN, &|| {}).unwrap().unwrap();
                 assert_eq!(&*r, &msg(i)[..], "message {i}");
             }
         }
@@ -870,7 +870,7 @@ mod tests {
                                 other => panic!("{other:?}"),
                             }
                         } else {
-                            match rx.take_ref_deadline(None, SPIN, &|| {}) {
+                            match rx.recv_ref_deadline(None, SPIN, &|| {}) {
                                 Ok(Some(r)) => untag(&r),
                                 Err(TryRecvError::Disconnected) => break,
                                 other => panic!("{other:?}"),
@@ -913,7 +913,7 @@ mod tests {
             let mut out = vec![1];
             assert_eq!(rx.try_recv_into(&mut out), Ok(0));
             assert!(out.is_empty());
-            assert!(rx.try_take_ref().unwrap().is_empty());
+            assert!(rx.try_recv_ref().unwrap().is_empty());
             assert_eq!(rx.try_recv_into(&mut out), Err(TryRecvError::Empty));
         }
     }

@@ -175,8 +175,8 @@ impl<T: Pod> Receiver<T> {
     /// # Errors
     /// `Empty`, `Disconnected`, `Corrupted`.
     pub fn try_recv_ref(&mut self) -> Result<Ref<'_, T>, TryRecvError> {
-        let claim = match self.raw.try_take() {
-            Err(TryRecvError::Empty) if self.idle_reaped() => self.raw.try_take()?,
+        let claim = match self.raw.try_claim() {
+            Err(TryRecvError::Empty) if self.idle_reaped() => self.raw.try_claim()?,
             r => r?,
         };
         Ok(self.hold(claim))
@@ -188,7 +188,7 @@ impl<T: Pod> Receiver<T> {
     /// `Disconnected` once drained with no sender left, `Corrupted`.
     pub fn recv_ref(&mut self) -> Result<Ref<'_, T>, RecvError> {
         loop {
-            match self.raw.take_deadline(None, self.spin, &self.reaper()) {
+            match self.raw.claim_deadline(None, self.spin, &self.reaper()) {
                 Ok(Some(c)) => return Ok(self.hold(c)),
                 Ok(None) => return Err(RecvError::Disconnected),
                 Err(TryRecvError::Disconnected) if self.wait_for_senders => {
@@ -208,7 +208,7 @@ impl<T: Pod> Receiver<T> {
         loop {
             match self
                 .raw
-                .take_deadline(Some(deadline), self.spin, &self.reaper())
+                .claim_deadline(Some(deadline), self.spin, &self.reaper())
             {
                 Ok(Some(c)) => return Ok(self.hold(c)),
                 Ok(None) => return Err(RecvTimeoutError::Timeout),

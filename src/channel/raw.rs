@@ -593,7 +593,7 @@ impl<T: Copy> RawSender<T> {
             return Err(TrySendError::Disconnected(()));
         }
         let claimed = match &self.ring {
-            SendRing::Spsc(p) => p.claim().map(|pos| {
+            SendRing::Spsc(p) => p.claim_push().map(|pos| {
                 if let Some(i) = self.bind.record() {
                     i.announce_one(pos);
                 }
@@ -701,7 +701,7 @@ impl<T: Copy> RawSender<T> {
         self.held.set(None);
         match &self.ring {
             SendRing::Spsc(p) => {
-                p.commit(c.pos);
+                p.commit_push(c.pos);
                 if let Some(i) = self.bind.record() {
                     i.retire_one(c.pos);
                 }
@@ -745,8 +745,8 @@ pub struct RawReceiver<T> {
     mode: WakeMode,
     /// As in `RawSender`.
     bind: Binding,
-    /// The claim handed out by [`try_take`](Self::try_take) /
-    /// [`take_deadline`](Self::take_deadline) and not yet released; see
+    /// The claim handed out by [`try_claim`](Self::try_claim) /
+    /// [`claim_deadline`](Self::claim_deadline) and not yet released; see
     /// `RawSender::held`.
     held: Cell<Option<SlotClaim>>,
 }
@@ -967,12 +967,12 @@ impl<T: Copy> RawReceiver<T> {
 
 impl<T: Copy> RawReceiver<T> {
     #[inline]
-    fn take(&self) -> Result<SlotClaim, PopError> {
+    fn claim(&self) -> Result<SlotClaim, PopError> {
         // Before anything is claimed: a receiver inherited through fork.
         self.bind.check();
         self.settle();
         match &self.ring {
-            RecvRing::Spsc(c) => c.peek().map(|pos| {
+            RecvRing::Spsc(c) => c.claim_pop().map(|pos| {
                 if let Some(i) = self.bind.record() {
                     i.announce_one(pos);
                 }
@@ -994,18 +994,18 @@ impl<T: Copy> RawReceiver<T> {
 
     /// Claims the oldest message to read in place, without waiting.
     #[inline]
-    pub fn try_take(&self) -> Result<SlotClaim, TryRecvError> {
-        let mut taken = self.take();
-        if matches!(taken, Err(PopError::Empty)) {
+    pub fn try_claim(&self) -> Result<SlotClaim, TryRecvError> {
+        let mut claimed = self.claim();
+        if matches!(claimed, Err(PopError::Empty)) {
             if let Some(gone) = self.ctrl().senders_gone() {
                 // As in `try_recv`: a second look after seeing every sender gone.
-                taken = self.take();
-                if matches!(taken, Err(PopError::Empty)) {
+                claimed = self.claim();
+                if matches!(claimed, Err(PopError::Empty)) {
                     return Err(gone_error(gone));
                 }
             }
         }
-        let claim = taken.map_err(|e| match e {
+        let claim = claimed.map_err(|e| match e {
             PopError::Empty => TryRecvError::Empty,
             PopError::Corrupted => TryRecvError::Corrupted,
         })?;
@@ -1016,9 +1016,9 @@ impl<T: Copy> RawReceiver<T> {
     /// Settles a claim whose `Ref` was leaked (see `RawSender::settle`):
     /// the slot is released as the `Ref`'s drop would have, and its message
     /// counts in `lost`. Called first by every call of this handle that
-    /// takes or looks for a message, and by the owning handle's drop.
+    /// claims or looks for a message, and by the owning handle's drop.
     /// Without it, an MPMC slot would stay claimed for ever (no repair
-    /// frees a live endpoint's claim), and an SPSC receiver's next take
+    /// frees a live endpoint's claim), and an SPSC receiver's next claim
     /// would return the same message again.
     #[inline(always)]
     pub fn settle(&self) {
@@ -1045,17 +1045,17 @@ impl<T: Copy> RawReceiver<T> {
 
     /// Claims the oldest message, waiting until `deadline` (`None`:
     /// forever). `Ok(None)`: timed out.
-    pub fn take_deadline(
+    pub fn claim_deadline(
         &self,
         deadline: Option<Deadline>,
         spin: Duration,
         reap: &dyn Fn(),
     ) -> Result<Option<SlotClaim>, TryRecvError> {
-        self.wait_for(deadline, spin, reap, &mut || self.try_take())
+        self.wait_for(deadline, spin, reap, &mut || self.try_claim())
     }
 
-    /// Runs `attempt` (a non-blocking receive of some kind: a take, a
-    /// screened take, a look) until it yields anything but `Empty`, waiting
+    /// Runs `attempt` (a non-blocking receive of some kind: a claim, a
+    /// screened claim, a look) until it yields anything but `Empty`, waiting
     /// for messages between tries until `deadline` (`None`: forever), as a
     /// blocking receive does. `Ok(None)`: timed out.
     pub fn wait_for<R>(
@@ -1084,17 +1084,17 @@ impl<T: Copy> RawReceiver<T> {
     }
 
     /// Whether this is the single consumer of an SPSC ring (whose claims
-    /// can be [given back untaken](Self::untake)).
+    /// can be [given back unread](Self::unclaim)).
     pub fn is_spsc(&self) -> bool {
         matches!(self.ring, RecvRing::Spsc(_))
     }
 
-    /// SPSC: gives back a claim from [`try_take`](Self::try_take) without
-    /// consuming its message, which stays at the head for the next take
-    /// (an SPSC take only looks at the head; the consumer's index does not
+    /// SPSC: gives back a claim from [`try_claim`](Self::try_claim) without
+    /// consuming its message, which stays at the head for the next claim
+    /// (an SPSC claim only looks at the head; the consumer's index does not
     /// move until the release). Returns false, doing nothing, on an MPMC
     /// ring, whose claims cannot be given back.
-    pub fn untake(&self, c: SlotClaim) -> bool {
+    pub fn unclaim(&self, c: SlotClaim) -> bool {
         let RecvRing::Spsc(_) = &self.ring else {
             return false;
         };
@@ -1109,15 +1109,15 @@ impl<T: Copy> RawReceiver<T> {
     }
 
     /// Whether a message is waiting, without taking it: exactly when a
-    /// take would find one now. MPMC looks at the head slot's stamp: a
+    /// claim would find one now. MPMC looks at the head slot's stamp: a
     /// position claimed by a producer and not yet published (a loan in
     /// progress) is no message, and skip records at the head are stepped
-    /// over (as a take would) to see what is behind them.
+    /// over (as a claim would) to see what is behind them.
     pub fn has_message(&self) -> Result<bool, TryRecvError> {
         self.bind.check();
         self.settle();
         let found = match &self.ring {
-            RecvRing::Spsc(c) => match c.peek() {
+            RecvRing::Spsc(c) => match c.claim_pop() {
                 Ok(_) => Ok(true),
                 Err(PopError::Empty) => Ok(false),
                 Err(e) => Err(e),
@@ -1200,7 +1200,7 @@ impl<T: Copy> RawReceiver<T> {
         self.held.set(None);
         match &self.ring {
             RecvRing::Spsc(s) => {
-                s.release_one(c.pos);
+                s.release_pop(c.pos);
                 if let Some(i) = self.bind.record() {
                     i.retire_one(c.pos);
                 }

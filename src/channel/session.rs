@@ -113,7 +113,7 @@ pub fn untag(t: u16, near: u64) -> u64 {
     near.saturating_sub(back)
 }
 
-/// What the screen says of a message taken from the head of the ring.
+/// What the screen says of a message claimed at the head of the ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Deliver it.

@@ -164,17 +164,17 @@ impl Intent {
         self.retire(pos);
     }
 
-    /// A repairer's claim on a dead endpoint's announcement of the single
-    /// position `pos`: retires it with a CAS, so that of several repairers
+    /// A repairer's retirement of a dead endpoint's announcement of the
+    /// single position `pos`: one CAS, so that of several repairers
     /// exactly one counts what it lost. True for the winner.
-    pub(crate) fn take_over_one(&self, pos: u64) -> bool {
+    pub(crate) fn retire_dead_one(&self, pos: u64) -> bool {
         // Relaxed: compared, then confirmed by the CAS on `end`.
         if self.start.load(Ordering::Relaxed) != pos {
             return false;
         }
         // AcqRel: Acquire orders us after the dead endpoint's last writes
         // (as its proof of death does); Release publishes the retirement.
-        // Relaxed on failure: another repairer won, or nothing to take.
+        // Relaxed on failure: another repairer won, or nothing to retire.
         self.end
             .compare_exchange(
                 pos.wrapping_add(1),

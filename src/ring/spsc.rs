@@ -113,7 +113,7 @@ impl<T: Copy> SpscRing<T> {
             return false;
         }
         // Exactly one repairer retires the announcement and counts it.
-        if !intent.covers(head) || !intent.take_over_one(head) {
+        if !intent.covers(head) || !intent.retire_dead_one(head) {
             return false;
         }
         // Release: as a consumer's release, the slot goes back to the
@@ -136,7 +136,7 @@ impl<T: Copy> SpscRing<T> {
     pub fn repair_dead_producer(&self, intent: &crate::ring::mpmc::Intent) -> bool {
         // Acquire: see `repair_dead_consumer`.
         let tail = self.tail().load(Ordering::Acquire);
-        intent.covers(tail) && intent.take_over_one(tail)
+        intent.covers(tail) && intent.retire_dead_one(tail)
     }
 
     /// Attaches the single producer, starting from the shared indices.
@@ -219,12 +219,12 @@ impl<T: Copy> SpscProducer<T> {
     }
 
     /// Claims the next slot to be written in place: its position, or
-    /// `Full`. Nothing is visible to the consumer until [`commit`]; not
+    /// `Full`. Nothing is visible to the consumer until [`commit_push`]; not
     /// committing gives the slot back (the next claim returns it again).
     ///
-    /// [`commit`]: Self::commit
+    /// [`commit_push`]: Self::commit_push
     #[inline]
-    pub fn claim(&self) -> Result<u64, PushError> {
+    pub fn claim_push(&self) -> Result<u64, PushError> {
         if self.free(1)? == 0 {
             return Err(PushError::Full);
         }
@@ -246,14 +246,14 @@ impl<T: Copy> SpscProducer<T> {
     /// Writes `value` into the slot of a claimed position.
     #[inline]
     pub fn write(&self, pos: u64, value: T) {
-        // SAFETY: `pos` was claimed (`claim`): its slot is free and only we,
+        // SAFETY: `pos` was claimed (`claim_push`): its slot is free and only we,
         // the single producer, write it.
         self.ring.slot(pos).with_mut(|p| unsafe { p.write(value) });
     }
 
     /// Publishes the message written at the claimed position `pos`.
     #[inline]
-    pub fn commit(&self, pos: u64) {
+    pub fn commit_push(&self, pos: u64) {
         debug_assert_eq!(pos, self.tail.get());
         self.publish(pos.wrapping_add(1));
     }
@@ -327,19 +327,21 @@ impl<T: Copy> SpscConsumer<T> {
         Ok(value)
     }
 
-    /// The position of the oldest published message, without taking it,
-    /// or `Empty`. It stays the consumer's until [`release_one`].
+    /// Claims the oldest published message to read in place: its position,
+    /// or `Empty`. Only a look at the head (the single consumer's index does
+    /// not move), so not releasing it gives it back: the next claim returns
+    /// it again. It stays the consumer's until [`release_pop`].
     ///
-    /// [`release_one`]: Self::release_one
+    /// [`release_pop`]: Self::release_pop
     #[inline]
-    pub fn peek(&self) -> Result<u64, PopError> {
+    pub fn claim_pop(&self) -> Result<u64, PopError> {
         if self.available(1)? == 0 {
             return Err(PopError::Empty);
         }
         Ok(self.head.get())
     }
 
-    /// The slot of a peeked position, to read in place.
+    /// The slot of a claimed position, to read in place.
     #[inline]
     pub fn slot_ptr(&self, pos: u64) -> *const T {
         self.ring.slot(pos).with(|p| p)
@@ -351,18 +353,18 @@ impl<T: Copy> SpscConsumer<T> {
         pos & self.ring.mask
     }
 
-    /// Reads the message at a peeked position.
+    /// Reads the message at a claimed position.
     #[inline]
     pub fn read(&self, pos: u64) -> T {
-        // SAFETY: `pos` was peeked: its message is published (Acquire in
+        // SAFETY: `pos` was claimed (`claim_pop`): its message is published (Acquire in
         // `available`) and the producer does not overwrite it before we
         // release it.
         self.ring.slot(pos).with(|p| unsafe { p.read() })
     }
 
-    /// Gives the slot at the peeked position `pos` back to the producer.
+    /// Gives the slot at the claimed position `pos` back to the producer.
     #[inline]
-    pub fn release_one(&self, pos: u64) {
+    pub fn release_pop(&self, pos: u64) {
         debug_assert_eq!(pos, self.head.get());
         self.release(pos.wrapping_add(1));
     }
