@@ -3,7 +3,7 @@
 //! Normal builds use `core`'s types; `--cfg loom` builds swap in loom's, so the
 //! models in `loom-tests/` check the very code that ships. Loom atomics have
 //! another representation and no `const` constructor, so under loom nothing
-//! lives in mapped memory: `shm::heap` supplies the shared structures instead.
+//! lives in mapped memory: `channel::heap` supplies the shared structures instead.
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
