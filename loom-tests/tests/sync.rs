@@ -1,4 +1,4 @@
-//! loom models of the synchronisation primitives of `shmring::sync`:
+//! loom models of shmring's synchronisation primitives:
 //! [`Lock`], [`RLock`], [`Condition`], [`Event`], [`Semaphore`] and
 //! [`Barrier`], each built on a `WaitCell` (under loom a Mutex+Condvar that
 //! never times out).

@@ -1,5 +1,7 @@
-//! The public byte-message queue: [`ByteQueue`], [`ByteSender`],
-//! [`ByteReceiver`].
+//! The public byte-message queue: [`ByteQueue`] and its
+//! [`ByteQueueBuilder`], the endpoints [`ByteSender`] and [`ByteReceiver`],
+//! and the iterator [`ByteIter`]. (The loans and in-place reads they hand
+//! out, [`ByteLoan`] and [`ByteRef`], are in `bytes_core.rs`.)
 
 use super::bytes_core::{self, ByteLoan, ByteRef};
 use super::payload::Payload;

@@ -1,5 +1,9 @@
 //! Zero-copy access to `Queue<T>` slots: [`Loan`] (write a message in place)
-//! and [`Ref`] (read one in place).
+//! and [`Ref`] (read one in place), and the calls that hand them out
+//! (`Sender::try_loan`, `loan`, `loan_timeout`; `Receiver::try_recv_ref`,
+//! `recv_ref`, `recv_ref_timeout`). A loan is a producer's claim held open
+//! (committed, or abandoned when dropped); a `Ref` a consumer's (released
+//! when dropped): see docs/design.md, "Layers", for the words.
 
 use super::raw::{RawReceiver, RawSender, SlotClaim};
 use super::receiver::{recv_err, recv_timeout_err, Receiver};

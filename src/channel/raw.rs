@@ -2,6 +2,12 @@
 //! pointers. No syscalls beyond the wait layer's, no knowledge of segments or
 //! processes: the public `Sender`/`Receiver` add those, and the loom models
 //! drive this core directly over heap memory.
+//!
+//! Here: [`RawSender`] and [`RawReceiver`] (copying sends and receives,
+//! blocking with deadlines, and the claim protocol: claim, commit or
+//! abandon, release or unclaim, over a [`SlotClaim`]), the blocking loop
+//! they share, the guard that stops a handle inherited through `fork`, and
+//! [`ReapGate`], which rate-limits a handle's liveness checks of its peers.
 
 use super::control::{Gone, QueueControl};
 use crate::error::{SendTimeoutError, TryRecvError, TrySendError};

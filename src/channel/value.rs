@@ -5,7 +5,9 @@
 //! commits the bytes written; receiving decodes straight from the slot, read
 //! in place, then releases it. A value whose encoding does not fit the
 //! queue's maximum message size is refused with `TooLarge` and nothing is
-//! sent.
+//! sent. The calls are methods of [`ByteSender`], [`ByteReceiver`] and
+//! [`Connection`]; their errors (`ValueSendError`, `ValueRecvError`) are in
+//! `error.rs` with every other public error.
 
 use super::bytes::{ByteReceiver, ByteSender};
 use super::bytes_core::{ByteLoan, ByteRef};

@@ -117,7 +117,7 @@ impl WaitTimeoutResult {
 ///
 /// A notifier may die between changing the state and notifying. So that
 /// such a change is still seen, [`wait`](Self::wait) returns within about
-/// a [`LIVENESS_SLICE`](crate::LIVENESS_SLICE) even when no notify comes
+/// a [`LIVENESS_SLICE`] even when no notify comes
 /// (for the caller's loop to re-check), and [`wait_while`](Self::wait_while)
 /// and [`wait_while_timeout`](Self::wait_while_timeout) re-check their
 /// predicate at least that often. [`wait_timeout`](Self::wait_timeout)
@@ -248,7 +248,7 @@ impl Condition {
 /// `multiprocessing.Event`.
 ///
 /// A waiter re-checks the flag at least once a
-/// [`LIVENESS_SLICE`](crate::LIVENESS_SLICE), so a setter that died between
+/// [`LIVENESS_SLICE`], so a setter that died between
 /// setting it and waking the waiters strands nobody.
 #[repr(C)]
 #[derive(Debug, Default)]
@@ -304,7 +304,7 @@ impl Event {
 /// Permits are not owned: a process that dies holding permits does not give
 /// them back (as in Python); a bounded semaphore at least refuses the
 /// releases that would go beyond its start value. A waiter re-checks the
-/// count at least once a [`LIVENESS_SLICE`](crate::LIVENESS_SLICE), so a
+/// count at least once a [`LIVENESS_SLICE`], so a
 /// releaser that died before its wake-up strands nobody.
 #[repr(C)]
 #[derive(Debug)]
@@ -427,7 +427,7 @@ impl BarrierWaitResult {
 /// after arriving counts as arrived; one that dies before arriving leaves
 /// the others waiting: use [`wait_timeout`](Self::wait_timeout) when
 /// parties may die. A waiter re-checks the generation at least once a
-/// [`LIVENESS_SLICE`](crate::LIVENESS_SLICE), so a last arrival that died
+/// [`LIVENESS_SLICE`], so a last arrival that died
 /// between tripping the barrier and waking the rest strands nobody.
 #[repr(C)]
 #[derive(Debug)]

@@ -1,4 +1,4 @@
-//! Layer 6: one message interface, [`Transport`], over shared memory and
+//! Layer 7: one message interface, [`Transport`], over shared memory and
 //! the kernel transports the seeds teach — anonymous pipe, FIFO, Unix
 //! stream socket, TCP — so benchmarks and programs can swap one for another.
 //!

@@ -1,4 +1,6 @@
-//! Layer 2: blocking on words in shared memory.
+//! Layer 2: blocking on words in shared memory: [`WaitCell`], the wake
+//! protocol's [`WakeMode`], [`Deadline`]s and the [`LIVENESS_SLICE`] that
+//! bounds every sleep.
 //!
 //! [`WaitCell`] is an event count that lives in a segment: a futex word `seq`
 //! and a count of announced `waiters`. A blocked caller announces itself,
