@@ -112,9 +112,8 @@ fn map_io(e: std::io::Error, what: &Location) -> SegmentError {
 /// and that [`Segment::from_fd`] insists on: its size can neither shrink
 /// (which would make other mappers' accesses fault with `SIGBUS`) nor grow,
 /// and no further seal can be added or removed.
-pub const REQUIRED_SEALS: std::ffi::c_int = SealFlag::F_SEAL_SHRINK.bits()
-    | SealFlag::F_SEAL_GROW.bits()
-    | SealFlag::F_SEAL_SEAL.bits();
+pub const REQUIRED_SEALS: std::ffi::c_int =
+    SealFlag::F_SEAL_SHRINK.bits() | SealFlag::F_SEAL_GROW.bits() | SealFlag::F_SEAL_SEAL.bits();
 
 /// `flock(2)` on `fd`, retried on `EINTR`.
 ///
