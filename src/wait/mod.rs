@@ -105,13 +105,10 @@ impl Deadline {
 
 #[cfg(not(loom))]
 fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+    // CLOCK_MONOTONIC always exists on Linux (0 if it somehow failed).
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |ts| {
+        (ts.tv_sec() as u64) * 1_000_000_000 + ts.tv_nsec() as u64
+    })
 }
 
 #[cfg(loom)]
@@ -494,12 +491,16 @@ pub fn register_process() {
     membarrier::register();
 }
 
+/// Part of the fork child handler (`process::watch_fork`).
+#[cfg(not(loom))]
+pub(crate) fn forget_in_child() {
+    membarrier::forget_in_child();
+}
+
 #[cfg(not(loom))]
 mod membarrier {
+    use libc::{MEMBARRIER_CMD_GLOBAL_EXPEDITED, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED};
     use std::sync::atomic::{AtomicU8, Ordering};
-
-    const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_long = 1 << 1;
-    const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_long = 1 << 2;
 
     const UNKNOWN: u8 = 0;
     const YES: u8 = 1;
@@ -510,32 +511,30 @@ mod membarrier {
     /// use a real fence.
     static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
 
-    fn membarrier(cmd: libc::c_long) -> bool {
+    /// `membarrier(cmd, 0, 0)`; whether it succeeded. nix has no wrapper
+    /// for this system call.
+    fn membarrier(cmd: libc::c_int) -> bool {
         // SAFETY: membarrier takes plain integers and touches no user memory.
         unsafe {
             libc::syscall(
                 libc::SYS_membarrier,
-                cmd,
+                libc::c_long::from(cmd),
                 0 as libc::c_long,
                 0 as libc::c_long,
             ) == 0
         }
     }
 
-    /// Runs in the child after `fork`: the child is a new address space,
-    /// so it must register (or fence for itself) on its own account.
-    extern "C" fn forget_in_child() {
+    /// Runs in the child after `fork` (from `process::watch_fork`'s
+    /// handler): the child is a new address space, so it must register (or
+    /// fence for itself) on its own account.
+    pub(super) fn forget_in_child() {
         // Relaxed: the child is single-threaded here.
         STATE.store(UNKNOWN, Ordering::Relaxed);
     }
 
     pub(super) fn register() {
-        static ATFORK: std::sync::Once = std::sync::Once::new();
-        ATFORK.call_once(|| {
-            // SAFETY: registers a handler that only stores to an atomic,
-            // which is async-signal-safe, as a forked child requires.
-            unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
-        });
+        crate::process::watch_fork();
         // Relaxed: the flag only caches the result of an idempotent syscall.
         if STATE.load(Ordering::Relaxed) == UNKNOWN {
             let ok = membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED);
