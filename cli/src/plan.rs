@@ -1,6 +1,6 @@
-//! The plan of a run: which measurements ([`Job`]s), in which order. Each
-//! floor is measured twice, around shm-spsc at 8 B in its mode, and spin
-//! rows come first (see [`plan`]).
+//! The plan of a run: which measurements ([`Job`]s), in which order. Spin
+//! rows come first, and each floor is measured twice, right before and right
+//! after shm-spsc at 8 B in its mode (or its mode's other rows); see [`plan`].
 
 use crate::report;
 use crate::types::{Mode, Target};
