@@ -30,6 +30,9 @@
 //! `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` on the waiter, which makes
 //! every running thread of every registered process execute a full barrier:
 //! the asymmetric form of the same fence pair.
+//!
+//! [`futex_wait`] and [`futex_wake`] are the bare shared futex underneath,
+//! for a protocol of one's own on a word in shared memory.
 
 mod backoff;
 #[cfg(not(loom))]
@@ -417,7 +420,51 @@ impl WaitCell {
     }
 }
 
-/// FUTEX_WAKE calls made by the calling thread, and the sleepers they woke:
+/// Sleeps while `*word == expected`: the shared futex wait under every
+/// blocking call in shmring, for a protocol of your own on a `u32` in shared
+/// memory (the `shmring` tool's futex floor is one).
+///
+/// Shared, not process-private (`FUTEX_PRIVATE_FLAG` is never passed), so it
+/// meets a [`futex_wake`] from another process that maps the same word.
+/// Returns `false` only when `deadline` (absolute, `CLOCK_MONOTONIC`;
+/// `None`: no limit) has passed; `true` when woken, when `*word` did not
+/// hold `expected` on entry, on a signal, or spuriously. Callers re-check
+/// their condition either way. Unlike [`WaitCell`], it does not count
+/// waiters: waking is the caller's business.
+///
+/// ```
+/// use shmring::wait::{futex_wait, futex_wake, Deadline};
+/// use std::sync::atomic::AtomicU32;
+/// use std::time::Duration;
+///
+/// let word = AtomicU32::new(0);
+/// // The word does not hold 1: returns at once.
+/// assert!(futex_wait(&word, 1, None));
+/// // Nobody wakes it: the deadline passes.
+/// let soon = Deadline::after(Duration::from_millis(1));
+/// assert!(!futex_wait(&word, 0, Some(soon)));
+/// // Nobody sleeps on it.
+/// assert_eq!(futex_wake(&word, 1), 0);
+/// ```
+#[cfg(not(loom))]
+pub fn futex_wait(
+    word: &std::sync::atomic::AtomicU32,
+    expected: u32,
+    deadline: Option<Deadline>,
+) -> bool {
+    futex::wait(word, expected, deadline)
+}
+
+/// Wakes up to `n` sleepers in [`futex_wait`] on `word` (`u32::MAX`: all);
+/// returns how many woke. Shared like [`futex_wait`]: it reaches sleepers
+/// in every process that maps the word. Store the new value before waking.
+#[cfg(not(loom))]
+pub fn futex_wake(word: &std::sync::atomic::AtomicU32, n: u32) -> usize {
+    futex::wake(word, i32::try_from(n).unwrap_or(i32::MAX))
+}
+
+/// FUTEX_WAKE calls made by the calling thread's [`WaitCell`]s (not
+/// [`futex_wake`]), and the sleepers they woke:
 /// `(calls, woken)`. For tests and diagnostics (the herd and dead-waiter
 /// regressions in `tests/wait_promises.rs` count with it); per thread, so
 /// concurrent tests do not disturb each other.

@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests (the library's, and the tool's
+//! `cli/tests/cli.rs`, which includes this file by path).
 //!
 //! - **Child processes** are the test binary itself, re-executed: a child
 //!   entry point is a `#[test] #[ignore]` function named `child_*` that

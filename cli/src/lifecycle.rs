@@ -1,6 +1,6 @@
 //! `shmring ls`, `inspect`, `rm`, `gc`: the life of segments in `/dev/shm`.
 
-use crate::bench::Failure;
+use crate::types::Failure;
 use clap::Args;
 use serde_json::json;
 use shmring::shm::inspect::{self, SegmentReport, SHM_DIR};
