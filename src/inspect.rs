@@ -246,8 +246,8 @@ pub fn mappers(path: &Path) -> Mappers {
         return out;
     };
     let dev = (
-        u64::from(libc::major(meta.dev())),
-        u64::from(libc::minor(meta.dev())),
+        nix::sys::stat::major(meta.dev()),
+        nix::sys::stat::minor(meta.dev()),
     );
     // Newlines in a path are shown as "\012" in maps.
     let mut needle = Vec::new();
@@ -286,7 +286,7 @@ pub fn mappers(path: &Path) -> Mappers {
             // Exited meanwhile: it maps nothing.
             Err(e)
                 if e.kind() == std::io::ErrorKind::NotFound
-                    || e.raw_os_error() == Some(libc::ESRCH) => {}
+                    || e.raw_os_error() == Some(nix::errno::Errno::ESRCH as i32) => {}
             Err(_) => out.unreadable.push(pid),
         }
     }

@@ -124,10 +124,7 @@ mod process;
 mod ring;
 #[cfg(not(loom))]
 mod shared;
-// Hidden and public only for two paths the command-line tool still
-// imports (see `shm/mod.rs`).
-#[doc(hidden)]
-pub mod shm;
+mod shm;
 mod sync;
 #[cfg(not(loom))]
 pub mod transport;
@@ -154,6 +151,8 @@ pub use error::{
 #[cfg(all(feature = "serde", not(loom)))]
 pub use error::{ValueRecvError, ValueSendError};
 pub use types::{Flavor, Kind, Role, TypeDesc, TypeName};
+#[cfg(not(loom))]
+pub use wait::{futex_wait, futex_wake};
 pub use wait::{Deadline, WakeMode, LIVENESS_SLICE};
 
 #[cfg(not(loom))]

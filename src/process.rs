@@ -160,24 +160,79 @@ static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 #[cold]
 fn current_pid_slow() -> u32 {
     use std::sync::atomic::Ordering;
-    static ATFORK: std::sync::Once = std::sync::Once::new();
-    extern "C" fn forget_pid() {
-        // Relaxed: the child runs one thread here. Async-signal-safe.
-        PID.store(0, Ordering::Relaxed);
-        // Relaxed: as above; the child may live in another time namespace.
-        OFFSET.store(UNSET, Ordering::Relaxed);
-        PID_NS.store(UNSET, Ordering::Relaxed);
-        PROC_OURS.store(0, Ordering::Relaxed);
-    }
-    ATFORK.call_once(|| {
-        // SAFETY: registers a child handler that only stores to an atomic,
-        // which is async-signal-safe as a fork child handler must be.
-        unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
-    });
+    watch_fork();
     let pid = std::process::id();
     // Relaxed: see `current_pid`.
     PID.store(pid, Ordering::Relaxed);
     pid
+}
+
+/// A per-process cache kept by a higher layer, which a forked child must
+/// forget as well: the identity of the forking thread as a lock owner
+/// (`sync::owner`) and the `membarrier` registration (`wait`). Each layer
+/// hands its own forgetting function to [`watch_fork_for`], so that this
+/// layer names no higher one.
+#[derive(Clone, Copy)]
+pub(crate) enum ForkCache {
+    /// `sync::owner`: the owner word of the forking thread.
+    LockOwner,
+    /// `wait`: this process's `membarrier` registration.
+    Membarrier,
+}
+
+/// The forgetting functions of the higher layers' caches, by [`ForkCache`].
+static FORK_HOOKS: [std::sync::OnceLock<fn()>; 2] =
+    [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+
+/// [`watch_fork`], for a higher layer's cache: `forget` runs in the forked
+/// child's handler too. Called before the cache is first filled.
+pub(crate) fn watch_fork_for(cache: ForkCache, forget: fn()) {
+    watch_fork();
+    // Another thread may have set it first: the same function.
+    let _ = FORK_HOOKS[cache as usize].set(forget);
+}
+
+/// Registers, once per process, the `pthread_atfork` child handler that
+/// makes a forked child forget every per-process cache: its pid, its time
+/// and pid namespaces and its view of `/proc` (here), and those of higher
+/// layers registered with [`watch_fork_for`], all of which belong to the
+/// parent. Every cache calls this before it first fills itself.
+pub(crate) fn watch_fork() {
+    static ATFORK: std::sync::Once = std::sync::Once::new();
+    ATFORK.call_once(|| {
+        // SAFETY: registers a child handler that only stores to atomics,
+        // which is async-signal-safe as a fork child handler must be. (nix
+        // has no wrapper for pthread_atfork.)
+        unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
+    });
+}
+
+/// The `pthread_atfork` child handler (see [`watch_fork`]). The child runs
+/// one thread here; only atomics are touched (async-signal-safe).
+extern "C" fn forget_in_child() {
+    use std::sync::atomic::Ordering;
+    // Relaxed: the child runs one thread here.
+    PID.store(0, Ordering::Relaxed);
+    // Relaxed: as above; the child may live in another time namespace.
+    OFFSET.store(UNSET, Ordering::Relaxed);
+    PID_NS.store(UNSET, Ordering::Relaxed);
+    PROC_OURS.store(0, Ordering::Relaxed);
+    // A set hook is read with one atomic load (`OnceLock::get`), no lock:
+    // async-signal-safe.
+    for hook in &FORK_HOOKS {
+        if let Some(forget) = hook.get() {
+            forget();
+        }
+    }
+}
+
+/// Whether the kernel says that no task has id `id` (a pid or a tid):
+/// `kill(id, 0)` fails with `ESRCH`. Signal 0 sends nothing; any other
+/// answer (`0`, `EPERM`: a task exists, perhaps another user's) is false.
+pub(crate) fn no_such_task(id: i32) -> bool {
+    use nix::sys::signal::kill;
+    use nix::unistd::Pid;
+    kill(Pid::from_raw(id), None) == Err(nix::errno::Errno::ESRCH)
 }
 
 /// The pid namespace this process lives in: the inode number of
@@ -243,9 +298,7 @@ pub fn liveness(p: ProcId) -> Liveness {
     if pid <= 0 {
         return Liveness::Dead;
     }
-    // SAFETY: kill with signal 0 only checks that the pid exists.
-    let r = unsafe { libc::kill(pid, 0) };
-    if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+    if no_such_task(pid) {
         return Liveness::Dead;
     }
     match read_stat(p.pid) {
@@ -320,17 +373,17 @@ mod tests {
         assert_eq!(parent, std::process::id());
         // SAFETY: the child only calls async-signal-safe-enough code (an
         // atomic load and getpid) and leaves with _exit.
-        let child = unsafe { libc::fork() };
-        assert!(child >= 0);
-        if child == 0 {
-            let ok = current_pid() == std::process::id() && current_pid() != parent;
-            // SAFETY: _exit ends the child without running the parent's atexit handlers.
-            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-        }
-        let mut status = 0;
-        // SAFETY: waits for our own child.
-        unsafe { libc::waitpid(child, &mut status, 0) };
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        let child = match unsafe { nix::unistd::fork() }.expect("fork") {
+            nix::unistd::ForkResult::Parent { child } => child,
+            nix::unistd::ForkResult::Child => {
+                let ok = current_pid() == std::process::id() && current_pid() != parent;
+                // SAFETY: _exit ends the child without running the parent's
+                // atexit handlers (nix has no wrapper for it).
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+        };
+        let status = nix::sys::wait::waitpid(child, None).expect("waitpid");
+        assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
         assert_ne!(pid_namespace(), 0);
     }
 }

@@ -6,6 +6,8 @@
 mod common;
 
 use common::{child_main, kill_child, run, spawn_child, wait_ok, wait_until, Args};
+use nix::fcntl::{FcntlArg, FdFlag};
+use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use shmring::{Flavor, Queue, RecvError, SegmentError};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
@@ -222,9 +224,8 @@ fn anonymous_queue_passed_by_fd_to_exec_child() {
         let rx = q.receiver().unwrap();
         // A duplicate without FD_CLOEXEC, so that it survives the exec.
         let fd = q.fd().unwrap().try_clone_to_owned().unwrap();
-        // SAFETY: fcntl on a descriptor we own, with integer arguments.
-        let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) };
-        assert_eq!(r, 0, "clear FD_CLOEXEC");
+        nix::fcntl::fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty()))
+            .expect("clear FD_CLOEXEC");
         let count = 5_000u64;
         let mut child = spawn_child(
             "child_anonymous_fd",
@@ -424,8 +425,7 @@ fn issue10_from_fd_refuses_an_unsealed_file() {
         let len = q.info().total_len as usize;
         // The real memfd is sealed, and reopens.
         let sealed = q.fd().unwrap().try_clone_to_owned().unwrap();
-        // SAFETY: fcntl on a descriptor we own.
-        let seals = unsafe { libc::fcntl(sealed.as_raw_fd(), libc::F_GET_SEALS) };
+        let seals = nix::fcntl::fcntl(sealed.as_raw_fd(), FcntlArg::F_GET_SEALS).unwrap();
         let want = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
         assert_eq!(seals & want, want, "seals {seals:#x}");
         Queue::<u64>::builder().from_fd(sealed).unwrap();
@@ -436,11 +436,7 @@ fn issue10_from_fd_refuses_an_unsealed_file() {
         let n = nix::sys::uio::pread(q.fd().unwrap(), &mut bytes, 0).unwrap();
         assert_eq!(n, len);
         let name = std::ffi::CString::new("copy").unwrap();
-        // SAFETY: a valid NUL-terminated name and flags.
-        let raw = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_ALLOW_SEALING) };
-        assert!(raw >= 0);
-        // SAFETY: memfd_create returned a fresh descriptor that we own.
-        let unsealed = unsafe { OwnedFd::from_raw_fd(raw) };
+        let unsealed = memfd_create(&name, MemFdCreateFlag::MFD_ALLOW_SEALING).unwrap();
         assert_eq!(nix::unistd::write(&unsealed, &bytes).unwrap(), len);
         match Queue::<u64>::builder().from_fd(unsealed) {
             Err(SegmentError::Untrusted(m)) => assert!(m.contains("seal"), "{m}"),
@@ -462,8 +458,7 @@ fn issue10_anonymous_fd_is_close_on_exec() {
         // child meant to have it gets a duplicate with FD_CLOEXEC cleared
         // (see `anonymous_queue_passed_by_fd_to_exec_child`).
         let q = Queue::<u64>::anonymous(Flavor::Spsc, 4).unwrap();
-        // SAFETY: fcntl on a descriptor the queue keeps open.
-        let flags = unsafe { libc::fcntl(q.raw_fd().unwrap(), libc::F_GETFD) };
+        let flags = nix::fcntl::fcntl(q.raw_fd().unwrap(), FcntlArg::F_GETFD).unwrap();
         assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
     });
 }

@@ -1817,13 +1817,12 @@ fn child_fork() {
         });
         drop(held);
         for pid in pids {
-            let mut status = 0;
-            // SAFETY: waits for our own child, writing into a local.
-            let got = unsafe { libc::waitpid(pid, &mut status, 0) };
-            assert_eq!(got, pid);
-            assert!(
-                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-                "grandchild {pid}: status {status:#x} (3: it owns the parent's RLock, \
+            let pid = Pid::from_raw(pid);
+            let status = nix::sys::wait::waitpid(pid, None).expect("waitpid");
+            assert_eq!(
+                status,
+                nix::sys::wait::WaitStatus::Exited(pid, 0),
+                "grandchild {pid}: (3: it owns the parent's RLock, \
                  4: took it, 5: called its owner dead)"
             );
         }

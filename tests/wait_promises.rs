@@ -29,8 +29,7 @@ unsafe impl ShmSafe for Blocked {}
 fn child_block() {
     child_main("child_block", |a: Args| {
         let b: Shared<Blocked> = Shared::open(a.str(0)).unwrap();
-        // SAFETY: gettid has no preconditions.
-        b.tid.store(unsafe { libc::gettid() }, SeqCst);
+        b.tid.store(nix::unistd::gettid().as_raw(), SeqCst);
         match a.str(1) {
             "lock" => drop(b.lock.lock()),
             _ => b.sem.acquire(),

@@ -77,28 +77,16 @@ pub unsafe fn map_zeroed<T>() -> &'static T {
     unsafe { &*p.cast::<T>() }
 }
 
+/// Sleeps on `word` while it holds `expected`, at most `timeout`: the
+/// library's shared futex wait (one futex wrapper for the library, the
+/// tool and the benches). The caller re-checks.
 pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: `word` is a live, aligned u32 in a shared mapping (hence a
-    // shared futex: no FUTEX_PRIVATE_FLAG); `ts` is a valid relative
-    // timeout. The result does not matter: the caller re-checks.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT,
-            expected,
-            &ts as *const libc::timespec,
-        )
-    };
+    shmring::futex_wait(word, expected, Some(shmring::Deadline::after(timeout)));
 }
 
+/// Wakes every sleeper on `word`.
 pub fn futex_wake(word: &AtomicU32) {
-    // SAFETY: `word` is a live u32; FUTEX_WAKE only uses its address as a key.
-    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX) };
+    shmring::futex_wake(word, u32::MAX);
 }
 
 /// Whether this process may run on CPUs 0 and 1.

@@ -384,7 +384,8 @@ impl PipeBuilder {
 /// Every attach of an end starts a new session of that end, numbered by
 /// its [`generation`](Self::generation) (1, 2, … for each end, counted in
 /// the pipe's shared memory; an attach refused because the end is taken
-/// uses up a number too). Every message carries the generation it is
+/// takes none, one that loses a race for a free end may). Every message
+/// carries the generation it is
 /// addressed to and the one it comes from, and:
 ///
 /// - **A message goes to the peer session it answers.** A connection

@@ -4,19 +4,13 @@
 //! loom and unit tests use is typed, because loom atomics cannot live in
 //! raw bytes: see `channel::heap`.)
 //!
-//! Crate-private, apart from the two paths below, which the `shmring`
-//! command-line tool imported before inspection became the public
-//! [`inspect`](crate::inspect) module. They are hidden and go once the tool
-//! imports `shmring::inspect::{…, Location}`; nothing else here is
-//! reachable from outside but through `__internal`.
+//! Crate-private: segments are seen from outside through the public
+//! [`inspect`](crate::inspect) module (which re-exports `Location` and
+//! `HeaderFields`), and the white-box tests reach the rest through
+//! `__internal`.
 
 pub(crate) mod endpoints;
 pub(crate) mod header;
 pub(crate) mod line;
 #[cfg(not(loom))]
-#[doc(hidden)]
-pub mod segment;
-
-#[cfg(not(loom))]
-#[doc(hidden)]
-pub use crate::inspect;
+pub(crate) mod segment;

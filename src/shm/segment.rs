@@ -13,7 +13,7 @@ use crate::error::SegmentError;
 use crate::process;
 use memmap2::{MmapOptions, MmapRaw};
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
+use nix::fcntl::{FcntlArg, FlockArg, OFlag, SealFlag};
 use nix::sys::stat::Mode;
 use std::ffi::CString;
 use std::fs::File;
@@ -112,7 +112,26 @@ fn map_io(e: std::io::Error, what: &Location) -> SegmentError {
 /// and that [`Segment::from_fd`] insists on: its size can neither shrink
 /// (which would make other mappers' accesses fault with `SIGBUS`) nor grow,
 /// and no further seal can be added or removed.
-pub const REQUIRED_SEALS: libc::c_int = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+pub const REQUIRED_SEALS: std::ffi::c_int =
+    SealFlag::F_SEAL_SHRINK.bits() | SealFlag::F_SEAL_GROW.bits() | SealFlag::F_SEAL_SEAL.bits();
+
+/// `flock(2)` on `fd`, retried on `EINTR`.
+///
+/// nix's `flock` function is deprecated in favour of its `Flock` guard, which
+/// does not fit here: the guard unlocks (`LOCK_UN`) when dropped, and a
+/// `flock` belongs to the open file description, which a forked child shares.
+/// An explicit unlock in the parent would drop the child's hold as well
+/// (and `gc` could then remove a segment the child still uses); closing the
+/// file, as dropping a `File` does, leaves the child's hold in place.
+#[allow(deprecated)]
+fn flock(fd: &impl AsRawFd, arg: FlockArg) -> Result<(), Errno> {
+    loop {
+        match nix::fcntl::flock(fd.as_raw_fd(), arg) {
+            Err(Errno::EINTR) => continue,
+            r => return r,
+        }
+    }
+}
 
 /// What [`Segment::recover`] found at an existing name.
 enum Recovery {
@@ -128,17 +147,7 @@ enum Recovery {
 /// Takes a shared `flock` on a published segment's file, waiting for a
 /// `gc` that holds it exclusively for a moment.
 fn lock_shared(file: &File) -> std::io::Result<()> {
-    loop {
-        // SAFETY: flock on a valid fd with integer arguments.
-        let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH) };
-        if r == 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(e);
-        }
-    }
+    flock(file, FlockArg::LockShared).map_err(std::io::Error::from)
 }
 
 /// The lock every removal of a name takes: an exclusive `flock` on the
@@ -158,35 +167,19 @@ fn dir_lock(location: &Location) -> Option<File> {
     };
     let dir = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .custom_flags((OFlag::O_DIRECTORY | OFlag::O_CLOEXEC).bits())
         .open(dir)
         .ok()?;
-    loop {
-        // SAFETY: flock on a valid fd with integer arguments.
-        let r = unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) };
-        if r == 0 {
-            return Some(dir);
-        }
-        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            // Not lockable (an odd file system): removals go unlocked.
-            return None;
-        }
-    }
+    // Not lockable (an odd file system): removals go unlocked.
+    flock(&dir, FlockArg::LockExclusive).ok()?;
+    Some(dir)
 }
 
 fn try_lock(file: &File) -> std::io::Result<bool> {
-    loop {
-        // SAFETY: flock on a valid fd with integer arguments.
-        let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if r == 0 {
-            return Ok(true);
-        }
-        let e = std::io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EWOULDBLOCK) => return Ok(false),
-            Some(libc::EINTR) => continue,
-            _ => return Err(e),
-        }
+    match flock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(()) => Ok(true),
+        Err(Errno::EWOULDBLOCK) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -201,24 +194,22 @@ fn preallocate(file: &File, len: u64, location: &Location) -> Result<(), Segment
         )));
     };
     let r = loop {
-        // SAFETY: posix_fallocate on a valid fd with integer arguments; it
-        // returns an error number and does not set errno.
-        let r = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, off_len) };
-        if r != libc::EINTR {
-            break r;
+        match nix::fcntl::posix_fallocate(file.as_raw_fd(), 0, off_len) {
+            Err(Errno::EINTR) => continue,
+            r => break r,
         }
     };
     match r {
-        0 => {}
-        libc::ENOSPC | libc::ENOMEM => {
+        Ok(()) => {}
+        Err(Errno::ENOSPC | Errno::ENOMEM) => {
             return Err(SegmentError::NoSpace {
                 name: location.describe(),
                 needed: len,
             })
         }
         // A file system that cannot allocate ahead: size it, as before.
-        libc::EOPNOTSUPP | libc::EINVAL => {}
-        e => return Err(SegmentError::Io(std::io::Error::from_raw_os_error(e))),
+        Err(Errno::EOPNOTSUPP | Errno::EINVAL) => {}
+        Err(e) => return Err(SegmentError::Io(e.into())),
     }
     file.set_len(len).map_err(|e| map_io(e, location))
 }
@@ -386,7 +377,7 @@ impl Segment {
                 .write(true)
                 .create_new(true)
                 .mode(mode)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
                 .open(path)
                 .map_err(|e| map_io(e, location))?,
             Location::Anonymous => unreachable!("anonymous segments have no name"),
@@ -402,7 +393,7 @@ impl Segment {
             Location::Path(path) => std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
                 .open(path)
                 .map_err(|e| map_io(e, location))?,
             Location::Anonymous => {
@@ -437,8 +428,7 @@ impl Segment {
         if meta.nlink() == 0 {
             return Ok(Recovery::Vanished);
         }
-        // SAFETY: geteuid has no preconditions.
-        if meta.uid() != unsafe { libc::geteuid() } {
+        if meta.uid() != nix::unistd::geteuid().as_raw() {
             // Another user's file is never taken over.
             return Ok(Recovery::Live);
         }
@@ -509,11 +499,9 @@ impl Segment {
         preallocate(file, fields.total_len, location)?;
         if anonymous {
             // Seal the size: no holder of the fd can shrink it under a mapping.
-            // SAFETY: fcntl on a valid fd with integer arguments.
-            let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, REQUIRED_SEALS) };
-            if r != 0 {
-                return Err(SegmentError::Io(std::io::Error::last_os_error()));
-            }
+            let seals = SealFlag::from_bits_retain(REQUIRED_SEALS);
+            nix::fcntl::fcntl(file.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals))
+                .map_err(|e| SegmentError::Io(e.into()))?;
         }
         let map = MmapOptions::new()
             .len(fields.total_len as usize)
@@ -525,8 +513,7 @@ impl Segment {
         fields.creator_pid = me.pid;
         fields.creator_start = me.start;
         fields.creator_pid_ns = process::pid_namespace();
-        // SAFETY: getuid cannot fail.
-        fields.creator_uid = unsafe { libc::getuid() };
+        fields.creator_uid = nix::unistd::getuid().as_raw();
         fields.created_unix_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -571,15 +558,16 @@ impl Segment {
         fd: OwnedFd,
         opts: &SegmentOptions,
     ) -> Result<(Segment, HeaderFields), SegmentError> {
-        // SAFETY: fcntl on a valid fd with integer arguments.
-        let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
-        if seals < 0 {
-            return Err(SegmentError::Untrusted(format!(
-                "fd {}: not a sealable memfd ({})",
-                fd.as_raw_fd(),
-                std::io::Error::last_os_error()
-            )));
-        }
+        let seals = match nix::fcntl::fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS) {
+            Ok(seals) => seals,
+            Err(e) => {
+                return Err(SegmentError::Untrusted(format!(
+                    "fd {}: not a sealable memfd ({})",
+                    fd.as_raw_fd(),
+                    std::io::Error::from(e)
+                )))
+            }
+        };
         if seals & REQUIRED_SEALS != REQUIRED_SEALS {
             return Err(SegmentError::Untrusted(format!(
                 "fd {}: memfd seals {seals:#x} lack shrink, grow and seal ({REQUIRED_SEALS:#x}): \
@@ -602,8 +590,7 @@ impl Segment {
             return Ok(());
         }
         let meta = file.metadata().map_err(|e| map_io(e, location))?;
-        // SAFETY: geteuid has no preconditions.
-        let me = unsafe { libc::geteuid() };
+        let me = nix::unistd::geteuid().as_raw();
         if meta.uid() != me {
             return Err(SegmentError::Untrusted(format!(
                 "{}: owned by uid {}, not by this process's uid {me}",
@@ -757,7 +744,7 @@ impl Segment {
     pub fn remove_unused(location: &Location, path: &Path) -> std::io::Result<bool> {
         let file = std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
             .open(path)?;
         if !try_lock(&file)? {
             return Ok(false);

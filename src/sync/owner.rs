@@ -40,7 +40,8 @@ mod imp {
         static ME: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
     }
 
-    extern "C" fn bump_fork_gen() {
+    /// Part of the fork child handler (`process::watch_fork_for`).
+    fn forget_in_child() {
         // Relaxed: the child runs one thread at this point.
         FORK_GEN.fetch_add(1, Ordering::Relaxed);
     }
@@ -60,14 +61,8 @@ mod imp {
 
     #[cold]
     fn compute(gen: u64) -> u64 {
-        static ATFORK: std::sync::Once = std::sync::Once::new();
-        ATFORK.call_once(|| {
-            // SAFETY: registers a handler that only bumps an atomic, which is
-            // async-signal-safe as a fork child handler must be.
-            unsafe { libc::pthread_atfork(None, None, Some(bump_fork_gen)) };
-        });
-        // SAFETY: gettid has no preconditions.
-        let tid = unsafe { libc::gettid() } as u32;
+        crate::process::watch_fork_for(crate::process::ForkCache::LockOwner, forget_in_child);
+        let tid = nix::unistd::gettid().as_raw() as u32;
         let start = crate::process::read_stat(tid).map_or(0, |(_, s)| s);
         let me = encode(tid, start);
         ME.with(|c| c.set((gen, me)));
@@ -87,12 +82,8 @@ mod imp {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Seen::Missing,
             Err(_) => Seen::Unreadable,
         };
-        judge(seen, start, || {
-            // SAFETY: signal 0 sends nothing; it only asks whether a task
-            // with this id exists (a tid is accepted as well as a pid).
-            let r = unsafe { libc::kill(tid as libc::pid_t, 0) };
-            r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-        })
+        // kill accepts a tid as well as a pid; a tid has at most 23 bits.
+        judge(seen, start, || crate::process::no_such_task(tid as i32))
     }
 }
 

@@ -2,10 +2,11 @@
 //! framed with a 4-byte little-endian length before each message.
 
 use super::{LinkOptions, Transport, TransportError, TransportKind};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 use std::fs::File;
 use std::io::{self, BufReader, IoSlice, Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,36 +19,27 @@ const READ_BUF: usize = 64 * 1024;
 /// they came. Never gives up before `timeout` has passed: the wait is
 /// rounded up to whole milliseconds, and a signal only resumes it for the
 /// time left.
-fn poll_fd(fd: RawFd, events: libc::c_short, timeout: Option<Duration>) -> io::Result<bool> {
-    let mut p = libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    };
+fn poll_fd(fd: BorrowedFd<'_>, events: PollFlags, timeout: Option<Duration>) -> io::Result<bool> {
+    let mut p = [PollFd::new(fd, events)];
     let start = Instant::now();
     loop {
         let ms = match timeout {
-            None => -1,
+            None => PollTimeout::NONE,
             Some(t) => {
                 let left = t.saturating_sub(start.elapsed());
                 let ms = left.as_nanos().div_ceil(1_000_000);
-                libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
             }
         };
-        // SAFETY: one valid pollfd, count 1.
-        let r = unsafe { libc::poll(&mut p, 1, ms) };
-        if r > 0 {
-            return Ok(true);
-        }
-        if r == 0 {
-            if ms == 0 || timeout.is_some_and(|t| start.elapsed() >= t) {
-                return Ok(false);
+        match nix::poll::poll(&mut p, ms) {
+            Ok(0) => {
+                if ms == PollTimeout::ZERO || timeout.is_some_and(|t| start.elapsed() >= t) {
+                    return Ok(false);
+                }
             }
-            continue;
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+            Ok(_) => return Ok(true),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -153,8 +145,8 @@ impl StreamTransport {
             return Ok(true);
         }
         poll_fd(
-            self.reader.get_ref().as_raw_fd(),
-            libc::POLLIN,
+            self.reader.get_ref().as_fd(),
+            PollFlags::POLLIN,
             Some(timeout),
         )
         .map_err(io_err)
@@ -177,7 +169,13 @@ impl Transport for StreamTransport {
 
     fn try_send(&mut self, msg: &[u8]) -> Result<(), TransportError> {
         self.check_len(msg.len())?;
-        if !poll_fd(self.writer.as_raw_fd(), libc::POLLOUT, Some(Duration::ZERO)).map_err(io_err)? {
+        if !poll_fd(
+            self.writer.as_fd(),
+            PollFlags::POLLOUT,
+            Some(Duration::ZERO),
+        )
+        .map_err(io_err)?
+        {
             return Err(TransportError::WouldBlock);
         }
         self.write_frame(msg)
@@ -306,11 +304,8 @@ fn mkfifo(path: &Path) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path with a NUL byte"))?;
-    // SAFETY: a valid NUL-terminated path.
-    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    let mode = nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR;
+    nix::unistd::mkfifo(c.as_c_str(), mode).map_err(io::Error::from)
 }
 
 fn open_fifo(path: &Path, write: bool) -> io::Result<OwnedFd> {
@@ -318,7 +313,7 @@ fn open_fifo(path: &Path, write: bool) -> io::Result<OwnedFd> {
     let f = std::fs::OpenOptions::new()
         .read(!write)
         .write(write)
-        .custom_flags(libc::O_CLOEXEC)
+        .custom_flags(nix::fcntl::OFlag::O_CLOEXEC.bits())
         .open(path)?;
     Ok(OwnedFd::from(f))
 }

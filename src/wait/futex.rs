@@ -1,4 +1,6 @@
-//! The shared (not process-private) futex: the only blocking system calls in shmring.
+//! The shared (not process-private) futex: the only blocking system calls in
+//! shmring, the `shmring` tool's included (public as [`super::futex_wait`]
+//! and [`super::futex_wake`]).
 //!
 //! `FUTEX_PRIVATE_FLAG` is never passed: private futexes key on the calling
 //! process's address space and silently never meet a waiter in another process.

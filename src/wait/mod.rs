@@ -32,6 +32,9 @@
 //! `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` on the waiter, which makes
 //! every running thread of every registered process execute a full barrier:
 //! the asymmetric form of the same fence pair.
+//!
+//! [`futex_wait`] and [`futex_wake`] are the bare shared futex underneath,
+//! for a protocol of one's own on a word in shared memory.
 
 mod backoff;
 #[cfg(not(loom))]
@@ -114,13 +117,10 @@ impl Deadline {
 
 #[cfg(not(loom))]
 fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+    // CLOCK_MONOTONIC always exists on Linux (0 if it somehow failed).
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |ts| {
+        (ts.tv_sec() as u64) * 1_000_000_000 + ts.tv_nsec() as u64
+    })
 }
 
 #[cfg(loom)]
@@ -431,7 +431,51 @@ impl WaitCell {
     }
 }
 
-/// FUTEX_WAKE calls made by the calling thread, and the sleepers they woke:
+/// Sleeps while `*word == expected`: the shared futex wait under every
+/// blocking call in shmring, for a protocol of your own on a `u32` in shared
+/// memory (the `shmring` tool's futex floor is one).
+///
+/// Shared, not process-private (`FUTEX_PRIVATE_FLAG` is never passed), so it
+/// meets a [`futex_wake`] from another process that maps the same word.
+/// Returns `false` only when `deadline` (absolute, `CLOCK_MONOTONIC`;
+/// `None`: no limit) has passed; `true` when woken, when `*word` did not
+/// hold `expected` on entry, on a signal, or spuriously. Callers re-check
+/// their condition either way. Unlike the queues' wait cells, it does not count
+/// waiters: waking is the caller's business.
+///
+/// ```
+/// use shmring::{futex_wait, futex_wake, Deadline};
+/// use std::sync::atomic::AtomicU32;
+/// use std::time::Duration;
+///
+/// let word = AtomicU32::new(0);
+/// // The word does not hold 1: returns at once.
+/// assert!(futex_wait(&word, 1, None));
+/// // Nobody wakes it: the deadline passes.
+/// let soon = Deadline::after(Duration::from_millis(1));
+/// assert!(!futex_wait(&word, 0, Some(soon)));
+/// // Nobody sleeps on it.
+/// assert_eq!(futex_wake(&word, 1), 0);
+/// ```
+#[cfg(not(loom))]
+pub fn futex_wait(
+    word: &std::sync::atomic::AtomicU32,
+    expected: u32,
+    deadline: Option<Deadline>,
+) -> bool {
+    futex::wait(word, expected, deadline)
+}
+
+/// Wakes up to `n` sleepers in [`futex_wait`] on `word` (`u32::MAX`: all);
+/// returns how many woke. Shared like [`futex_wait`]: it reaches sleepers
+/// in every process that maps the word. Store the new value before waking.
+#[cfg(not(loom))]
+pub fn futex_wake(word: &std::sync::atomic::AtomicU32, n: u32) -> usize {
+    futex::wake(word, i32::try_from(n).unwrap_or(i32::MAX))
+}
+
+/// FUTEX_WAKE calls made by the calling thread's [`WaitCell`]s (not
+/// [`futex_wake`]), and the sleepers they woke:
 /// `(calls, woken)`. For tests and diagnostics (the herd and dead-waiter
 /// regressions in `tests/wait_promises.rs` count with it); per thread, so
 /// concurrent tests do not disturb each other.
@@ -507,10 +551,8 @@ pub fn register_process() {
 
 #[cfg(not(loom))]
 mod membarrier {
+    use libc::{MEMBARRIER_CMD_GLOBAL_EXPEDITED, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED};
     use std::sync::atomic::{AtomicU8, Ordering};
-
-    const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_long = 1 << 1;
-    const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_long = 1 << 2;
 
     const UNKNOWN: u8 = 0;
     const YES: u8 = 1;
@@ -521,32 +563,30 @@ mod membarrier {
     /// use a real fence.
     static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
 
-    fn membarrier(cmd: libc::c_long) -> bool {
+    /// `membarrier(cmd, 0, 0)`; whether it succeeded. nix has no wrapper
+    /// for this system call.
+    fn membarrier(cmd: libc::c_int) -> bool {
         // SAFETY: membarrier takes plain integers and touches no user memory.
         unsafe {
             libc::syscall(
                 libc::SYS_membarrier,
-                cmd,
+                libc::c_long::from(cmd),
                 0 as libc::c_long,
                 0 as libc::c_long,
             ) == 0
         }
     }
 
-    /// Runs in the child after `fork`: the child is a new address space,
-    /// so it must register (or fence for itself) on its own account.
-    extern "C" fn forget_in_child() {
+    /// Runs in the child after `fork` (from `process::watch_fork`'s
+    /// handler): the child is a new address space, so it must register (or
+    /// fence for itself) on its own account.
+    fn forget_in_child() {
         // Relaxed: the child is single-threaded here.
         STATE.store(UNKNOWN, Ordering::Relaxed);
     }
 
     pub(super) fn register() {
-        static ATFORK: std::sync::Once = std::sync::Once::new();
-        ATFORK.call_once(|| {
-            // SAFETY: registers a handler that only stores to an atomic,
-            // which is async-signal-safe, as a forked child requires.
-            unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
-        });
+        crate::process::watch_fork_for(crate::process::ForkCache::Membarrier, forget_in_child);
         // Relaxed: the flag only caches the result of an idempotent syscall.
         if STATE.load(Ordering::Relaxed) == UNKNOWN {
             let ok = membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED);

@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests (the library's, and the tool's
+//! `cli/tests/cli.rs`, which includes this file by path).
 //!
 //! - **Child processes** are the test binary itself, re-executed: a child
 //!   entry point is a `#[test] #[ignore]` function named `child_*` that
@@ -188,12 +189,10 @@ fn kill_children(owner: u64) -> String {
         // Only a child of ours that has not been reaped keeps its pid: one
         // whose parent is someone else is a stranger that reused the number.
         if parent_of(pid) == Some(std::process::id()) {
-            // SAFETY: kill and waitpid take plain integers; the pid is our
-            // own unreaped child (checked just above).
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGKILL);
-                libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), 0);
-            }
+            // Our own unreaped child (checked just above).
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
         }
         let out = finish_child(pid);
         let _ = write!(report, "\n--- child {pid} (killed by the watchdog):\n{out}");
@@ -466,8 +465,7 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// This thread's id.
 pub fn gettid() -> i32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() }
+    nix::unistd::gettid().as_raw()
 }
 
 /// The scheduler state (`R`, `S`, `T`, …) of thread `tid` of process `pid`.

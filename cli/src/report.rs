@@ -1,110 +1,25 @@
-//! Results: rows, the table with its ratios, the verdicts, JSON lines.
+//! Showing results: the table with its ratios, the verdicts, the `--json`
+//! lines, and the human-readable figures (sizes, times, rates) they use.
 
-use crate::bench::Mode;
+use crate::types::{Mode, Row};
 use std::fmt::Write as _;
 
-/// Percentiles the plot draws (100 = the maximum).
-pub const CURVE_PERCENTILES: [f64; 10] = [
-    50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0,
-];
-
-/// Round-trip latency, in nanoseconds.
-#[derive(Clone, Debug, Default)]
-pub struct Latency {
-    /// Median.
-    pub p50: u64,
-    /// 99th percentile.
-    pub p99: u64,
-    /// 99.9th percentile.
-    pub p999: u64,
-    /// Maximum.
-    pub max: u64,
-    /// Round trips timed.
-    pub count: u64,
-    /// (percentile, ns) at [`CURVE_PERCENTILES`].
-    pub curve: Vec<(f64, u64)>,
-}
-
-impl Latency {
-    /// From an HdrHistogram of round trips in nanoseconds.
-    pub fn from_histogram(h: &hdrhistogram::Histogram<u64>) -> Self {
-        let q = |p: f64| h.value_at_quantile(p / 100.0);
-        Latency {
-            p50: q(50.0),
-            p99: q(99.0),
-            p999: q(99.9),
-            max: h.max(),
-            count: h.len(),
-            curve: CURVE_PERCENTILES
-                .iter()
-                .map(|&p| (p, if p >= 100.0 { h.max() } else { q(p) }))
-                .collect(),
-        }
-    }
-}
-
-/// One measured (transport, mode, size[, loan]).
-#[derive(Clone, Debug)]
-pub struct Row {
-    /// `floor`, `shm-spsc`, ..., `python-pipe`.
-    pub transport: String,
-    /// Spin or block.
-    pub mode: Mode,
-    /// Message size in bytes.
-    pub size: usize,
-    /// Loan + commit / in-place reads instead of copies (shm only).
-    pub loan: bool,
-    /// Round trips.
-    pub lat: Latency,
-    /// One-way throughput.
-    pub msgs_per_s: f64,
-}
-
-impl Row {
-    /// A row to be labelled by the caller.
-    pub fn new(lat: Latency, msgs_per_s: f64) -> Self {
-        Row {
-            transport: String::new(),
-            mode: Mode::Block,
-            size: 0,
-            loan: false,
-            lat,
-            msgs_per_s,
-        }
-    }
-
-    /// Bytes per second.
-    pub fn bytes_per_s(&self) -> f64 {
-        self.msgs_per_s * self.size as f64
-    }
-
-    /// The JSON line: exactly the documented keys.
-    pub fn json(&self) -> String {
-        format!(
-            "{{\"transport\":\"{}\",\"mode\":\"{}\",\"size\":{},\"rtt_p50_ns\":{},\
-             \"rtt_p99_ns\":{},\"rtt_p999_ns\":{},\"rtt_max_ns\":{},\"msgs_per_s\":{:.1},\
-             \"bytes_per_s\":{:.1}}}",
-            self.transport,
-            self.mode.name(),
-            self.size,
-            self.lat.p50,
-            self.lat.p99,
-            self.lat.p999,
-            self.lat.max,
-            self.msgs_per_s,
-            self.bytes_per_s()
-        )
-    }
-
-    /// `shm-spsc spin`, with ` loan` for loan rows.
-    pub fn name(&self) -> String {
-        format!(
-            "{} {}{}",
-            self.transport,
-            self.mode.name(),
-            if self.loan { " loan" } else { "" }
-        )
-    }
+/// A row's `--json` line: exactly the documented keys.
+pub fn json_line(row: &Row) -> String {
+    format!(
+        "{{\"transport\":\"{}\",\"mode\":\"{}\",\"size\":{},\"rtt_p50_ns\":{},\
+         \"rtt_p99_ns\":{},\"rtt_p999_ns\":{},\"rtt_max_ns\":{},\"msgs_per_s\":{:.1},\
+         \"bytes_per_s\":{:.1}}}",
+        row.transport,
+        row.mode.name(),
+        row.size,
+        row.lat.p50,
+        row.lat.p99,
+        row.lat.p999,
+        row.lat.max,
+        row.msgs_per_s,
+        row.bytes_per_s()
+    )
 }
 
 /// `8 B`, `1 KiB`, `64 KiB`, `1.5 MiB`.

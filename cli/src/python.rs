@@ -2,16 +2,15 @@
 //! `python3 -c` once per (kind, size), in its own process group (killed
 //! whole if it overruns the deadline).
 
-use crate::bench::{Config, Failure, Target};
-use crate::report::{Latency, Row};
+use crate::types::{Config, Failure, Latency, Row, Target};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The script, as shipped in `scripts/`.
-pub const SCRIPT: &str = include_str!("../../../scripts/bench_python.py");
+/// The script, as shipped in the repository's `scripts/`.
+pub const SCRIPT: &str = include_str!("../../scripts/bench_python.py");
 
 /// Measures `multiprocessing.Queue` or `Pipe` at `size`: one row.
 pub fn measure(cfg: &Config, python: &Path, target: Target, size: usize) -> Result<Row, Failure> {

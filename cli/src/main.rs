@@ -1,24 +1,52 @@
-//! `shmring`: the command-line tool of the shmring crate.
+//! `shmring`: the command-line tool of shmring (the `shmring-cli` package;
+//! the library is the `shmring` package).
 //!
 //! `shmring bench` measures every transport (shared-memory SPSC and MPMC,
 //! pipe, FIFO, Unix socket, TCP, Python `multiprocessing`) against the
 //! floor, between two real processes pinned to separate CPUs. `shmring ls`,
 //! `inspect`, `rm` and `gc` look after the segments in `/dev/shm`.
+//!
+//! This file holds the command line and dispatches on it. The modules have
+//! one job each, and each uses only modules listed before it (no circle):
+//!
+//! - `types`: what the others share (failure and exit status, target,
+//!   mode, settings, rows);
+//! - `sys`: CPU affinity, shared mapping, fork, reaping, the watchdog;
+//! - `report`: the table, the verdicts, the `--json` lines;
+//! - `plot`: the `--plot` SVG;
+//! - `args`: the command line of `shmring bench`;
+//! - `plan`: which measurements, in which order;
+//! - `floor`, `link`, `python`: measuring the floor, the shmring
+//!   transports, Python's `multiprocessing`;
+//! - `bench`: `shmring bench` itself, running the plan;
+//! - `lifecycle`: `shmring ls`, `inspect`, `rm`, `gc`.
 
+mod args;
 mod bench;
 mod floor;
 mod lifecycle;
+mod link;
+mod plan;
 mod plot;
 mod python;
 mod report;
 mod sys;
+mod types;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Inter-process communication over shared memory: tools.
 #[derive(Parser, Debug)]
-#[command(name = "shmring", version, about, long_about = None)]
+// The about line is the library's description, as before the tool had a
+// package of its own.
+#[command(
+    name = "shmring",
+    version,
+    about = "Inter-process queues, pipes, shared cells and locks over lock-free ring buffers \
+             in shared memory, blocking with Linux futexes",
+    long_about = None
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,7 +55,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Measure round-trip latency and throughput of every transport, against the floor
-    Bench(bench::BenchArgs),
+    Bench(args::BenchArgs),
     /// List shmring segments (kind, flavor, capacity, occupancy, endpoints alive/dead, lost, size)
     Ls(lifecycle::LsArgs),
     /// Show one segment's full header and counters

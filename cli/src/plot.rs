@@ -3,8 +3,8 @@
 //! every panel for reference). x: percentile on a "nines" scale (50, 90, 99,
 //! 99.9, 99.99, max); y: latency, log scale.
 
-use crate::bench::Mode;
-use crate::report::{human_ns, human_size, Row};
+use crate::report::{human_ns, human_size};
+use crate::types::{Mode, Row};
 use plotters::prelude::*;
 use std::path::Path;
 

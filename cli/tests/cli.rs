@@ -1,6 +1,9 @@
 //! The `shmring` binary: `bench` argument checking and JSON output, and the
 //! lifecycle commands `ls`, `inspect`, `rm`, `gc` on real segments.
 
+// The helpers every shmring integration test uses (segment names, the
+// watchdog), from the library's tests.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::*;

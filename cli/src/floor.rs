@@ -9,11 +9,14 @@
 //!   and for throughput the same minimal ring whose sides sleep on a futex
 //!   when it is empty or full (a waiter flag and a fence per message).
 //!
-//! One child process per mode, forked with a fresh shared mapping.
+//! One child process per mode, forked with a fresh shared mapping. The
+//! futex calls are the library's own, `shmring::futex_wait`
+//! (`FUTEX_WAIT_BITSET`, an absolute deadline) and `futex_wake`: the tool
+//! has no futex wrapper of its own.
 
-use crate::bench::{spin_until, Config, Failure, Mode};
-use crate::report::{Latency, Row};
 use crate::sys::{self, Forked, Peer};
+use crate::types::{new_histogram, Config, Failure, Latency, Mode, Row};
+use shmring::{futex_wait, futex_wake, Deadline};
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -59,6 +62,20 @@ struct Shm {
     slots: [AtomicU64; RING as usize],
 }
 
+/// Busy-polls `cond`; every 2^20 failed polls checks that the peer lives.
+#[inline(always)]
+fn spin_until(mut cond: impl FnMut() -> bool, peer: &Peer) -> Result<(), String> {
+    let mut spins = 0u32;
+    while !cond() {
+        std::hint::spin_loop();
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(1 << 20) {
+            peer.check()?;
+        }
+    }
+    Ok(())
+}
+
 /// Measures the floor of `mode`: one row (transport `floor`, size 8).
 pub fn measure(cfg: &Config, mode: Mode) -> Result<Row, Failure> {
     // SAFETY: `Shm` is atomics only (valid all-zero), aligned to 128 bytes.
@@ -77,11 +94,11 @@ pub fn measure(cfg: &Config, mode: Mode) -> Result<Row, Failure> {
                 shm.cmd_op.store(op, Ordering::Relaxed);
                 shm.cmd_count.store(count, Ordering::Relaxed);
                 shm.cmd_seq.store(seq, Ordering::Release);
-                sys::futex_wake(&shm.cmd_seq);
+                futex_wake(&shm.cmd_seq, 1);
             };
             let n = cfg.rtt_iterations(8);
             let warm = cfg.warmup(n);
-            let mut hist = crate::bench::new_histogram();
+            let mut hist = new_histogram();
             // Round trips.
             post(OP_RTT, warm + n);
             let r = match mode {
@@ -139,10 +156,16 @@ fn rtt_spin(
     Ok(())
 }
 
+/// Sleeps (futex) while `word` holds `stuck`, at most [`NAP`]; callers
+/// re-check.
+fn nap(word: &AtomicU32, stuck: u32) {
+    futex_wait(word, stuck, Some(Deadline::after(NAP)));
+}
+
 /// Waits (futex) until `word` holds `want`; `before` is its value until then.
 fn futex_until(word: &AtomicU32, before: u32, want: u32, peer: &Peer) -> Result<(), String> {
     while word.load(Ordering::Acquire) != want {
-        sys::futex_wait(word, before, NAP);
+        nap(word, before);
         if word.load(Ordering::Acquire) != want {
             peer.check()?;
         }
@@ -162,7 +185,7 @@ fn rtt_futex(
         let v = base.wrapping_add(i as u32);
         let t = Instant::now();
         shm.fping.store(v, Ordering::Release);
-        sys::futex_wake(&shm.fping);
+        futex_wake(&shm.fping, 1);
         futex_until(&shm.fpong, v.wrapping_sub(1), v, peer)?;
         let dt = t.elapsed();
         if i > warm {
@@ -201,7 +224,7 @@ fn consume(shm: &Shm, mode: Mode, pos: &mut u32, count: u64, peer: &Peer) -> Res
             // store: Dekker's pattern, a full fence between store and load.
             fence(Ordering::SeqCst);
             if shm.prod_sleeps.load(Ordering::Relaxed) != 0 {
-                sys::futex_wake(&shm.head);
+                futex_wake(&shm.head, 1);
             }
         }
     }
@@ -229,7 +252,7 @@ fn sleep_while(word: &AtomicU32, stuck: u32, flag: &AtomicU32, peer: &Peer) -> R
             flag.store(0, Ordering::Relaxed);
             return Ok(v);
         }
-        sys::futex_wait(word, stuck, NAP);
+        nap(word, stuck);
         flag.store(0, Ordering::Relaxed);
         if word.load(Ordering::Acquire) == stuck {
             peer.check()?;
@@ -263,7 +286,7 @@ fn produce(shm: &Shm, mode: Mode, pos: &mut u32, count: u64, peer: &Peer) -> Res
         if mode == Mode::Block {
             fence(Ordering::SeqCst);
             if shm.cons_sleeps.load(Ordering::Relaxed) != 0 {
-                sys::futex_wake(&shm.tail);
+                futex_wake(&shm.tail, 1);
             }
         }
     }
@@ -285,7 +308,7 @@ fn child(shm: &Shm, mode: Mode, peer: &Peer) -> Result<(), String> {
             if Instant::now() < until {
                 std::hint::spin_loop();
             } else {
-                sys::futex_wait(&shm.cmd_seq, seen, NAP);
+                nap(&shm.cmd_seq, seen);
                 peer.check()?;
             }
         };
@@ -307,7 +330,7 @@ fn child(shm: &Shm, mode: Mode, peer: &Peer) -> Result<(), String> {
                         let v = base.wrapping_add(i as u32);
                         futex_until(&shm.fping, v.wrapping_sub(1), v, peer)?;
                         shm.fpong.store(v, Ordering::Release);
-                        sys::futex_wake(&shm.fpong);
+                        futex_wake(&shm.fpong, 1);
                     }
                 }
             },

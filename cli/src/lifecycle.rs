@@ -1,10 +1,9 @@
 //! `shmring ls`, `inspect`, `rm`, `gc`: the life of segments in `/dev/shm`.
 
-use crate::bench::Failure;
+use crate::types::Failure;
 use clap::Args;
 use serde_json::json;
-use shmring::shm::inspect::{self, SegmentReport, SHM_DIR};
-use shmring::shm::segment::Location;
+use shmring::inspect::{self, Location, SegmentReport, SHM_DIR};
 use shmring::{Flavor, Role, SegmentError};
 use std::path::{Path, PathBuf};
 
@@ -249,7 +248,7 @@ pub fn rm(args: RmArgs) -> Result<(), Failure> {
 }
 
 /// `shmring gc`: removes segments it can prove unused; prints why it kept
-/// each other one (see `shmring::shm::inspect::gc`).
+/// each other one (see `shmring::inspect::gc`).
 pub fn gc(args: GcArgs) -> Result<(), Failure> {
     let dir: &Path = &args.dir.dir;
     if !dir.is_dir() {

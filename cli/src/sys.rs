@@ -1,10 +1,10 @@
 //! The system calls `shmring bench` needs around its measurements: CPU
-//! affinity, fork and reaping, a shared futex, and the per-measurement
-//! watchdog (`alarm`).
+//! affinity, a shared anonymous mapping, fork and reaping, and the
+//! per-measurement watchdog (`alarm`). (Futex waits and wakes are the
+//! library's: `shmring::futex_wait` and `futex_wake`.)
 
 use std::io;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU8, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
 
 /// The CPUs this process may run on (its affinity mask, a subset of the
 /// online CPUs), ascending.
@@ -40,33 +40,6 @@ pub fn pin(cpu: usize) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
-}
-
-/// Sleeps while `*word == expected`, at most `timeout` (shared futex: no
-/// private flag, so that it meets a waker in another process). Spurious
-/// returns are fine: callers re-check.
-pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: `word` is a live, aligned u32 in a shared mapping; `ts` is a
-    // valid relative timeout. The result does not matter: the caller re-checks.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT,
-            expected,
-            &ts as *const libc::timespec,
-        )
-    };
-}
-
-/// Wakes one sleeper on `word`.
-pub fn futex_wake(word: &AtomicU32) {
-    // SAFETY: `word` is a live u32; FUTEX_WAKE only uses its address as a key.
-    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1) };
 }
 
 /// A shared, zero-filled anonymous mapping of a `T`, inherited across `fork`.

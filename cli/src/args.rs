@@ -1,0 +1,179 @@
+//! The command line of `shmring bench`: [`BenchArgs`], its long help, and
+//! the parsers of `--transports`, `--sizes` and `--cpus`.
+
+use crate::types::{Mode, Target};
+use clap::Args;
+use std::path::PathBuf;
+
+/// The largest message size `--sizes` accepts.
+pub const MAX_SIZE: usize = 16 << 20;
+
+const AFTER_HELP: &str = "\
+Every measurement forks a child process: the parent runs on the first CPU of
+--cpus, the child on the second. Round trips (RTT) are timed one by one into
+an HdrHistogram; throughput is one-way, child to parent, for about 200 ms
+(30 ms with --quick) after a short calibration run.
+
+Rows: `floor` spin is a busy-poll ping-pong through one shared cache line
+(throughput: a minimal busy-poll ring); `floor` block is a raw futex
+ping-pong (FUTEX_WAIT/FUTEX_WAKE on two shared words; throughput: the same
+ring sleeping on a futex). Each floor is measured right before and right
+after shm-spsc at 8 B in its mode (spin rows all come first); the lower is
+kept, and a note says when the two differ by more than 25% (the machine's
+state changed during the run). shm transports run in both modes (spin:
+try_send/try_recv loops; block: spin 0, blocking send/recv); the kernel
+transports and Python (`multiprocessing.Queue` and `Pipe`, through the
+script shipped as scripts/bench_python.py, when python3 is on the PATH) in
+mode block only. Ratios: p50 over the floor of the same mode and over
+shm-spsc of the same mode and size; throughput likewise (higher is faster).
+
+shm rows also come as loan rows (`loan` column: loan + commit in place,
+recv_ref in place, only an 8-byte header written). Loan rows are in the
+table and the plot but not in --json, whose lines carry exactly: transport,
+mode, size, rtt_p50_ns, rtt_p99_ns, rtt_p999_ns, rtt_max_ns, msgs_per_s,
+bytes_per_s.
+
+Exit status: 0 done, 1 a measurement failed (a child died, the watchdog
+fired), 2 bad arguments (or fewer than two CPUs).";
+
+/// Options of `shmring bench`.
+#[derive(Args, Debug, Clone)]
+#[command(after_long_help = AFTER_HELP)]
+pub struct BenchArgs {
+    /// Transports to measure, comma-separated: floor, shm-spsc, shm-mpmc,
+    /// pipe, fifo, unix, tcp, python-queue, python-pipe (the floor is always
+    /// measured)
+    #[arg(
+        long,
+        short = 't',
+        value_delimiter = ',',
+        value_parser = parse_target,
+        default_value = "floor,shm-spsc,shm-mpmc,pipe,fifo,unix,tcp,python-queue,python-pipe",
+        hide_default_value = true
+    )]
+    pub transports: Vec<Target>,
+
+    /// Modes, comma-separated: spin (busy-poll), block (futex sleep); the
+    /// kernel transports and Python run in block only
+    #[arg(
+        long,
+        short = 'm',
+        value_delimiter = ',',
+        value_enum,
+        default_value = "spin,block"
+    )]
+    pub modes: Vec<Mode>,
+
+    /// Message sizes, comma-separated, in bytes or with a suffix
+    /// (K/KiB = 1024, M/MiB = 1024²), 1 B to 16 MiB
+    #[arg(long, short = 's', value_delimiter = ',', value_parser = parse_size, default_value = "8,1K,64K")]
+    pub sizes: Vec<usize>,
+
+    /// Round trips per measurement (default: 20,000 up to 4 KiB, 5,000 up
+    /// to 256 KiB, 1,000 above; --quick: a tenth)
+    #[arg(long, short = 'n', value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub iterations: Option<u64>,
+
+    /// A short run: the default matrix in well under a minute on 2 cores
+    #[arg(long, short = 'q')]
+    pub quick: bool,
+
+    /// Print one JSON object per line (no table, no progress bar, no loan rows)
+    #[arg(long)]
+    pub json: bool,
+
+    /// Draw latency percentile curves per transport into an SVG file
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+
+    /// The two CPUs to pin the parent and the child to (default 0,1 or the
+    /// first two this process may use)
+    #[arg(long, value_name = "A,B", value_parser = parse_cpus)]
+    pub cpus: Option<CpuPair>,
+
+    /// Seconds one measurement may take before the watchdog ends the run
+    #[arg(long, value_name = "SECS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub timeout: u64,
+
+    /// The Python interpreter for the python-* rows
+    #[arg(long, value_name = "PATH", default_value = "python3")]
+    pub python: String,
+
+    /// Measure the shared-memory rows with the builders' default wake
+    /// protocol, Strict (a fence per message), instead of the opt-in Fast
+    /// (no fence per message; its sleepers interrupt every CPU running a
+    /// registered process)
+    #[arg(long)]
+    pub strict: bool,
+}
+
+fn parse_target(s: &str) -> Result<Target, String> {
+    match s.trim() {
+        "floor" => Ok(Target::Floor),
+        "python-queue" => Ok(Target::PythonQueue),
+        "python-pipe" => Ok(Target::PythonPipe),
+        other => other.parse().map(Target::Link).map_err(|_| {
+            format!(
+                "unknown transport {other:?} (known: floor, shm-spsc, shm-mpmc, pipe, fifo, \
+                 unix, tcp, python-queue, python-pipe)"
+            )
+        }),
+    }
+}
+
+/// Parses `8`, `8B`, `1K`, `1KiB`, `64k`, `1M`, `1MiB`: 1 B to [`MAX_SIZE`].
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        _ => return Err(format!("bad size {s:?} (examples: 8, 1K, 64KiB, 1M)")),
+    };
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("bad size {s:?} (examples: 8, 1K, 64KiB, 1M)"))?;
+    let size = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))?;
+    if size == 0 {
+        return Err("a message size must be at least 1 byte".into());
+    }
+    if size > MAX_SIZE {
+        return Err(format!(
+            "size {s:?} ({size} bytes) is beyond the limit of 16 MiB ({MAX_SIZE} bytes)"
+        ));
+    }
+    Ok(size)
+}
+
+/// Two distinct CPUs: the parent's and the child's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuPair(pub usize, pub usize);
+
+fn parse_cpus(s: &str) -> Result<CpuPair, String> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let cpu = |p: &str| {
+        p.parse::<usize>()
+            .map_err(|_| format!("bad CPU {p:?} in {s:?}: expected two CPU numbers, as in 0,1"))
+    };
+    match parts.as_slice() {
+        [a, b] => {
+            let (a, b) = (cpu(a)?, cpu(b)?);
+            if a == b {
+                Err(format!(
+                    "--cpus names CPU {a} twice: the two processes need two different CPUs"
+                ))
+            } else {
+                Ok(CpuPair(a, b))
+            }
+        }
+        [_] => Err(format!(
+            "--cpus {s:?} names one CPU: give two, the parent's and the child's, as in 0,1"
+        )),
+        _ => Err(format!("--cpus {s:?}: give exactly two CPUs, as in 0,1")),
+    }
+}

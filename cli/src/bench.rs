@@ -1,0 +1,258 @@
+//! `shmring bench`: sets up the run (CPUs, the Python interpreter, the
+//! notes), measures the plan one job at a time (the floor, the shmring
+//! transports, Python) under the watchdog and a progress bar, and prints the
+//! table, the `--json` lines or the plot.
+
+use crate::args::{BenchArgs, CpuPair};
+use crate::plan;
+use crate::types::{Config, Failure, Mode, Row, Target};
+use crate::{floor, link, plot, python, report, sys};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use shmring::transport::TransportKind;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Picks the two CPUs, or explains why there are not two.
+fn choose_cpus(asked: Option<CpuPair>) -> Result<(usize, usize), Failure> {
+    let allowed = sys::allowed_cpus()
+        .map_err(|e| Failure::Run(format!("reading this process's CPU affinity: {e}")))?;
+    let list = report::cpu_list(&allowed);
+    if allowed.len() < 2 {
+        return Err(Failure::Usage(format!(
+            "shmring bench needs two CPUs, one for each process, and this process may run on \
+             only one (CPU {list})"
+        )));
+    }
+    match asked {
+        None => Ok((allowed[0], allowed[1])),
+        Some(CpuPair(a, b)) => {
+            for c in [a, b] {
+                if !allowed.contains(&c) {
+                    return Err(Failure::Usage(format!(
+                        "--cpus: CPU {c} is not online or not available to this process \
+                         (available: {list})"
+                    )));
+                }
+            }
+            Ok((a, b))
+        }
+    }
+}
+
+/// Finds `prog` (a path, or a name looked up on the PATH).
+fn find_program(prog: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let exec = |p: &std::path::Path| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if prog.contains('/') {
+        let p = PathBuf::from(prog);
+        return exec(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(prog))
+        .find(|p| exec(p))
+}
+
+/// `shmring bench`.
+pub fn run(args: BenchArgs) -> Result<(), Failure> {
+    let cpus = choose_cpus(args.cpus)?;
+    let cfg = Config {
+        cpus,
+        quick: args.quick,
+        iterations: args.iterations,
+        timeout: args.timeout,
+        wake_mode: if args.strict {
+            shmring::WakeMode::Strict
+        } else {
+            shmring::WakeMode::Fast
+        },
+    };
+
+    let mut sizes = args.sizes.clone();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut targets = args.transports.clone();
+    if !targets.contains(&Target::Floor) {
+        targets.push(Target::Floor);
+    }
+    targets.sort();
+    targets.dedup();
+    let mut modes = args.modes.clone();
+    modes.sort();
+    modes.dedup();
+
+    let mut notes = Vec::new();
+    notes.push(if args.strict {
+        "shm rows: WakeMode::Strict, the builders' default (a fence per message)".to_string()
+    } else {
+        "shm rows: WakeMode::Fast, opt-in (no fence per message; --strict measures the default)"
+            .to_string()
+    });
+    let python = find_program(&args.python);
+    let wants_python = targets
+        .iter()
+        .any(|t| matches!(t, Target::PythonQueue | Target::PythonPipe));
+    if wants_python && python.is_none() {
+        let where_ = if args.python.contains('/') {
+            "not found or not executable"
+        } else {
+            "not found on the PATH"
+        };
+        notes.push(format!(
+            "{} {where_}: the python-queue and python-pipe rows are skipped",
+            args.python
+        ));
+        targets.retain(|t| !matches!(t, Target::PythonQueue | Target::PythonPipe));
+    }
+    if !modes.contains(&Mode::Block)
+        && targets.iter().any(|t| {
+            !matches!(
+                t,
+                Target::Floor | Target::Link(TransportKind::ShmSpsc | TransportKind::ShmMpmc)
+            )
+        })
+    {
+        notes.push(
+            "the kernel transports and Python run in mode block only: none measured with --modes spin"
+                .into(),
+        );
+    }
+
+    if args.json {
+        for n in notes.drain(..) {
+            eprintln!("note: {n}");
+        }
+    }
+
+    let jobs = plan::plan(&targets, &modes, &sizes);
+    let floor_final = |mode: Mode| {
+        !jobs
+            .iter()
+            .any(|j| j.target == Target::Floor && j.again && j.mode == mode)
+    };
+
+    sys::pin(cpus.0).map_err(|e| Failure::Run(format!("pinning to CPU {}: {e}", cpus.0)))?;
+    sys::install_watchdog().map_err(|e| Failure::Run(format!("installing the watchdog: {e}")))?;
+
+    let bar = if args.json || !std::io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        // No steady tick: that would start a thread, and children are forked.
+        let b =
+            ProgressBar::with_draw_target(Some(jobs.len() as u64), ProgressDrawTarget::stderr());
+        b.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed} {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        b.set_prefix("shmring bench");
+        b
+    };
+
+    let started = Instant::now();
+    let mut rows: Vec<Row> = Vec::new();
+    let stdout = std::io::stdout();
+    for job in &jobs {
+        let label = job.label();
+        bar.set_message(label.clone());
+        sys::set_label(&label);
+        sys::alarm(cfg.timeout);
+        let got = match job.target {
+            Target::Floor => floor::measure(&cfg, job.mode).map(|r| vec![r]),
+            Target::Link(kind) => link::measure(&cfg, kind, job.mode, job.size),
+            Target::PythonQueue | Target::PythonPipe => {
+                let py = python.as_deref().expect("python3 found");
+                // The Python run has its own deadline (it kills the
+                // interpreter's process group): disarm the alarm.
+                sys::alarm(0);
+                python::measure(&cfg, py, job.target, job.size).map(|r| vec![r])
+            }
+        };
+        sys::alarm(0);
+        let got = match got {
+            Ok(g) => g,
+            Err(e) => {
+                bar.abandon();
+                return Err(e);
+            }
+        };
+        let mut got = got;
+        if job.again {
+            // Keep the lower floor; say so if the two differ much.
+            let new = got.remove(0);
+            if let Some(old) = rows
+                .iter_mut()
+                .find(|r| r.transport == "floor" && r.mode == job.mode)
+            {
+                let (a, b) = (old.lat.p50 as f64, new.lat.p50 as f64);
+                if a.max(b) > 1.25 * a.min(b) {
+                    notes.push(format!(
+                        "the floor ({}) moved during the run: p50 {} at the start, {} at the \
+                         end; the lower is used. The machine's state changed (other load, \
+                         vCPU placement): ratios from this run are less certain",
+                        job.mode.name(),
+                        report::human_ns(old.lat.p50),
+                        report::human_ns(new.lat.p50)
+                    ));
+                }
+                if b < a {
+                    *old = new;
+                }
+                got.push(old.clone());
+            }
+        } else if job.target == Target::Floor && !floor_final(job.mode) {
+            // Printed (JSON) once measured again.
+            rows.extend(got);
+            bar.inc(1);
+            continue;
+        }
+        if args.json {
+            let mut out = stdout.lock();
+            for r in got.iter().filter(|r| !r.loan) {
+                let _ = writeln!(out, "{}", report::json_line(r));
+            }
+            let _ = out.flush();
+        }
+        if !job.again {
+            rows.extend(got);
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let wall = started.elapsed();
+    if args.json {
+        for n in &notes {
+            eprintln!("note: {n}");
+        }
+    }
+
+    if !args.json {
+        let table = report::table(&rows);
+        println!("{table}");
+        println!("{}", report::verdicts(&rows));
+        for n in &notes {
+            println!("note: {n}");
+        }
+        println!(
+            "{} measurements in {:.1} s; parent on CPU {}, child on CPU {}{}",
+            jobs.len(),
+            wall.as_secs_f64(),
+            cpus.0,
+            cpus.1,
+            if args.quick { " (--quick)" } else { "" }
+        );
+    }
+    if let Some(path) = &args.plot {
+        plot::draw(path, &report::sorted(&rows), &sizes)
+            .map_err(|e| Failure::Run(format!("drawing {}: {e}", path.display())))?;
+        if !args.json {
+            println!("plot written to {}", path.display());
+        }
+    }
+    Ok(())
+}
