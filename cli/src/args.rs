@@ -27,11 +27,22 @@ script shipped as scripts/bench_python.py, when python3 is on the PATH) in
 mode block only. Ratios: p50 over the floor of the same mode and over
 shm-spsc of the same mode and size; throughput likewise (higher is faster).
 
+--repeat N (N > 1) measures, in each mode and for each size, the floor and
+the shm rows N times, round-robin (floor, shm-spsc, shm-mpmc, floor,
+shm-spsc, shm-mpmc, ...) instead of the floor before and after shm-spsc; the
+kernel transports and Python are measured once. The shm and floor rows then
+show the median of the N rounds (p50, p99, ..., msgs/s), and each ratio is
+computed per round, against the floor (or shm-spsc) of the same round, and
+shown as median (min–max): `1.32 (1.25–1.41)`. A wide range says the
+machine was noisy during the run. In --json these rows also carry `rounds`
+(each round's figures and ratios) and `spread` ({median, min, max} of
+rtt_p50_ns, msgs_per_s and the ratios).
+
 shm rows also come as loan rows (`loan` column: loan + commit in place,
 recv_ref in place, only an 8-byte header written). Loan rows are in the
 table and the plot but not in --json, whose lines carry exactly: transport,
 mode, size, rtt_p50_ns, rtt_p99_ns, rtt_p999_ns, rtt_max_ns, msgs_per_s,
-bytes_per_s.
+bytes_per_s (and, under --repeat, rounds and spread).
 
 Exit status: 0 done, 1 a measurement failed (a child died, the watchdog
 fired), 2 bad arguments (or fewer than two CPUs).";
@@ -75,8 +86,16 @@ pub struct BenchArgs {
     pub iterations: Option<u64>,
 
     /// A short run: the default matrix in well under a minute on 2 cores
+    /// (measured once: it does not change --repeat)
     #[arg(long, short = 'q')]
     pub quick: bool,
+
+    /// Measure the floor and the shm rows N times per mode and size,
+    /// interleaved (floor, shm-spsc, shm-mpmc, floor, ...), and report the
+    /// median and the spread (min–max) of the per-round ratios
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub repeat: u32,
 
     /// Print one JSON object per line (no table, no progress bar, no loan rows)
     #[arg(long)]

@@ -1,11 +1,12 @@
 //! `shmring bench`: sets up the run (CPUs, the Python interpreter, the
 //! notes), measures the plan one job at a time (the floor, the shmring
-//! transports, Python) under the watchdog and a progress bar, and prints the
-//! table, the `--json` lines or the plot.
+//! transports, Python) under the watchdog and a progress bar, gathers the
+//! rounds of `--repeat` into rows of medians, and prints the table, the
+//! `--json` lines or the plot.
 
 use crate::args::{BenchArgs, CpuPair};
 use crate::plan;
-use crate::types::{Config, Failure, Mode, Row, Target};
+use crate::types::{Config, Failure, Latency, Mode, Round, Row, Spread, Target};
 use crate::{floor, link, plot, python, report, sys};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use shmring::transport::TransportKind;
@@ -56,6 +57,40 @@ fn find_program(prog: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|d| d.join(prog))
         .find(|p| exec(p))
+}
+
+/// The row of a (transport, mode, size, loan) measured `--repeat` times:
+/// every figure the median of its rounds', and the rounds kept.
+fn median_row(first: &Row, rounds: Vec<Round>) -> Row {
+    let med = |f: &dyn Fn(&Round) -> f64| {
+        let v: Vec<f64> = rounds.iter().map(f).collect();
+        Spread::of(&v).map_or(0.0, |s| s.median)
+    };
+    let ns = |f: &dyn Fn(&Latency) -> u64| med(&|r: &Round| f(&r.lat) as f64).round() as u64;
+    let curve = first
+        .lat
+        .curve
+        .iter()
+        .enumerate()
+        .map(|(i, &(p, _))| (p, ns(&|l: &Latency| l.curve.get(i).map_or(0, |c| c.1))))
+        .collect();
+    let lat = Latency {
+        p50: ns(&|l: &Latency| l.p50),
+        p99: ns(&|l: &Latency| l.p99),
+        p999: ns(&|l: &Latency| l.p999),
+        max: ns(&|l: &Latency| l.max),
+        count: ns(&|l: &Latency| l.count),
+        curve,
+    };
+    Row {
+        transport: first.transport.clone(),
+        mode: first.mode,
+        size: first.size,
+        loan: first.loan,
+        lat,
+        msgs_per_s: med(&|r: &Round| r.msgs_per_s),
+        rounds,
+    }
 }
 
 /// `shmring bench`.
@@ -129,7 +164,7 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
         }
     }
 
-    let jobs = plan::plan(&targets, &modes, &sizes);
+    let jobs = plan::plan(&targets, &modes, &sizes, args.repeat);
     let floor_final = |mode: Mode| {
         !jobs
             .iter()
@@ -156,6 +191,9 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
 
     let started = Instant::now();
     let mut rows: Vec<Row> = Vec::new();
+    // Under --repeat: each (transport, mode, size, loan)'s first row and
+    // rounds, in the order first measured.
+    let mut repeated: Vec<(Row, Vec<Round>)> = Vec::new();
     let stdout = std::io::stdout();
     for job in &jobs {
         let label = job.label();
@@ -181,6 +219,24 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
                 return Err(e);
             }
         };
+        if let Some((group, index)) = job.round {
+            for r in got {
+                let round = Round {
+                    group,
+                    index,
+                    lat: r.lat.clone(),
+                    msgs_per_s: r.msgs_per_s,
+                };
+                match repeated.iter_mut().find(|(f, _)| {
+                    (&f.transport, f.mode, f.size, f.loan) == (&r.transport, r.mode, r.size, r.loan)
+                }) {
+                    Some((_, v)) => v.push(round),
+                    None => repeated.push((r, vec![round])),
+                }
+            }
+            bar.inc(1);
+            continue;
+        }
         let mut got = got;
         if job.again {
             // Keep the lower floor; say so if the two differ much.
@@ -225,6 +281,17 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
     }
     bar.finish_and_clear();
     let wall = started.elapsed();
+    if !repeated.is_empty() {
+        let first = rows.len();
+        rows.extend(repeated.into_iter().map(|(r, v)| median_row(&r, v)));
+        if args.json {
+            let mut out = stdout.lock();
+            for r in report::sorted(&rows[first..]).iter().filter(|r| !r.loan) {
+                let _ = writeln!(out, "{}", report::json_line_with_rounds(r, &rows));
+            }
+            let _ = out.flush();
+        }
+    }
     if args.json {
         for n in &notes {
             eprintln!("note: {n}");

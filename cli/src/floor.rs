@@ -130,6 +130,7 @@ pub fn measure(cfg: &Config, mode: Mode) -> Result<Row, Failure> {
                 loan: false,
                 lat: Latency::from_histogram(&hist),
                 msgs_per_s: count as f64 / d.as_secs_f64(),
+                rounds: Vec::new(),
             })
         }
     }

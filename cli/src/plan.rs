@@ -1,6 +1,8 @@
 //! The plan of a run: which measurements ([`Job`]s), in which order. Spin
 //! rows come first, and each floor is measured twice, right before and right
 //! after shm-spsc at 8 B in its mode (or its mode's other rows); see [`plan`].
+//! Under `--repeat N` the floor and the shm rows are instead measured N times
+//! per (mode, size), round-robin; see [`repeated`].
 
 use crate::report;
 use crate::types::{Mode, Target};
@@ -17,25 +19,33 @@ pub struct Job {
     pub size: usize,
     /// The floor measured again at the end of the run.
     pub again: bool,
+    /// Under `--repeat`: the size of the (mode, size) group and the round's
+    /// number in it, from 0.
+    pub round: Option<(usize, u32)>,
 }
 
 impl Job {
     /// What the progress bar and the watchdog call it.
     pub fn label(&self) -> String {
         format!(
-            "{} {} {}{}",
+            "{} {} {}{}{}",
             self.target.name(),
             self.mode.name(),
             report::human_size(self.size),
-            if self.again { " (again)" } else { "" }
+            if self.again { " (again)" } else { "" },
+            match self.round {
+                Some((_, i)) => format!(" (round {})", i + 1),
+                None => String::new(),
+            }
         )
     }
 }
 
 /// The measurements of `targets` in `modes` at `sizes` (the floor at 8 B
 /// only), in the order they run, with each floor's second measurement
-/// (`again`) placed.
-pub fn plan(targets: &[Target], modes: &[Mode], sizes: &[usize]) -> Vec<Job> {
+/// (`again`) placed; with `repeat` > 1, the floor and the shm rows are
+/// measured `repeat` times each instead (see [`repeated`]).
+pub fn plan(targets: &[Target], modes: &[Mode], sizes: &[usize], repeat: u32) -> Vec<Job> {
     let mut jobs = Vec::new();
     for &target in targets {
         for &mode in target.modes() {
@@ -48,6 +58,7 @@ pub fn plan(targets: &[Target], modes: &[Mode], sizes: &[usize]) -> Vec<Job> {
                     mode,
                     size: 8,
                     again: false,
+                    round: None,
                 });
             } else {
                 for &size in sizes {
@@ -56,10 +67,14 @@ pub fn plan(targets: &[Target], modes: &[Mode], sizes: &[usize]) -> Vec<Job> {
                         mode,
                         size,
                         again: false,
+                        round: None,
                     });
                 }
             }
         }
+    }
+    if repeat > 1 {
+        return repeated(jobs, modes, repeat);
     }
     // On a shared virtual machine the floor moves (vCPU placement, the
     // neighbours' load, whether the other CPU is idle-polling): each floor
@@ -115,4 +130,54 @@ pub fn plan(targets: &[Target], modes: &[Mode], sizes: &[usize]) -> Vec<Job> {
         jobs = ordered;
     }
     jobs
+}
+
+/// `--repeat N`, N > 1: in each mode (spin first), for each size, N rounds
+/// of the floor then that size's shm rows (floor, shm-spsc, shm-mpmc, floor,
+/// shm-spsc, shm-mpmc, ...), so that each round's ratios compare
+/// measurements a moment apart; the kernel transports and Python follow,
+/// measured once. A mode with no shm row measures the floor N times alone.
+fn repeated(jobs: Vec<Job>, modes: &[Mode], repeat: u32) -> Vec<Job> {
+    let is_shm = |j: &Job| matches!(j.target, Target::Link(k) if k.is_shm());
+    let mut rest = jobs;
+    rest.sort_by_key(|j| j.mode);
+    let mut ordered = Vec::new();
+    for &mode in modes {
+        let Some(f) = rest
+            .iter()
+            .position(|j| j.target == Target::Floor && j.mode == mode)
+        else {
+            continue;
+        };
+        let floor = rest.remove(f);
+        let shm: Vec<Job> = rest
+            .iter()
+            .filter(|j| j.mode == mode && is_shm(j))
+            .copied()
+            .collect();
+        rest.retain(|j| !(j.mode == mode && is_shm(j)));
+        // The rows of the modes before this one.
+        let at = rest
+            .iter()
+            .position(|j| j.mode >= mode)
+            .unwrap_or(rest.len());
+        ordered.extend(rest.drain(..at));
+        let mut groups: Vec<usize> = shm.iter().map(|j| j.size).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        if groups.is_empty() {
+            groups.push(8);
+        }
+        for g in groups {
+            for i in 0..repeat {
+                let round = Some((g, i));
+                ordered.push(Job { round, ..floor });
+                for j in shm.iter().filter(|j| j.size == g) {
+                    ordered.push(Job { round, ..*j });
+                }
+            }
+        }
+    }
+    ordered.extend(rest);
+    ordered
 }

@@ -1,7 +1,8 @@
-//! Showing results: the table with its ratios, the verdicts, the `--json`
-//! lines, and the human-readable figures (sizes, times, rates) they use.
+//! Showing results: the table with its ratios (per round, with their spread,
+//! under `--repeat`), the verdicts, the `--json` lines, and the
+//! human-readable figures (sizes, times, rates) they use.
 
-use crate::types::{Mode, Row};
+use crate::types::{Mode, Round, Row, Spread};
 use std::fmt::Write as _;
 
 /// A row's `--json` line: exactly the documented keys.
@@ -20,6 +21,106 @@ pub fn json_line(row: &Row) -> String {
         row.msgs_per_s,
         row.bytes_per_s()
     )
+}
+
+/// A row's `--json` line with, for a row measured `--repeat` times, its
+/// `rounds` (each round's figures and ratios to the floor of the same round)
+/// and their `spread`; `rows` holds the floor. Exactly [`json_line`] for a
+/// row measured once.
+pub fn json_line_with_rounds(row: &Row, rows: &[Row]) -> String {
+    let mut line = json_line(row);
+    if row.rounds.is_empty() {
+        return line;
+    }
+    let floor = floor_of(rows, row.mode).filter(|_| row.transport != "floor");
+    let p50 = |x: &Round| x.lat.p50 as f64;
+    let msgs = |x: &Round| x.msgs_per_s;
+    let mut rounds = Vec::new();
+    for a in &row.rounds {
+        let mut o = format!(
+            "{{\"group_size\":{},\"round\":{},\"rtt_p50_ns\":{},\"rtt_p99_ns\":{},\
+             \"rtt_p999_ns\":{},\"rtt_max_ns\":{},\"msgs_per_s\":{:.1}",
+            a.group, a.index, a.lat.p50, a.lat.p99, a.lat.p999, a.lat.max, a.msgs_per_s
+        );
+        if let Some(b) = floor.and_then(|f| same_round(f, a)) {
+            for (key, f) in [
+                ("p50_over_floor", &p50 as &dyn Fn(&Round) -> f64),
+                ("msgs_over_floor", &msgs),
+            ] {
+                if let Some(r) = round_ratio(a, b, f) {
+                    let _ = write!(o, ",\"{key}\":{r:.4}");
+                }
+            }
+        }
+        o.push('}');
+        rounds.push(o);
+    }
+    let mut spreads = Vec::new();
+    let own = [
+        ("rtt_p50_ns", row.rounds.iter().map(p50).collect::<Vec<_>>()),
+        ("msgs_per_s", row.rounds.iter().map(msgs).collect()),
+    ];
+    let ratios = floor.map(|f| {
+        [
+            ("p50_over_floor", round_ratios(row, f, p50)),
+            ("msgs_over_floor", round_ratios(row, f, msgs)),
+        ]
+    });
+    for (key, v) in own.into_iter().chain(ratios.into_iter().flatten()) {
+        if let Some(s) = Spread::of(&v) {
+            spreads.push(format!(
+                "\"{key}\":{{\"median\":{:.4},\"min\":{:.4},\"max\":{:.4}}}",
+                s.median, s.min, s.max
+            ));
+        }
+    }
+    line.pop();
+    let _ = write!(
+        line,
+        ",\"rounds\":[{}],\"spread\":{{{}}}}}",
+        rounds.join(","),
+        spreads.join(",")
+    );
+    line
+}
+
+/// `base`'s round of the same group and number as `a`.
+fn same_round<'a>(base: &'a Row, a: &Round) -> Option<&'a Round> {
+    base.rounds
+        .iter()
+        .find(|b| b.group == a.group && b.index == a.index)
+}
+
+/// `f(a) / f(b)`, if that is a number.
+fn round_ratio(a: &Round, b: &Round, f: &dyn Fn(&Round) -> f64) -> Option<f64> {
+    let (x, y) = (f(a), f(b));
+    (y > 0.0 && x.is_finite()).then(|| x / y)
+}
+
+/// Per round of `row`, `f` of it over `f` of `base`'s round of the same
+/// group and number (empty unless both were measured `--repeat` times).
+pub fn round_ratios(row: &Row, base: &Row, f: impl Fn(&Round) -> f64) -> Vec<f64> {
+    row.rounds
+        .iter()
+        .filter_map(|a| round_ratio(a, same_round(base, a)?, &f))
+        .collect()
+}
+
+/// A ratio cell: `1.32 (1.25–1.41)`, the median and the range of the
+/// per-round ratios, when `row` and `base` (another row) were both measured
+/// `--repeat` times; otherwise the ratio of the two rows' figures.
+fn ratio_cell(
+    row: &Row,
+    base: Option<&Row>,
+    per_round: impl Fn(&Round) -> f64,
+    whole: impl Fn(&Row) -> f64,
+) -> String {
+    if let Some(b) = base.filter(|b| !std::ptr::eq(*b, row)) {
+        if let Some(s) = Spread::of(&round_ratios(row, b, per_round)) {
+            return format!("{:.2} ({:.2}–{:.2})", s.median, s.min, s.max);
+        }
+    }
+    ratio(whole(row), base.map(whole))
 }
 
 /// `8 B`, `1 KiB`, `64 KiB`, `1.5 MiB`.
@@ -206,10 +307,10 @@ pub fn table(rows: &[Row]) -> String {
             human_ns(r.lat.max),
             human_rate(r.msgs_per_s),
             human_bytes_rate(r.bytes_per_s()),
-            ratio(r.lat.p50 as f64, floor.map(|f| f.lat.p50 as f64)),
-            ratio(r.lat.p50 as f64, shm.map(|s| s.lat.p50 as f64)),
-            ratio(r.msgs_per_s, floor.map(|f| f.msgs_per_s)),
-            ratio(r.msgs_per_s, shm.map(|s| s.msgs_per_s)),
+            ratio_cell(r, floor, |x| x.lat.p50 as f64, |x| x.lat.p50 as f64),
+            ratio_cell(r, shm, |x| x.lat.p50 as f64, |x| x.lat.p50 as f64),
+            ratio_cell(r, floor, |x| x.msgs_per_s, |x| x.msgs_per_s),
+            ratio_cell(r, shm, |x| x.msgs_per_s, |x| x.msgs_per_s),
         ]);
     }
     let width = |i: usize| {
@@ -266,6 +367,34 @@ pub fn table(rows: &[Row]) -> String {
          msgs÷…: throughput ratios, higher is faster.\nloan rows: loan + commit and recv_ref in place, only an 8-byte header \
          written and read (their bytes/s is nominal); not in --json.",
     );
+    if let Some(n) = rows
+        .iter()
+        .flat_map(|r| r.rounds.iter().map(|x| x.index + 1))
+        .max()
+    {
+        let _ = write!(
+            out,
+            "\n--repeat {n}: the floor and shm rows show the median of {n} rounds per size, \
+             measured round-robin; their ratios are computed per round (against the floor or \
+             shm-spsc of the same round): median (min–max). A wide range: a noisy run."
+        );
+        for f in rows.iter().filter(|r| r.transport == "floor") {
+            let v: Vec<f64> = f.rounds.iter().map(|x| x.lat.p50 as f64).collect();
+            if let Some(s) = Spread::of(&v) {
+                let _ = write!(
+                    out,
+                    "\nfloor {}: p50 {} median over {} rounds, {}–{} ({:+.0}%/{:+.0}%).",
+                    f.mode.name(),
+                    human_ns(s.median.round() as u64),
+                    v.len(),
+                    human_ns(s.min as u64),
+                    human_ns(s.max as u64),
+                    100.0 * (s.min / s.median - 1.0),
+                    100.0 * (s.max / s.median - 1.0)
+                );
+            }
+        }
+    }
     out
 }
 
@@ -282,11 +411,23 @@ pub fn verdicts(rows: &[Row]) -> String {
         find(rows, t, m, size, loan).map(|r| r.lat.p50 as f64)
     };
     let shm_spin = p50("shm-spsc", Mode::Spin, 8, false);
-    let shm_block = p50("shm-spsc", Mode::Block, 8, false);
     let at_most = |a: Option<f64>, b: Option<f64>, limit: f64| -> Option<(String, bool)> {
         let (a, b) = (a?, b?);
         let r = a / b;
         Some((format!("{r:.2}×"), r <= limit))
+    };
+    // Against the floor: under --repeat, the median of the per-round ratios
+    // (as in the table), with their range.
+    let over_floor = |mode: Mode, limit: f64| -> Option<(String, bool)> {
+        let shm = find(rows, "shm-spsc", mode, 8, false)?;
+        let floor = floor_of(rows, mode)?;
+        match Spread::of(&round_ratios(shm, floor, |x| x.lat.p50 as f64)) {
+            Some(s) => Some((
+                format!("{:.2}× ({:.2}–{:.2})", s.median, s.min, s.max),
+                s.median <= limit,
+            )),
+            None => at_most(Some(shm.lat.p50 as f64), Some(floor.lat.p50 as f64), limit),
+        }
     };
     let faster = |slow: Option<f64>, limit: f64| -> Option<(String, bool)> {
         let (s, f) = (slow?, shm_spin?);
@@ -296,7 +437,7 @@ pub fn verdicts(rows: &[Row]) -> String {
     let list = [
         Verdict {
             what: "shm-spsc spin 8 B p50 ≤ 1.3× floor spin",
-            got: at_most(shm_spin, p50("floor", Mode::Spin, 8, false), 1.3),
+            got: over_floor(Mode::Spin, 1.3),
         },
         Verdict {
             what: "shm-spsc spin 8 B p50 ≥ 50× faster than pipe",
@@ -312,7 +453,7 @@ pub fn verdicts(rows: &[Row]) -> String {
         },
         Verdict {
             what: "shm-spsc block 8 B p50 ≤ 1.1× raw futex ping-pong (floor block)",
-            got: at_most(shm_block, p50("floor", Mode::Block, 8, false), 1.1),
+            got: over_floor(Mode::Block, 1.1),
         },
         Verdict {
             what: "shm-spsc spin 64 KiB loan p50 ≤ 2× shm-spsc spin 8 B p50",

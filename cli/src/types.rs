@@ -1,8 +1,9 @@
 //! The types the parts of the tool share, and nothing else: how a command
 //! fails ([`Failure`], with its exit status), what a measurement is
 //! ([`Target`], [`Mode`]), the settings every measurement reads ([`Config`]),
-//! and what it yields ([`Row`], [`Latency`]). Every other module may use this
-//! one; it uses none of them.
+//! and what it yields ([`Row`], [`Latency`], and under `--repeat` its
+//! [`Round`]s and their [`Spread`]). Every other module may use this one; it
+//! uses none of them.
 
 use clap::ValueEnum;
 use shmring::transport::TransportKind;
@@ -213,6 +214,57 @@ pub struct Row {
     pub lat: Latency,
     /// One-way throughput.
     pub msgs_per_s: f64,
+    /// Under `--repeat N` (N > 1), the floor and the shm rows: each round's
+    /// own figures, in the order measured (then `lat` and `msgs_per_s` hold
+    /// the medians over the rounds). Empty for a row measured once.
+    pub rounds: Vec<Round>,
+}
+
+/// One round of a row measured `--repeat` times.
+#[derive(Clone, Debug)]
+pub struct Round {
+    /// The message size of the (mode, size) group the round belongs to: the
+    /// floor (always 8 B) is measured once per round in every group.
+    pub group: usize,
+    /// The round's number in its group, from 0.
+    pub index: u32,
+    /// Round trips of this round.
+    pub lat: Latency,
+    /// One-way throughput of this round.
+    pub msgs_per_s: f64,
+}
+
+/// The median and the range of a few values (the rounds of `--repeat`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spread {
+    /// The middle value (the mean of the two middle ones for an even count).
+    pub median: f64,
+    /// The smallest.
+    pub min: f64,
+    /// The largest.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values`; None if there are none (NaNs are left out).
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n.is_multiple_of(2) {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        } else {
+            v[n / 2]
+        };
+        Some(Spread {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        })
+    }
 }
 
 impl Row {
@@ -225,6 +277,7 @@ impl Row {
             loan: false,
             lat,
             msgs_per_s,
+            rounds: Vec::new(),
         }
     }
 

@@ -38,6 +38,7 @@ fn bench_refuses_bad_arguments_with_exit_2() {
         (&["bench", "--cpus", "0,0"][..], "cpus"),
         (&["bench", "--modes", "sideways"][..], "sideways"),
         (&["bench", "--iterations", "0"][..], "iterations"),
+        (&["bench", "--repeat", "0"][..], "repeat"),
     ] {
         let o = shmring(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
@@ -92,6 +93,55 @@ fn bench_json_lines_have_exactly_the_documented_keys() {
         for t in ["floor", "shm-spsc", "pipe"] {
             assert!(transports.iter().any(|x| x == t), "{t} missing: {stdout}");
         }
+    });
+}
+
+#[test]
+fn bench_repeat_reports_rounds_and_their_spread() {
+    run("cli_bench_repeat", |_| {
+        let o = shmring(&[
+            "bench", "-t", "shm-spsc", "-m", "spin", "-s", "8", "-n", "200", "--repeat", "3",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let stdout = String::from_utf8(o.stdout).unwrap();
+        let mut seen = Vec::new();
+        for line in stdout.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect(line);
+            let t = v["transport"].as_str().unwrap().to_string();
+            let rounds = v["rounds"].as_array().expect(line);
+            assert_eq!(rounds.len(), 3, "{line}");
+            for (i, r) in rounds.iter().enumerate() {
+                assert_eq!(r["round"], i as u64, "{line}");
+                assert!(r["rtt_p50_ns"].as_f64().unwrap() > 0.0, "{line}");
+                if t != "floor" {
+                    assert!(r["p50_over_floor"].as_f64().unwrap() > 0.0, "{line}");
+                }
+            }
+            let spread = v["spread"].as_object().expect(line);
+            let mut keys = vec!["rtt_p50_ns", "msgs_per_s"];
+            if t != "floor" {
+                keys.extend(["p50_over_floor", "msgs_over_floor"]);
+            }
+            for k in keys {
+                let s = &spread[k];
+                let (min, med, max) = (
+                    s["min"].as_f64().expect(line),
+                    s["median"].as_f64().expect(line),
+                    s["max"].as_f64().expect(line),
+                );
+                assert!(min <= med && med <= max, "{k}: {line}");
+            }
+            // The row's p50 is the median of its rounds'.
+            assert_eq!(
+                v["rtt_p50_ns"].as_f64().unwrap(),
+                spread["rtt_p50_ns"]["median"].as_f64().unwrap().round(),
+                "{line}"
+            );
+            seen.push(t);
+        }
+        seen.sort();
+        assert_eq!(seen, ["floor", "shm-spsc"], "{stdout}");
     });
 }
 
