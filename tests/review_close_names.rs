@@ -611,10 +611,9 @@ fn held_wait_for_senders_sleeps_and_times_out() {
             let r = rx.recv_timeout(Duration::from_millis(300));
             let el = t.elapsed();
             assert_eq!(r, Err(RecvTimeoutError::Timeout));
-            assert!(
-                el >= Duration::from_millis(300) && el < Duration::from_millis(600),
-                "{el:?}"
-            );
+            // Not before its deadline (no upper bound: speed is not a
+            // test's business).
+            assert!(el >= Duration::from_millis(300), "{el:?}");
             step_rx.recv().unwrap();
             out.push(rx.recv());
             out
