@@ -540,34 +540,7 @@ impl<T: Pod> ValueBuilder<T> {
         SharedBuilder::with_options(self.opts.clone())
     }
 
-    /// Permission bits of a new segment (default 0o600).
-    pub fn mode(mut self, mode: u32) -> Self {
-        self.opts.mode = mode;
-        self
-    }
-
-    /// Whether the name outlives the creating handle (default `true`:
-    /// names stay until removed). With `false`, dropping the handle that
-    /// created the value (and its clones) removes the name: for a value
-    /// private to one program and the children it forks.
-    pub fn persist(mut self, persist: bool) -> Self {
-        self.opts.persist = persist;
-        self
-    }
-
-    /// How long opening waits for a creator to finish (default 1 s), then
-    /// fails with `NotInitialized`.
-    pub fn init_timeout(mut self, timeout: Duration) -> Self {
-        self.opts.init_timeout = timeout;
-        self
-    }
-
-    /// Open segments owned by another user or writable by group or others
-    /// (default: refused with `Untrusted`; see `docs/security.md`).
-    pub fn trust_shared(mut self, trust: bool) -> Self {
-        self.opts.trust_shared = trust;
-        self
-    }
+    crate::shm::segment::segment_option_setters!();
 
     /// Creates `/dev/shm/<name>` exclusively, holding `value`.
     ///
@@ -815,34 +788,7 @@ pub struct ArrayBuilder<T> {
 }
 
 impl<T: Pod> ArrayBuilder<T> {
-    /// Permission bits of a new segment (default 0o600).
-    pub fn mode(mut self, mode: u32) -> Self {
-        self.opts.mode = mode;
-        self
-    }
-
-    /// Whether the name outlives the creating handle (default `true`:
-    /// names stay until removed). With `false`, dropping the handle that
-    /// created the array (and its clones) removes the name: for an array
-    /// private to one program and the children it forks.
-    pub fn persist(mut self, persist: bool) -> Self {
-        self.opts.persist = persist;
-        self
-    }
-
-    /// How long opening waits for a creator to finish (default 1 s), then
-    /// fails with `NotInitialized`.
-    pub fn init_timeout(mut self, timeout: Duration) -> Self {
-        self.opts.init_timeout = timeout;
-        self
-    }
-
-    /// Open segments owned by another user or writable by group or others
-    /// (default: refused with `Untrusted`; see `docs/security.md`).
-    pub fn trust_shared(mut self, trust: bool) -> Self {
-        self.opts.trust_shared = trust;
-        self
-    }
+    crate::shm::segment::segment_option_setters!();
 
     /// Creates `/dev/shm/<name>` exclusively: `len` zeroed elements.
     ///

@@ -13,7 +13,6 @@ use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// `kind` header value of a [`Shared`] segment.
 pub(crate) const KIND_STRUCT: u32 = Kind::Struct.raw();
@@ -318,31 +317,7 @@ impl<T: ShmSafe> SharedBuilder<T> {
         }
     }
 
-    /// Permission bits of a new segment (default 0o600).
-    pub fn mode(mut self, mode: u32) -> Self {
-        self.opts.mode = mode;
-        self
-    }
-
-    /// Keep the name when the creating handle is dropped (default: true:
-    /// names stay until removed; false: the creating handle removes it when
-    /// dropped, for a name private to one program and its forked children).
-    pub fn persist(mut self, persist: bool) -> Self {
-        self.opts.persist = persist;
-        self
-    }
-
-    /// How long opening waits for a creator to finish (default 1 s).
-    pub fn init_timeout(mut self, timeout: Duration) -> Self {
-        self.opts.init_timeout = timeout;
-        self
-    }
-
-    /// Open segments owned by another user or writable by group or others.
-    pub fn trust_shared(mut self, trust: bool) -> Self {
-        self.opts.trust_shared = trust;
-        self
-    }
+    crate::shm::segment::segment_option_setters!();
 
     fn create_at_location(&self, loc: Location, value: T) -> Result<Shared<T>, SegmentError> {
         let fields = region_layout(KIND_STRUCT, type_desc::<T>(), 1, 0)?;

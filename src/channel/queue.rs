@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use super::layout::QueueInfo;
 
@@ -354,31 +353,11 @@ impl<T: Pod> QueueBuilder<T> {
         self
     }
 
-    /// Permission bits of a new segment (default 0o600).
-    pub fn mode(mut self, mode: u32) -> Self {
-        self.opts.mode = mode;
-        self
-    }
-
-    /// Keep the name when the creating handle is dropped (default: true:
-    /// names stay until removed; false: the creating handle removes the
-    /// name when it and everything made from it are dropped — for a name
-    /// private to one program and the children it forks; it removes only
-    /// its own segment, never one made at the name since).
-    pub fn persist(mut self, persist: bool) -> Self {
-        self.opts.persist = persist;
-        self
-    }
+    crate::shm::segment::segment_option_setters!();
 
     /// The wake protocol of a new queue (default [`WakeMode::Strict`]; `Fast` interrupts other CPUs when a waiter sleeps: see [`WakeMode::Fast`]).
     pub fn wake_mode(mut self, mode: WakeMode) -> Self {
         self.wake = mode;
-        self
-    }
-
-    /// How long opening waits for a creator to finish (default 1 s).
-    pub fn init_timeout(mut self, timeout: Duration) -> Self {
-        self.opts.init_timeout = timeout;
         self
     }
 
@@ -389,13 +368,6 @@ impl<T: Pod> QueueBuilder<T> {
     /// creation; opening with another count is refused (`InvalidArgument`).
     pub fn close_after(mut self, n: u64) -> Self {
         self.close_after = Some(n);
-        self
-    }
-
-    /// Open segments owned by another user or writable by group or others
-    /// (default: refused with `Untrusted`; see `docs/security.md`).
-    pub fn trust_shared(mut self, trust: bool) -> Self {
-        self.opts.trust_shared = trust;
         self
     }
 

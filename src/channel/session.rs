@@ -245,7 +245,8 @@ impl Session {
 
     /// With nothing heard: the peer's generation counter if a peer is
     /// attached, else the next one; remembered as the session addressed.
-    #[cold]
+    /// Not cold: a one-way pipe's writer never hears and comes here on
+    /// every send (two loads of the peers line its send reads anyway).
     fn address_current(&self) -> u64 {
         let c = self.ctrl();
         // `live` first (Acquire), then the counter (Acquire): the counter is

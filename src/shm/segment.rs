@@ -72,6 +72,47 @@ impl Default for SegmentOptions {
     }
 }
 
+/// The four segment options every builder shares (its `opts` field):
+/// `mode`, `persist`, `init_timeout`, `trust_shared`. One definition, so
+/// that the builders of queues, `Value`, `Array` and `Shared` say the same.
+macro_rules! segment_option_setters {
+    () => {
+        /// Permission bits of a new segment (default 0o600).
+        pub fn mode(mut self, mode: u32) -> Self {
+            self.opts.mode = mode;
+            self
+        }
+
+        /// Whether the name outlives the creating handle (default `true`:
+        /// names stay until removed; see
+        /// [names](crate#names-who-removes-them)). With `false`, dropping
+        /// the handle that created it (and everything made from it)
+        /// removes the name — only its own segment, never one made at the
+        /// name since: for a name private to one program and the children
+        /// it forks.
+        pub fn persist(mut self, persist: bool) -> Self {
+            self.opts.persist = persist;
+            self
+        }
+
+        /// How long opening waits for a creator to finish (default 1 s),
+        /// then fails with `NotInitialized`.
+        pub fn init_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.opts.init_timeout = timeout;
+            self
+        }
+
+        /// Open segments owned by another user or writable by group or
+        /// others (default: refused with `Untrusted`; see
+        /// `docs/security.md`).
+        pub fn trust_shared(mut self, trust: bool) -> Self {
+            self.opts.trust_shared = trust;
+            self
+        }
+    };
+}
+pub(crate) use segment_option_setters;
+
 /// Checks a `/dev/shm` name and returns it with one leading '/'.
 pub fn shm_name(name: &str) -> Result<String, SegmentError> {
     let bare = name.strip_prefix('/').unwrap_or(name);
