@@ -1719,7 +1719,25 @@ fn prop_endpoint_table_forged() {
             }
         }
         prop_assert_eq!(q.reaped(), dead.len() as u64);
-        prop_assert_eq!(q.lost(), 0, "forged intents lost messages");
+        // A dead endpoint's intent record may announce a claim in flight
+        // (a loan at the tail, a read at the head): the repair counts that
+        // one claim in `lost()`, at most one per dead entry that has a
+        // record. Nothing queued is lost: every message is received below.
+        let dead_with_intent = usable
+            .iter()
+            .enumerate()
+            .filter(|&(i, &w)| {
+                w & LIVE != 0
+                    && liveness(owner_of(w)) == Liveness::Dead
+                    && case.intents.iter().any(|&(j, _, _)| j as usize == i)
+            })
+            .count() as u64;
+        prop_assert!(
+            q.lost() <= dead_with_intent,
+            "forged intents cost {} messages, more than the {} dead entries with a record",
+            q.lost(),
+            dead_with_intent
+        );
         if let (Ok(tx), Ok(rx)) = (&tx, &rx) {
             prop_assert_eq!(q.endpoints(), (1, 1));
             for v in 0..case.queued as u64 {
