@@ -363,7 +363,9 @@ pub fn inspect(location: &Location) -> Result<SegmentReport, SegmentError> {
         let head = read_u64(&seg, at(offset_of!(QueueControl, head)));
         let tail = read_u64(&seg, at(offset_of!(QueueControl, tail)));
         report.occupancy = match (flavor, head, tail) {
-            (Some(Flavor::Spsc), Some(hd), Some(tl)) => Some(tl.wrapping_sub(hd).min(h.capacity)),
+            (Some(Flavor::Spsc), Some(hd), Some(tl)) => {
+                Some(crate::ring::spsc::occupancy(hd, tl, h.capacity))
+            }
             (Some(Flavor::Mpmc), Some(hd), Some(tl)) => Some(occupancy(hd, tl, h.capacity)),
             _ => None,
         };

@@ -469,25 +469,49 @@ const TAIL_OFFSET: u64 = 256 + 128;
 #[test]
 fn scribbled_indices_are_corrupted_not_a_hang() {
     run("bad_indices", |ctx| {
-        use shmring::{RecvError, RecvTimeoutError, TryRecvError};
-        // SPSC: a tail far beyond the head.
+        use shmring::{RecvError, TryRecvError};
+        // SPSC: the tail hint far beyond the head. A live receiver never
+        // reads the hint (it polls the slot stamps), so it is unaffected:
+        // it receives what was really sent, and the sender's next publish
+        // rewrites the hint.
         let name = ctx.name("spsc");
         let q = Queue::<u64>::create(&name, Flavor::Spsc, 8).unwrap();
         let rx = q.receiver().unwrap();
+        let tx = q.sender().unwrap();
         write_at(&name.path(), TAIL_OFFSET, &1_000_000u64.to_le_bytes());
-        assert_eq!(rx.try_recv(), Err(TryRecvError::Corrupted));
-        assert_eq!(rx.recv(), Err(RecvError::Corrupted));
-        assert_eq!(
-            rx.recv_timeout(Duration::from_secs(60)),
-            Err(RecvTimeoutError::Corrupted)
-        );
-        let mut buf = [0u64; 4];
-        assert_eq!(rx.recv_slice(&mut buf), Err(RecvError::Corrupted));
-        // A new endpoint refuses to attach to indices that make no sense.
+        tx.send(7).unwrap();
+        assert_eq!(rx.try_recv(), Ok(7));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        assert_eq!(q.len(), 0, "the send rewrote the hint");
+        // Scribbled again: len is clamped to the capacity, and a new
+        // endpoint refuses to attach to words that make no sense.
+        write_at(&name.path(), TAIL_OFFSET, &1_000_000u64.to_le_bytes());
+        assert_eq!(q.len(), 8, "len is clamped to the capacity");
+        drop(tx);
         assert!(matches!(q.sender(), Err(SegmentError::Corrupted(_))));
         drop(rx);
         assert!(matches!(q.receiver(), Err(SegmentError::Corrupted(_))));
-        assert_eq!(q.len(), 8, "len is clamped to the capacity");
+
+        // SPSC: the head (the consumer's word, read by the producer when
+        // its cached copy says the ring is full) far beyond the tail.
+        let name = ctx.name("spsc-head");
+        let q = Queue::<u64>::create(&name, Flavor::Spsc, 8).unwrap();
+        let tx = q.sender().unwrap();
+        let rx = q.receiver().unwrap();
+        write_at(&name.path(), HEAD_OFFSET, &1_000_000u64.to_le_bytes());
+        for v in 0..8 {
+            tx.try_send(v).unwrap();
+        }
+        assert!(tx.try_send(8).unwrap_err().is_corrupted());
+        assert!(tx.send(8).unwrap_err().is_corrupted());
+        assert!(tx
+            .send_timeout(8, Duration::from_secs(60))
+            .unwrap_err()
+            .is_corrupted());
+        // The receiver's position is its own: it still gets all eight.
+        let mut buf = [0u64; 8];
+        assert_eq!(rx.recv_slice(&mut buf), Ok(8));
+        assert_eq!(buf, [0, 1, 2, 3, 4, 5, 6, 7]);
 
         // MPMC: a head whose slot index is out of range (capacity 5 -> laps
         // of 8; index 6 does not exist).

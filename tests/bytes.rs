@@ -747,14 +747,13 @@ fn oversize_is_too_large_and_queued_messages_survive() {
 
 /// Where the stored length of ring position `pos` lies in the file, for a
 /// queue of 4 slots (both flavors use slot `pos % 4` in the first laps).
-fn len_word(flavor: Flavor, slots_offset: u64, pos: u64) -> u64 {
-    match flavor {
-        // Slots are bare `u64` words: the length in the low 32 bits
-        // (little-endian: the first 4 bytes), a pipe's session stamp above.
-        Flavor::Spsc => slots_offset + 8 * (pos % 4),
-        // Slots are a `u64` ring stamp, then the `u64` word (stride 16).
-        Flavor::Mpmc => slots_offset + 16 * (pos % 4) + 8,
-    }
+fn len_word(flavor: Flavor, slots_offset: u64, stride: u64, pos: u64) -> u64 {
+    // Slots are a `u64` ring stamp, then the `u64` word, then the payload
+    // (the stride): the length in the word's low 32 bits (little-endian:
+    // the first 4 bytes), a pipe's session stamp above. (Both flavors;
+    // capacity 4 is a power of two, so SPSC and MPMC index alike.)
+    let _ = flavor;
+    slots_offset + stride * (pos % 4) + 8
 }
 
 #[test]
@@ -771,13 +770,15 @@ fn scribbled_length_is_corrupted_then_the_queue_goes_on() {
             let payload = read_u64(&path, PAYLOAD_OFFSET);
             let stride = read_u64(&path, PAYLOAD_STRIDE);
             assert_eq!(read_u64(&path, MSG_MAX), max);
-            assert!(slots >= 256 && payload > slots && stride >= max);
+            // Each payload follows its slot's stamp and word, in one line.
+            assert_eq!(payload, slots + 16);
+            assert!(slots >= 256 && stride >= max + 16 && stride.is_multiple_of(64));
 
             tx.send(b"first").unwrap();
             tx.send(b"second").unwrap();
             // The layout is what we think it is: the lengths in the slots,
             // the bytes in the payload area.
-            let word = |pos| len_word(flavor, slots, pos);
+            let word = |pos| len_word(flavor, slots, stride, pos);
             assert_eq!(read_bytes(&path, word(0), 4), 5u32.to_le_bytes());
             assert_eq!(read_bytes(&path, word(1), 4), 6u32.to_le_bytes());
             // A plain byte queue's messages carry no session stamp.
@@ -785,9 +786,8 @@ fn scribbled_length_is_corrupted_then_the_queue_goes_on() {
             assert_eq!(read_bytes(&path, word(1) + 4, 4), [0; 4]);
             assert_eq!(read_bytes(&path, payload, 5), b"first");
             assert_eq!(read_bytes(&path, payload + stride, 6), b"second");
-            if flavor == Flavor::Mpmc {
-                assert_eq!(read_u64(&path, slots), 1, "stamp of position 0");
-            }
+            // Either ring: position 0's stamp says published.
+            assert_eq!(read_u64(&path, slots), 1, "stamp of position 0");
 
             // Position 0: a length one beyond the maximum.
             write_at(&path, word(0), &(max as u32 + 1).to_le_bytes());

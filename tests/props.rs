@@ -305,22 +305,31 @@ fn queue_layout(flavor: u32, elem: TypeDesc, capacity: u64, msg_max: u64) -> Opt
     if !(1..=1u64 << 32).contains(&capacity) || msg_max > 1 << 30 {
         return None;
     }
-    let (slot_count, stride, align) = match flavor {
-        1 => (capacity.next_power_of_two(), elem.size, elem.align),
-        2 => (capacity, MPMC_SLOT, 8),
+    // Both rings' slots are {stamp u64, T} (repr(C)); a byte queue's slot
+    // is followed by its payload, the whole rounded up to 64 bytes.
+    let align = elem.align.max(8);
+    let slot_size = align_up(align_up(8, elem.align)? + elem.size, align)?;
+    let slot_count = match flavor {
+        1 => capacity.next_power_of_two(),
+        2 => {
+            debug_assert_eq!(slot_size, MPMC_SLOT, "the MPMC cases carry u64");
+            capacity
+        }
         _ => return None,
+    };
+    let stride = if msg_max > 0 {
+        align_up(slot_size + msg_max, 64)?
+    } else {
+        slot_size
     };
     // header 256, control block 640, endpoint table 64 x 8, intents 64 x 64
     let slots_offset = align_up(256 + 640 + 512 + 4096, align.max(128))?;
-    let slots_end = slots_offset.checked_add(slot_count.checked_mul(stride)?)?;
+    let total_len = slots_offset.checked_add(slot_count.checked_mul(stride)?)?;
     let (payload_offset, payload_stride) = if msg_max > 0 {
-        (align_up(slots_end, 128)?, align_up(msg_max, 64)?)
+        (slots_offset + slot_size, stride)
     } else {
         (0, 0)
     };
-    let total_len = payload_offset
-        .max(slots_end)
-        .checked_add(slot_count.checked_mul(payload_stride)?)?;
     if total_len > isize::MAX as u64 {
         return None;
     }
@@ -1494,11 +1503,8 @@ fn prop_byte_lengths_overwritten() {
                     tx.try_send(&msg).unwrap();
                     let slot = index(pos + i as u64) as usize;
                     payloads[slot][..len].copy_from_slice(&msg);
-                    let len_off = if case.mpmc {
-                        h.slots_offset + slot as u64 * h.slot_stride + 8
-                    } else {
-                        h.slots_offset + slot as u64 * 8
-                    };
+                    // Either ring: the word follows the slot's stamp.
+                    let len_off = h.slots_offset + slot as u64 * h.slot_stride + 8;
                     if let Some(s) = stored {
                         file.write_all_at(&s.to_le_bytes(), len_off).unwrap();
                     }

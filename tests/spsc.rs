@@ -479,3 +479,55 @@ fn second_receiver_is_refused_across_processes() {
         assert_eq!(rx.recv().unwrap(), 9);
     });
 }
+
+/// The `tail` word is a hint the producer stores after its slot stamps. A
+/// producer killed between its last stamp and that store leaves the hint one
+/// behind (made here directly, as the kill would): the next producer starts
+/// after the stamps, so nothing is overwritten, lost or delivered twice,
+/// and its first send brings the hint (and `len`) up to date.
+#[test]
+fn a_stale_tail_hint_costs_nothing() {
+    use std::os::unix::fs::FileExt;
+    run("spsc_stale_hint", |ctx| {
+        const TAIL: u64 = 256 + 128;
+        let name = ctx.name("q");
+        let q = Queue::<u64>::create(&name, Flavor::Spsc, 4).unwrap();
+        let rx = q.receiver().unwrap();
+        let tx = q.sender().unwrap();
+        for v in 0..3 {
+            tx.send(v).unwrap();
+        }
+        drop(tx);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(name.path())
+            .unwrap();
+        file.write_all_at(&2u64.to_le_bytes(), TAIL).unwrap();
+        assert_eq!(q.len(), 2, "len reads the hint");
+        // The receiver takes one meanwhile (it polls the stamps, not the hint).
+        assert_eq!(rx.recv().unwrap(), 0);
+        let tx = q.sender().unwrap();
+        assert_eq!(q.len(), 2, "the attach found the true end");
+        tx.send(3).unwrap();
+        tx.send(4).unwrap();
+        assert!(
+            matches!(tx.try_send(5), Err(shmring::TrySendError::Full(5))),
+            "four in flight"
+        );
+        let mut buf = [0u64; 8];
+        assert_eq!(rx.recv_slice(&mut buf), Ok(4));
+        assert_eq!(buf[..4], [1, 2, 3, 4]);
+
+        // The consumer ahead of the hint (it took what the hint does not
+        // show yet): the next producer starts at the consumer's position.
+        tx.send(5).unwrap();
+        drop(tx);
+        file.write_all_at(&5u64.to_le_bytes(), TAIL).unwrap();
+        assert_eq!(rx.recv().unwrap(), 5);
+        assert_eq!(q.len(), 0, "a hint behind the head reads as empty");
+        let tx = q.sender().unwrap();
+        tx.send(6).unwrap();
+        assert_eq!(q.len(), 1);
+        assert_eq!(rx.recv().unwrap(), 6);
+    });
+}

@@ -104,3 +104,46 @@ fn batches_capacity_2() {
         assert_eq!(rx.try_recv_slice(&mut buf), Err(TryRecvError::Disconnected));
     });
 }
+
+/// A producer that attaches after its predecessor died between its last
+/// stamp and its `tail` hint starts after the stamps, not at the stale
+/// hint, while the consumer drains concurrently: nothing is overwritten,
+/// nothing delivered twice, order kept.
+#[test]
+fn new_producer_starts_after_the_stamps_not_the_stale_hint() {
+    model(|| {
+        let q = HeapQueue::<u64>::new(Flavor::Spsc, 2, WakeMode::Fast);
+        let rx = q.receiver().expect("first receiver attaches");
+        {
+            let tx = q.sender().expect("first sender attaches");
+            tx.try_send(0).unwrap();
+            tx.try_send(1).unwrap();
+        }
+        // As if that producer had died before storing its last hint.
+        q.ctrl()
+            .tail
+            .store(1, loom::sync::atomic::Ordering::Relaxed);
+
+        let consumer = thread::spawn(move || {
+            let mut got = Vec::new();
+            while got.len() < 3 {
+                match rx.try_recv() {
+                    Ok(v) => got.push(v),
+                    // Between the two senders the queue has none.
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => thread::yield_now(),
+                    Err(e) => panic!("unexpected receive error: {e:?}"),
+                }
+            }
+            got
+        });
+        let tx = q.sender().expect("second sender attaches");
+        loop {
+            match tx.try_send(2) {
+                Ok(()) => break,
+                Err(TrySendError::Full(_)) => thread::yield_now(),
+                Err(e) => panic!("unexpected send error: {e:?}"),
+            }
+        }
+        assert_eq!(consumer.join().unwrap(), vec![0, 1, 2]);
+    });
+}

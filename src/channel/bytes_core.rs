@@ -2,8 +2,9 @@
 //! [`ByteSender`](crate::ByteSender) / [`ByteReceiver`](crate::ByteReceiver)
 //! and the heap-backed queue the loom models drive.
 //!
-//! A byte queue is a ring of `u64` words plus a payload area with one
-//! fixed-size payload per ring slot (see [`Payload`]). A word holds the
+//! A byte queue is a ring of `u64` words with one fixed-size payload per
+//! ring slot (see [`Payload`]; in a segment each payload follows its slot's
+//! word, in the same cache line as the slot's stamp). A word holds the
 //! message's length (low 32 bits) and a pipe's session stamp (high 32 bits,
 //! 0 for plain byte queues: see [`session`](super::session)). Sending
 //! claims a slot, copies the bytes into its payload, writes the word into

@@ -12,9 +12,9 @@ use super::payload::Payload;
 use super::raw::{RawReceiver, RawSender, RecvRing, SendRing};
 use super::session::Session;
 use crate::error::{ByteSendError, TryRecvError};
-use crate::loom::UnsafeCell;
-use crate::ring::mpmc::{Intent, MpmcRing, MpmcSlot};
+use crate::ring::mpmc::{Intent, MpmcRing};
 use crate::ring::spsc::{slot_count, SpscRing};
+use crate::ring::Slot;
 use crate::types::{Flavor, Role};
 use crate::wait::{Deadline, WakeMode};
 use std::alloc::Layout;
@@ -25,8 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 enum Slots<T> {
-    Spsc(Box<[UnsafeCell<T>]>),
-    Mpmc(Box<[MpmcSlot<T>]>),
+    Spsc(Box<[Slot<T>]>),
+    Mpmc(Box<[Slot<T>]>),
 }
 
 /// A heap-backed queue (loom models and threaded unit tests).
@@ -68,14 +68,12 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
         let slots = match flavor {
             Flavor::Spsc => Slots::Spsc(
                 (0..slot_count(capacity))
-                    .map(|_| UnsafeCell::new(T::default()))
+                    .map(|_| Slot::new(0, T::default()))
                     .collect(),
             ),
-            Flavor::Mpmc => Slots::Mpmc(
-                (0..capacity)
-                    .map(|i| MpmcSlot::new(i, T::default()))
-                    .collect(),
-            ),
+            Flavor::Mpmc => {
+                Slots::Mpmc((0..capacity).map(|i| Slot::new(i, T::default())).collect())
+            }
         };
         Arc::new(HeapQueue {
             ctrl: Box::new(QueueControl::new()),
@@ -96,7 +94,7 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
         NonNull::from(&*self.ctrl)
     }
 
-    fn spsc(&self, s: &[UnsafeCell<T>]) -> SpscRing<T> {
+    fn spsc(&self, s: &[Slot<T>]) -> SpscRing<T> {
         // SAFETY: the control block and slots live as long as `self`, which
         // every handle keeps alive through its Arc.
         unsafe {
@@ -104,13 +102,14 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
                 NonNull::from(&*self.ctrl.head),
                 NonNull::from(&*self.ctrl.tail),
                 NonNull::from(&s[0]),
+                std::mem::size_of::<Slot<T>>(),
                 self.capacity,
             )
         }
     }
 
     /// The MPMC ring as endpoint `bit` sees it: announcing its claims.
-    fn mpmc_for(&self, s: &[MpmcSlot<T>], bit: u32) -> MpmcRing<T> {
+    fn mpmc_for(&self, s: &[Slot<T>], bit: u32) -> MpmcRing<T> {
         let record = &self.intents[bit as usize % self.intents.len()];
         record.clear();
         // SAFETY: the record lives as long as `self` (kept alive by the
@@ -172,13 +171,14 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
         Some(NonNull::from(record))
     }
 
-    fn mpmc(&self, s: &[MpmcSlot<T>]) -> MpmcRing<T> {
+    fn mpmc(&self, s: &[Slot<T>]) -> MpmcRing<T> {
         // SAFETY: as in `spsc`.
         unsafe {
             MpmcRing::from_raw(
                 NonNull::from(&*self.ctrl.head),
                 NonNull::from(&*self.ctrl.tail),
                 NonNull::from(&s[0]),
+                std::mem::size_of::<Slot<T>>(),
                 self.capacity,
             )
         }

@@ -7,8 +7,9 @@
 
 use super::control::QueueControl;
 use crate::error::SegmentError;
-use crate::ring::mpmc::{Intent, MpmcSlot};
+use crate::ring::mpmc::Intent;
 use crate::ring::spsc;
+use crate::ring::Slot;
 use crate::shm::endpoints::ENDPOINTS;
 use crate::shm::header::{type_desc, HeaderFields, HEADER_LEN};
 use crate::types::{Flavor, Kind, TypeDesc};
@@ -55,15 +56,27 @@ pub(super) fn layout<T>(
         )));
     }
     let elem = type_desc::<T>();
-    let (slot_count, slot_stride, slot_align) = match flavor {
-        Flavor::Spsc => (spsc::slot_count(capacity), elem.size, elem.align),
-        Flavor::Mpmc => (
-            capacity,
-            std::mem::size_of::<MpmcSlot<T>>() as u64,
-            std::mem::align_of::<MpmcSlot<T>>() as u64,
-        ),
+    // Both rings' slots carry a stamp beside the value (`ring::Slot`).
+    let slot_count = match flavor {
+        Flavor::Spsc => spsc::slot_count(capacity),
+        Flavor::Mpmc => capacity,
     };
+    let slot_size = std::mem::size_of::<Slot<T>>() as u64;
+    let slot_align = std::mem::align_of::<Slot<T>>() as u64;
     let too_big = || SegmentError::InvalidArgument("queue size overflows".into());
+    if msg_max > MAX_MESSAGE {
+        return Err(SegmentError::InvalidArgument(format!(
+            "maximum message size {msg_max} exceeds the limit {MAX_MESSAGE}"
+        )));
+    }
+    // Byte messages: each slot's payload follows its word, so the stamp,
+    // the length and the first payload bytes share one cache line (one
+    // line transfer for a small message); each slot starts a line.
+    let slot_stride = if msg_max > 0 {
+        align_up(slot_size + msg_max, 64).ok_or_else(too_big)?
+    } else {
+        slot_size
+    };
     let control_offset = HEADER_LEN;
     let endpoints_offset = control_offset + std::mem::size_of::<QueueControl>() as u64;
     // The intent records (MPMC claims in flight, one line per endpoint)
@@ -74,29 +87,16 @@ pub(super) fn layout<T>(
         slot_align.max(128),
     )
     .ok_or_else(too_big)?;
-    if msg_max > MAX_MESSAGE {
-        return Err(SegmentError::InvalidArgument(format!(
-            "maximum message size {msg_max} exceeds the limit {MAX_MESSAGE}"
-        )));
-    }
-    let slots_end = slot_count
+    let total_len = slot_count
         .checked_mul(slot_stride)
         .and_then(|b| b.checked_add(slots_offset))
+        .filter(|&t| t <= isize::MAX as u64)
         .ok_or_else(too_big)?;
-    // Byte messages: one payload per slot, each on its own cache lines.
     let (payload_offset, payload_stride) = if msg_max > 0 {
-        (
-            align_up(slots_end, 128).ok_or_else(too_big)?,
-            align_up(msg_max, 64).ok_or_else(too_big)?,
-        )
+        (slots_offset + slot_size, slot_stride)
     } else {
         (0, 0)
     };
-    let total_len = slot_count
-        .checked_mul(payload_stride)
-        .and_then(|b| b.checked_add(payload_offset.max(slots_end)))
-        .filter(|&t| t <= isize::MAX as u64)
-        .ok_or_else(too_big)?;
     Ok(HeaderFields {
         kind: if msg_max > 0 { KIND_BYTES } else { KIND_QUEUE },
         msg_max,

@@ -13,6 +13,7 @@ use crate::loom::AtomicU64;
 use crate::process;
 use crate::ring::mpmc::{Intent, MpmcRing, RepairCursor};
 use crate::ring::spsc::SpscRing;
+use crate::ring::Slot;
 use crate::shm::endpoints::{EndpointInfo, EndpointTable, Reaping, ENDPOINTS};
 use crate::shm::header::HeaderFields;
 use crate::shm::segment::Segment;
@@ -58,6 +59,14 @@ pub(super) enum Ring<T> {
     Mpmc(MpmcRing<T>),
 }
 
+/// The first of a queue's `slot_count` slots, `slot_stride` bytes apart,
+/// when they all lie in the mapping and the first is aligned for `Slot<T>`.
+pub(super) fn slots_in<T>(seg: &Segment, f: &HeaderFields) -> Option<NonNull<Slot<T>>> {
+    let span = f.slot_count.checked_mul(f.slot_stride)?;
+    seg.at::<u8>(f.slots_offset, span)?;
+    seg.at::<Slot<T>>(f.slots_offset, 1)
+}
+
 impl<T: Pod> MappedQueue<T> {
     /// Builds the process-local view, re-validating the geometry against
     /// the layout this build derives from (flavor, T, capacity): see
@@ -89,33 +98,33 @@ impl<T: Pod> MappedQueue<T> {
         let ctrl_ref = unsafe { ctrl.as_ref() };
         let head = NonNull::from(&*ctrl_ref.head);
         let tail = NonNull::from(&*ctrl_ref.tail);
+        let slots = slots_in::<T>(&seg, &derived).ok_or_else(bad)?;
+        let stride = derived.slot_stride as usize;
         let ring = match flavor {
-            Flavor::Spsc => {
-                let slots = seg
-                    .at(derived.slots_offset, derived.slot_count)
-                    .ok_or_else(bad)?;
-                // SAFETY: head, tail and slot_count slots lie in the mapping
-                // (checked above), which lives as long as `MappedQueue`.
-                Ring::Spsc(unsafe { SpscRing::from_raw(head, tail, slots, fields.capacity) })
-            }
-            Flavor::Mpmc => {
-                let slots = seg
-                    .at(derived.slots_offset, derived.slot_count)
-                    .ok_or_else(bad)?;
-                // SAFETY: as above, `capacity` slots.
-                Ring::Mpmc(unsafe { MpmcRing::from_raw(head, tail, slots, fields.capacity) })
-            }
+            // SAFETY: head, tail and slot_count slots, `stride` bytes apart,
+            // lie in the mapping (checked above and by `slots_in`), which
+            // lives as long as `MappedQueue`; the stride comes from the
+            // locally derived layout (at least one `Slot<T>`, aligned).
+            Flavor::Spsc => Ring::Spsc(unsafe {
+                SpscRing::from_raw(head, tail, slots, stride, fields.capacity)
+            }),
+            // SAFETY: as above, `capacity` (= slot_count) slots.
+            Flavor::Mpmc => Ring::Mpmc(unsafe {
+                MpmcRing::from_raw(head, tail, slots, stride, fields.capacity)
+            }),
         };
         let payload = if derived.msg_max > 0 {
-            let base = seg
-                .at::<u8>(
-                    derived.payload_offset,
-                    derived.slot_count * derived.payload_stride,
-                )
+            // Payload i: `msg_max` bytes from payload_offset + i * stride
+            // (each follows its slot's word).
+            let span = (derived.slot_count - 1)
+                .checked_mul(derived.payload_stride)
+                .and_then(|b| b.checked_add(derived.msg_max))
                 .ok_or_else(bad)?;
-            // SAFETY: slot_count payloads of payload_stride bytes lie in the
-            // mapping (checked by `at`), which lives as long as `MappedQueue`;
-            // msg_max <= payload_stride by construction of the layout.
+            let base = seg.at::<u8>(derived.payload_offset, span).ok_or_else(bad)?;
+            // SAFETY: slot_count payloads of msg_max bytes, payload_stride
+            // apart, lie in the mapping (checked by `at`), which lives as
+            // long as `MappedQueue`; msg_max <= payload_stride by
+            // construction of the layout.
             Some(unsafe {
                 Payload::from_raw(
                     base,

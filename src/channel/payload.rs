@@ -1,9 +1,12 @@
-//! The payload area of a byte-message queue: one fixed-size payload per ring
+//! The payloads of a byte-message queue: one fixed-size payload per ring
 //! slot, owned by whoever owns the slot in the ring protocol.
 //!
-//! The ring slot itself holds only a `u64` word (the message length and a
-//! pipe's session stamp: see `channel::session`); the bytes
-//! live here, at `base + index * stride`. A payload is written only by the
+//! The ring slot's value is only a `u64` word (the message length and a
+//! pipe's session stamp: see `channel::session`); the bytes live at
+//! `base + index * stride`. In a segment, `base` is the first slot's end
+//! and `stride` the slots' own, so each payload directly follows its slot's
+//! stamp and word and a small message travels in the slot's cache line; on
+//! the heap (loom models) the payloads are a separate area. A payload is written only by the
 //! producer that claimed its slot and read only by the consumer that claimed
 //! the published message, so the ring's stamps (MPMC) or indices (SPSC)
 //! order every access, exactly as they order the slot's own value. Under
@@ -34,8 +37,8 @@ impl Payload {
     /// at most `max` bytes.
     ///
     /// # Safety
-    /// `count * stride` bytes at `base` must stay mapped and writable while
-    /// the view (or a clone) is used, and `max <= stride`.
+    /// `(count - 1) * stride + max` bytes at `base` must stay mapped and
+    /// writable while the view (or a clone) is used, and `max <= stride`.
     pub unsafe fn from_raw(base: NonNull<u8>, stride: usize, max: usize, count: u64) -> Self {
         debug_assert!(max <= stride);
         Payload {

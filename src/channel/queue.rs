@@ -4,12 +4,13 @@
 
 use super::control::QueueControl;
 use super::layout::{layout, Expect, WAKE_FAST, WAKE_STRICT};
+use super::mapped::slots_in;
 use super::mapped::{MappedQueue, Ring};
 use super::raw::{RawReceiver, RawSender, ReapGate, RecvRing, SendRing, DEFAULT_SPIN};
 use super::receiver::Receiver;
 use super::sender::Sender;
 use crate::error::SegmentError;
-use crate::ring::mpmc::{MpmcRing, MpmcSlot};
+use crate::ring::mpmc::MpmcRing;
 use crate::shm::header::HeaderFields;
 use crate::shm::segment::{Location, Segment, SegmentOptions};
 use crate::types::{Flavor, Role};
@@ -407,16 +408,18 @@ impl<T: Pod> QueueBuilder<T> {
             if flavor == Flavor::Mpmc {
                 if let (Some(ctrl), Some(slots)) = (
                     seg.at::<QueueControl>(fields.control_offset, 1),
-                    seg.at::<MpmcSlot<T>>(fields.slots_offset, fields.slot_count),
+                    slots_in::<T>(seg, &fields),
                 ) {
                     // SAFETY: in bounds (checked by `at`) and alive during `init`.
                     let c = unsafe { ctrl.as_ref() };
-                    // SAFETY: as above; `capacity` slots.
+                    // SAFETY: as above (`slots_in`): `capacity` slots,
+                    // `slot_stride` bytes apart, from our own layout.
                     let ring = unsafe {
                         MpmcRing::from_raw(
                             NonNull::from(&*c.head),
                             NonNull::from(&*c.tail),
                             slots,
+                            fields.slot_stride as usize,
                             fields.capacity,
                         )
                     };

@@ -9,6 +9,30 @@
 pub mod mpmc;
 pub mod spsc;
 
+use crate::loom::{AtomicU64, UnsafeCell};
+
+/// One slot of either ring: its stamp (whose turn it is; each ring's
+/// module says how it encodes turns) and the value, `repr(C)` so the layout
+/// is fixed. The stamp sits in the same cache line as the value's first
+/// bytes, so the side that polls it reads the message in the same transfer.
+#[repr(C)]
+#[derive(Debug)]
+pub struct Slot<T> {
+    stamp: AtomicU64,
+    value: UnsafeCell<T>,
+}
+
+impl<T: Copy> Slot<T> {
+    /// A slot whose turn is `stamp` (heap-backed rings: loom and unit tests).
+    #[cfg_attr(not(any(loom, test)), allow(dead_code))]
+    pub fn new(stamp: u64, value: T) -> Self {
+        Slot {
+            stamp: AtomicU64::new(stamp),
+            value: UnsafeCell::new(value),
+        }
+    }
+}
+
 /// Why a push did nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PushError {

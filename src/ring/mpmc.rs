@@ -26,28 +26,9 @@
 //! - `head`/`tail` CASes are Relaxed: they only arbitrate who owns a
 //!   position; ownership of the slot's contents is carried by the stamps.
 
-use super::{PopError, PushError, MAX_ROUNDS};
-use crate::loom::{spin_loop, AtomicU64, Ordering, UnsafeCell};
+use super::{PopError, PushError, Slot, MAX_ROUNDS};
+use crate::loom::{spin_loop, AtomicU64, Ordering};
 use std::ptr::NonNull;
-
-/// One slot: its turn stamp and the value, `repr(C)` so the layout is fixed.
-#[repr(C)]
-#[derive(Debug)]
-pub struct MpmcSlot<T> {
-    stamp: AtomicU64,
-    value: UnsafeCell<T>,
-}
-
-impl<T: Copy> MpmcSlot<T> {
-    /// A slot whose turn is `stamp` (heap-backed rings: loom and unit tests).
-    #[cfg_attr(not(any(loom, test)), allow(dead_code))]
-    pub fn new(stamp: u64, value: T) -> Self {
-        MpmcSlot {
-            stamp: AtomicU64::new(stamp),
-            value: UnsafeCell::new(value),
-        }
-    }
-}
 
 /// Bit 63 of a stamp marks a skip record: a producer claimed the position
 /// and gave it up (a dropped loan). Real stamps never reach bit 63: that
@@ -228,7 +209,9 @@ pub struct RepairCursor {
 pub struct MpmcRing<T> {
     head: NonNull<AtomicU64>,
     tail: NonNull<AtomicU64>,
-    slots: NonNull<MpmcSlot<T>>,
+    slots: NonNull<Slot<T>>,
+    /// Bytes from one slot to the next (see `SpscRing`).
+    stride: usize,
     capacity: u64,
     one_lap: u64,
     /// This endpoint's intent record, if it announces claims.
@@ -246,19 +229,27 @@ impl<T: Copy> MpmcRing<T> {
     /// A view over existing memory.
     ///
     /// # Safety
-    /// `head`, `tail` and `capacity` slots at `slots` must stay valid (mapped)
-    /// for as long as the view is used; `1 <= capacity < 2^62`.
+    /// `head`, `tail` and `capacity` slots at `slots`, `stride` bytes apart,
+    /// must stay valid (mapped) for as long as the view is used; `stride`
+    /// must be at least `size_of::<Slot<T>>()` and a multiple of its
+    /// alignment; `1 <= capacity < 2^62`.
     pub unsafe fn from_raw(
         head: NonNull<AtomicU64>,
         tail: NonNull<AtomicU64>,
-        slots: NonNull<MpmcSlot<T>>,
+        slots: NonNull<Slot<T>>,
+        stride: usize,
         capacity: u64,
     ) -> Self {
         debug_assert!(capacity >= 1);
+        debug_assert!(
+            stride >= std::mem::size_of::<Slot<T>>()
+                && stride.is_multiple_of(std::mem::align_of::<Slot<T>>())
+        );
         MpmcRing {
             head,
             tail,
             slots,
+            stride,
             capacity,
             one_lap: one_lap(capacity),
             intent: None,
@@ -322,11 +313,19 @@ impl<T: Copy> MpmcRing<T> {
         unsafe { self.tail.as_ref() }
     }
 
-    fn slot_at(&self, index: u64) -> &MpmcSlot<T> {
+    fn slot_at(&self, index: u64) -> &Slot<T> {
         assert!(index < self.capacity);
-        // SAFETY: index < capacity (checked above), and `capacity` slots are
-        // valid (contract of `from_raw`).
-        unsafe { &*self.slots.as_ptr().add(index as usize) }
+        let offset = index as usize * self.stride;
+        // SAFETY: index < capacity (checked above), and `capacity` slots,
+        // `stride` bytes apart and aligned, are valid (contract of `from_raw`).
+        unsafe {
+            &*self
+                .slots
+                .as_ptr()
+                .cast::<u8>()
+                .add(offset)
+                .cast::<Slot<T>>()
+        }
     }
 
     /// Splits a stamp into (lap bits, index), or `None` if the index is out
@@ -978,7 +977,7 @@ mod tests {
     struct Fixture {
         head: Box<AtomicU64>,
         tail: Box<AtomicU64>,
-        slots: Vec<MpmcSlot<u64>>,
+        slots: Vec<Slot<u64>>,
         intents: Vec<Intent>,
     }
 
@@ -987,7 +986,7 @@ mod tests {
             Fixture {
                 head: Box::new(AtomicU64::new(0)),
                 tail: Box::new(AtomicU64::new(0)),
-                slots: (0..capacity).map(|i| MpmcSlot::new(i, 0)).collect(),
+                slots: (0..capacity).map(|i| Slot::new(i, 0)).collect(),
                 intents: (0..n).map(|_| Intent::new()).collect(),
             }
         }
@@ -1001,6 +1000,7 @@ mod tests {
                     NonNull::from(&*self.head),
                     NonNull::from(&*self.tail),
                     NonNull::from(&self.slots[0]),
+                    std::mem::size_of::<Slot<u64>>(),
                     self.slots.len() as u64,
                 )
                 .with_intent(NonNull::from(&self.intents[i]))

@@ -1,25 +1,39 @@
-//! Single-producer single-consumer ring.
+//! Single-producer single-consumer ring: one cache-line transfer per hop.
 //!
-//! `head` (next position to read, written only by the consumer) and `tail`
-//! (next position to write, written only by the producer) are free-running
-//! `u64` counters, each alone on its 128-byte line; slot `p` lives at
+//! Positions are free-running `u64` counters; position `p` lives in slot
 //! `p & mask`, where the slot count is the capacity rounded up to a power of
-//! two (so indexing is a mask, while "full" is exactly `tail - head == capacity`).
+//! two (so indexing is a mask, while "full" is exactly `capacity` messages
+//! in flight). Every slot carries a stamp beside its value
+//! ([`Slot`]): `p + 1` once the message at position `p` is published.
 //!
-//! Each side keeps its own index and a cached copy of the peer's in the
-//! process-local handle, and reads the peer's line only when the cache says
-//! the ring is full (producer) or empty (consumer). A consumer that falls
-//! behind therefore drains many messages per read of `tail`, and the batch
-//! calls publish once per batch.
+//! Each side keeps its own position in its process-local handle. The
+//! consumer polls the stamp of the slot at its position: the line that
+//! tells it a message is there is the line that carries the message, so a
+//! hop costs one line transfer, not two (a shared `tail` word, then the
+//! slot). The producer keeps a cached copy of the consumer's `head` and
+//! reads that line only when the cache says the ring is full, so `head`,
+//! which the consumer stores after each pop, stays in the consumer's cache
+//! while the ring has room.
+//!
+//! `tail` in shared memory is a hint: the producer stores it after its
+//! stamps, and only `len`, outside inspection, attaching and repair read it.
+//! Whatever trusts it re-derives the true end from the stamps
+//! ([`SpscRing::published_end`]): a producer killed between a stamp and the
+//! hint, or a consumer that already took a message the hint does not show
+//! yet, leaves the hint behind by at most the batch it was publishing.
 //!
 //! # Ordering
-//! - Producer: write slot, then `tail.store(Release)`. Consumer:
-//!   `tail.load(Acquire)`, then read the slot. The slot write happens-before the read.
-//! - Consumer: read slot, then `head.store(Release)`. Producer:
-//!   `head.load(Acquire)`, then overwrite. The read happens-before the overwrite.
+//! - Producer: write the value, then `stamp.store(p + 1, Release)`.
+//!   Consumer: `stamp.load(Acquire)`, then read the value. The write
+//!   happens-before the read.
+//! - Consumer: read the value, then `head.store(Release)`. Producer:
+//!   `head.load(Acquire)`, then overwrite. The read happens-before the
+//!   overwrite (the producer writes position `p + slot_count` only once
+//!   `head > p`, since `slot_count >= capacity`).
+//! - The `tail` hint is Relaxed: nothing is read on its word alone.
 
-use super::{PopError, PushError};
-use crate::loom::{AtomicU64, Ordering, UnsafeCell};
+use super::{PopError, PushError, Slot};
+use crate::loom::{AtomicU64, Ordering};
 use std::cell::Cell;
 use std::ptr::NonNull;
 
@@ -28,7 +42,10 @@ use std::ptr::NonNull;
 pub struct SpscRing<T> {
     head: NonNull<AtomicU64>,
     tail: NonNull<AtomicU64>,
-    slots: NonNull<UnsafeCell<T>>,
+    slots: NonNull<Slot<T>>,
+    /// Bytes from one slot to the next (`size_of::<Slot<T>>()`, or more
+    /// when a byte queue's payload follows each slot's word).
+    stride: usize,
     capacity: u64,
     mask: u64,
 }
@@ -49,20 +66,29 @@ impl<T: Copy> SpscRing<T> {
     /// A view over existing memory.
     ///
     /// # Safety
-    /// `head`, `tail` and `slot_count(capacity)` slots at `slots` must stay
-    /// valid (mapped) for as long as the view or anything made from it is
-    /// used; `capacity` must be at least 1.
+    /// `head`, `tail` and `slot_count(capacity)` slots at `slots`, `stride`
+    /// bytes apart, must stay valid (mapped) for as long as the view or
+    /// anything made from it is used; `stride` must be at least
+    /// `size_of::<Slot<T>>()` and a multiple of its alignment; `capacity`
+    /// must be at least 1. A new ring's stamps are zero (zeroed memory): no
+    /// position is published.
     pub unsafe fn from_raw(
         head: NonNull<AtomicU64>,
         tail: NonNull<AtomicU64>,
-        slots: NonNull<UnsafeCell<T>>,
+        slots: NonNull<Slot<T>>,
+        stride: usize,
         capacity: u64,
     ) -> Self {
         debug_assert!(capacity >= 1);
+        debug_assert!(
+            stride >= std::mem::size_of::<Slot<T>>()
+                && stride.is_multiple_of(std::mem::align_of::<Slot<T>>())
+        );
         SpscRing {
             head,
             tail,
             slots,
+            stride,
             capacity,
             mask: slot_count(capacity) - 1,
         }
@@ -81,19 +107,65 @@ impl<T: Copy> SpscRing<T> {
     }
 
     #[inline(always)]
-    fn slot(&self, pos: u64) -> &UnsafeCell<T> {
-        // SAFETY: `pos & mask` < slot_count, and that many slots are valid
-        // (contract of `from_raw`): in bounds whatever `pos` is.
-        unsafe { &*self.slots.as_ptr().add((pos & self.mask) as usize) }
+    fn slot(&self, pos: u64) -> &Slot<T> {
+        let offset = (pos & self.mask) as usize * self.stride;
+        // SAFETY: `pos & mask` < slot_count, and that many slots, `stride`
+        // bytes apart and aligned, are valid (contract of `from_raw`): in
+        // bounds whatever `pos` is.
+        unsafe {
+            &*self
+                .slots
+                .as_ptr()
+                .cast::<u8>()
+                .add(offset)
+                .cast::<Slot<T>>()
+        }
     }
 
-    /// Messages currently published and not yet consumed (clamped to the capacity).
+    /// Messages currently published and not yet consumed (clamped to the
+    /// capacity; read from the `tail` hint, which may be behind by the batch
+    /// being published).
     #[cfg_attr(loom, allow(dead_code))]
     pub fn len(&self) -> u64 {
         // Relaxed: a snapshot; it may be stale by the time it is returned.
         let head = self.head().load(Ordering::Relaxed);
         let tail = self.tail().load(Ordering::Relaxed);
-        tail.wrapping_sub(head).min(self.capacity)
+        occupancy(head, tail, self.capacity)
+    }
+
+    /// Whether the message at `pos` is published. Acquire: pairs with the
+    /// producer's stamp store, so a true answer makes the value readable.
+    #[inline(always)]
+    fn published(&self, pos: u64) -> bool {
+        self.slot(pos).stamp.load(Ordering::Acquire) == pos.wrapping_add(1)
+    }
+
+    /// The end of what has been published: the first position, from the
+    /// larger of `head` and the `tail` hint, whose stamp does not say
+    /// published, at most `capacity` after `head`. `Corrupted` when the two
+    /// words are further apart than a ring allows.
+    ///
+    /// Exact while no producer is pushing (attach, repair of a dead one):
+    /// every published position `p` keeps stamp `p + 1` until the producer
+    /// overwrites it a lap later, which it does only after `head` passed it.
+    pub fn published_end(&self) -> Result<u64, PushError> {
+        // Acquire on head: the consumer's reads of released slots happen
+        // before a producer starting from this view overwrites them.
+        let head = self.head().load(Ordering::Acquire);
+        // Relaxed: a hint, checked against the stamps below.
+        let hint = self.tail().load(Ordering::Relaxed);
+        let mut end = if hint.wrapping_sub(head) <= self.capacity {
+            hint
+        } else if head.wrapping_sub(hint) <= self.capacity {
+            // The consumer took messages the hint does not show yet.
+            head
+        } else {
+            return Err(PushError::Corrupted);
+        };
+        while end.wrapping_sub(head) < self.capacity && self.published(end) {
+            end = end.wrapping_add(1);
+        }
+        Ok(end)
     }
 
     /// Settles what a dead consumer announced in `intent` (its in-place read
@@ -105,11 +177,10 @@ impl<T: Copy> SpscRing<T> {
     /// consumer can attach meanwhile): then nobody else writes `head`.
     #[cfg_attr(loom, allow(dead_code))]
     pub fn repair_dead_consumer(&self, intent: &crate::ring::mpmc::Intent) -> bool {
-        // Acquire: pairs with the producer's tail store, so that the
-        // position is known published before we step over it.
+        // Acquire: orders us after the consumer's earlier releases.
         let head = self.head().load(Ordering::Acquire);
-        let tail = self.tail().load(Ordering::Acquire);
-        if tail.wrapping_sub(head) == 0 || tail.wrapping_sub(head) > self.capacity {
+        // Only a published message can have been read in place.
+        if !self.published(head) {
             return false;
         }
         // Exactly one repairer retires the announcement and counts it.
@@ -134,21 +205,25 @@ impl<T: Copy> SpscRing<T> {
     /// nothing moves; true for the one repairer that counts it lost.
     #[cfg_attr(loom, allow(dead_code))]
     pub fn repair_dead_producer(&self, intent: &crate::ring::mpmc::Intent) -> bool {
-        // Acquire: see `repair_dead_consumer`.
-        let tail = self.tail().load(Ordering::Acquire);
+        // The dead producer's next position is the end of what it
+        // published; a loan it committed before dying is not lost.
+        let Ok(tail) = self.published_end() else {
+            return false;
+        };
         intent.covers(tail) && intent.retire_dead_one(tail)
     }
 
-    /// Attaches the single producer, starting from the shared indices.
+    /// Attaches the single producer, starting from the end of what was
+    /// published (a previous producer may have died before its last `tail`
+    /// hint), and brings the hint up to date.
     pub fn producer(self) -> Result<SpscProducer<T>, PushError> {
-        // Acquire: the role hand-over (endpoint claim) already ordered us
-        // after the previous producer; Acquire on head also orders us after
-        // the consumer's reads of the slots we may overwrite.
+        // The role hand-over (endpoint claim) already ordered us after the
+        // previous producer.
+        let tail = self.published_end()?;
+        // Acquire: pairs with the consumer's head store (see `free`).
         let head = self.head().load(Ordering::Acquire);
-        let tail = self.tail().load(Ordering::Acquire);
-        if tail.wrapping_sub(head) > self.capacity {
-            return Err(PushError::Corrupted);
-        }
+        // Relaxed: a hint (module docs).
+        self.tail().store(tail, Ordering::Relaxed);
         Ok(SpscProducer {
             ring: self,
             tail: Cell::new(tail),
@@ -156,19 +231,32 @@ impl<T: Copy> SpscRing<T> {
         })
     }
 
-    /// Attaches the single consumer, starting from the shared indices.
+    /// Attaches the single consumer, starting from the shared `head`.
     pub fn consumer(self) -> Result<SpscConsumer<T>, PopError> {
-        // Acquire: see `producer`.
+        // Acquire: the previous consumer's reads (released with its head
+        // store) happen before ours.
         let head = self.head().load(Ordering::Acquire);
-        let tail = self.tail().load(Ordering::Acquire);
-        if tail.wrapping_sub(head) > self.capacity {
+        // Relaxed: only a sanity check of the two words.
+        let hint = self.tail().load(Ordering::Relaxed);
+        if hint.wrapping_sub(head) > self.capacity && head.wrapping_sub(hint) > self.capacity {
             return Err(PopError::Corrupted);
         }
         Ok(SpscConsumer {
             ring: self,
             head: Cell::new(head),
-            cached_tail: Cell::new(tail),
         })
+    }
+}
+
+/// Messages between a consumer at `head` and a `tail` hint, clamped to
+/// `0..=capacity` (the hint may be behind `head`: see the module docs).
+/// Used by `len` and by outside inspection.
+pub fn occupancy(head: u64, tail: u64, capacity: u64) -> u64 {
+    let d = tail.wrapping_sub(head);
+    if d as i64 <= 0 {
+        0
+    } else {
+        d.min(capacity)
     }
 }
 
@@ -210,10 +298,8 @@ impl<T: Copy> SpscProducer<T> {
             return Err(PushError::Full);
         }
         let tail = self.tail.get();
-        // SAFETY: the slot at `tail` is free: the consumer has released it
-        // (head > tail - capacity, observed with Acquire), and no one else
-        // writes it (single producer).
-        self.ring.slot(tail).with_mut(|p| unsafe { p.write(value) });
+        self.write(tail, value);
+        self.stamp(tail);
         self.publish(tail.wrapping_add(1));
         Ok(())
     }
@@ -234,7 +320,7 @@ impl<T: Copy> SpscProducer<T> {
     /// The slot of a claimed position, to write in place.
     #[inline]
     pub fn slot_ptr(&self, pos: u64) -> *mut T {
-        self.ring.slot(pos).with_mut(|p| p)
+        self.ring.slot(pos).value.with_mut(|p| p)
     }
 
     /// The slot index (`0..slot_count`) of a position.
@@ -246,15 +332,20 @@ impl<T: Copy> SpscProducer<T> {
     /// Writes `value` into the slot of a claimed position.
     #[inline]
     pub fn write(&self, pos: u64, value: T) {
-        // SAFETY: `pos` was claimed (`claim_push`): its slot is free and only we,
-        // the single producer, write it.
-        self.ring.slot(pos).with_mut(|p| unsafe { p.write(value) });
+        // SAFETY: `pos` was claimed (`claim_push`, or `try_push`'s check):
+        // the consumer has released its slot (head > pos - capacity,
+        // observed with Acquire) and only we, the single producer, write it.
+        self.ring
+            .slot(pos)
+            .value
+            .with_mut(|p| unsafe { p.write(value) });
     }
 
     /// Publishes the message written at the claimed position `pos`.
     #[inline]
     pub fn commit_push(&self, pos: u64) {
         debug_assert_eq!(pos, self.tail.get());
+        self.stamp(pos);
         self.publish(pos.wrapping_add(1));
     }
 
@@ -264,10 +355,10 @@ impl<T: Copy> SpscProducer<T> {
         let n = (free as usize).min(values.len());
         let tail = self.tail.get();
         for (i, v) in values[..n].iter().enumerate() {
-            // SAFETY: as in `try_push`: the n slots after `tail` are free.
-            self.ring
-                .slot(tail.wrapping_add(i as u64))
-                .with_mut(|p| unsafe { p.write(*v) });
+            // The n positions after `tail` are free (`free`).
+            let pos = tail.wrapping_add(i as u64);
+            self.write(pos, *v);
+            self.stamp(pos);
         }
         if n > 0 {
             self.publish(tail.wrapping_add(n as u64));
@@ -275,12 +366,23 @@ impl<T: Copy> SpscProducer<T> {
         Ok(n)
     }
 
+    /// Publishes the message written at `pos`.
+    #[inline(always)]
+    fn stamp(&self, pos: u64) {
+        // Release: the value's write happens-before a consumer that sees
+        // this stamp with Acquire.
+        self.ring
+            .slot(pos)
+            .stamp
+            .store(pos.wrapping_add(1), Ordering::Release);
+    }
+
+    /// Moves our position past what we stamped, and the hint with it.
     #[inline(always)]
     fn publish(&self, new_tail: u64) {
         self.tail.set(new_tail);
-        // Release: the slot writes above happen-before a consumer that reads
-        // this tail with Acquire.
-        self.ring.tail().store(new_tail, Ordering::Release);
+        // Relaxed: a hint (module docs); its line is ours, nobody polls it.
+        self.ring.tail().store(new_tail, Ordering::Relaxed);
     }
 }
 
@@ -288,63 +390,40 @@ impl<T: Copy> SpscProducer<T> {
 #[derive(Debug)]
 pub struct SpscConsumer<T> {
     ring: SpscRing<T>,
+    /// Our own position: we are its only writer.
     head: Cell<u64>,
-    cached_tail: Cell<u64>,
 }
 
 impl<T: Copy> SpscConsumer<T> {
-    /// Published messages, refreshing the cached tail only if the cache says
-    /// fewer than `want` are there.
-    #[inline(always)]
-    fn available(&self, want: u64) -> Result<u64, PopError> {
-        let head = self.head.get();
-        let avail = self.cached_tail.get().wrapping_sub(head);
-        if avail >= want {
-            return Ok(avail);
-        }
-        // Acquire: the producer's slot writes happen-before our reads
-        // (pairs with its tail.store(Release)).
-        let tail = self.ring.tail().load(Ordering::Acquire);
-        let avail = tail.wrapping_sub(head);
-        if avail > self.ring.capacity {
-            return Err(PopError::Corrupted);
-        }
-        self.cached_tail.set(tail);
-        Ok(avail)
-    }
-
     /// Takes one message, or reports `Empty`.
     #[inline(always)]
     pub fn try_pop(&self) -> Result<T, PopError> {
-        if self.available(1)? == 0 {
-            return Err(PopError::Empty);
-        }
-        let head = self.head.get();
-        // SAFETY: the slot at `head` was published (tail > head, Acquire)
-        // and the producer will not overwrite it until we release it.
-        let value = self.ring.slot(head).with(|p| unsafe { p.read() });
+        let head = self.claim_pop()?;
+        let value = self.read(head);
         self.release(head.wrapping_add(1));
         Ok(value)
     }
 
     /// Claims the oldest published message to read in place: its position,
-    /// or `Empty`. Only a look at the head (the single consumer's index does
-    /// not move), so not releasing it gives it back: the next claim returns
-    /// it again. It stays the consumer's until [`release_pop`].
+    /// or `Empty`. Only a look at the slot (the single consumer's position
+    /// does not move), so not releasing it gives it back: the next claim
+    /// returns it again. It stays the consumer's until [`release_pop`].
     ///
     /// [`release_pop`]: Self::release_pop
-    #[inline]
+    #[inline(always)]
     pub fn claim_pop(&self) -> Result<u64, PopError> {
-        if self.available(1)? == 0 {
-            return Err(PopError::Empty);
+        let head = self.head.get();
+        if self.ring.published(head) {
+            Ok(head)
+        } else {
+            Err(PopError::Empty)
         }
-        Ok(self.head.get())
     }
 
     /// The slot of a claimed position, to read in place.
     #[inline]
     pub fn slot_ptr(&self, pos: u64) -> *const T {
-        self.ring.slot(pos).with(|p| p)
+        self.ring.slot(pos).value.with(|p| p)
     }
 
     /// The slot index (`0..slot_count`) of a position.
@@ -354,12 +433,12 @@ impl<T: Copy> SpscConsumer<T> {
     }
 
     /// Reads the message at a claimed position.
-    #[inline]
+    #[inline(always)]
     pub fn read(&self, pos: u64) -> T {
-        // SAFETY: `pos` was claimed (`claim_pop`): its message is published (Acquire in
-        // `available`) and the producer does not overwrite it before we
+        // SAFETY: `pos` was claimed (`claim_pop`): its stamp said published
+        // (Acquire), and the producer does not overwrite it before we
         // release it.
-        self.ring.slot(pos).with(|p| unsafe { p.read() })
+        self.ring.slot(pos).value.with(|p| unsafe { p.read() })
     }
 
     /// Gives the slot at the claimed position `pos` back to the producer.
@@ -371,15 +450,15 @@ impl<T: Copy> SpscConsumer<T> {
 
     /// Takes up to `out.len()` messages, releasing once; returns how many.
     pub fn pop_into(&self, out: &mut [T]) -> Result<usize, PopError> {
-        let avail = self.available(out.len() as u64)?;
-        let n = (avail as usize).min(out.len());
         let head = self.head.get();
-        for (i, o) in out[..n].iter_mut().enumerate() {
-            // SAFETY: as in `try_pop`: the n slots after `head` are published.
-            *o = self
-                .ring
-                .slot(head.wrapping_add(i as u64))
-                .with(|p| unsafe { p.read() });
+        // At most `capacity`: a scribbled stamp past that cannot extend it.
+        let max = out
+            .len()
+            .min(usize::try_from(self.ring.capacity).unwrap_or(usize::MAX));
+        let mut n = 0;
+        while n < max && self.ring.published(head.wrapping_add(n as u64)) {
+            out[n] = self.read(head.wrapping_add(n as u64));
+            n += 1;
         }
         if n > 0 {
             self.release(head.wrapping_add(n as u64));

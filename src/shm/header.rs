@@ -23,7 +23,7 @@ use crate::types::{TypeDesc, TypeName};
 /// The first 8 bytes of every shmring segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMRING\0");
 /// The layout version this build writes and reads.
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 /// Bytes reserved for the header.
 pub const HEADER_LEN: u64 = 256;
 
@@ -140,9 +140,10 @@ pub struct HeaderFields {
     pub wake_mode: u32,
     /// Byte messages: the largest message, in bytes (0 for `Pod` queues).
     pub msg_max: u64,
-    /// Byte messages: offset of the payload area (one payload per slot).
+    /// Byte messages: offset of slot 0's payload (each follows its slot's
+    /// word).
     pub payload_offset: u64,
-    /// Byte messages: bytes per payload.
+    /// Byte messages: bytes from one payload to the next (the slot stride).
     pub payload_stride: u64,
     /// The creator's pid namespace (inode of `/proc/self/ns/pid`; 0:
     /// unknown). Pids recorded in the segment mean something only there.
