@@ -59,6 +59,7 @@ fn from_timeout(e: SendTimeoutError<()>) -> ByteSendError {
 }
 
 /// Copies `msg` into the claimed slot and commits it with `stamp`.
+#[inline]
 fn fill_and_commit(
     raw: &RawSender<u64>,
     payload: &Payload,
@@ -74,6 +75,7 @@ fn fill_and_commit(
 }
 
 /// Sends `msg`, stamped with `stamp` (0: unaddressed), without waiting.
+#[inline]
 pub fn try_send(
     raw: &RawSender<u64>,
     payload: &Payload,
@@ -236,6 +238,7 @@ impl Drop for ByteLoan<'_> {
 /// Reads the length of a claimed message and checks it. A length beyond
 /// the maximum can only come from a scribbled segment: the slot is released
 /// (the message is dropped) and the caller gets `Corrupted`.
+#[inline]
 fn checked_len(
     raw: &RawReceiver<u64>,
     payload: &Payload,
@@ -250,6 +253,7 @@ fn checked_len(
 }
 
 /// Copies the claimed message into `out` (cleared first) and releases it.
+#[inline]
 fn drain_into(
     raw: &RawReceiver<u64>,
     payload: &Payload,
@@ -312,6 +316,7 @@ fn claim_screened(raw: &RawReceiver<u64>, s: &Session) -> Result<SlotClaim, TryR
 }
 
 /// Receives into `out` without waiting; returns the message's length.
+#[inline]
 pub fn try_recv_into(
     raw: &RawReceiver<u64>,
     payload: &Payload,
