@@ -155,7 +155,7 @@ impl Payload {
 #[inline(always)]
 unsafe fn copy_bytes(src: *const u8, dst: *mut u8, len: usize) {
     use std::ptr::{copy_nonoverlapping, read_unaligned as rd, write_unaligned as wr};
-    // SAFETY (every branch): each access lies in `0..len` of its buffer
+    // SAFETY: in every branch each access lies in `0..len` of its buffer
     // (contract), unaligned accesses are allowed by `read_unaligned` /
     // `write_unaligned`, and the head and tail moves may overlap each
     // other only within `dst`, writing the same bytes.
