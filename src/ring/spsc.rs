@@ -435,9 +435,9 @@ impl<T: Copy> SpscConsumer<T> {
     /// Reads the message at a claimed position.
     #[inline(always)]
     pub fn read(&self, pos: u64) -> T {
-        // SAFETY: `pos` was claimed (`claim_pop`): its stamp said published
-        // (Acquire), and the producer does not overwrite it before we
-        // release it.
+        // SAFETY: `pos` was claimed (`claim_pop`, or `pop_into`'s checks):
+        // its stamp, or a later position's, said published (Acquire), and
+        // the producer does not overwrite it before we release it.
         self.ring.slot(pos).value.with(|p| unsafe { p.read() })
     }
 
@@ -449,16 +449,31 @@ impl<T: Copy> SpscConsumer<T> {
     }
 
     /// Takes up to `out.len()` messages, releasing once; returns how many.
+    ///
+    /// One stamp check per batch when the whole batch is there: the
+    /// producer stores stamps in position order, each with Release, so
+    /// seeing the batch's last stamp (Acquire) makes every earlier value
+    /// visible too. Otherwise one check per message, up to the first gap.
     pub fn pop_into(&self, out: &mut [T]) -> Result<usize, PopError> {
         let head = self.head.get();
         // At most `capacity`: a scribbled stamp past that cannot extend it.
         let max = out
             .len()
             .min(usize::try_from(self.ring.capacity).unwrap_or(usize::MAX));
-        let mut n = 0;
-        while n < max && self.ring.published(head.wrapping_add(n as u64)) {
-            out[n] = self.read(head.wrapping_add(n as u64));
-            n += 1;
+        if max == 0 {
+            return Ok(0);
+        }
+        let n = if self.ring.published(head.wrapping_add(max as u64 - 1)) {
+            max
+        } else {
+            let mut n = 0;
+            while n < max - 1 && self.ring.published(head.wrapping_add(n as u64)) {
+                n += 1;
+            }
+            n
+        };
+        for (i, o) in out[..n].iter_mut().enumerate() {
+            *o = self.read(head.wrapping_add(i as u64));
         }
         if n > 0 {
             self.release(head.wrapping_add(n as u64));
