@@ -150,6 +150,15 @@ pub fn wait_ok(child: &mut Child) {
     }
 }
 
+/// Waits for a child and returns how it ended and its output, for tests
+/// that judge the exit status themselves.
+#[allow(dead_code)]
+pub fn wait_status(child: &mut Child) -> (std::process::ExitStatus, String) {
+    let pid = child.id();
+    let status = child.wait().expect("wait for child");
+    (status, finish_child(pid))
+}
+
 /// Waits for a child that was sent SIGKILL and asserts that it died of it.
 pub fn wait_killed(child: &mut Child) {
     use std::os::unix::process::ExitStatusExt;
