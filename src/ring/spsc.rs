@@ -142,8 +142,11 @@ impl<T: Copy> SpscRing<T> {
 
     /// The end of what has been published: the first position, from the
     /// larger of `head` and the `tail` hint, whose stamp does not say
-    /// published, at most `capacity` after `head`. `Corrupted` when the two
-    /// words are further apart than a ring allows.
+    /// published, at most `capacity` after `head`; a hint ahead of `head`
+    /// that does not follow a published stamp is not trusted (the scan
+    /// starts from `head`). `Corrupted` when the two words are further
+    /// apart than a ring allows, or `head` is ahead of the hint and does
+    /// not follow a published stamp.
     ///
     /// Exact while no producer is pushing (attach, repair of a dead one):
     /// every published position `p` keeps stamp `p + 1` until the producer
@@ -155,9 +158,28 @@ impl<T: Copy> SpscRing<T> {
         // Relaxed: a hint, checked against the stamps below.
         let hint = self.tail().load(Ordering::Relaxed);
         let mut end = if hint.wrapping_sub(head) <= self.capacity {
-            hint
+            // A true hint ahead of `head` follows a published position:
+            // `hint - 1` keeps its stamp until the producer writes a lap
+            // past it, which needs `head >= hint`. One that does not (a
+            // scribble) is not trusted: starting there would leave
+            // `head..hint` unpublished for ever, the consumer waiting at
+            // `head` and every message sent after it lost, so the stamps
+            // are scanned from `head` instead.
+            if hint != head && !self.published(hint.wrapping_sub(1)) {
+                head
+            } else {
+                hint
+            }
         } else if head.wrapping_sub(hint) <= self.capacity {
-            // The consumer took messages the hint does not show yet.
+            // The consumer took messages the hint does not show yet: the
+            // last of them, `head - 1`, was published and keeps its stamp
+            // (its slot is rewritten only by a position the dead batch,
+            // at most `capacity` from the hint, did not reach). A `head`
+            // past unpublished positions is scribbled: the consumer is not
+            // there, and a producer starting there would never reach it.
+            if !self.published(head.wrapping_sub(1)) {
+                return Err(PushError::Corrupted);
+            }
             head
         } else {
             return Err(PushError::Corrupted);
