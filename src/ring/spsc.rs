@@ -190,10 +190,22 @@ impl<T: Copy> SpscRing<T> {
         Ok(end)
     }
 
+    /// Whether no published message is left after `head`, judged by the
+    /// stamps (`published_end`), not the hint, which a producer killed
+    /// between its last stamp and the hint leaves behind. Exact while no
+    /// producer is pushing; `false` when the words are `Corrupted`.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub fn drained(&self) -> bool {
+        // Acquire: as in `published_end`.
+        let head = self.head().load(Ordering::Acquire);
+        self.published_end() == Ok(head)
+    }
+
     /// Settles what a dead consumer announced in `intent` (its in-place read
     /// of the message at `head`, never released): the message is stepped
     /// over (one CAS of `head`, so of several repairers one wins), never
-    /// delivered again. True when this call stepped over it.
+    /// delivered again, then the announcement retired. True when this call
+    /// stepped over it.
     ///
     /// Only for a consumer proven dead whose role bit is still set (no new
     /// consumer can attach meanwhile): then nobody else writes `head`.
@@ -205,21 +217,40 @@ impl<T: Copy> SpscRing<T> {
         if !self.published(head) {
             return false;
         }
-        // Exactly one repairer retires the announcement and counts it.
-        if !intent.covers(head) || !intent.retire_dead_one(head) {
+        // Exactly the announcement of `head` (`announce_one` finished): a
+        // torn one, still showing the previous start, belongs to a claim
+        // that never returned, so the message stays for the next consumer.
+        if !intent.announces_one(head) {
             return false;
         }
+        // Step over first, then retire the announcement. A repairer killed
+        // between the two (a reaper is an ordinary process: a consumer
+        // attaching, a blocked producer) leaves the record announcing a
+        // position `head` has passed, which the next repairer finds
+        // covering nothing at `head`: the message is not delivered again
+        // (it may go uncounted: `lost` counts at most once). Retiring
+        // first would leave `head` on the message with nothing announced,
+        // and the next consumer would receive it a second time.
+        //
         // Release: as a consumer's release, the slot goes back to the
         // producer. Relaxed on failure: cannot happen while the dead
-        // consumer's bit is held, but a scribbled head is left alone.
-        self.head()
+        // consumer's bit is held (the reaper holding its entry is the only
+        // writer of `head`), but a scribbled head is left alone.
+        if self
+            .head()
             .compare_exchange(
                 head,
                 head.wrapping_add(1),
                 Ordering::Release,
                 Ordering::Relaxed,
             )
-            .is_ok()
+            .is_err()
+        {
+            return false;
+        }
+        // Exactly one repairer (the one whose CAS moved `head`) retires the
+        // announcement and counts it.
+        intent.retire_dead_one(head)
     }
 
     /// Settles what a dead producer announced in `intent` (a loan of the
