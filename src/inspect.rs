@@ -315,6 +315,45 @@ fn read_u64(seg: &Segment, offset: u64) -> Option<u64> {
         .map(|p| unsafe { p.as_ref() }.load(Ordering::Relaxed))
 }
 
+/// The end of what an SPSC queue's stamps say is published, from `head`
+/// and the `tail` hint, as an attaching producer derives it
+/// (`SpscRing::published_end`): the hint may be behind the stamps (a
+/// producer killed between its last stamp and the hint), and `gc` must not
+/// take a queue holding messages for an empty one. Every stamp is read
+/// through the bounds-checked mapping; words further apart than a ring
+/// allows, or a geometry that is not an SPSC ring's, leave the hint.
+fn spsc_published_end(seg: &Segment, h: &HeaderFields, head: u64, hint: u64) -> u64 {
+    let cap = h.capacity;
+    if h.slot_count == 0 || !h.slot_count.is_power_of_two() || h.slot_count < cap {
+        return hint;
+    }
+    let mask = h.slot_count - 1;
+    let published = |pos: u64| {
+        (pos & mask)
+            .checked_mul(h.slot_stride)
+            .and_then(|o| o.checked_add(h.slots_offset))
+            .and_then(|o| read_u64(seg, o))
+            == Some(pos.wrapping_add(1))
+    };
+    let mut end = if hint.wrapping_sub(head) <= cap {
+        // As in `published_end`: a hint that does not follow a published
+        // stamp is not trusted.
+        if hint != head && !published(hint.wrapping_sub(1)) {
+            head
+        } else {
+            hint
+        }
+    } else if head.wrapping_sub(hint) <= cap {
+        head
+    } else {
+        return hint;
+    };
+    while end.wrapping_sub(head) < cap && published(end) {
+        end = end.wrapping_add(1);
+    }
+    end
+}
+
 /// Reads the report of the segment at `location` (named or path).
 ///
 /// # Errors
@@ -364,7 +403,8 @@ pub fn inspect(location: &Location) -> Result<SegmentReport, SegmentError> {
         let tail = read_u64(&seg, at(offset_of!(QueueControl, tail)));
         report.occupancy = match (flavor, head, tail) {
             (Some(Flavor::Spsc), Some(hd), Some(tl)) => {
-                Some(crate::ring::spsc::occupancy(hd, tl, h.capacity))
+                let end = spsc_published_end(&seg, &h, hd, tl);
+                Some(crate::ring::spsc::occupancy(hd, end, h.capacity))
             }
             (Some(Flavor::Mpmc), Some(hd), Some(tl)) => Some(occupancy(hd, tl, h.capacity)),
             _ => None,

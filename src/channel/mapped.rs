@@ -378,6 +378,17 @@ impl<T: Pod> MappedQueue<T> {
         }
     }
 
+    /// Whether every message was taken, for ending a stream: an SPSC ring
+    /// asks its stamps, not the `tail` hint `len` reads, which a producer
+    /// killed between its last stamp and the hint leaves behind (the name
+    /// of a stream with a message still queued must stay).
+    fn drained(&self) -> bool {
+        match &self.ring {
+            Ring::Spsc(r) => r.drained(),
+            Ring::Mpmc(r) => r.len() == 0,
+        }
+    }
+
     pub(super) fn len(&self) -> u64 {
         match &self.ring {
             Ring::Spsc(r) => r.len(),
@@ -462,7 +473,7 @@ impl<T: Pod> MappedQueue<T> {
     /// segment (removed now or before).
     pub(super) fn remove_if_ended(&self) -> bool {
         let c = self.ctrl();
-        if !c.closed() || self.seg.path().is_none() || self.len() != 0 {
+        if !c.closed() || self.seg.path().is_none() || !self.drained() {
             return false;
         }
         if c.live(Role::Sender) + c.live(Role::Receiver) != 0 {
@@ -481,7 +492,7 @@ impl<T: Pod> MappedQueue<T> {
         if c.closed()
             && c.live(Role::Sender) == 0
             && c.live(Role::Receiver) == 0
-            && self.len() == 0
+            && self.drained()
             && self.seg.path().is_some()
             && c.claim_removal()
         {

@@ -166,6 +166,16 @@ impl Intent {
             .is_ok()
     }
 
+    /// Whether the record announces exactly the single position `pos`
+    /// ([`announce_one`](Self::announce_one) finished, not retired): not a
+    /// torn announcement of `pos` still showing the previous start. A
+    /// snapshot; exact for a dead endpoint's record held by its reaper.
+    pub(crate) fn announces_one(&self, pos: u64) -> bool {
+        // Relaxed: compared only; Acquire on `end` as in `covers`.
+        self.start.load(Ordering::Relaxed) == pos
+            && self.end.load(Ordering::Acquire) == pos.wrapping_add(1)
+    }
+
     /// Whether the announced claim covers position `pos` (a snapshot).
     pub fn covers(&self, pos: u64) -> bool {
         // Relaxed: see `set`; a torn pair belongs to a live endpoint

@@ -142,8 +142,11 @@ impl<T: Copy> SpscRing<T> {
 
     /// The end of what has been published: the first position, from the
     /// larger of `head` and the `tail` hint, whose stamp does not say
-    /// published, at most `capacity` after `head`. `Corrupted` when the two
-    /// words are further apart than a ring allows.
+    /// published, at most `capacity` after `head`; a hint ahead of `head`
+    /// that does not follow a published stamp is not trusted (the scan
+    /// starts from `head`). `Corrupted` when the two words are further
+    /// apart than a ring allows, or `head` is ahead of the hint and does
+    /// not follow a published stamp.
     ///
     /// Exact while no producer is pushing (attach, repair of a dead one):
     /// every published position `p` keeps stamp `p + 1` until the producer
@@ -155,9 +158,28 @@ impl<T: Copy> SpscRing<T> {
         // Relaxed: a hint, checked against the stamps below.
         let hint = self.tail().load(Ordering::Relaxed);
         let mut end = if hint.wrapping_sub(head) <= self.capacity {
-            hint
+            // A true hint ahead of `head` follows a published position:
+            // `hint - 1` keeps its stamp until the producer writes a lap
+            // past it, which needs `head >= hint`. One that does not (a
+            // scribble) is not trusted: starting there would leave
+            // `head..hint` unpublished for ever, the consumer waiting at
+            // `head` and every message sent after it lost, so the stamps
+            // are scanned from `head` instead.
+            if hint != head && !self.published(hint.wrapping_sub(1)) {
+                head
+            } else {
+                hint
+            }
         } else if head.wrapping_sub(hint) <= self.capacity {
-            // The consumer took messages the hint does not show yet.
+            // The consumer took messages the hint does not show yet: the
+            // last of them, `head - 1`, was published and keeps its stamp
+            // (its slot is rewritten only by a position the dead batch,
+            // at most `capacity` from the hint, did not reach). A `head`
+            // past unpublished positions is scribbled: the consumer is not
+            // there, and a producer starting there would never reach it.
+            if !self.published(head.wrapping_sub(1)) {
+                return Err(PushError::Corrupted);
+            }
             head
         } else {
             return Err(PushError::Corrupted);
@@ -168,10 +190,22 @@ impl<T: Copy> SpscRing<T> {
         Ok(end)
     }
 
+    /// Whether no published message is left after `head`, judged by the
+    /// stamps (`published_end`), not the hint, which a producer killed
+    /// between its last stamp and the hint leaves behind. Exact while no
+    /// producer is pushing; `false` when the words are `Corrupted`.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub fn drained(&self) -> bool {
+        // Acquire: as in `published_end`.
+        let head = self.head().load(Ordering::Acquire);
+        self.published_end() == Ok(head)
+    }
+
     /// Settles what a dead consumer announced in `intent` (its in-place read
     /// of the message at `head`, never released): the message is stepped
     /// over (one CAS of `head`, so of several repairers one wins), never
-    /// delivered again. True when this call stepped over it.
+    /// delivered again, then the announcement retired. True when this call
+    /// stepped over it.
     ///
     /// Only for a consumer proven dead whose role bit is still set (no new
     /// consumer can attach meanwhile): then nobody else writes `head`.
@@ -183,21 +217,40 @@ impl<T: Copy> SpscRing<T> {
         if !self.published(head) {
             return false;
         }
-        // Exactly one repairer retires the announcement and counts it.
-        if !intent.covers(head) || !intent.retire_dead_one(head) {
+        // Exactly the announcement of `head` (`announce_one` finished): a
+        // torn one, still showing the previous start, belongs to a claim
+        // that never returned, so the message stays for the next consumer.
+        if !intent.announces_one(head) {
             return false;
         }
+        // Step over first, then retire the announcement. A repairer killed
+        // between the two (a reaper is an ordinary process: a consumer
+        // attaching, a blocked producer) leaves the record announcing a
+        // position `head` has passed, which the next repairer finds
+        // covering nothing at `head`: the message is not delivered again
+        // (it may go uncounted: `lost` counts at most once). Retiring
+        // first would leave `head` on the message with nothing announced,
+        // and the next consumer would receive it a second time.
+        //
         // Release: as a consumer's release, the slot goes back to the
         // producer. Relaxed on failure: cannot happen while the dead
-        // consumer's bit is held, but a scribbled head is left alone.
-        self.head()
+        // consumer's bit is held (the reaper holding its entry is the only
+        // writer of `head`), but a scribbled head is left alone.
+        if self
+            .head()
             .compare_exchange(
                 head,
                 head.wrapping_add(1),
                 Ordering::Release,
                 Ordering::Relaxed,
             )
-            .is_ok()
+            .is_err()
+        {
+            return false;
+        }
+        // Exactly one repairer (the one whose CAS moved `head`) retires the
+        // announcement and counts it.
+        intent.retire_dead_one(head)
     }
 
     /// Settles what a dead producer announced in `intent` (a loan of the
