@@ -335,23 +335,7 @@ fn spsc_published_end(seg: &Segment, h: &HeaderFields, head: u64, hint: u64) -> 
             .and_then(|o| read_u64(seg, o))
             == Some(pos.wrapping_add(1))
     };
-    let mut end = if hint.wrapping_sub(head) <= cap {
-        // As in `published_end`: a hint that does not follow a published
-        // stamp is not trusted.
-        if hint != head && !published(hint.wrapping_sub(1)) {
-            head
-        } else {
-            hint
-        }
-    } else if head.wrapping_sub(hint) <= cap {
-        head
-    } else {
-        return hint;
-    };
-    while end.wrapping_sub(head) < cap && published(end) {
-        end = end.wrapping_add(1);
-    }
-    end
+    crate::ring::spsc::scan_end(head, hint, cap, published).unwrap_or(hint)
 }
 
 /// Reads the report of the segment at `location` (named or path).

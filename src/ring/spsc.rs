@@ -157,37 +157,7 @@ impl<T: Copy> SpscRing<T> {
         let head = self.head().load(Ordering::Acquire);
         // Relaxed: a hint, checked against the stamps below.
         let hint = self.tail().load(Ordering::Relaxed);
-        let mut end = if hint.wrapping_sub(head) <= self.capacity {
-            // A true hint ahead of `head` follows a published position:
-            // `hint - 1` keeps its stamp until the producer writes a lap
-            // past it, which needs `head >= hint`. One that does not (a
-            // scribble) is not trusted: starting there would leave
-            // `head..hint` unpublished for ever, the consumer waiting at
-            // `head` and every message sent after it lost, so the stamps
-            // are scanned from `head` instead.
-            if hint != head && !self.published(hint.wrapping_sub(1)) {
-                head
-            } else {
-                hint
-            }
-        } else if head.wrapping_sub(hint) <= self.capacity {
-            // The consumer took messages the hint does not show yet: the
-            // last of them, `head - 1`, was published and keeps its stamp
-            // (its slot is rewritten only by a position the dead batch,
-            // at most `capacity` from the hint, did not reach). A `head`
-            // past unpublished positions is scribbled: the consumer is not
-            // there, and a producer starting there would never reach it.
-            if !self.published(head.wrapping_sub(1)) {
-                return Err(PushError::Corrupted);
-            }
-            head
-        } else {
-            return Err(PushError::Corrupted);
-        };
-        while end.wrapping_sub(head) < self.capacity && self.published(end) {
-            end = end.wrapping_add(1);
-        }
-        Ok(end)
+        scan_end(head, hint, self.capacity, |p| self.published(p)).ok_or(PushError::Corrupted)
     }
 
     /// Whether no published message is left after `head`, judged by the
@@ -299,6 +269,50 @@ impl<T: Copy> SpscRing<T> {
             head: Cell::new(head),
         })
     }
+}
+
+/// The end of what an SPSC ring's stamps say is published, from `head`,
+/// the `tail` hint and `published(p)` (whether position `p`'s stamp says
+/// published): the rule of [`SpscRing::published_end`], shared with outside
+/// inspection, which reads the stamps through its own bounds-checked view.
+/// `None` when the words are `Corrupted`.
+pub fn scan_end(
+    head: u64,
+    hint: u64,
+    capacity: u64,
+    published: impl Fn(u64) -> bool,
+) -> Option<u64> {
+    let mut end = if hint.wrapping_sub(head) <= capacity {
+        // A true hint ahead of `head` follows a published position:
+        // `hint - 1` keeps its stamp until the producer writes a lap
+        // past it, which needs `head >= hint`. One that does not (a
+        // scribble) is not trusted: starting there would leave
+        // `head..hint` unpublished for ever, the consumer waiting at
+        // `head` and every message sent after it lost, so the stamps
+        // are scanned from `head` instead.
+        if hint != head && !published(hint.wrapping_sub(1)) {
+            head
+        } else {
+            hint
+        }
+    } else if head.wrapping_sub(hint) <= capacity {
+        // The consumer took messages the hint does not show yet: the
+        // last of them, `head - 1`, was published and keeps its stamp
+        // (its slot is rewritten only by a position the dead batch,
+        // at most `capacity` from the hint, did not reach). A `head`
+        // past unpublished positions is scribbled: the consumer is not
+        // there, and a producer starting there would never reach it.
+        if !published(head.wrapping_sub(1)) {
+            return None;
+        }
+        head
+    } else {
+        return None;
+    };
+    while end.wrapping_sub(head) < capacity && published(end) {
+        end = end.wrapping_add(1);
+    }
+    Some(end)
 }
 
 /// Messages between a consumer at `head` and a `tail` hint, clamped to
