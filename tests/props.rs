@@ -317,7 +317,9 @@ fn queue_layout(flavor: u32, elem: TypeDesc, capacity: u64, msg_max: u64) -> Opt
         }
         _ => return None,
     };
-    let stride = if msg_max > 0 {
+    let stride = if msg_max > 0 && slot_size + msg_max <= 64 {
+        (slot_size + msg_max).next_power_of_two()
+    } else if msg_max > 0 {
         align_up(slot_size + msg_max, 64)?
     } else {
         slot_size

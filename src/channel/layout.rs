@@ -38,6 +38,18 @@ fn align_up(v: u64, a: u64) -> Option<u64> {
     Some(v.checked_add(a - 1)? & !(a - 1))
 }
 
+/// Bytes per slot of a byte queue: the ring slot (`slot_size`) and its
+/// payload (`msg_max`), rounded up to a power of two up to 64 bytes, to
+/// whole 64-byte lines above.
+fn byte_slot_stride(slot_size: u64, msg_max: u64) -> Option<u64> {
+    let need = slot_size.checked_add(msg_max)?;
+    if need <= 64 {
+        Some(need.next_power_of_two())
+    } else {
+        align_up(need, 64)
+    }
+}
+
 /// The queue's layout in its segment, derived from flavor, type, capacity
 /// and, for byte messages (`msg_max > 0`), the largest message.
 pub(super) fn layout<T>(
@@ -71,9 +83,12 @@ pub(super) fn layout<T>(
     }
     // Byte messages: each slot's payload follows its word, so the stamp,
     // the length and the first payload bytes share one cache line (one
-    // line transfer for a small message); each slot starts a line.
+    // line transfer for a small message). A slot of up to a line is a power
+    // of two (two 32-byte slots share a line: a stream of tiny messages
+    // moves two per transfer), a larger one whole lines; no slot straddles
+    // a line it does not need.
     let slot_stride = if msg_max > 0 {
-        align_up(slot_size + msg_max, 64).ok_or_else(too_big)?
+        byte_slot_stride(slot_size, msg_max).ok_or_else(too_big)?
     } else {
         slot_size
     };
