@@ -417,16 +417,30 @@ pub fn verdicts(rows: &[Row]) -> String {
         Some((format!("{r:.2}×"), r <= limit))
     };
     // Against the floor: under --repeat, the median of the per-round ratios
-    // (as in the table), with their range.
-    let over_floor = |mode: Mode, limit: f64| -> Option<(String, bool)> {
-        let shm = find(rows, "shm-spsc", mode, 8, false)?;
+    // (as in the table), with their range. Round trips must stay at or
+    // below `limit`; streaming rates (`stream`) at or above it.
+    let vs_floor = |t: &str, mode: Mode, stream: bool, limit: f64| -> Option<(String, bool)> {
+        let shm = find(rows, t, mode, 8, false)?;
         let floor = floor_of(rows, mode)?;
-        match Spread::of(&round_ratios(shm, floor, |x| x.lat.p50 as f64)) {
+        let pass = |r: f64| if stream { r >= limit } else { r <= limit };
+        let ratios = if stream {
+            round_ratios(shm, floor, |x| x.msgs_per_s)
+        } else {
+            round_ratios(shm, floor, |x| x.lat.p50 as f64)
+        };
+        match Spread::of(&ratios) {
             Some(s) => Some((
                 format!("{:.2}× ({:.2}–{:.2})", s.median, s.min, s.max),
-                s.median <= limit,
+                pass(s.median),
             )),
-            None => at_most(Some(shm.lat.p50 as f64), Some(floor.lat.p50 as f64), limit),
+            None => {
+                let r = if stream {
+                    shm.msgs_per_s / floor.msgs_per_s
+                } else {
+                    shm.lat.p50 as f64 / floor.lat.p50 as f64
+                };
+                Some((format!("{r:.2}×"), pass(r)))
+            }
         }
     };
     let faster = |slow: Option<f64>, limit: f64| -> Option<(String, bool)> {
@@ -436,8 +450,20 @@ pub fn verdicts(rows: &[Row]) -> String {
     };
     let list = [
         Verdict {
-            what: "shm-spsc spin 8 B p50 ≤ 1.3× floor spin",
-            got: over_floor(Mode::Spin, 1.3),
+            what: "shm-spsc spin 8 B p50 ≤ 1.15× floor spin",
+            got: vs_floor("shm-spsc", Mode::Spin, false, 1.15),
+        },
+        Verdict {
+            what: "shm-mpmc spin 8 B p50 ≤ 1.4× floor spin",
+            got: vs_floor("shm-mpmc", Mode::Spin, false, 1.4),
+        },
+        Verdict {
+            what: "shm-spsc spin 8 B streaming ≥ 0.5× floor spin's rate",
+            got: vs_floor("shm-spsc", Mode::Spin, true, 0.5),
+        },
+        Verdict {
+            what: "shm-mpmc spin 8 B streaming ≥ 0.4× floor spin's rate",
+            got: vs_floor("shm-mpmc", Mode::Spin, true, 0.4),
         },
         Verdict {
             what: "shm-spsc spin 8 B p50 ≥ 50× faster than pipe",
@@ -453,14 +479,14 @@ pub fn verdicts(rows: &[Row]) -> String {
         },
         Verdict {
             what: "shm-spsc block 8 B p50 ≤ 1.1× raw futex ping-pong (floor block)",
-            got: over_floor(Mode::Block, 1.1),
+            got: vs_floor("shm-spsc", Mode::Block, false, 1.1),
         },
         Verdict {
             what: "shm-spsc spin 64 KiB loan p50 ≤ 2× shm-spsc spin 8 B p50",
             got: at_most(p50("shm-spsc", Mode::Spin, 64 << 10, true), shm_spin, 2.0),
         },
     ];
-    let mut out = String::from("Targets (p50 of round trips, this run):\n");
+    let mut out = String::from("Targets (p50 of round trips, streaming rates; this run):\n");
     let w = list
         .iter()
         .map(|v| v.what.chars().count())
