@@ -27,7 +27,10 @@
 //! | `bytes_copy/stream/<size>` | one message of `size` bytes from child to parent: `send` / `recv_into` a reused `Vec` |
 //! | `bytes_loan/stream/<size>` | one message of `size` bytes from child to parent: `loan` + header + `commit` / `recv_ref` (only the header is written and read: the figure is what moving the bytes costs once nobody copies them) |
 //! | `memcpy/<size>` | one `copy_from_slice` of `size` bytes between two buffers of the parent: the copy floor |
+//! | `xcopy/<size>` | one message of `size` bytes from child to parent through the least a copying queue can do: a ring of bare `size`-byte slots (as many as the stream queue's) in shared memory, head and tail on their own lines with cached peer indices; the child copies its buffer in, the parent copies the slot out. The floor of copying across two cores: what `bytes_copy/stream` pays beyond it is shmring's |
 //!
+//! The queues use `WakeMode::Fast`, as `shmring bench`'s shm rows do
+//! (`SHMRING_BENCH_STRICT=1`: the default `Strict`, a fence per message).
 //! The round-trip queues hold 4 messages; each streaming queue holds
 //! 8 MiB of slots, at most 1024 (8 B: 1024, 1 KiB: 1024, 64 KiB: 128,
 //! 1 MiB: 8). Every byte endpoint spins up to 10 ms before sleeping (the
@@ -54,7 +57,7 @@ mod imp {
     use nix::sys::signal::{kill, Signal};
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     use nix::unistd::{fork, getppid, ForkResult, Pid};
-    use shmring::{ByteQueue, ByteReceiver, ByteSender, Flavor};
+    use shmring::{ByteQueue, ByteReceiver, ByteSender, Flavor, WakeMode};
     use std::cell::Cell;
     use std::hint::spin_loop;
     use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -73,6 +76,17 @@ mod imp {
     const STREAM_BYTES: usize = 8 << 20;
     /// At most this many slots in a streaming queue.
     const STREAM_MAX_SLOTS: usize = 1024;
+    /// The queues' wake protocol: `Fast`, as `shmring bench`'s shm rows, so
+    /// that the figures are the data path; the default `Strict` adds a
+    /// `SeqCst` fence per message on each side (`SHMRING_BENCH_STRICT=1`
+    /// measures it).
+    fn wake() -> WakeMode {
+        if std::env::var_os("SHMRING_BENCH_STRICT").is_some() {
+            WakeMode::Strict
+        } else {
+            WakeMode::Fast
+        }
+    }
     /// How long every byte endpoint spins before sleeping.
     const SPIN: Duration = Duration::from_millis(10);
 
@@ -82,6 +96,7 @@ mod imp {
     const LOAN_RTT: u32 = 3;
     const COPY_STREAM: u32 = 4;
     const LOAN_STREAM: u32 = 5;
+    const XCOPY_STREAM: u32 = 6;
 
     fn stream_capacity(size: usize) -> u64 {
         (STREAM_BYTES / size).clamp(1, STREAM_MAX_SLOTS) as u64
@@ -112,6 +127,37 @@ mod imp {
         pong: Line<AtomicU64>,
     }
 
+    /// The `xcopy` floor's ring: bare slots, no stamps, no endpoints.
+    #[repr(C)]
+    struct XRing {
+        /// Next position the parent reads (written by the parent).
+        head: Line<AtomicU64>,
+        /// Next position the child writes (written by the child).
+        tail: Line<AtomicU64>,
+        /// `stream_capacity(size)` slots of `size` bytes (at most 8 MiB).
+        data: std::cell::UnsafeCell<[u8; STREAM_BYTES]>,
+    }
+
+    impl XRing {
+        /// Slot `pos` of a ring of `size`-byte slots.
+        fn slot(&self, pos: u64, size: usize) -> *mut u8 {
+            let slots = stream_capacity(size);
+            // SAFETY: (pos % slots) * size + size <= slots * size <= STREAM_BYTES.
+            unsafe {
+                self.data
+                    .get()
+                    .cast::<u8>()
+                    .add((pos % slots) as usize * size)
+            }
+        }
+    }
+
+    /// Maps the `xcopy` ring, shared with the child as `Shm` is.
+    fn map_xring() -> &'static XRing {
+        // SAFETY: all-zero bytes are a valid `XRing` (atomics and bytes).
+        unsafe { map_zeroed::<XRing>() }
+    }
+
     /// Maps `Shm` in a `MAP_SHARED | MAP_ANONYMOUS` region, inherited by
     /// forked children. Never unmapped: it lives as long as the process.
     fn map_shm() -> &'static Shm {
@@ -132,7 +178,13 @@ mod imp {
 
     fn queues() -> Vec<SizeQueues> {
         let q = |cap: u64, size: usize| {
-            ByteQueue::anonymous(Flavor::Spsc, cap, size as u64).expect("create byte queue")
+            ByteQueue::builder()
+                .flavor(Flavor::Spsc)
+                .capacity(cap)
+                .max_message_size(size as u64)
+                .wake_mode(wake())
+                .create_anonymous()
+                .expect("create byte queue")
         };
         SIZES
             .iter()
@@ -232,6 +284,31 @@ mod imp {
                     let mut l = e.stream.loan(size).expect("child: loan");
                     put_seq(&mut l, seq);
                     l.commit();
+                }
+            }
+            XCOPY_STREAM => {
+                let x = xring();
+                let slots = stream_capacity(size);
+                let mut cached_head = 0u64;
+                for (tail, seq) in (start..start + n).enumerate() {
+                    let tail = tail as u64;
+                    if tail - cached_head == slots {
+                        // Acquire: the parent's copy out happens before ours in.
+                        spin_until(
+                            || {
+                                cached_head = x.head.load(Ordering::Acquire);
+                                tail - cached_head < slots
+                            },
+                            &|| {},
+                        );
+                    }
+                    put_seq(&mut e.out, seq);
+                    // SAFETY: the slot is free (head > tail - slots) and ours.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(e.out.as_ptr(), x.slot(tail, size), size)
+                    };
+                    // Release: the copy happens before the parent's.
+                    x.tail.store(tail + 1, Ordering::Release);
                 }
             }
             other => panic!("child: unknown command {other}"),
@@ -539,6 +616,60 @@ mod imp {
         g.finish();
     }
 
+    /// The `xcopy` ring, mapped by `main` before the fork.
+    static XRING: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+    fn xring() -> &'static XRing {
+        // SAFETY: set once by `main` to a `&'static XRing` before anything
+        // reads it (in both processes: the child inherits it).
+        unsafe { &*(*XRING.get().expect("xcopy ring mapped") as *const XRing) }
+    }
+
+    /// `xcopy/<size>`: the floor of a copying stream across two cores.
+    fn xcopy(c: &mut Criterion, child: &Child, seqs: &mut SeqGen) {
+        let x = xring();
+        let mut g = c.benchmark_group("xcopy");
+        for (idx, &(size, label)) in SIZES.iter().enumerate() {
+            g.throughput(Throughput::Bytes(size as u64));
+            let mut buf = vec![0u8; size];
+            g.bench_function(BenchmarkId::from_parameter(label), |b| {
+                b.iter_custom(|iters| {
+                    x.head.store(0, Ordering::Relaxed);
+                    x.tail.store(0, Ordering::Relaxed);
+                    let start = seqs.take(iters);
+                    child.prepare(XCOPY_STREAM, idx, iters, start);
+                    let stalled = child.stalled();
+                    let t = child.go();
+                    let mut cached_tail = 0u64;
+                    for i in 0..iters {
+                        if i == cached_tail {
+                            // Acquire: the child's copy in happens before ours out.
+                            spin_until(
+                                || {
+                                    cached_tail = x.tail.load(Ordering::Acquire);
+                                    i != cached_tail
+                                },
+                                &stalled,
+                            );
+                        }
+                        // SAFETY: position i is published (tail > i) and not
+                        // overwritten before we move head past it.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(x.slot(i, size), buf.as_mut_ptr(), size)
+                        };
+                        assert_eq!(get_seq(&buf), start + i, "bad message");
+                        // Release: our copy out happens before the child's next copy in.
+                        x.head.store(i + 1, Ordering::Release);
+                    }
+                    let el = t.elapsed();
+                    child.finish();
+                    el
+                })
+            });
+        }
+        g.finish();
+    }
+
     /// `memcpy/<size>`: the copy floor, in the parent alone.
     fn memcpy(c: &mut Criterion) {
         let mut g = c.benchmark_group("memcpy");
@@ -567,6 +698,9 @@ mod imp {
             eprintln!("note: CPUs 0 and 1 are not both available; running unpinned");
         }
         let shm = map_shm();
+        XRING
+            .set(map_xring() as *const XRing as usize)
+            .expect("mapped once");
         let queues = queues();
         let child = Child::spawn(shm, &queues, pinned);
         let mut ends = parent_ends(&queues);
@@ -581,6 +715,7 @@ mod imp {
         floor(&mut c, &child);
         rtt(&mut c, &child, &mut ends, &mut seqs);
         stream(&mut c, &child, &mut ends, &mut seqs);
+        xcopy(&mut c, &child, &mut seqs);
         memcpy(&mut c);
         drop(child);
         drop(ends);
