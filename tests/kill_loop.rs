@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{child_main, run, spawn_child, wait_ok, Args};
+use common::{child_main, run, shared_mem, spawn_child, wait_ok, Args};
 use shmring::{Flavor, Queue, RecvError, SegmentError, SendError};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -78,24 +78,6 @@ fn forked(f: impl FnOnce()) -> libc::pid_t {
         exit(if r.is_ok() { 0 } else { 101 });
     }
     pid
-}
-
-/// Shared anonymous memory, inherited by fork children.
-fn shared_mem<T>(n: usize) -> &'static [T] {
-    let len = n * std::mem::size_of::<T>();
-    // SAFETY: anonymous shared mapping; zeroed, which is a valid atomic.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
-        assert_ne!(p, libc::MAP_FAILED);
-        std::slice::from_raw_parts(p as *const T, n)
-    }
 }
 
 fn now_ns() -> u64 {

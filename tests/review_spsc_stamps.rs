@@ -768,23 +768,7 @@ mod kill {
         pid
     }
 
-    /// Zeroed shared anonymous memory, inherited by fork children.
-    pub fn shared<T>(n: usize) -> &'static [T] {
-        let len = n * std::mem::size_of::<T>();
-        // SAFETY: a fresh anonymous shared mapping; zeroed atomics are valid.
-        unsafe {
-            let p = libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            );
-            assert_ne!(p, libc::MAP_FAILED);
-            std::slice::from_raw_parts(p as *const T, n)
-        }
-    }
+    pub use crate::common::shared_mem as shared;
 
     fn msg(s: u64) -> [u64; 4] {
         [s, !s, s.wrapping_mul(31), s ^ 0x5555]

@@ -10,6 +10,7 @@ pub mod mpmc;
 pub mod spsc;
 
 use crate::loom::{AtomicU64, UnsafeCell};
+use std::ptr::NonNull;
 
 /// One slot of either ring: its stamp (whose turn it is; each ring's
 /// module says how it encodes turns) and the value, `repr(C)` so the layout
@@ -29,6 +30,30 @@ impl<T: Copy> Slot<T> {
         Slot {
             stamp: AtomicU64::new(stamp),
             value: UnsafeCell::new(value),
+        }
+    }
+}
+
+impl<T> Slot<T> {
+    /// Slot `index` of an array of slots `stride` bytes apart from `base`.
+    ///
+    /// # Safety
+    /// Slot `index` must lie in memory that is valid (mapped) for `'a`, at
+    /// `base + index * stride`, aligned for `Slot<T>`: the contract of the
+    /// rings' `from_raw`, with `index` below their slot count.
+    #[inline(always)]
+    pub(crate) unsafe fn at<'a>(
+        base: NonNull<Slot<T>>,
+        stride: usize,
+        index: usize,
+    ) -> &'a Slot<T> {
+        // SAFETY: in bounds and aligned (contract).
+        unsafe {
+            &*base
+                .as_ptr()
+                .cast::<u8>()
+                .add(index * stride)
+                .cast::<Slot<T>>()
         }
     }
 }

@@ -325,17 +325,10 @@ impl<T: Copy> MpmcRing<T> {
 
     fn slot_at(&self, index: u64) -> &Slot<T> {
         assert!(index < self.capacity);
-        let offset = index as usize * self.stride;
         // SAFETY: index < capacity (checked above), and `capacity` slots,
-        // `stride` bytes apart and aligned, are valid (contract of `from_raw`).
-        unsafe {
-            &*self
-                .slots
-                .as_ptr()
-                .cast::<u8>()
-                .add(offset)
-                .cast::<Slot<T>>()
-        }
+        // `stride` bytes apart and aligned, are valid for the view's
+        // lifetime (contract of `from_raw`).
+        unsafe { Slot::at(self.slots, self.stride, index as usize) }
     }
 
     /// Splits a stamp into (lap bits, index), or `None` if the index is out

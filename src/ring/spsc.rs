@@ -108,18 +108,10 @@ impl<T: Copy> SpscRing<T> {
 
     #[inline(always)]
     fn slot(&self, pos: u64) -> &Slot<T> {
-        let offset = (pos & self.mask) as usize * self.stride;
         // SAFETY: `pos & mask` < slot_count, and that many slots, `stride`
-        // bytes apart and aligned, are valid (contract of `from_raw`): in
-        // bounds whatever `pos` is.
-        unsafe {
-            &*self
-                .slots
-                .as_ptr()
-                .cast::<u8>()
-                .add(offset)
-                .cast::<Slot<T>>()
-        }
+        // bytes apart and aligned, are valid for the view's lifetime
+        // (contract of `from_raw`): in bounds whatever `pos` is.
+        unsafe { Slot::at(self.slots, self.stride, (pos & self.mask) as usize) }
     }
 
     /// Messages currently published and not yet consumed (clamped to the

@@ -566,3 +566,27 @@ impl Rng {
         (0..n).map(|_| self.next_u64() as u8).collect()
     }
 }
+
+/// Zeroed shared anonymous memory for `n` values of `T`, inherited by
+/// forked children (ledgers of the kill loops). Never unmapped.
+///
+/// Only for types whose all-zero bytes are valid (atomics).
+#[allow(dead_code)]
+pub fn shared_mem<T>(n: usize) -> &'static [T] {
+    let len = n * std::mem::size_of::<T>();
+    // SAFETY: a fresh anonymous shared mapping of `len` bytes, zero-filled
+    // and page-aligned; zeroed atomics are valid (contract), and it is never
+    // unmapped, hence 'static.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        std::slice::from_raw_parts(p as *const T, n)
+    }
+}
