@@ -495,6 +495,7 @@ impl ByteSender {
     ///
     /// # Errors
     /// `TooLarge`, `Full`, `Disconnected`, `Corrupted`.
+    #[inline]
     pub fn try_loan(&mut self, len: usize) -> Result<ByteLoan<'_>, ByteSendError> {
         let stamp = self.stamp();
         let loan = || bytes_core::loan(&self.inner.raw, &self.payload, len, None, stamp);
@@ -761,6 +762,7 @@ impl ByteReceiver {
     ///
     /// # Errors
     /// As for [`try_recv_into`](Self::try_recv_into).
+    #[inline]
     pub fn try_recv_ref(&mut self) -> Result<ByteRef<'_>, TryRecvError> {
         let claim = || {
             bytes_core::recv_ref(&self.inner.raw, &self.payload, None, self.screen())

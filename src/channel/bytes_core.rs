@@ -117,6 +117,7 @@ pub fn send_deadline(
 /// Claims a slot for a loan of `len` bytes, to be committed with `stamp`:
 /// without waiting if `wait` is `None`, else waiting for room until its
 /// deadline (`None`: forever).
+#[inline]
 pub fn loan<'a>(
     raw: &'a RawSender<u64>,
     payload: &'a Payload,
@@ -191,6 +192,7 @@ impl ByteLoan<'_> {
 
     /// The whole slot, [`max_len`](Self::max_len) bytes, to write before
     /// choosing the length with [`set_len`](Self::set_len).
+    #[inline]
     pub fn full_slot(&mut self) -> &mut [u8] {
         // A loan inherited through fork is stopped in the child.
         self.raw.check_here();
@@ -201,6 +203,7 @@ impl ByteLoan<'_> {
     }
 
     /// Publishes the message: the receivers can now take it.
+    #[inline]
     pub fn commit(mut self) {
         let claim = self.claim.take().expect("a live loan holds its claim");
         self.raw.write(&claim, session::word(self.len, self.stamp));
@@ -210,6 +213,7 @@ impl ByteLoan<'_> {
 
 impl Deref for ByteLoan<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         // A loan inherited through fork is stopped in the child.
         self.raw.check_here();
@@ -221,6 +225,7 @@ impl Deref for ByteLoan<'_> {
 }
 
 impl DerefMut for ByteLoan<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         let len = self.len;
         &mut self.full_slot()[..len]
@@ -228,6 +233,7 @@ impl DerefMut for ByteLoan<'_> {
 }
 
 impl Drop for ByteLoan<'_> {
+    #[inline]
     fn drop(&mut self) {
         if let Some(claim) = self.claim.take() {
             self.raw.abandon(claim);
@@ -363,6 +369,7 @@ pub fn recv_into_deadline(
 
 /// Claims the oldest message to read in place, waiting as `wait` says
 /// (`None`: not at all). `Ok(None)`: timed out.
+#[inline]
 pub fn recv_ref<'a>(
     raw: &'a RawReceiver<u64>,
     payload: &'a Payload,
@@ -377,6 +384,7 @@ pub fn recv_ref<'a>(
 
 /// The claim part of [`recv_ref`]: the oldest message's slot, claimed as
 /// [`claim`] does (no borrow held, so a caller can retry).
+#[inline]
 pub fn claim_waiting(
     raw: &RawReceiver<u64>,
     wait: Option<Wait<'_>>,
@@ -389,6 +397,7 @@ pub fn claim_waiting(
 }
 
 /// The in-place view of a claimed message, its length checked.
+#[inline]
 pub fn ref_of<'a>(
     raw: &'a RawReceiver<u64>,
     payload: &'a Payload,
@@ -450,6 +459,7 @@ impl fmt::Debug for ByteRef<'_> {
 
 impl Deref for ByteRef<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         // An in-place read inherited through fork is stopped in the child.
         self.raw.check_here();
@@ -460,6 +470,7 @@ impl Deref for ByteRef<'_> {
 }
 
 impl Drop for ByteRef<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.raw.release(self.claim);
     }

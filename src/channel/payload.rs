@@ -130,6 +130,7 @@ impl Payload {
     /// # Safety
     /// The caller owns slot `index` as its producer while the slice lives.
     #[allow(clippy::mut_from_ref)]
+    #[inline]
     pub unsafe fn slice_mut(&self, index: u64) -> &mut [u8] {
         let p = self.ptr(index);
         #[cfg(loom)]
@@ -143,6 +144,7 @@ impl Payload {
     /// # Safety
     /// The caller owns slot `index` as its consumer while the slice lives, and
     /// `len <= max`.
+    #[inline]
     pub unsafe fn slice(&self, index: u64, len: usize) -> &[u8] {
         assert!(len <= self.max);
         let p = self.ptr(index);
