@@ -144,12 +144,20 @@ impl<T: Copy> SpscRing<T> {
     /// every published position `p` keeps stamp `p + 1` until the producer
     /// overwrites it a lap later, which it does only after `head` passed it.
     pub fn published_end(&self) -> Result<u64, PushError> {
+        self.published_range().map(|(_, end)| end)
+    }
+
+    /// `head` and [`published_end`](Self::published_end), from one read of
+    /// `head`: the end is at most `capacity` past that `head`.
+    fn published_range(&self) -> Result<(u64, u64), PushError> {
         // Acquire on head: the consumer's reads of released slots happen
         // before a producer starting from this view overwrites them.
         let head = self.head().load(Ordering::Acquire);
         // Relaxed: a hint, checked against the stamps below.
         let hint = self.tail().load(Ordering::Relaxed);
-        scan_end(head, hint, self.capacity, |p| self.published(p)).ok_or(PushError::Corrupted)
+        let end = scan_end(head, hint, self.capacity, |p| self.published(p))
+            .ok_or(PushError::Corrupted)?;
+        Ok((head, end))
     }
 
     /// Whether no published message is left after `head`, judged by the
@@ -234,9 +242,10 @@ impl<T: Copy> SpscRing<T> {
     pub fn producer(self) -> Result<SpscProducer<T>, PushError> {
         // The role hand-over (endpoint claim) already ordered us after the
         // previous producer.
-        let tail = self.published_end()?;
-        // Acquire: pairs with the consumer's head store (see `free`).
-        let head = self.head().load(Ordering::Acquire);
+        // The cached head is the one the end was derived from, so the two
+        // are at most `capacity` apart (`free` relies on it); a second read
+        // of `head` could be anything a scribbler wrote meanwhile.
+        let (head, tail) = self.published_range()?;
         // Relaxed: a hint (module docs).
         self.tail().store(tail, Ordering::Relaxed);
         Ok(SpscProducer {
@@ -335,9 +344,17 @@ impl<T: Copy> SpscProducer<T> {
     #[inline(always)]
     fn free(&self, want: u64) -> Result<u64, PushError> {
         let tail = self.tail.get();
-        let free = self.ring.capacity - tail.wrapping_sub(self.cached_head.get());
-        if free >= want {
-            return Ok(free);
+        // Checked: the cached head is at most `capacity` behind `tail`
+        // (attach and every refresh below check it), but a subtraction
+        // that cannot wrap costs nothing and keeps it so by construction.
+        if let Some(free) = self
+            .ring
+            .capacity
+            .checked_sub(tail.wrapping_sub(self.cached_head.get()))
+        {
+            if free >= want {
+                return Ok(free);
+            }
         }
         // Acquire: the consumer's reads of the slots it released happen
         // before we overwrite them (pairs with its head.store(Release)).
