@@ -454,17 +454,6 @@ impl ByteSender {
     /// left, `Corrupted`.
     #[inline]
     pub fn send(&self, msg: &[u8]) -> Result<(), ByteSendError> {
-        // The common case inline: there is room. `Full` and `Disconnected`
-        // (which a waiting send may wait through) go to the waiting path,
-        // which looks again; every other answer is final.
-        match bytes_core::try_send(&self.inner.raw, &self.payload, msg, self.stamp()) {
-            Err(ByteSendError::Full | ByteSendError::Disconnected) => self.send_waiting(msg),
-            r => r,
-        }
-    }
-
-    #[inline(never)]
-    fn send_waiting(&self, msg: &[u8]) -> Result<(), ByteSendError> {
         bytes_core::send_deadline(
             &self.inner.raw,
             &self.payload,
@@ -624,6 +613,7 @@ impl ByteReceiver {
         self.session.as_deref()
     }
 
+    #[inline]
     fn recv_into_until(
         &self,
         out: &mut Vec<u8>,
@@ -720,24 +710,6 @@ impl ByteReceiver {
     /// `Corrupted`.
     #[inline]
     pub fn recv_into(&self, out: &mut Vec<u8>) -> Result<usize, RecvError> {
-        // The common case inline: a message is there. A plain queue's
-        // `Disconnected` and `Closed` are states, not events, so any other
-        // answer is left to the waiting path, which looks again; a pipe
-        // end's session report is an event (one per peer session), so pipe
-        // ends go straight to it.
-        if self.session.is_none() {
-            match bytes_core::try_recv_into(&self.inner.raw, &self.payload, out, None) {
-                Ok(n) => return Ok(n),
-                // The bad message was dropped: report it, do not look on.
-                Err(TryRecvError::Corrupted) => return Err(RecvError::Corrupted),
-                Err(_) => {}
-            }
-        }
-        self.recv_into_waiting(out)
-    }
-
-    #[inline(never)]
-    fn recv_into_waiting(&self, out: &mut Vec<u8>) -> Result<usize, RecvError> {
         match self.recv_into_until(out, None) {
             Ok(Some(n)) => Ok(n),
             Ok(None) => Err(RecvError::Disconnected),

@@ -89,7 +89,9 @@ pub fn try_send(
 }
 
 /// Sends `msg`, stamped with `stamp`, waiting for room until `deadline`
-/// (`None`: forever).
+/// (`None`: forever). Inline: the common case (room now) must cost what
+/// `try_send` does; only the waiting is out of line.
+#[inline]
 pub fn send_deadline(
     raw: &RawSender<u64>,
     payload: &Payload,
@@ -335,7 +337,9 @@ pub fn try_recv_into(
 
 /// Claims a message to deliver as [`claim`] does, waiting until `deadline`
 /// (`None`: forever). `Ok(None)`: timed out. A wait that finds only stale
-/// messages goes on waiting.
+/// messages goes on waiting. Inline: a message that is there costs what
+/// `try_recv` does; only the waiting is out of line.
+#[inline]
 fn claim_deadline(
     raw: &RawReceiver<u64>,
     screen: Option<&Session>,
@@ -347,11 +351,24 @@ fn claim_deadline(
         Err(TryRecvError::Empty) => {}
         r => return r.map(Some),
     }
+    claim_waiting_slow(raw, screen, deadline, spin, reap)
+}
+
+#[cold]
+#[inline(never)]
+fn claim_waiting_slow(
+    raw: &RawReceiver<u64>,
+    screen: Option<&Session>,
+    deadline: Option<Deadline>,
+    spin: Duration,
+    reap: &dyn Fn(),
+) -> Result<Option<SlotClaim>, TryRecvError> {
     raw.wait_for(deadline, spin, reap, &mut || claim(raw, screen))
 }
 
 /// Receives into `out`, waiting until `deadline` (`None`: forever).
 /// `Ok(None)`: timed out.
+#[inline]
 pub fn recv_into_deadline(
     raw: &RawReceiver<u64>,
     payload: &Payload,
