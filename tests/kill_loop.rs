@@ -10,7 +10,9 @@
 
 mod common;
 
-use common::{child_main, run, shared_mem, spawn_child, wait_ok, Args};
+use common::{
+    child_main, fork_raw as fork, reap_raw as reap, run, shared_mem, spawn_child, wait_ok, Args,
+};
 use shmring::{Flavor, Queue, RecvError, SegmentError, SendError};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -39,24 +41,6 @@ fn kill_loop_ledger_mpmc() {
         let mut c = spawn_child("child_kill_loop", &["mpmc"]);
         wait_ok(&mut c);
     });
-}
-
-fn fork() -> libc::pid_t {
-    // SAFETY: test-only; the children below use the library and _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0);
-    pid
-}
-
-fn reap(pid: libc::pid_t) -> i32 {
-    let mut st = 0;
-    // SAFETY: our own child.
-    unsafe { libc::waitpid(pid, &mut st, 0) };
-    if libc::WIFEXITED(st) {
-        libc::WEXITSTATUS(st)
-    } else {
-        -libc::WTERMSIG(st)
-    }
 }
 
 fn kill9(pid: libc::pid_t) {

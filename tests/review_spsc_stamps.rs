@@ -730,24 +730,7 @@ mod kill {
     /// lets the rest flow).
     pub const N: u64 = 300_000;
 
-    pub fn fork() -> libc::pid_t {
-        // SAFETY: test-only, inside a re-exec'd child (as tests/kill_loop.rs);
-        // the fork children use the library and leave with _exit.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        pid
-    }
-
-    pub fn reap(pid: libc::pid_t) -> i32 {
-        let mut st = 0;
-        // SAFETY: our own child.
-        unsafe { libc::waitpid(pid, &mut st, 0) };
-        if libc::WIFEXITED(st) {
-            libc::WEXITSTATUS(st)
-        } else {
-            -libc::WTERMSIG(st)
-        }
-    }
+    pub use crate::common::{fork_raw as fork, reap_raw as reap};
 
     /// SIGKILLs and reaps a fork child, which must not have failed before.
     pub fn kill9(pid: libc::pid_t) {

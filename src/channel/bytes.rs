@@ -4,6 +4,7 @@
 //! out, [`ByteLoan`] and [`ByteRef`], are in `bytes_core.rs`.)
 
 use super::bytes_core::{self, ByteLoan, ByteRef};
+use super::mapped::snapshot_accessors;
 use super::payload::Payload;
 use super::queue::{Queue, QueueBuilder, QueueInfo};
 use super::raw::SlotClaim;
@@ -166,25 +167,7 @@ impl ByteQueue {
         self.inner.flavor()
     }
 
-    /// Maximum messages queued.
-    pub fn capacity(&self) -> usize {
-        self.inner.capacity()
-    }
-
-    /// Messages queued now (a snapshot).
-    pub fn len(&self) -> usize {
-        self.inner.len()
-    }
-
-    /// Whether no message is queued (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.inner.is_empty()
-    }
-
-    /// Whether the queue is at capacity (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.inner.is_full()
-    }
+    snapshot_accessors!(inner.mapped);
 
     /// Attached senders and receivers, in all processes (a snapshot: an
     /// endpoint whose process died counts until reaped; see
@@ -551,25 +534,7 @@ impl ByteSender {
         self.inner.set_spin(spin)
     }
 
-    /// Messages queued now (a snapshot).
-    pub fn len(&self) -> usize {
-        self.inner.len()
-    }
-
-    /// Whether no message is queued (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.inner.is_empty()
-    }
-
-    /// Whether the queue is at capacity (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.inner.is_full()
-    }
-
-    /// Maximum messages queued.
-    pub fn capacity(&self) -> usize {
-        self.inner.capacity()
-    }
+    snapshot_accessors!(inner.mapped);
 
     /// Whether a receiver is attached anywhere.
     pub fn is_connected(&self) -> bool {
@@ -869,25 +834,7 @@ impl ByteReceiver {
         self.inner.set_spin(spin)
     }
 
-    /// Messages queued now (a snapshot).
-    pub fn len(&self) -> usize {
-        self.inner.len()
-    }
-
-    /// Whether no message is queued (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.inner.is_empty()
-    }
-
-    /// Whether the queue is at capacity (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.inner.is_full()
-    }
-
-    /// Maximum messages queued.
-    pub fn capacity(&self) -> usize {
-        self.inner.capacity()
-    }
+    snapshot_accessors!(inner.mapped);
 
     /// Whether a sender is attached anywhere.
     pub fn is_connected(&self) -> bool {

@@ -500,3 +500,32 @@ impl<T: Pod> MappedQueue<T> {
         }
     }
 }
+
+/// The four snapshot accessors every queue handle has (`Queue`, `Sender`,
+/// `Receiver` and their byte counterparts), defined once: `len`,
+/// `is_empty`, `is_full`, `capacity`, read through the handle's
+/// `MappedQueue` at the given field path.
+macro_rules! snapshot_accessors {
+    ($($field:ident).+) => {
+        /// Messages queued now (a snapshot).
+        pub fn len(&self) -> usize {
+            self.$($field).+.len() as usize
+        }
+
+        /// Whether no message is queued (a snapshot).
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// Whether the queue is at capacity (a snapshot).
+        pub fn is_full(&self) -> bool {
+            self.len() >= self.capacity()
+        }
+
+        /// Maximum messages queued.
+        pub fn capacity(&self) -> usize {
+            self.$($field).+.info.capacity as usize
+        }
+    };
+}
+pub(super) use snapshot_accessors;

@@ -4,7 +4,7 @@
 
 use super::control::QueueControl;
 use super::layout::{layout, Expect, WAKE_FAST, WAKE_STRICT};
-use super::mapped::slots_in;
+use super::mapped::{slots_in, snapshot_accessors};
 use super::mapped::{MappedQueue, Ring};
 use super::raw::{RawReceiver, RawSender, ReapGate, RecvRing, SendRing, DEFAULT_SPIN};
 use super::receiver::Receiver;
@@ -222,25 +222,7 @@ impl<T: Pod> Queue<T> {
         self.mapped.info.flavor
     }
 
-    /// Maximum messages queued.
-    pub fn capacity(&self) -> usize {
-        self.mapped.info.capacity as usize
-    }
-
-    /// Messages queued now (a snapshot).
-    pub fn len(&self) -> usize {
-        self.mapped.len() as usize
-    }
-
-    /// Whether no message is queued (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether the queue is at capacity (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.len() >= self.capacity()
-    }
+    snapshot_accessors!(mapped);
 
     /// Attached senders and receivers, in all processes: a snapshot of the
     /// peer bitmaps, no system call. An endpoint whose process died counts

@@ -2,7 +2,7 @@
 //! [`Queue`](crate::Queue), attached in one process, with its iterators
 //! [`Iter`] and [`TryIter`]. (Its in-place reads are in `loan.rs`.)
 
-use super::mapped::MappedQueue;
+use super::mapped::{snapshot_accessors, MappedQueue};
 use super::raw::{RawReceiver, ReapGate};
 use crate::error::{RecvError, RecvTimeoutError, TryRecvError};
 use crate::process;
@@ -222,25 +222,7 @@ impl<T: Pod> Receiver<T> {
         self.spin = spin;
     }
 
-    /// Messages queued now (a snapshot).
-    pub fn len(&self) -> usize {
-        self.mapped.len() as usize
-    }
-
-    /// Whether no message is queued (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether the queue is at capacity (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.len() >= self.capacity()
-    }
-
-    /// Maximum messages queued.
-    pub fn capacity(&self) -> usize {
-        self.mapped.info.capacity as usize
-    }
+    snapshot_accessors!(mapped);
 
     /// Whether a sender is attached anywhere (a snapshot: one whose
     /// process died counts until reaped).

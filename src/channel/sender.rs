@@ -1,7 +1,7 @@
 //! The public [`Sender<T>`]: the sending end of a [`Queue`](crate::Queue),
 //! attached in one process. (Its loans are in `loan.rs`.)
 
-use super::mapped::MappedQueue;
+use super::mapped::{snapshot_accessors, MappedQueue};
 use super::raw::{RawSender, ReapGate};
 use crate::error::{SendError, SendTimeoutError, TrySendError};
 use crate::process;
@@ -161,25 +161,7 @@ impl<T: Pod> Sender<T> {
         self.spin = spin;
     }
 
-    /// Messages queued now (a snapshot).
-    pub fn len(&self) -> usize {
-        self.mapped.len() as usize
-    }
-
-    /// Whether no message is queued (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether the queue is at capacity (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.len() >= self.capacity()
-    }
-
-    /// Maximum messages queued.
-    pub fn capacity(&self) -> usize {
-        self.mapped.info.capacity as usize
-    }
+    snapshot_accessors!(mapped);
 
     /// Whether a receiver is attached anywhere (a snapshot: one whose
     /// process died counts until reaped).

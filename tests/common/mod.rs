@@ -590,3 +590,30 @@ pub fn shared_mem<T>(n: usize) -> &'static [T] {
         std::slice::from_raw_parts(p as *const T, n)
     }
 }
+
+/// Forks the calling process (a re-exec'd child of a test: the harness
+/// itself never forks). The fork children use the library and leave with
+/// `_exit`.
+#[allow(dead_code)]
+pub fn fork_raw() -> libc::pid_t {
+    // SAFETY: called only inside a re-exec'd child process (see above); the
+    // child of the fork touches nothing another thread could hold locked
+    // before it leaves with `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    pid
+}
+
+/// Waits for a child forked by [`fork_raw`]: its exit status, or minus
+/// the signal that killed it.
+#[allow(dead_code)]
+pub fn reap_raw(pid: libc::pid_t) -> i32 {
+    let mut st = 0;
+    // SAFETY: our own child; `st` is a valid out-pointer.
+    unsafe { libc::waitpid(pid, &mut st, 0) };
+    if libc::WIFEXITED(st) {
+        libc::WEXITSTATUS(st)
+    } else {
+        -libc::WTERMSIG(st)
+    }
+}
