@@ -560,6 +560,60 @@ pub enum TransportError {
     Io(#[from] std::io::Error),
 }
 
+// Shared containers (`container`).
+
+/// Why an operation on a [`SharedMap`](crate::SharedMap) or
+/// [`SharedList`](crate::SharedList) (or their typed faces) failed. Nothing
+/// changed: every operation is all-or-nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ContainerError {
+    /// The container's shared state failed a check (a scribbled segment).
+    #[error("the container's shared state is corrupted: {0}")]
+    Corrupted(&'static str),
+    /// The container would outgrow its limit (the builder's `limit`, or the
+    /// addresses each handle reserves).
+    #[error("the container would outgrow its limit of {limit} bytes")]
+    Full {
+        /// The limit, in bytes of file (0: a size that overflows).
+        limit: u64,
+    },
+    /// The file system has no room for the container to grow.
+    #[error("no space left to grow the container ({needed} bytes needed)")]
+    NoSpace {
+        /// Bytes that could not be allocated.
+        needed: u64,
+    },
+    /// A list position past the end.
+    #[error("index {index} out of range for a list of {len}")]
+    OutOfRange {
+        /// The position asked for.
+        index: usize,
+        /// The list's length then.
+        len: usize,
+    },
+    /// A key or value longer than a container stores.
+    #[error("an item of {len} bytes is larger than the {max} a container stores")]
+    TooLarge {
+        /// The item's length.
+        len: usize,
+        /// The most a container stores.
+        max: usize,
+    },
+    /// A value could not be encoded (typed faces).
+    #[cfg(feature = "serde")]
+    #[error("encoding failed: {0}")]
+    Encode(postcard::Error),
+    /// A stored value is not a valid encoding of the requested type (typed
+    /// faces).
+    #[cfg(feature = "serde")]
+    #[error("decoding failed: {0}")]
+    Decode(postcard::Error),
+    /// A system call failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 // Values over byte queues (`channel::value`, feature `serde`).
 
 /// Why sending a value failed; nothing was sent.

@@ -15,6 +15,10 @@ pub use crate::shm::header::{type_desc, HeaderFields, HEADER_LEN, MAGIC, VERSION
 pub use crate::shm::segment::{test_hooks, Location, Segment, SegmentOptions};
 #[cfg(not(loom))]
 pub use crate::wait::thread_wake_stats;
+/// The containers' commit protocol: stages and hooks for tests that kill a
+/// writer mid-commit (tests/containers.rs), and everything the loom models
+/// drive over heap words (loom-tests/tests/containers.rs).
+pub use crate::container::engine;
 
 /// The FNV-1a checksum a header stores for `fields` (every field but the
 /// checksum itself), as the segment layer computes it.

@@ -116,6 +116,14 @@
 #[cfg(not(loom))]
 mod cell;
 mod channel;
+#[cfg(not(loom))]
+mod container;
+// The models check the containers' commit protocol (seqlock and redo
+// record) over heap words; the rest needs mapped files.
+#[cfg(loom)]
+mod container {
+    pub mod engine;
+}
 pub mod error;
 #[cfg(not(loom))]
 pub mod inspect;
@@ -144,9 +152,9 @@ pub use channel::{ByteLoan, ByteRef};
 #[cfg(not(loom))]
 pub use channel::{Connection, Pipe, PipeBuilder, PIPE_CAPACITY, PIPE_MAX_MESSAGE};
 pub use error::{
-    BarrierError, ByteSendError, LockTimeoutError, OwnerDied, RecvError, RecvTimeoutError,
-    SegmentError, SemaphoreOverflow, SendError, SendTimeoutError, TryLockError, TryRecvError,
-    TrySendError,
+    BarrierError, ByteSendError, ContainerError, LockTimeoutError, OwnerDied, RecvError,
+    RecvTimeoutError, SegmentError, SemaphoreOverflow, SendError, SendTimeoutError, TryLockError,
+    TryRecvError, TrySendError,
 };
 #[cfg(all(feature = "serde", not(loom)))]
 pub use error::{ValueRecvError, ValueSendError};
@@ -157,6 +165,12 @@ pub use wait::{Deadline, WakeMode, LIVENESS_SLICE};
 
 #[cfg(not(loom))]
 pub use cell::{Array, ArrayBuilder, ArrayGuard, Value, ValueBuilder, ValueCell, ValueGuard};
+#[cfg(not(loom))]
+pub use container::{
+    MapEntry, SharedList, SharedListBuilder, SharedMap, SharedMapBuilder, MAX_ITEM,
+};
+#[cfg(all(feature = "serde", not(loom)))]
+pub use container::{TypedList, TypedListBuilder, TypedMap, TypedMapBuilder};
 #[cfg(not(loom))]
 pub use shared::{Shared, SharedBuilder, ShmSafe};
 pub use sync::{

@@ -18,13 +18,26 @@ pub enum Kind {
     Struct,
     /// An array of `Pod` values with a lock (`Array`).
     Array,
+    /// A map of byte keys to byte values that grows as needed
+    /// ([`SharedMap`](crate::SharedMap)).
+    Map,
+    /// A list of byte values that grows as needed
+    /// ([`SharedList`](crate::SharedList)).
+    List,
     /// A kind this build of shmring does not know (the raw header value).
     Unknown(u32),
 }
 
 impl Kind {
     /// The kinds this build knows, in header order.
-    const KNOWN: [Kind; 4] = [Kind::Queue, Kind::ByteQueue, Kind::Struct, Kind::Array];
+    const KNOWN: [Kind; 6] = [
+        Kind::Queue,
+        Kind::ByteQueue,
+        Kind::Struct,
+        Kind::Array,
+        Kind::Map,
+        Kind::List,
+    ];
 
     /// The value of the header's `kind` field for this kind: the one place
     /// the numbers are defined.
@@ -34,8 +47,18 @@ impl Kind {
             Kind::ByteQueue => 2,
             Kind::Struct => 3,
             Kind::Array => 4,
+            Kind::Map => 5,
+            Kind::List => 6,
             Kind::Unknown(k) => k,
         }
+    }
+
+    /// Whether segments of this kind grow after creation: their file may
+    /// be longer than the header's `total_len` (the containers, which move
+    /// their contents to larger regions of their own file), and their
+    /// memfds carry no seal against growing.
+    pub const fn grows(self) -> bool {
+        matches!(self, Kind::Map | Kind::List)
     }
 
     /// The kind a header's `kind` field names.
@@ -54,6 +77,8 @@ impl fmt::Display for Kind {
             Kind::ByteQueue => f.write_str("byte queue"),
             Kind::Struct => f.write_str("shared struct"),
             Kind::Array => f.write_str("shared array"),
+            Kind::Map => f.write_str("shared map"),
+            Kind::List => f.write_str("shared list"),
             Kind::Unknown(k) => write!(f, "unknown kind {k}"),
         }
     }

@@ -11,6 +11,7 @@
 use super::header::{init, Header, HeaderFields, HEADER_LEN, MAGIC, VERSION};
 use crate::error::SegmentError;
 use crate::process;
+use crate::types::Kind;
 use memmap2::{MmapOptions, MmapRaw};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, FlockArg, OFlag, SealFlag};
@@ -155,6 +156,11 @@ fn map_io(e: std::io::Error, what: &Location) -> SegmentError {
 /// and no further seal can be added or removed.
 pub const REQUIRED_SEALS: std::ffi::c_int =
     SealFlag::F_SEAL_SHRINK.bits() | SealFlag::F_SEAL_GROW.bits() | SealFlag::F_SEAL_SEAL.bits();
+
+/// The seals of a segment of a kind that grows ([`Kind::grows`]: the
+/// containers): it may grow, never shrink, and no seal can change.
+pub const GROWING_SEALS: std::ffi::c_int =
+    SealFlag::F_SEAL_SHRINK.bits() | SealFlag::F_SEAL_SEAL.bits();
 
 /// `flock(2)` on `fd`, retried on `EINTR`.
 ///
@@ -540,7 +546,11 @@ impl Segment {
         preallocate(file, fields.total_len, location)?;
         if anonymous {
             // Seal the size: no holder of the fd can shrink it under a mapping.
-            let seals = SealFlag::from_bits_retain(REQUIRED_SEALS);
+            let seals = SealFlag::from_bits_retain(if Kind::from_raw(fields.kind).grows() {
+                GROWING_SEALS
+            } else {
+                REQUIRED_SEALS
+            });
             nix::fcntl::fcntl(file.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals))
                 .map_err(|e| SegmentError::Io(e.into()))?;
         }
@@ -609,14 +619,27 @@ impl Segment {
                 )))
             }
         };
-        if seals & REQUIRED_SEALS != REQUIRED_SEALS {
-            return Err(SegmentError::Untrusted(format!(
-                "fd {}: memfd seals {seals:#x} lack shrink, grow and seal ({REQUIRED_SEALS:#x}): \
+        let unsealed = |required: std::ffi::c_int| {
+            SegmentError::Untrusted(format!(
+                "fd {}: memfd seals {seals:#x} lack shrink, grow and seal ({required:#x}): \
                  another holder could truncate it",
                 fd.as_raw_fd()
+            ))
+        };
+        if seals & GROWING_SEALS != GROWING_SEALS {
+            return Err(unsealed(REQUIRED_SEALS));
+        }
+        let raw = fd.as_raw_fd();
+        let (seg, fields) = Self::open_fd(Location::Anonymous, fd, opts)?;
+        // Only the containers may grow: every other kind is sealed against
+        // it too, and its size must stay the header's.
+        if !Kind::from_raw(fields.kind).grows() && seals & REQUIRED_SEALS != REQUIRED_SEALS {
+            return Err(SegmentError::Untrusted(format!(
+                "fd {raw}: memfd seals {seals:#x} lack shrink, grow and seal \
+                 ({REQUIRED_SEALS:#x}): another holder could truncate it"
             )));
         }
-        Self::open_fd(Location::Anonymous, fd, opts)
+        Ok((seg, fields))
     }
 
     /// Refuses a named or path segment that another user owns, or that
@@ -699,7 +722,10 @@ impl Segment {
                     fields.check_intact()?;
                     check_pid_namespace(&fields)?;
                     seg.pid_ns = fields.creator_pid_ns;
-                    if fields.total_len != size {
+                    // A container's file grows past its header's length
+                    // (its regions follow); every other kind's is exact.
+                    let grows = Kind::from_raw(fields.kind).grows();
+                    if fields.total_len != size && !(grows && size > fields.total_len) {
                         return Err(SegmentError::SizeMismatch {
                             expected: fields.total_len,
                             found: size,
@@ -843,6 +869,16 @@ impl Segment {
     /// The memfd of an anonymous segment.
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
         self.fd.as_ref().map(|f| f.as_fd())
+    }
+
+    /// The open file behind this handle, named or anonymous (a named
+    /// segment's is the one its shared `flock` is held on).
+    pub fn file_fd(&self) -> Option<BorrowedFd<'_>> {
+        match (&self.held, &self.fd) {
+            (Some(f), _) => Some(f.as_fd()),
+            (None, Some(fd)) => Some(fd.as_fd()),
+            (None, None) => None,
+        }
     }
 
     /// The raw memfd of an anonymous segment.
