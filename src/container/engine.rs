@@ -308,7 +308,10 @@ pub fn commit_until<M: Mem>(
     stores: &[(u64, u64)],
     stop: Stage,
 ) -> Result<(), Corrupt> {
-    assert!(stores.len() <= REDO_MAX, "a commit of more stores than the redo record holds");
+    assert!(
+        stores.len() <= REDO_MAX,
+        "a commit of more stores than the redo record holds"
+    );
     let out_of_range = Corrupt("control block out of range");
     if stores.iter().any(|&(off, _)| mem.word(off).is_none()) {
         return Err(Corrupt("a store outside the file"));
@@ -540,12 +543,7 @@ pub fn record<M: Mem>(mem: &M, root: &Root, off: u64) -> Result<Record, Corrupt>
 }
 
 /// Copies `len` bytes stored from `off` (padded to words) into `out`.
-pub fn read_bytes<M: Mem>(
-    mem: &M,
-    off: u64,
-    len: u64,
-    out: &mut Vec<u8>,
-) -> Result<(), Corrupt> {
+pub fn read_bytes<M: Mem>(mem: &M, off: u64, len: u64, out: &mut Vec<u8>) -> Result<(), Corrupt> {
     let words = mem
         .words(off, words_for(len))
         .ok_or(Corrupt("bytes out of range"))?;
