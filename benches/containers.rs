@@ -39,6 +39,7 @@
 //! cargo bench --bench containers --features serde            # ~1 min
 //! cargo bench --bench containers -- --seconds 0.3 --rounds 2 # quicker
 //! cargo bench --bench containers -- --no-python              # shmring only
+//! cargo bench --bench containers -- update get               # only the rows whose op contains a word
 //! ```
 //!
 //! python3 is found on the `PATH` (or named by `SHMRING_PYTHON`); without
@@ -337,12 +338,15 @@ mod imp {
     fn python_round(
         python: &std::path::Path,
         secs: f64,
+        ops: &str,
     ) -> Result<Vec<(String, usize, f64)>, String> {
         let mut child = Command::new(python)
             .arg(SCRIPT)
             .args([
                 "--seconds",
                 &secs.to_string(),
+                "--ops",
+                ops,
                 "--procs",
                 "1,4",
                 "--list-procs",
@@ -411,6 +415,7 @@ mod imp {
         seconds: f64,
         rounds: usize,
         python: bool,
+        filter: Vec<String>,
     }
 
     fn args() -> Args {
@@ -418,6 +423,7 @@ mod imp {
             seconds: 1.0,
             rounds: 3,
             python: true,
+            filter: Vec::new(),
         };
         let mut it = std::env::args().skip(1);
         while let Some(x) = it.next() {
@@ -429,8 +435,10 @@ mod imp {
                     a.rounds = it.next().and_then(|s| s.parse().ok()).expect("--rounds N")
                 }
                 "--no-python" => a.python = false,
-                // What cargo bench passes, and filters this bench ignores.
-                _ => {}
+                // What cargo bench passes.
+                f if f.starts_with('-') => {}
+                // A filter: only the rows whose op contains it.
+                f => a.filter.push(f.to_string()),
             }
         }
         assert!(
@@ -453,6 +461,9 @@ mod imp {
         if cfg!(feature = "serde") {
             rows.extend(TYPED_ROWS);
         }
+        if !a.filter.is_empty() {
+            rows.retain(|(op, _)| a.filter.iter().any(|f| op.contains(f.as_str())));
+        }
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|s| {
@@ -469,6 +480,13 @@ mod imp {
             a.rounds,
             loadavg()
         );
+        // The script's operations for these rows (the typed rows have none).
+        let mut py_ops: Vec<&str> = Vec::new();
+        for &(op, _) in &rows {
+            if !op.starts_with("typed") && !py_ops.contains(&python_op(op)) {
+                py_ops.push(python_op(op));
+            }
+        }
         // shm[row][round], py[row][round] (ops/s).
         let mut shm = vec![Vec::new(); rows.len()];
         let mut py = vec![Vec::new(); rows.len()];
@@ -482,8 +500,8 @@ mod imp {
                 shm[i].push(s.rate());
             }
             assert_eq!(threads(), 1, "a thread appeared");
-            if let Some(p) = &python {
-                match python_round(p, a.seconds) {
+            if let (Some(p), false) = (&python, py_ops.is_empty()) {
+                match python_round(p, a.seconds, &py_ops.join(",")) {
                     Ok(res) => {
                         for (i, &(op, procs)) in rows.iter().enumerate() {
                             let r = res

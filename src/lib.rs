@@ -78,6 +78,8 @@
 //! | `Pipe(duplex)` | [`Pipe::anonymous`], then [`Pipe::left`] / [`Pipe::right`] per process: [`Connection`] |
 //! | `Value`, `Array`, `get_lock()` | [`Value`], [`Array`], [`Value::get_lock`] |
 //! | `Lock`, `RLock`, `Event`, `Condition`, `Semaphore`, `Barrier` | [`Lock`], [`RLock`], [`Event`], [`Condition`], [`Semaphore`], [`Barrier`], placed with [`Shared`] |
+//! | `Manager().dict()`: `d[k] = v`, `d[k]`, `del d[k]`, `k in d`, `len(d)`, `d.items()` | [`SharedMap::create`] (or [`SharedMap::anonymous`] before `fork`), [`SharedMap::open`] in the other processes: [`SharedMap::insert`], [`SharedMap::get`], [`SharedMap::remove`], [`SharedMap::contains_key`], [`SharedMap::len`], [`SharedMap::entries`] (in no particular order; Python's is insertion order), and, atomic across processes, [`SharedMap::update`] and [`SharedMap::compare_and_swap`]; keys and values of any serde type, several in one map through an enum: `TypedMap<K, V>` (feature `serde`; `examples/manager_dict_list.rs`) |
+//! | `Manager().list()`: `append`, `l[i]`, `l[i] = v`, `insert`, `pop`, `reverse`, `sort`, `list(l)` | [`SharedList`] (same constructors): [`SharedList::push`], [`SharedList::get`], [`SharedList::set`], [`SharedList::insert`], [`SharedList::pop`], [`SharedList::reverse`], [`SharedList::sort`], [`SharedList::to_vec`]; of any serde type: `TypedList<T>` (feature `serde`) |
 //!
 //! ## Guarantees
 //! - Nothing read from shared memory is trusted: every index is masked or
