@@ -9,16 +9,16 @@
 
 // White-box tests (tests/): the segment layer and its header, for tests
 // that forge, scribble and race segments, and process identity.
+/// The containers' commit protocol: stages and hooks for tests that kill a
+/// writer mid-commit (tests/containers.rs), and everything the loom models
+/// drive over heap words (loom-tests/tests/containers.rs).
+pub use crate::container::engine;
 pub use crate::process::{current, liveness, pid_namespace, Liveness, ProcId};
 pub use crate::shm::header::{type_desc, HeaderFields, HEADER_LEN, MAGIC, VERSION};
 #[cfg(not(loom))]
 pub use crate::shm::segment::{test_hooks, Location, Segment, SegmentOptions};
 #[cfg(not(loom))]
 pub use crate::wait::thread_wake_stats;
-/// The containers' commit protocol: stages and hooks for tests that kill a
-/// writer mid-commit (tests/containers.rs), and everything the loom models
-/// drive over heap words (loom-tests/tests/containers.rs).
-pub use crate::container::engine;
 
 /// The FNV-1a checksum a header stores for `fields` (every field but the
 /// checksum itself), as the segment layer computes it.

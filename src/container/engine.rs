@@ -160,6 +160,20 @@ impl Root {
     }
 }
 
+/// Checks that the root's region lies inside the file, so that every walk
+/// over it (bounded by its length) is bounded by the file's real size, not
+/// by a number a peer could scribble.
+pub fn check_in_file<M: Mem>(mem: &M, root: &Root) -> Result<(), Corrupt> {
+    if root.is_bare() {
+        return Ok(());
+    }
+    let end = root.get(root::REGION) + root.get(root::REGION_LEN);
+    match end.checked_sub(8).and_then(|last| mem.word(last)) {
+        Some(_) => Ok(()),
+        None => Err(Corrupt("region outside the file")),
+    }
+}
+
 /// Reads the root words (Relaxed: the seqlock orders them, see [`read`]).
 pub fn load_root<M: Mem>(mem: &M, ctl: Ctl) -> Result<Root, Corrupt> {
     let words = mem
@@ -308,7 +322,10 @@ pub fn commit_until<M: Mem>(
     stores: &[(u64, u64)],
     stop: Stage,
 ) -> Result<(), Corrupt> {
-    assert!(stores.len() <= REDO_MAX, "a commit of more stores than the redo record holds");
+    assert!(
+        stores.len() <= REDO_MAX,
+        "a commit of more stores than the redo record holds"
+    );
     let out_of_range = Corrupt("control block out of range");
     if stores.iter().any(|&(off, _)| mem.word(off).is_none()) {
         return Err(Corrupt("a store outside the file"));
@@ -540,12 +557,7 @@ pub fn record<M: Mem>(mem: &M, root: &Root, off: u64) -> Result<Record, Corrupt>
 }
 
 /// Copies `len` bytes stored from `off` (padded to words) into `out`.
-pub fn read_bytes<M: Mem>(
-    mem: &M,
-    off: u64,
-    len: u64,
-    out: &mut Vec<u8>,
-) -> Result<(), Corrupt> {
+pub fn read_bytes<M: Mem>(mem: &M, off: u64, len: u64, out: &mut Vec<u8>) -> Result<(), Corrupt> {
     let words = mem
         .words(off, words_for(len))
         .ok_or(Corrupt("bytes out of range"))?;

@@ -268,6 +268,7 @@ impl Store {
         }
         let root = engine::load_root(&self.heap, self.ctl)?;
         root.check(DATA_START)?;
+        engine::check_in_file(&self.heap, &root)?;
         Ok(Writer {
             s: self,
             root,
@@ -284,6 +285,7 @@ impl Store {
         let heap = &self.heap;
         match engine::read(heap, self.ctl, |root| {
             root.check(DATA_START)?;
+            engine::check_in_file(heap, root)?;
             f(heap, root)
         }) {
             engine::Read::Done(r) => Ok(r?),
@@ -353,6 +355,7 @@ impl Writer<'_> {
         engine::commit(&self.s.heap, self.s.ctl, stores)?;
         self.root = engine::load_root(&self.s.heap, self.s.ctl)?;
         self.root.check(DATA_START)?;
+        engine::check_in_file(&self.s.heap, &self.root)?;
         Ok(())
     }
 
