@@ -34,7 +34,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use shmring::__internal::engine::{commit_hooks, Stage};
 use shmring::{
-    ContainerError, Kind, SegmentError, SharedList, SharedMap, TypedList, TypedMap, Value,
+    ContainerError, Kind, MapEntry, SegmentError, SharedList, SharedMap, TypedList, TypedMap, Value,
 };
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
@@ -733,7 +733,7 @@ enum Victim {
 }
 
 /// The content a map or a list shows, as one comparable list.
-fn content_map(m: &SharedMap) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn content_map(m: &SharedMap) -> Vec<MapEntry> {
     let mut e = m.entries().unwrap();
     e.sort();
     e
@@ -987,7 +987,7 @@ fn apply_chaos(m: &SharedMap, l: &SharedList, w: u64, op: &ChaosOp) {
 }
 
 /// The model of writer `w` after its first `n` operations.
-fn chaos_model(w: u64, n: u64) -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<Vec<u8>>) {
+fn chaos_model(w: u64, n: u64) -> (Vec<MapEntry>, Vec<Vec<u8>>) {
     let mut m: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
     let mut l: Vec<Vec<u8>> = Vec::new();
     for i in 0..n {
