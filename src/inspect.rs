@@ -162,7 +162,7 @@ impl SegmentReport {
                 },
                 _ => {
                     return Some(
-                        "holds shared state (a Value, Array or struct) that a later process                          may open by name (remove it with `shmring rm`)"
+                        "holds shared state (a Value, Array, struct, map or list) that a later process                          may open by name (remove it with `shmring rm`)"
                             .into(),
                     )
                 }

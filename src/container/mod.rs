@@ -77,6 +77,9 @@ const CTL_AT: u64 = LOCK_AT + (std::mem::size_of::<Lock>() as u64).next_multiple
 /// The first region's offset, and the header's `total_len`.
 const DATA_START: u64 = (CTL_AT + Ctl::LEN).next_multiple_of(PAGE);
 
+// The layout docs/design.md draws ("Shared containers").
+const _: () = assert!(CTL_AT == 272 && CTL_AT + Ctl::LEN == 624 && DATA_START == 4096);
+
 /// The largest limit a container accepts (addresses reserved per handle).
 const MAX_LIMIT: u64 = 1 << 40;
 
