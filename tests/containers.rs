@@ -1199,3 +1199,127 @@ fn scribbled_containers_give_typed_errors_only() {
         }
     });
 }
+
+// ---------------------------------------------------------------------------
+// A full file system; closures that panic or re-enter
+// ---------------------------------------------------------------------------
+
+/// A 1 MiB tmpfs mounted at a fresh directory, unmounted on drop. `None`
+/// where this process may not mount (not root, no CAP_SYS_ADMIN).
+struct SmallTmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallTmpfs {
+    fn mount() -> Option<SmallTmpfs> {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().ok()?;
+        let target = CString::new(dir.path().as_os_str().as_bytes()).ok()?;
+        let fs = CString::new("tmpfs").unwrap();
+        let data = CString::new("size=1m,mode=0700").unwrap();
+        // SAFETY: valid NUL-terminated strings that outlive the call.
+        let r = unsafe {
+            libc::mount(
+                fs.as_ptr(),
+                target.as_ptr(),
+                fs.as_ptr(),
+                0,
+                data.as_ptr().cast(),
+            )
+        };
+        (r == 0).then_some(SmallTmpfs { dir })
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let target = CString::new(self.dir.path().as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; MNT_DETACH never blocks.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+#[test]
+fn a_full_file_system_is_no_space_and_changes_nothing() {
+    run("no_space", |_| {
+        let Some(fs) = SmallTmpfs::mount() else {
+            eprintln!("skipped: this process cannot mount a tmpfs (needs root)");
+            return;
+        };
+        let m = SharedMap::builder()
+            .create_at(fs.dir.path().join("m"))
+            .unwrap();
+        let mut n = 0u32;
+        let err = loop {
+            match m.insert(&n.to_le_bytes(), &[9u8; 1000]) {
+                Ok(_) => n += 1,
+                Err(e) => break e,
+            }
+            assert!(n < 100_000, "a 1 MiB file system never filled");
+        };
+        assert!(matches!(err, ContainerError::NoSpace { .. }), "{err:?}");
+        // Nothing lost, nothing half-done, and it still works.
+        assert_eq!(m.len(), n as usize);
+        for i in 0..n {
+            assert_eq!(m.get(&i.to_le_bytes()).unwrap(), Some(vec![9u8; 1000]));
+        }
+        // A move needs the old region and the new one at once: on a full
+        // file system, room comes back by clearing (which releases the
+        // region).
+        m.clear().unwrap();
+        m.insert(b"small", b"fits").unwrap();
+        assert_eq!(m.get(b"small").unwrap(), Some(b"fits".to_vec()));
+    });
+}
+
+#[test]
+fn a_closure_that_panics_changes_nothing_and_one_that_writes_its_own_map_panics() {
+    run("closures", |_| {
+        let m = SharedMap::anonymous().unwrap();
+        m.insert(b"k", b"v").unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            m.update(b"k", |_| panic!("the closure fails")).unwrap();
+        }));
+        assert!(r.is_err());
+        // Unchanged, and the lock was released (this write would hang).
+        assert_eq!(m.get(b"k").unwrap(), Some(b"v".to_vec()));
+        m.insert(b"k2", b"v2").unwrap();
+        // Reading inside the closure is fine (readers take no lock)...
+        let seen = m
+            .update(b"k", |old| {
+                let other = m.get(b"k2").unwrap();
+                Some([old.unwrap(), &other.unwrap()].concat())
+            })
+            .unwrap();
+        assert_eq!(seen, Some(b"vv2".to_vec()));
+        // ...writing would wait for itself: a panic with a clear message.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = m.update(b"k", |_| {
+                let _ = m.insert(b"k3", b"x");
+                None
+            });
+        }));
+        let msg = r.unwrap_err();
+        let msg = msg
+            .downcast_ref::<&str>()
+            .copied()
+            .map(str::to_string)
+            .or_else(|| msg.downcast_ref::<String>().cloned())
+            .unwrap();
+        assert!(msg.contains("its own update"), "{msg}");
+        assert_eq!(m.get(b"k").unwrap(), Some(b"vv2".to_vec()));
+        assert_eq!(m.get(b"k3").unwrap(), None);
+        let l = SharedList::anonymous().unwrap();
+        l.extend([b"b".as_slice(), b"a"]).unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            l.sort_by(|_, _| panic!("no order")).unwrap();
+        }));
+        assert!(r.is_err());
+        assert_eq!(l.to_vec().unwrap(), vec![b"b".to_vec(), b"a".to_vec()]);
+        l.sort().unwrap();
+        assert_eq!(l.to_vec().unwrap(), vec![b"a".to_vec(), b"b".to_vec()]);
+    });
+}

@@ -80,7 +80,10 @@ fn check_reader(w: &Words) {
 }
 
 fn final_state(w: &Words) -> [u64; 4] {
-    assert!(!engine::pending(w, CTL), "a record or an odd seqlock was left");
+    assert!(
+        !engine::pending(w, CTL),
+        "a record or an odd seqlock was left"
+    );
     snapshot(w).expect("no writer is left")
 }
 
