@@ -422,6 +422,11 @@ fn names_kinds_and_types() {
                 .unwrap(),
             Some(5)
         );
+        // `shmring inspect` sees the kind and the entries; `gc` keeps it.
+        let rep = shmring::inspect::inspect(&shmring::inspect::Location::Named(name.to_string()))
+            .unwrap();
+        assert_eq!((rep.kind, rep.occupancy), (Kind::Map, Some(2)));
+        assert!(rep.keep_reason(true).is_some());
         // unlink: the name goes, the mappings stay.
         SharedMap::unlink(&name).unwrap();
         assert!(!name.exists());

@@ -80,6 +80,9 @@ const DATA_START: u64 = (CTL_AT + Ctl::LEN).next_multiple_of(PAGE);
 // The layout docs/design.md draws ("Shared containers").
 const _: () = assert!(CTL_AT == 272 && CTL_AT + Ctl::LEN == 624 && DATA_START == 4096);
 
+/// The file offset of the root's entry count (for `inspect`).
+pub(crate) const COUNT_AT: u64 = CTL_AT + 8 * (1 + engine::root::LEN as u64);
+
 /// The largest limit a container accepts (addresses reserved per handle).
 const MAX_LIMIT: u64 = 1 << 40;
 
