@@ -56,7 +56,7 @@ pub struct SegmentReport {
     pub flavor: Option<Flavor>,
     /// Capacity (queues), length (arrays), 1 (structs).
     pub capacity: u64,
-    /// Queues: messages queued now.
+    /// Queues: messages queued now; maps and lists: their entries.
     pub occupancy: Option<u64>,
     /// Byte queues: the largest message.
     pub max_message: Option<u64>,
@@ -162,7 +162,7 @@ impl SegmentReport {
                 },
                 _ => {
                     return Some(
-                        "holds shared state (a Value, Array or struct) that a later process                          may open by name (remove it with `shmring rm`)"
+                        "holds shared state (a Value, Array, struct, map or list) that a later process                          may open by name (remove it with `shmring rm`)"
                             .into(),
                     )
                 }
@@ -381,6 +381,9 @@ pub fn inspect(location: &Location) -> Result<SegmentReport, SegmentError> {
     let m = mappers(&report.path);
     report.mapped_by = m.pids;
     report.maps_unreadable = m.unreadable;
+    if kind.grows() {
+        report.occupancy = read_u64(&seg, crate::container::COUNT_AT);
+    }
     if is_queue && h.control_offset > 0 {
         let at = |field: usize| h.control_offset + field as u64;
         let head = read_u64(&seg, at(offset_of!(QueueControl, head)));

@@ -160,6 +160,20 @@ impl Root {
     }
 }
 
+/// Checks that the root's region lies inside the file, so that every walk
+/// over it (bounded by its length) is bounded by the file's real size, not
+/// by a number a peer could scribble.
+pub fn check_in_file<M: Mem>(mem: &M, root: &Root) -> Result<(), Corrupt> {
+    if root.is_bare() {
+        return Ok(());
+    }
+    let end = root.get(root::REGION) + root.get(root::REGION_LEN);
+    match end.checked_sub(8).and_then(|last| mem.word(last)) {
+        Some(_) => Ok(()),
+        None => Err(Corrupt("region outside the file")),
+    }
+}
+
 /// Reads the root words (Relaxed: the seqlock orders them, see [`read`]).
 pub fn load_root<M: Mem>(mem: &M, ctl: Ctl) -> Result<Root, Corrupt> {
     let words = mem

@@ -77,6 +77,12 @@ const CTL_AT: u64 = LOCK_AT + (std::mem::size_of::<Lock>() as u64).next_multiple
 /// The first region's offset, and the header's `total_len`.
 const DATA_START: u64 = (CTL_AT + Ctl::LEN).next_multiple_of(PAGE);
 
+// The layout docs/design.md draws ("Shared containers").
+const _: () = assert!(CTL_AT == 272 && CTL_AT + Ctl::LEN == 624 && DATA_START == 4096);
+
+/// The file offset of the root's entry count (for `inspect`).
+pub(crate) const COUNT_AT: u64 = CTL_AT + 8 * (1 + engine::root::LEN as u64);
+
 /// The largest limit a container accepts (addresses reserved per handle).
 const MAX_LIMIT: u64 = 1 << 40;
 
@@ -268,6 +274,7 @@ impl Store {
         }
         let root = engine::load_root(&self.heap, self.ctl)?;
         root.check(DATA_START)?;
+        engine::check_in_file(&self.heap, &root)?;
         Ok(Writer {
             s: self,
             root,
@@ -284,6 +291,7 @@ impl Store {
         let heap = &self.heap;
         match engine::read(heap, self.ctl, |root| {
             root.check(DATA_START)?;
+            engine::check_in_file(heap, root)?;
             f(heap, root)
         }) {
             engine::Read::Done(r) => Ok(r?),
@@ -353,6 +361,7 @@ impl Writer<'_> {
         engine::commit(&self.s.heap, self.s.ctl, stores)?;
         self.root = engine::load_root(&self.s.heap, self.s.ctl)?;
         self.root.check(DATA_START)?;
+        engine::check_in_file(&self.s.heap, &self.root)?;
         Ok(())
     }
 
