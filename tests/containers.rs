@@ -33,9 +33,9 @@ use common::{child_main, fork_raw, reap_raw, run, shared_mem, spawn_child, wait_
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use shmring::__internal::engine::{commit_hooks, Stage};
-use shmring::{
-    ContainerError, Kind, MapEntry, SegmentError, SharedList, SharedMap, TypedList, TypedMap, Value,
-};
+use shmring::{ContainerError, Kind, MapEntry, SegmentError, SharedList, SharedMap, Value};
+#[cfg(feature = "serde")]
+use shmring::{TypedList, TypedMap};
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -294,6 +294,7 @@ fn a_list_agrees_with_a_vec() {
 
 /// A dynamic value, as Python's: keys and values of several types in one
 /// map.
+#[cfg(feature = "serde")]
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 enum Py {
     Int(i64),
@@ -302,6 +303,7 @@ enum Py {
     None,
 }
 
+#[cfg(feature = "serde")]
 #[test]
 fn a_typed_map_holds_keys_and_values_of_several_types() {
     run("typed_map", |_| {
@@ -398,35 +400,8 @@ fn names_kinds_and_types() {
             }) => {}
             other => panic!("opened a Value as a map: {other:?}"),
         }
-        // Wrong types: a byte map is not a typed one, and typed maps of
-        // other types refuse each other.
-        assert!(matches!(
-            TypedMap::<String, u32>::open(&name),
-            Err(SegmentError::TypeMismatch { .. })
-        ));
-        let tname = ctx.name("typed");
-        let t = TypedMap::<String, u32>::create(&tname).unwrap();
-        t.insert(&"x".into(), &5).unwrap();
-        assert!(matches!(
-            TypedMap::<u32, u32>::open(&tname),
-            Err(SegmentError::TypeMismatch { .. })
-        ));
-        assert!(matches!(
-            SharedMap::open(&tname),
-            Err(SegmentError::TypeMismatch { .. })
-        ));
-        assert_eq!(
-            TypedMap::<String, u32>::open(&tname)
-                .unwrap()
-                .get(&"x".into())
-                .unwrap(),
-            Some(5)
-        );
-        // `shmring inspect` sees the kind and the entries; `gc` keeps it.
-        let rep = shmring::inspect::inspect(&shmring::inspect::Location::Named(name.to_string()))
-            .unwrap();
-        assert_eq!((rep.kind, rep.occupancy), (Kind::Map, Some(2)));
-        assert!(rep.keep_reason(true).is_some());
+        #[cfg(feature = "serde")]
+        typed_refusals(ctx, &name);
         // unlink: the name goes, the mappings stay.
         SharedMap::unlink(&name).unwrap();
         assert!(!name.exists());
@@ -435,8 +410,6 @@ fn names_kinds_and_types() {
             Err(SegmentError::NotFound(_))
         ));
         assert_eq!(other.get(b"b").unwrap(), Some(b"2".to_vec()));
-        drop(t);
-        TypedMap::<String, u32>::unlink(&tname).unwrap();
         // persist(false): the creating handle removes it.
         let pname = ctx.removed_name("private");
         let p = SharedList::builder().persist(false).create(&pname).unwrap();
@@ -445,6 +418,41 @@ fn names_kinds_and_types() {
         drop(p);
         assert!(!pname.exists());
     });
+}
+
+/// A byte map is not a typed one, and typed maps of other types refuse
+/// each other.
+#[cfg(feature = "serde")]
+fn typed_refusals(ctx: &common::Ctx, name: &str) {
+    assert!(matches!(
+        TypedMap::<String, u32>::open(name),
+        Err(SegmentError::TypeMismatch { .. })
+    ));
+    let tname = ctx.name("typed");
+    let t = TypedMap::<String, u32>::create(&tname).unwrap();
+    t.insert(&"x".into(), &5).unwrap();
+    assert!(matches!(
+        TypedMap::<u32, u32>::open(&tname),
+        Err(SegmentError::TypeMismatch { .. })
+    ));
+    assert!(matches!(
+        SharedMap::open(&tname),
+        Err(SegmentError::TypeMismatch { .. })
+    ));
+    assert_eq!(
+        TypedMap::<String, u32>::open(&tname)
+            .unwrap()
+            .get(&"x".into())
+            .unwrap(),
+        Some(5)
+    );
+    // `shmring inspect` sees the kind and the entries; `gc` keeps it.
+    let rep =
+        shmring::inspect::inspect(&shmring::inspect::Location::Named(name.to_string())).unwrap();
+    assert_eq!((rep.kind, rep.occupancy), (Kind::Map, Some(2)));
+    assert!(rep.keep_reason(true).is_some());
+    drop(t);
+    TypedMap::<String, u32>::unlink(&tname).unwrap();
 }
 
 #[test]

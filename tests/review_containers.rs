@@ -6,13 +6,13 @@
 //! Tests named `break_*` fail on the code under review: each is a minimal
 //! reproduction of a broken promise. The others are attacks that held, kept
 //! as regression tests.
-#![cfg(not(loom))]
+#![cfg(all(not(loom), feature = "serde"))]
 
 mod common;
 
 use common::{
-    child_main, fork_raw, reap_raw, run, run_in_child, spawn_child, wait_ok, wait_status,
-    watchdog, Rng,
+    child_main, fork_raw, reap_raw, run, run_in_child, spawn_child, wait_ok, wait_status, watchdog,
+    Rng,
 };
 use shmring::__internal::engine::{commit_hooks, Stage};
 use shmring::{
@@ -229,7 +229,10 @@ fn break_shared_records_make_entries_allocate_quadratically() {
         match m.entries() {
             Err(e) => assert!(typed_error(&e), "{e:?}"),
             Ok(entries) => {
-                let bytes: u64 = entries.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+                let bytes: u64 = entries
+                    .iter()
+                    .map(|(k, v)| (k.len() + v.len()) as u64)
+                    .sum();
                 assert!(
                     bytes <= file_len,
                     "entries() of a {file_len}-byte file returned {} entries holding {bytes} \
@@ -365,7 +368,10 @@ fn child_rv_many_handles() {
         // others.
         std::mem::forget(handles.pop());
         handles[0].insert(b"k2", b"v2").unwrap();
-        assert_eq!(handles[handles.len() - 1].get(b"k2").unwrap(), Some(b"v2".to_vec()));
+        assert_eq!(
+            handles[handles.len() - 1].get(b"k2").unwrap(),
+            Some(b"v2".to_vec())
+        );
     });
 }
 
@@ -408,7 +414,10 @@ fn held_a_seqlock_scribbled_odd_is_repaired_by_the_next_user() {
             let s = peek(&f, SEQ);
             poke(&f, SEQ, s | 1);
             let k = round % 100;
-            assert_eq!(m.get(&k.to_le_bytes()).unwrap(), Some(k.to_be_bytes().to_vec()));
+            assert_eq!(
+                m.get(&k.to_le_bytes()).unwrap(),
+                Some(k.to_be_bytes().to_vec())
+            );
             assert_eq!(peek(&f, SEQ) & 1, 0, "the reader left the word odd");
         }
         assert_eq!(m.repairs(), before + 20);
@@ -417,7 +426,10 @@ fn held_a_seqlock_scribbled_odd_is_repaired_by_the_next_user() {
         poke(&f, REDO_LEN, 3);
         let e = m.insert(b"x", b"y").unwrap_err();
         assert!(matches!(e, ContainerError::Corrupted(_)), "{e:?}");
-        assert_eq!(m.get(&7u32.to_le_bytes()).unwrap(), Some(7u32.to_be_bytes().to_vec()));
+        assert_eq!(
+            m.get(&7u32.to_le_bytes()).unwrap(),
+            Some(7u32.to_be_bytes().to_vec())
+        );
         let e = m.insert(b"x", b"y").unwrap_err();
         assert!(matches!(e, ContainerError::Corrupted(_)), "{e:?}");
         poke(&f, REDO_LEN, 0);
@@ -451,7 +463,11 @@ fn held_root_words_scribbled_huge_give_typed_errors() {
                 }
                 m.remove(&3u32.to_le_bytes()).unwrap();
                 let (mf, lf) = (file(&mname.path()), file(&lname.path()));
-                let flen = mf.metadata().unwrap().len().max(lf.metadata().unwrap().len());
+                let flen = mf
+                    .metadata()
+                    .unwrap()
+                    .len()
+                    .max(lf.metadata().unwrap().len());
                 let v = [
                     u64::MAX,
                     u64::MAX - 7,
@@ -590,7 +606,11 @@ fn big_value(i: u64) -> Vec<u8> {
 }
 
 fn key_index(k: &[u8]) -> Option<u64> {
-    std::str::from_utf8(k).ok()?.strip_prefix("key-")?.parse().ok()
+    std::str::from_utf8(k)
+        .ok()?
+        .strip_prefix("key-")?
+        .parse()
+        .ok()
 }
 
 /// The writer: step `i` inserts key `i` and, every fifth step, removes key
@@ -785,7 +805,10 @@ fn held_wrong_kinds_are_refused_both_ways() {
         let e = TypedList::<u64>::open(&mname).unwrap_err();
         assert!(wrong(&e), "a map as a TypedList: {e:?}");
         let e = TypedMap::<Vec<u8>, Vec<u8>>::open(&mname).unwrap_err();
-        assert!(wrong(&e), "a byte map as a TypedMap<Vec<u8>, Vec<u8>>: {e:?}");
+        assert!(
+            wrong(&e),
+            "a byte map as a TypedMap<Vec<u8>, Vec<u8>>: {e:?}"
+        );
 
         let qname = ctx.name("queue");
         let _q = Queue::<u64>::create(&qname, Flavor::Mpmc, 64).unwrap();
@@ -919,8 +942,11 @@ fn held_eight_threads_on_one_handle() {
                                 break;
                             }
                         }
-                        m.insert(&[t as u8, i as u8, (i >> 8) as u8], &vec![t as u8; i as usize])
-                            .unwrap();
+                        m.insert(
+                            &[t as u8, i as u8, (i >> 8) as u8],
+                            &vec![t as u8; i as usize],
+                        )
+                        .unwrap();
                         l.push(&[t as u8, i as u8, (i >> 8) as u8]).unwrap();
                         tl.push(&(t, i)).unwrap();
                     }
@@ -1022,7 +1048,9 @@ fn held_values_of_several_mb() {
     run("rv_bigval", |ctx| {
         let name = ctx.name("map");
         let m = SharedMap::create(&name).unwrap();
-        let big: Vec<u8> = (0..6 << 20).map(|i: u32| (i * 7 + i / 4096) as u8).collect();
+        let big: Vec<u8> = (0..6 << 20)
+            .map(|i: u32| (i * 7 + i / 4096) as u8)
+            .collect();
         m.insert(b"big", &big).unwrap();
         m.insert(b"small", b"s").unwrap();
         assert_eq!(m.get(b"big").unwrap().as_deref(), Some(&big[..]));
@@ -1043,7 +1071,10 @@ fn held_values_of_several_mb() {
         tl.push(&big).unwrap();
         assert_eq!(tl.get(0).unwrap().as_deref(), Some(&big[..]));
         // Over a limit: Full, nothing changed.
-        let lim = SharedMap::builder().limit(4 << 20).create_anonymous().unwrap();
+        let lim = SharedMap::builder()
+            .limit(4 << 20)
+            .create_anonymous()
+            .unwrap();
         lim.insert(b"a", b"1").unwrap();
         let e = lim.insert(b"big", &big).unwrap_err();
         assert!(matches!(e, ContainerError::Full { .. }), "{e:?}");
@@ -1064,14 +1095,29 @@ fn held_bad_input_at_the_edges() {
             l.set(0, b"x"),
             Err(ContainerError::OutOfRange { index: 0, len: 0 })
         ));
-        assert!(matches!(l.remove(0), Err(ContainerError::OutOfRange { .. })));
-        assert!(matches!(l.insert(1, b"x"), Err(ContainerError::OutOfRange { .. })));
+        assert!(matches!(
+            l.remove(0),
+            Err(ContainerError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            l.insert(1, b"x"),
+            Err(ContainerError::OutOfRange { .. })
+        ));
         l.push(b"a").unwrap();
         for i in [usize::MAX, usize::MAX / 2, 1 << 63, 2] {
             assert_eq!(l.get(i).unwrap(), None);
-            assert!(matches!(l.set(i, b"x"), Err(ContainerError::OutOfRange { .. })));
-            assert!(matches!(l.insert(i, b"x"), Err(ContainerError::OutOfRange { .. })));
-            assert!(matches!(l.remove(i), Err(ContainerError::OutOfRange { .. })));
+            assert!(matches!(
+                l.set(i, b"x"),
+                Err(ContainerError::OutOfRange { .. })
+            ));
+            assert!(matches!(
+                l.insert(i, b"x"),
+                Err(ContainerError::OutOfRange { .. })
+            ));
+            assert!(matches!(
+                l.remove(i),
+                Err(ContainerError::OutOfRange { .. })
+            ));
         }
         l.truncate(usize::MAX).unwrap();
         assert_eq!(l.to_vec().unwrap(), vec![b"a".to_vec()]);
@@ -1082,17 +1128,29 @@ fn held_bad_input_at_the_edges() {
             if bad == 0 {
                 continue; // 0 is "no limit"
             }
-            let e = SharedMap::builder().limit(bad).create_anonymous().unwrap_err();
-            assert!(matches!(e, SegmentError::InvalidArgument(_)), "{bad}: {e:?}");
+            let e = SharedMap::builder()
+                .limit(bad)
+                .create_anonymous()
+                .unwrap_err();
+            assert!(
+                matches!(e, SegmentError::InvalidArgument(_)),
+                "{bad}: {e:?}"
+            );
         }
         // The smallest limit accepted holds nothing, and says so.
         let tiny = SharedMap::builder().limit(4096).create_anonymous().unwrap();
-        assert!(matches!(tiny.insert(b"k", b"v"), Err(ContainerError::Full { .. })));
+        assert!(matches!(
+            tiny.insert(b"k", b"v"),
+            Err(ContainerError::Full { .. })
+        ));
         assert!(tiny.is_empty());
         let m = SharedMap::anonymous().unwrap();
         m.insert(b"", b"").unwrap();
         assert_eq!(m.get(b"").unwrap(), Some(Vec::new()));
-        assert_eq!(m.compare_and_swap(b"", None, None).unwrap(), Err(Some(Vec::new())));
+        assert_eq!(
+            m.compare_and_swap(b"", None, None).unwrap(),
+            Err(Some(Vec::new()))
+        );
         assert_eq!(m.compare_and_swap(b"x", None, None).unwrap(), Ok(()));
         assert!(!m.contains_key(b"x").unwrap());
     });
@@ -1115,10 +1173,14 @@ fn held_typed_map_float_keys_compare_by_bits() {
         assert!(m.get(&f64::INFINITY).unwrap().unwrap().is_nan());
         // compare_and_swap compares encodings: a NaN value matches itself.
         assert_eq!(
-            m.compare_and_swap(&f64::INFINITY, Some(&f64::NAN), Some(&3.0)).unwrap(),
+            m.compare_and_swap(&f64::INFINITY, Some(&f64::NAN), Some(&3.0))
+                .unwrap(),
             Ok(())
         );
-        assert_eq!(m.update(&1.5, |o| Some(o.unwrap_or(0.5) * 2.0)).unwrap(), Some(1.0));
+        assert_eq!(
+            m.update(&1.5, |o| Some(o.unwrap_or(0.5) * 2.0)).unwrap(),
+            Some(1.0)
+        );
         let l = TypedList::<f32>::anonymous().unwrap();
         l.extend([3.0, f32::NAN, -0.0, 0.0, -1.0]).unwrap();
         l.sort_by(|a, b| a.total_cmp(b)).unwrap();
@@ -1135,7 +1197,9 @@ fn held_typed_map_float_keys_compare_by_bits() {
 fn held_sort_by_with_an_inconsistent_comparator() {
     run("rv_sort", |_| {
         let l = SharedList::anonymous().unwrap();
-        let items: Vec<Vec<u8>> = (0..200u32).map(|i| (i * 37 % 200).to_le_bytes().to_vec()).collect();
+        let items: Vec<Vec<u8>> = (0..200u32)
+            .map(|i| (i * 37 % 200).to_le_bytes().to_vec())
+            .collect();
         l.extend(&items).unwrap();
         let mut rng = Rng::new(9);
         for round in 0..20 {
@@ -1198,12 +1262,21 @@ fn child_rv_fork_persist() {
         }
         assert_eq!(reap_raw(pid), 0);
         let path = std::path::Path::new(common::SHM_DIR).join(name);
-        assert!(path.exists(), "a fork child's drop removed the creator's name");
-        assert_eq!(SharedMap::open(name).unwrap().get(b"c").unwrap(), Some(b"1".to_vec()));
+        assert!(
+            path.exists(),
+            "a fork child's drop removed the creator's name"
+        );
+        assert_eq!(
+            SharedMap::open(name).unwrap().get(b"c").unwrap(),
+            Some(b"1".to_vec())
+        );
         // A forgotten second handle changes nothing for the creator's drop.
         std::mem::forget(SharedMap::open(name).unwrap());
         drop(m);
-        assert!(!path.exists(), "persist(false): the creator's drop removes the name");
+        assert!(
+            !path.exists(),
+            "persist(false): the creator's drop removes the name"
+        );
     });
 }
 

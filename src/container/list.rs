@@ -220,6 +220,7 @@ impl SharedList {
         &self.store
     }
 
+    #[cfg(feature = "serde")]
     pub(crate) fn from_store(store: Store) -> SharedList {
         SharedList { store }
     }
@@ -270,7 +271,18 @@ impl SharedList {
 
     /// Appends `value`.
     pub fn push(&self, value: &[u8]) -> Result<(), ContainerError> {
-        self.extend([value])
+        check_item(value.len())?;
+        let need = engine::record_len(0, value.len());
+        let mut w = self.store.write()?;
+        ensure(&mut w, 1, need)?;
+        let r = w.root;
+        let top = r.get(root::TOP);
+        engine::store(w.mem(), pos(&r, active(&r), r.count()), top)?;
+        engine::write_record(w.mem(), top, 0, &[], value)?;
+        w.commit(&[
+            (w.root_at(root::LEN), r.count() + 1),
+            (w.root_at(root::TOP), top + need),
+        ])
     }
 
     /// Appends every item, as one atomic step (other processes see all of

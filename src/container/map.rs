@@ -184,12 +184,23 @@ pub(crate) fn modify<'v, R>(
     key: &[u8],
     decide: impl FnOnce(Option<&[u8]>) -> (Change<'v>, R),
 ) -> Result<R, ContainerError> {
+    modify_with(store, key, true, decide)
+}
+
+/// [`modify`], where `read_old: false` skips copying the current value
+/// out (`decide` then sees `None`): for blind writes.
+fn modify_with<'v, R>(
+    store: &Store,
+    key: &[u8],
+    read_old: bool,
+    decide: impl FnOnce(Option<&[u8]>) -> (Change<'v>, R),
+) -> Result<R, ContainerError> {
     check_item(key.len())?;
     let hash = engine::hash(key);
     let mut w = store.write()?;
     let found = probe(w.mem(), &w.root, hash, key)?;
     let old = match &found {
-        Probe::Found { rec, .. } => {
+        Probe::Found { rec, .. } if read_old => {
             let mut v = Vec::new();
             engine::record_value(w.mem(), rec, &mut v)?;
             Some(v)
@@ -351,6 +362,7 @@ impl SharedMap {
         &self.store
     }
 
+    #[cfg(feature = "serde")]
     pub(crate) fn from_store(store: Store) -> SharedMap {
         SharedMap { store }
     }
@@ -405,6 +417,16 @@ impl SharedMap {
         modify(&self.store, key, |old| {
             (Change::Set(value), old.map(<[u8]>::to_vec))
         })
+    }
+
+    /// Stores `value` under `key`, without copying out the value it
+    /// replaces (Python's `d[k] = v`): [`insert`](Self::insert) without the
+    /// copy.
+    ///
+    /// # Errors
+    /// As [`insert`](Self::insert); nothing changed.
+    pub fn set(&self, key: &[u8], value: &[u8]) -> Result<(), ContainerError> {
+        modify_with(&self.store, key, false, |_| (Change::Set(value), ()))
     }
 
     /// Removes `key`; returns its value.

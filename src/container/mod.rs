@@ -92,19 +92,44 @@ pub(crate) fn bytes_desc() -> TypeDesc {
 }
 
 /// A type description for the header from names (the serde types of a
-/// typed face): size 0, a fingerprint of the names.
+/// typed face): size 0, a fingerprint of the names without their module
+/// paths (see [`bare_type_name`]).
 pub(crate) fn named_desc(shown: &str, names: &[&str]) -> TypeDesc {
     let mut h = Fnv::new();
     for n in names {
-        h.bytes(n.as_bytes());
+        h.bytes(bare_type_name(n).as_bytes());
         h.bytes(&[0]);
     }
     TypeDesc {
         size: 0,
         align: 1,
         fingerprint: h.finish(),
-        name: TypeName::new(shown),
+        name: TypeName::new(&bare_type_name(shown)),
     }
+}
+
+/// A type's name without module paths: `alloc::string::String` is
+/// `String`, `core::option::Option<app::Py>` is `Option<Py>`. Separate
+/// programs that each declare the same `Py` (a serde type: its encoding is
+/// what must agree, not where it is declared) then open each other's typed
+/// containers; two types of one name but different encodings would not be
+/// told apart, which decoding then reports (`Decode`).
+pub(crate) fn bare_type_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut word = 0; // where the current path segment starts in `out`
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ':' && chars.peek() == Some(&':') {
+            chars.next();
+            out.truncate(word);
+        } else {
+            out.push(c);
+            if !(c.is_alphanumeric() || c == '_') {
+                word = out.len();
+            }
+        }
+    }
+    out
 }
 
 fn header_fields(kind: Kind, desc: TypeDesc, limit: u64) -> HeaderFields {
@@ -489,8 +514,8 @@ macro_rules! container_builder_methods {
 
         /// Creates an anonymous container (a memfd): shared with children
         /// forked after this call, or passed to an exec'd one by its fd
-        /// ([`raw_fd`](<$handle>::raw_fd), then `from_fd`); it goes with
-        /// the last mapping.
+        /// (the handle's `raw_fd`, then `from_fd`); it goes with the last
+        /// mapping.
         pub fn create_anonymous(self) -> Result<$handle, crate::SegmentError> {
             self.make(crate::shm::segment::Location::Anonymous)
         }
@@ -614,3 +639,22 @@ macro_rules! container_handle_methods {
     };
 }
 pub(crate) use container_handle_methods;
+
+#[cfg(test)]
+mod tests {
+    use super::bare_type_name;
+
+    #[test]
+    fn type_names_lose_their_paths() {
+        assert_eq!(bare_type_name("alloc::string::String"), "String");
+        assert_eq!(
+            bare_type_name("core::option::Option<app::Py>"),
+            "Option<Py>"
+        );
+        assert_eq!(
+            bare_type_name("(u32, alloc::vec::Vec<a::b::C<d::E, 3>>)"),
+            "(u32, Vec<C<E, 3>>)"
+        );
+        assert_eq!(bare_type_name("[u8; 4]"), "[u8; 4]");
+    }
+}
