@@ -3,9 +3,11 @@
 //! ("Shared containers"), with the public API and real processes only (the
 //! file is written directly where the attack is a scribbling peer).
 //!
-//! Tests named `break_*` fail on the code under review: each is a minimal
-//! reproduction of a broken promise. The others are attacks that held, kept
-//! as regression tests.
+//! Tests named `fixed_*` broke a promise of the first version (each a
+//! minimal reproduction; all fixed since: checked counts, a record budget
+//! for walks, readers that read through a stopped commit's redo record,
+//! one mapping per file per process, a checked `len`). The `held_*` ones
+//! are attacks that held. All stay as regression tests.
 #![cfg(all(not(loom), feature = "serde"))]
 
 mod common;
@@ -115,7 +117,7 @@ fn value_len_at(f: &std::fs::File, off: u64) -> u64 {
 /// `Change::Remove`): a panic with overflow checks (debug, tests), and in a
 /// release build a committed `len` of `u64::MAX` that bricks the map.
 #[test]
-fn break_scribbled_len_zero_makes_remove_panic() {
+fn fixed_scribbled_len_zero_makes_remove_panic() {
     run("rv_len0", |ctx| {
         let name = ctx.name("map");
         let m = SharedMap::create(&name).unwrap();
@@ -144,7 +146,7 @@ fn break_scribbled_len_zero_makes_remove_panic() {
 /// scribbled to 0; an insert that lands on the tombstone computes
 /// `r.get(TOMBS) - 1` (map.rs, `put`, the `Vacant` arm).
 #[test]
-fn break_scribbled_tombs_zero_makes_insert_panic() {
+fn fixed_scribbled_tombs_zero_makes_insert_panic() {
     run("rv_tombs0", |ctx| {
         let name = ctx.name("map");
         let m = SharedMap::create(&name).unwrap();
@@ -170,7 +172,7 @@ fn break_scribbled_tombs_zero_makes_insert_panic() {
 /// then aborts. A root that fails its checks makes `len()` say 0: an
 /// "empty" map, indistinguishable from a real one.
 #[test]
-fn break_len_returns_an_unchecked_count() {
+fn fixed_len_returns_an_unchecked_count() {
     run("rv_len", |ctx| {
         let (mname, lname) = (ctx.name("map"), ctx.name("list"));
         let m = SharedMap::create(&mname).unwrap();
@@ -207,7 +209,7 @@ fn break_len_returns_an_unchecked_count() {
 /// `list::records` never check that records are distinct (or that their
 /// total size fits the arena).
 #[test]
-fn break_shared_records_make_entries_allocate_quadratically() {
+fn fixed_shared_records_make_entries_allocate_quadratically() {
     run("rv_dupmap", |ctx| {
         let name = ctx.name("map");
         let m = SharedMap::create(&name).unwrap();
@@ -247,7 +249,7 @@ fn break_shared_records_make_entries_allocate_quadratically() {
 /// The list's face of the same hole: every position names one record, so
 /// `to_vec()` returns it `len` times.
 #[test]
-fn break_shared_records_make_to_vec_allocate_quadratically() {
+fn fixed_shared_records_make_to_vec_allocate_quadratically() {
     run("rv_duplist", |ctx| {
         let name = ctx.name("list");
         let l = SharedList::create(&name).unwrap();
@@ -310,7 +312,7 @@ fn child_rv_stop_mid_commit() {
 /// stopped writer "stops other writers". Here a reader of an unrelated key
 /// waits 20 s and more.
 #[test]
-fn break_a_writer_paused_mid_commit_blocks_readers() {
+fn fixed_a_writer_paused_mid_commit_blocks_readers() {
     run("rv_stopped", |ctx| {
         let name = ctx.name("map");
         let m = Arc::new(SharedMap::create(&name).unwrap());
@@ -384,7 +386,7 @@ fn child_rv_many_handles() {
 /// addresses for good. The 2,000th open fails with `Io(ENOMEM)`, a cap that
 /// is documented nowhere.
 #[test]
-fn break_a_process_runs_out_of_addresses_after_2000_handles() {
+fn fixed_a_process_runs_out_of_addresses_after_2000_handles() {
     run("rv_handles", |ctx| {
         let name = ctx.name("map");
         let m = SharedMap::create(&name).unwrap();
@@ -483,7 +485,7 @@ fn held_root_words_scribbled_huge_give_typed_errors() {
                     0,
                 ][vi];
                 // `len` or `tombs` scribbled small are the underflows of
-                // `break_scribbled_{len,tombs}_zero_*`: left to those.
+                // `fixed_scribbled_{len,tombs}_zero_*`: left to those.
                 if v <= 1 && (w == LEN || w == TOMBS) {
                     continue;
                 }
@@ -626,7 +628,7 @@ fn child_rv_move_writer() {
             .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()));
         loop {
             m.insert(&big_key(i), &big_value(i)).unwrap();
-            if i % 5 == 0 && i >= 5 {
+            if i.is_multiple_of(5) && i >= 5 {
                 m.remove(&big_key(i - 5)).unwrap();
             }
             m.insert(b"next", &(i + 1).to_le_bytes()).unwrap();

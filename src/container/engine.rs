@@ -32,6 +32,72 @@ pub trait Mem {
     fn word(&self, off: u64) -> Option<&AtomicU64> {
         self.words(off, 1).map(|w| &w[0])
     }
+
+    /// The value of the word at `off` (Relaxed: see [`read`], or the writer
+    /// lock), as this view of the memory shows it: an [`Overlay`] shows a
+    /// commit's stores on top.
+    fn load(&self, off: u64) -> Option<u64> {
+        self.word(off).map(|w| w.load(Ordering::Relaxed))
+    }
+}
+
+/// Memory seen with a commit's stores applied on top: what a reader that
+/// arrives while a commit is being applied (the seqlock odd) reads, so that
+/// it needs neither wait for the writer nor repair a dead one. Records are
+/// never targets of a commit's stores (they are written before it), so
+/// only word loads (`load`) see the overlay; byte copies read the memory.
+pub struct Overlay<'a, M> {
+    mem: &'a M,
+    n: usize,
+    stores: [(u64, u64); REDO_MAX],
+}
+
+impl<'a, M: Mem> Overlay<'a, M> {
+    /// The memory as it is.
+    pub fn none(mem: &'a M) -> Self {
+        Overlay {
+            mem,
+            n: 0,
+            stores: [(0, 0); REDO_MAX],
+        }
+    }
+}
+
+impl<M: Mem> Mem for Overlay<'_, M> {
+    fn words(&self, off: u64, n: u64) -> Option<&[AtomicU64]> {
+        self.mem.words(off, n)
+    }
+
+    fn load(&self, off: u64) -> Option<u64> {
+        // The last store to a word wins, as when applied in order.
+        match self.stores[..self.n].iter().rev().find(|s| s.0 == off) {
+            Some(&(_, val)) => self.mem.word(off).map(|_| val),
+            None => self.mem.load(off),
+        }
+    }
+}
+
+/// The complete redo record, as an overlay of `mem`; `None` if there is
+/// none or it fails its checks (a scribbled record, or a reader that read
+/// it while it changed: the seqlock re-check tells).
+fn recorded<M: Mem>(mem: &M, ctl: Ctl) -> Option<Overlay<'_, M>> {
+    let n = mem.load(ctl.redo_len())?;
+    if n == 0 || n > REDO_MAX as u64 {
+        return None;
+    }
+    let mut o = Overlay::none(mem);
+    o.n = n as usize;
+    let slots = mem.words(ctl.redo(0), 2 * REDO_MAX as u64)?;
+    for (i, s) in o.stores.iter_mut().enumerate().take(o.n) {
+        // Relaxed: ordered by the caller's Acquire load of the odd
+        // seqlock word, which the record's stores happen-before.
+        *s = (
+            slots[2 * i].load(Ordering::Relaxed),
+            slots[2 * i + 1].load(Ordering::Relaxed),
+        );
+    }
+    let sum = mem.load(ctl.redo_sum())?;
+    (sum == redo_checksum(&o.stores[..o.n])).then_some(o)
 }
 
 /// Words of the published root, in order after the seqlock word.
@@ -176,14 +242,11 @@ pub fn check_in_file<M: Mem>(mem: &M, root: &Root) -> Result<(), Corrupt> {
 
 /// Reads the root words (Relaxed: the seqlock orders them, see [`read`]).
 pub fn load_root<M: Mem>(mem: &M, ctl: Ctl) -> Result<Root, Corrupt> {
-    let words = mem
-        .words(ctl.root(0), root::WORDS as u64)
-        .ok_or(Corrupt("control block out of range"))?;
     let mut r = Root::default();
-    for (out, w) in r.w.iter_mut().zip(words) {
-        // Relaxed: validated by the seqlock re-check (readers) or ordered
-        // by the writer lock (writers).
-        *out = w.load(Ordering::Relaxed);
+    for (i, out) in r.w.iter_mut().enumerate() {
+        *out = mem
+            .load(ctl.root(i))
+            .ok_or(Corrupt("control block out of range"))?;
     }
     Ok(r)
 }
@@ -204,27 +267,42 @@ const READ_ATTEMPTS: u32 = 64;
 /// reads the root and whatever it names with Relaxed loads, and its result
 /// is kept only if the seqlock word did not move meanwhile.
 ///
+/// A reader that arrives while a commit is being applied (the word odd)
+/// does not wait: the commit's complete redo record is there, so it reads
+/// the memory with the record's stores on top ([`Overlay`]), the state
+/// after the commit, whether the writer is running, stopped, or dead.
+///
 /// `f` must be prepared for anything (it may see a half-moved container):
 /// every check it makes returns `Corrupt` rather than trusting a word, and
 /// such a result counts only if the snapshot was stable.
 pub fn read<M: Mem, R>(
     mem: &M,
     ctl: Ctl,
-    mut f: impl FnMut(&Root) -> Result<R, Corrupt>,
+    mut f: impl FnMut(&Overlay<'_, M>, &Root) -> Result<R, Corrupt>,
 ) -> Read<R> {
     let Some(seq) = mem.word(ctl.seq()) else {
         return Read::Done(Err(Corrupt("control block out of range")));
     };
     for _ in 0..READ_ATTEMPTS {
-        // Acquire: pairs with the Release store that ended the last commit,
-        // so everything it published (root, index, records) is visible.
+        // Acquire: pairs with the Release store that ended the last commit
+        // (even), so everything it published (root, index, records) is
+        // visible; or with the Release store that began this one (odd), so
+        // its complete redo record is.
         let s1 = seq.load(Ordering::Acquire);
-        if s1 & 1 == 1 {
-            // A commit is being applied: a handful of stores.
-            spin_loop();
-            continue;
-        }
-        let r = load_root(mem, ctl).and_then(|root| f(&root));
+        let view = if s1 & 1 == 1 {
+            match recorded(mem, ctl) {
+                Some(o) => o,
+                None => {
+                    // No valid record behind an odd word: a scribble. The
+                    // lock path repairs it.
+                    spin_loop();
+                    continue;
+                }
+            }
+        } else {
+            Overlay::none(mem)
+        };
+        let r = load_root(&view, ctl).and_then(|root| f(&view, &root));
         // Acquire fence: if any load above saw a store a writer made after
         // its odd store (and Release fence), that odd store happens-before
         // the re-check below, which then differs.
@@ -362,9 +440,11 @@ pub fn commit_until<M: Mem>(
     // The seqlock write section: odd, the stores, even.
     // Relaxed: only the lock holder writes the seqlock word.
     let s = seq.load(Ordering::Relaxed) | 1;
-    // Relaxed store, then a Release fence: a reader that sees any of the
-    // stores below sees this odd value in its re-check (see `read`).
-    seq.store(s, Ordering::Relaxed);
+    // Release: a reader that loads this odd value (Acquire) sees the
+    // complete redo record and reads through it (see `read`). Then a
+    // Release fence: a reader that sees any of the stores below sees this
+    // odd value in its re-check.
+    seq.store(s, Ordering::Release);
     fence(Ordering::Release);
     let half = stores.len() / 2;
     store_all(mem, &stores[..half]);
@@ -398,8 +478,8 @@ fn store_all<M: Mem>(mem: &M, stores: &[(u64, u64)]) {
 fn apply<M: Mem>(mem: &M, seq: &AtomicU64, stores: &[(u64, u64)]) {
     // Relaxed: only the lock holder writes the seqlock word.
     let s = seq.load(Ordering::Relaxed) | 1;
-    // Relaxed, then a Release fence: as in `commit_until`.
-    seq.store(s, Ordering::Relaxed);
+    // Release, then a Release fence: as in `commit_until`.
+    seq.store(s, Ordering::Release);
     fence(Ordering::Release);
     store_all(mem, stores);
     // Release: as in `commit_until`.
@@ -531,6 +611,28 @@ impl Record {
     }
     fn value_at(&self) -> u64 {
         self.key_at() + 8 * words_for(self.key_len)
+    }
+}
+
+/// The record bytes a walk over every entry may find: the published part
+/// of the arena. Live records never overlap, so their sizes add up to no
+/// more; a scribbled index that names one record many times is caught here
+/// before the walk copies (and allocates) more than the file holds.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget(u64);
+
+impl Budget {
+    /// The budget of a checked root.
+    pub fn of(root: &Root) -> Budget {
+        Budget(root.get(root::TOP).saturating_sub(root.get(root::ARENA)))
+    }
+
+    /// Counts a record against the budget.
+    pub fn take(&mut self, r: &Record) -> Result<(), Corrupt> {
+        self.0 = self.0.checked_sub(r.size()).ok_or(Corrupt(
+            "entries name more record bytes than the arena holds",
+        ))?;
+        Ok(())
     }
 }
 
@@ -666,9 +768,7 @@ pub fn zero<M: Mem>(mem: &M, off: u64, n: u64) -> Result<(), Corrupt> {
 
 /// Loads one word (Relaxed; see `read` / the writer lock).
 pub fn load<M: Mem>(mem: &M, off: u64) -> Result<u64, Corrupt> {
-    mem.word(off)
-        .map(|w| w.load(Ordering::Relaxed))
-        .ok_or(Corrupt("index out of range"))
+    mem.load(off).ok_or(Corrupt("index out of range"))
 }
 
 /// Stores one word into unpublished space (Relaxed: the commit publishes).

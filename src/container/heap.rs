@@ -9,6 +9,9 @@
 //! as large as the container may become, so growing never moves a mapping
 //! and never invalidates a pointer another thread of this process holds.
 //!
+//! Every handle of one file in one process shares one mapping
+//! ([`Heap::shared`]).
+//!
 //! Pages past the end of a file fault with `SIGBUS`, so no word is handed
 //! out past the length this process has seen: `known`, refreshed with one
 //! `fstat` only when a root names an offset beyond it (once per growth, per
@@ -17,8 +20,9 @@
 use super::engine::Mem;
 use crate::error::ContainerError;
 use crate::loom::{AtomicU64, Ordering};
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
+use std::sync::{Arc, Mutex, Weak};
 
 /// Addresses reserved per handle when the container has no larger limit:
 /// the most a container without a limit can grow to.
@@ -32,9 +36,9 @@ pub(crate) struct Heap {
     /// anonymous files are sealed against it, and named ones are shrunk by
     /// no shmring code).
     known: AtomicU64,
-    /// The file, owned by the segment this heap belongs to (which outlives
-    /// it: see `Store`).
-    fd: RawFd,
+    /// The file: a descriptor of its own (a duplicate of the first
+    /// opener's), so the mapping outlives any one handle.
+    fd: OwnedFd,
 }
 
 // SAFETY: the heap is a mapping of shared memory that every access reaches
@@ -63,11 +67,51 @@ fn file_size(fd: RawFd) -> std::io::Result<u64> {
     Ok(st.st_size as u64)
 }
 
+/// The heaps of this process, one per file (device, inode) and reserve:
+/// every handle of a container in one process shares one mapping, so a
+/// process may hold any number of handles (each mapping reserves 64 GiB of
+/// addresses). An entry's heap keeps its file open, so its inode cannot be
+/// reused by another file while the entry can be upgraded.
+type Registry = Vec<((u64, u64), u64, Weak<Heap>)>;
+
+fn registry() -> std::sync::MutexGuard<'static, Registry> {
+    static HEAPS: Mutex<Registry> = Mutex::new(Vec::new());
+    HEAPS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn file_id(fd: RawFd) -> std::io::Result<(u64, u64)> {
+    // SAFETY: `stat` is plain data, written by fstat before we read it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is an open descriptor; `st` is a valid out-pointer.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((st.st_dev, st.st_ino))
+}
+
 impl Heap {
+    /// This process's heap of the file `fd` names, with at least `reserve`
+    /// bytes of addresses: the one already mapped, or a new one.
+    pub(crate) fn shared(fd: BorrowedFd<'_>, reserve: u64) -> Result<Arc<Heap>, ContainerError> {
+        let id = file_id(fd.as_raw_fd()).map_err(ContainerError::Io)?;
+        let mut heaps = registry();
+        heaps.retain(|(_, _, w)| w.strong_count() > 0);
+        let found = heaps
+            .iter()
+            .filter(|(i, r, _)| *i == id && *r >= reserve)
+            .find_map(|(_, _, w)| w.upgrade());
+        if let Some(h) = found {
+            return Ok(h);
+        }
+        let own = fd.try_clone_to_owned().map_err(ContainerError::Io)?;
+        let heap = Arc::new(Heap::map(own, reserve)?);
+        heaps.push((id, heap.reserve, Arc::downgrade(&heap)));
+        Ok(heap)
+    }
+
     /// Maps `fd` over `reserve` bytes of addresses.
-    pub(crate) fn map(fd: BorrowedFd<'_>, reserve: u64) -> Result<Heap, ContainerError> {
-        let fd = fd.as_raw_fd();
-        let size = file_size(fd).map_err(ContainerError::Io)?;
+    fn map(fd: OwnedFd, reserve: u64) -> Result<Heap, ContainerError> {
+        let size = file_size(fd.as_raw_fd()).map_err(ContainerError::Io)?;
         let reserve = reserve.max(size);
         let len = usize::try_from(reserve).map_err(|_| ContainerError::Full { limit: reserve })?;
         // SAFETY: a fresh shared mapping of a file we keep open; no
@@ -79,7 +123,7 @@ impl Heap {
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED | libc::MAP_NORESERVE,
-                fd,
+                fd.as_raw_fd(),
                 0,
             )
         };
@@ -109,7 +153,7 @@ impl Heap {
         if end > self.reserve {
             return false;
         }
-        match file_size(self.fd) {
+        match file_size(self.fd.as_raw_fd()) {
             Ok(size) => {
                 let size = size.min(self.reserve);
                 // Relaxed: as above.
@@ -135,10 +179,10 @@ impl Heap {
         if end > cap {
             return Err(ContainerError::Full { limit: cap });
         }
-        let size = file_size(self.fd).map_err(ContainerError::Io)?;
+        let size = file_size(self.fd.as_raw_fd()).map_err(ContainerError::Io)?;
         if end > size {
             // SAFETY: plain syscall on our descriptor; growing only.
-            if unsafe { libc::ftruncate(self.fd, end as libc::off_t) } != 0 {
+            if unsafe { libc::ftruncate(self.fd.as_raw_fd(), end as libc::off_t) } != 0 {
                 let e = std::io::Error::last_os_error();
                 return Err(match e.raw_os_error() {
                     Some(libc::ENOSPC) | Some(libc::EFBIG) => {
@@ -150,8 +194,9 @@ impl Heap {
         }
         let r = loop {
             // SAFETY: plain syscall on our descriptor.
-            let r =
-                unsafe { libc::posix_fallocate(self.fd, off as libc::off_t, len as libc::off_t) };
+            let r = unsafe {
+                libc::posix_fallocate(self.fd.as_raw_fd(), off as libc::off_t, len as libc::off_t)
+            };
             if r != libc::EINTR {
                 break r;
             }
@@ -175,7 +220,7 @@ impl Heap {
         // zeros, which every reader checks like any other bytes).
         unsafe {
             libc::fallocate(
-                self.fd,
+                self.fd.as_raw_fd(),
                 libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
                 off as libc::off_t,
                 len as libc::off_t,

@@ -51,7 +51,14 @@ fn at<M: Mem>(mem: &M, root: &Root, i: u64) -> Result<Record, Corrupt> {
 /// Every record, in order.
 fn records<M: Mem>(mem: &M, root: &Root) -> Result<Vec<Record>, Corrupt> {
     check(root)?;
-    (0..root.count()).map(|i| at(mem, root, i)).collect()
+    let mut bytes = engine::Budget::of(root);
+    (0..root.count())
+        .map(|i| {
+            let rec = at(mem, root, i)?;
+            bytes.take(&rec)?;
+            Ok(rec)
+        })
+        .collect()
 }
 
 fn out_of_range(index: usize, len: u64) -> ContainerError {
@@ -227,9 +234,15 @@ impl SharedList {
 
     super::container_handle_methods!();
 
-    /// Items in the list (a snapshot).
+    /// Items in the list (a snapshot; 0 if the list's shared state fails
+    /// its checks, which every other call reports as `Corrupted`).
     pub fn len(&self) -> usize {
-        self.store.len() as usize
+        self.store
+            .read(|_, root| {
+                check(root)?;
+                Ok(root.count())
+            })
+            .unwrap_or(0) as usize
     }
 
     /// Whether the list is empty (a snapshot).

@@ -101,12 +101,15 @@ fn live<M: Mem>(mem: &M, root: &Root) -> Result<Vec<(u64, Record)>, Corrupt> {
         return Ok(Vec::new());
     }
     let cap = root.get(root::INDEX_CAP);
-    let mut out = Vec::with_capacity(root.count().min(cap) as usize);
+    let mut out = Vec::with_capacity(root.count().min(1 << 16) as usize);
+    let mut bytes = engine::Budget::of(root);
     for i in 0..cap {
         let e = entry(root, i);
         let off = engine::load(mem, e + 8)?;
         if off > TOMB {
-            out.push((engine::load(mem, e)?, engine::record(mem, root, off)?));
+            let rec = engine::record(mem, root, off)?;
+            bytes.take(&rec)?;
+            out.push((engine::load(mem, e)?, rec));
         }
     }
     if out.len() as u64 != root.count() {
@@ -213,9 +216,13 @@ fn modify_with<'v, R>(
         Change::Remove => {
             if let Probe::Found { slot, rec } = found {
                 let r = w.root;
+                let len = r
+                    .count()
+                    .checked_sub(1)
+                    .ok_or(Corrupt("map count too low"))?;
                 w.commit(&[
                     (entry(&r, slot) + 8, TOMB),
-                    (w.root_at(root::LEN), r.count() - 1),
+                    (w.root_at(root::LEN), len),
                     (w.root_at(root::TOMBS), r.get(root::TOMBS) + 1),
                     (w.root_at(root::GARBAGE), r.get(root::GARBAGE) + rec.size()),
                 ])?;
@@ -263,7 +270,10 @@ fn put(
             {
                 let top = r.get(root::TOP);
                 engine::write_record(w.mem(), top, hash, key, value)?;
-                let tombs = r.get(root::TOMBS) - u64::from(tomb);
+                let tombs = r
+                    .get(root::TOMBS)
+                    .checked_sub(u64::from(tomb))
+                    .ok_or(Corrupt("map tombstone count too low"))?;
                 return w.commit(&[
                     (entry(&r, slot), hash),
                     (entry(&r, slot) + 8, top),
@@ -398,9 +408,15 @@ impl SharedMap {
             .read(|mem, root| Ok(matches!(probe(mem, root, hash, key)?, Probe::Found { .. })))
     }
 
-    /// Entries in the map (a snapshot).
+    /// Entries in the map (a snapshot; 0 if the map's shared state fails
+    /// its checks, which every other call reports as `Corrupted`).
     pub fn len(&self) -> usize {
-        self.store.len() as usize
+        self.store
+            .read(|_, root| {
+                check(root)?;
+                Ok(root.count())
+            })
+            .unwrap_or(0) as usize
     }
 
     /// Whether the map is empty (a snapshot).
@@ -493,7 +509,7 @@ impl SharedMap {
     /// A consistent snapshot of every entry, in no particular order.
     pub fn entries(&self) -> Result<Vec<MapEntry>, ContainerError> {
         self.store.read(|mem, root| {
-            let mut out = Vec::with_capacity(root.count().min(1 << 20) as usize);
+            let mut out = Vec::with_capacity(root.count().min(1 << 16) as usize);
             for (_, rec) in live(mem, root)? {
                 let (mut k, mut v) = (Vec::new(), Vec::new());
                 engine::record_key(mem, &rec, &mut k)?;

@@ -54,7 +54,7 @@ use crate::shm::header::{Fnv, HeaderFields, HEADER_LEN};
 use crate::shm::segment::{Location, Segment, SegmentOptions};
 use crate::sync::{owner, Lock, LockGuard};
 use crate::types::{Kind, TypeDesc, TypeName};
-use engine::{Corrupt, Ctl, Root};
+use engine::{Corrupt, Ctl, Overlay, Root};
 use heap::Heap;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -150,8 +150,8 @@ fn header_fields(kind: Kind, desc: TypeDesc, limit: u64) -> HeaderFields {
 /// What a container handle holds: its segment, the mapping of its whole
 /// file, and where the control words are.
 pub(crate) struct Store {
-    // Dropped before `seg`, whose file it maps.
-    heap: Heap,
+    // This process's mapping of the file (shared by its handles).
+    heap: Arc<Heap>,
     seg: Arc<Segment>,
     lock: NonNull<Lock>,
     ctl: Ctl,
@@ -256,7 +256,7 @@ impl Store {
             .file_fd()
             .ok_or(SegmentError::Corrupted("container without a file"))?;
         let reserve = heap::DEFAULT_RESERVE.max(fields.capacity);
-        let heap = Heap::map(fd, reserve).map_err(|e| match e {
+        let heap = Heap::shared(fd, reserve).map_err(|e| match e {
             ContainerError::Io(e) => SegmentError::Io(e),
             other => SegmentError::InvalidArgument(other.to_string()),
         })?;
@@ -294,12 +294,12 @@ impl Store {
             Ok(g) => g,
             Err(OwnerDied(g)) => g,
         };
-        if engine::pending(&self.heap, self.ctl) {
-            engine::repair(&self.heap, self.ctl)?;
+        if engine::pending(&*self.heap, self.ctl) {
+            engine::repair(&*self.heap, self.ctl)?;
         }
-        let root = engine::load_root(&self.heap, self.ctl)?;
+        let root = engine::load_root(&*self.heap, self.ctl)?;
         root.check(DATA_START)?;
-        engine::check_in_file(&self.heap, &root)?;
+        engine::check_in_file(&*self.heap, &root)?;
         Ok(Writer {
             s: self,
             root,
@@ -311,25 +311,20 @@ impl Store {
     /// writer lock if writers keep it moving.
     pub(crate) fn read<R>(
         &self,
-        mut f: impl FnMut(&Heap, &Root) -> Result<R, Corrupt>,
+        mut f: impl FnMut(&Overlay<'_, Heap>, &Root) -> Result<R, Corrupt>,
     ) -> Result<R, ContainerError> {
-        let heap = &self.heap;
-        match engine::read(heap, self.ctl, |root| {
+        let heap = &*self.heap;
+        match engine::read(heap, self.ctl, |view, root| {
             root.check(DATA_START)?;
-            engine::check_in_file(heap, root)?;
-            f(heap, root)
+            engine::check_in_file(view, root)?;
+            f(view, root)
         }) {
             engine::Read::Done(r) => Ok(r?),
             engine::Read::Busy => {
                 let w = self.write()?;
-                Ok(f(heap, &w.root)?)
+                Ok(f(&Overlay::none(heap), &w.root)?)
             }
         }
-    }
-
-    /// The published count (a snapshot; 0 if the root is unreadable).
-    pub(crate) fn len(&self) -> u64 {
-        self.read(|_, root| Ok(root.count())).unwrap_or(0)
     }
 
     pub(crate) fn generation(&self) -> u64 {
@@ -338,7 +333,7 @@ impl Store {
     }
 
     pub(crate) fn repairs(&self) -> u64 {
-        engine::repairs(&self.heap, self.ctl)
+        engine::repairs(&*self.heap, self.ctl)
     }
 
     /// The bytes of memory the live region takes (index and arena).
@@ -383,10 +378,10 @@ impl Writer<'_> {
     /// Publishes `stores` in one step (see `engine::commit`) and reloads
     /// the root.
     pub(crate) fn commit(&mut self, stores: &[(u64, u64)]) -> Result<(), ContainerError> {
-        engine::commit(&self.s.heap, self.s.ctl, stores)?;
-        self.root = engine::load_root(&self.s.heap, self.s.ctl)?;
+        engine::commit(&*self.s.heap, self.s.ctl, stores)?;
+        self.root = engine::load_root(&*self.s.heap, self.s.ctl)?;
         self.root.check(DATA_START)?;
-        engine::check_in_file(&self.s.heap, &self.root)?;
+        engine::check_in_file(&*self.s.heap, &self.root)?;
         Ok(())
     }
 
