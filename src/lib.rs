@@ -111,7 +111,7 @@
 // The layers are listed in docs/design.md ("Layers"); `tests/layers.rs`
 // checks that no file imports a higher one. Only `error`, `inspect` and
 // `transport` are public modules; everything else public is re-exported
-// below. The internals that the loom models and the white-box tests need
+// below (and `pool`, with the `serde` feature). The internals that the loom models and the white-box tests need
 // are reached through `__internal`, hidden and outside the API.
 #[cfg(not(loom))]
 mod cell;
@@ -120,6 +120,8 @@ pub mod error;
 #[cfg(not(loom))]
 pub mod inspect;
 mod loom;
+#[cfg(all(feature = "serde", not(loom)))]
+pub mod pool;
 mod process;
 mod ring;
 #[cfg(not(loom))]
@@ -149,7 +151,9 @@ pub use error::{
     TrySendError,
 };
 #[cfg(all(feature = "serde", not(loom)))]
-pub use error::{ValueRecvError, ValueSendError};
+pub use error::{PoolError, ValueRecvError, ValueSendError};
+#[cfg(all(feature = "serde", not(loom)))]
+pub use pool::{ImapUnordered, Pool, PoolBuilder, Task, TaskHandle};
 pub use types::{Flavor, Kind, Role, TypeDesc, TypeName};
 #[cfg(not(loom))]
 pub use wait::{futex_wait, futex_wake};
