@@ -62,6 +62,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -456,11 +457,38 @@ impl Pool {
     }
 }
 
+/// How long a waiting thread polls for a delivery before it sleeps: a
+/// round trip that finishes meanwhile costs no wake-up.
+const WAIT_SPIN: Duration = Duration::from_micros(50);
+
+/// Waits for the supervisor's next delivery (or a spurious wake-up, or
+/// `deadline`): polls for [`WAIT_SPIN`] first, then sleeps on the condition.
+/// The caller re-checks what it waits for either way.
 fn wait_on<'a>(
     core: &'a Core,
-    mut st: MutexGuard<'a, State>,
+    st: MutexGuard<'a, State>,
     deadline: Option<Instant>,
 ) -> MutexGuard<'a, State> {
+    // Relaxed: read under the mutex, which orders it with the supervisor's
+    // update (also made under the mutex).
+    let seen = core.delivered.load(Ordering::Relaxed);
+    drop(st);
+    let start = Instant::now();
+    let until = deadline.map_or(start + WAIT_SPIN, |d| d.min(start + WAIT_SPIN));
+    while Instant::now() < until {
+        // Relaxed: only a hint to stop polling; the caller re-checks under
+        // the mutex.
+        if core.delivered.load(Ordering::Relaxed) != seen {
+            return core.lock();
+        }
+        std::hint::spin_loop();
+    }
+    let mut st = core.lock();
+    // Relaxed: under the mutex (see above). A delivery after this point
+    // notifies the condition, since we are counted in `waiters` first.
+    if core.delivered.load(Ordering::Relaxed) != seen {
+        return st;
+    }
     st.waiters += 1;
     let mut st = match deadline {
         None => core.cond.wait(st).unwrap_or_else(|e| e.into_inner()),

@@ -25,7 +25,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// How long the supervisor polls before it sleeps on the doorbell.
-const SPIN: Duration = Duration::from_micros(20);
+const SPIN: Duration = Duration::from_micros(50);
 /// How often a busy supervisor looks for dead workers.
 const DEATH_CHECK: Duration = Duration::from_millis(10);
 /// Replacement workers that may fail to start in a row before the pool
@@ -125,6 +125,9 @@ pub(super) struct Core {
     pub bell: Shared<Doorbell>,
     /// Bumped after every change to `State` the supervisor must act on.
     pub changes: AtomicU64,
+    /// Bumped (under the mutex) by the supervisor whenever it delivers
+    /// results or changes phase: what a waiting thread polls.
+    pub delivered: AtomicU64,
     pub config: Config,
 }
 
@@ -147,6 +150,7 @@ impl Core {
             cond: Condvar::new(),
             bell: Shared::anonymous(Doorbell::default())?,
             changes: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
             config,
         })
     }
@@ -321,6 +325,7 @@ impl Sup {
         self.seen = changes;
         let mut st = self.core.lock();
         let mut wake = false;
+        let delivered = !self.finished.is_empty();
         for (batch, index, outcome) in self.finished.drain(..) {
             if let Some(b) = st.batches.get_mut(&batch) {
                 b.outstanding = b.outstanding.saturating_sub(1);
@@ -342,6 +347,11 @@ impl Sup {
                 wake = true;
             }
             self.pids_dirty = st.phase == Phase::Starting;
+        }
+        if wake || delivered {
+            // Relaxed: written under the mutex, which the waiters take to
+            // read it (polling reads it without, only as a hint).
+            self.core.delivered.fetch_add(1, Ordering::Relaxed);
         }
         if wake && st.waiters > 0 {
             self.core.cond.notify_all();
@@ -620,6 +630,8 @@ impl Sup {
             });
         }
         st.phase = Phase::Stopped;
+        // Relaxed: under the mutex, as in `sync`.
+        self.core.delivered.fetch_add(1, Ordering::Relaxed);
         self.core.cond.notify_all();
     }
 }
