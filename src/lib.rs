@@ -78,6 +78,7 @@
 //! | `Pipe(duplex)` | [`Pipe::anonymous`], then [`Pipe::left`] / [`Pipe::right`] per process: [`Connection`] |
 //! | `Value`, `Array`, `get_lock()` | [`Value`], [`Array`], [`Value::get_lock`] |
 //! | `Lock`, `RLock`, `Event`, `Condition`, `Semaphore`, `Barrier` | [`Lock`], [`RLock`], [`Event`], [`Condition`], [`Semaphore`], [`Barrier`], placed with [`Shared`] |
+//! | `ProcessPoolExecutor().map(f, xs)`, `submit(f, x).result()`, `shutdown(wait)` | feature `serde`: `pool::init(&[&F])` first in `main`, then `Pool::new()?.map(&F, xs)`, `Pool::submit` → `TaskHandle::wait`, `Pool::imap_unordered`, `Pool::shutdown`; a killed worker fails its task with `PoolError::WorkerDied` (module `pool`) |
 //!
 //! ## Guarantees
 //! - Nothing read from shared memory is trusted: every index is masked or
