@@ -58,12 +58,14 @@ fn main() {
                 .imap_unordered(&SQUARE, 0..1000u64)
                 .map(|r| r.unwrap())
                 .sum();
-            assert_eq!(sum, (0..1000u64).map(|x| x * x).sum());
+            assert_eq!(sum, (0..1000u64).map(|x| x * x).sum::<u64>());
         })
     });
     g.bench_function("submit_wait/1000", |b| {
         b.iter(|| {
-            let hs: Vec<_> = (0..1000u64).map(|i| p.submit(&SQUARE, i).unwrap()).collect();
+            let hs: Vec<_> = (0..1000u64)
+                .map(|i| p.submit(&SQUARE, i).unwrap())
+                .collect();
             for (i, h) in hs.into_iter().enumerate() {
                 assert_eq!(h.wait().unwrap(), (i * i) as u64);
             }

@@ -61,7 +61,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop(p);
     let (rtt, rate) = (median(rtts), median(rates));
     println!("workers: {workers}, map over {n} inputs");
-    println!("shmring Pool:  round trip {:>9.1} µs   map {:>12.0} tasks/s", rtt / 1e3, rate);
+    println!(
+        "shmring Pool:  round trip {:>9.1} µs   map {:>12.0} tasks/s",
+        rtt / 1e3,
+        rate
+    );
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench_pool.py");
     let out = std::process::Command::new("python3")
@@ -81,7 +85,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let json = String::from_utf8(out.stdout)?;
     let field = |k: &str| -> f64 {
-        let at = json.find(&format!("\"{k}\": ")).expect("field in the script's JSON") + k.len() + 4;
+        let at = json
+            .find(&format!("\"{k}\": "))
+            .expect("field in the script's JSON")
+            + k.len()
+            + 4;
         json[at..]
             .split([',', '}'])
             .next()

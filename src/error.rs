@@ -661,7 +661,9 @@ pub enum PoolError {
     NotInitialized,
     /// The task was not registered in `shmring::pool::init`, or another task
     /// of that name (with other input or output types) was.
-    #[error("task {name:?} is not registered in shmring::pool::init (or another task of that name is)")]
+    #[error(
+        "task {name:?} is not registered in shmring::pool::init (or another task of that name is)"
+    )]
     Unregistered {
         /// The task's name.
         name: String,

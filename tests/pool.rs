@@ -101,7 +101,11 @@ fn pid_file(tag: &str) -> PathBuf {
 /// Waits for the pid written to `path`, removes the file.
 fn read_pid(path: &Path) -> u32 {
     common::wait_until("a task's pid file", || path.exists());
-    let pid = std::fs::read_to_string(path).expect("read").trim().parse().expect("a pid");
+    let pid = std::fs::read_to_string(path)
+        .expect("read")
+        .trim()
+        .parse()
+        .expect("a pid");
     let _ = std::fs::remove_file(path);
     pid
 }
@@ -150,7 +154,10 @@ fn map_keeps_input_order() {
     for (x, y) in xs.iter().zip(&ys) {
         assert_eq!(*y, x * x, "result of input {x}");
     }
-    assert_eq!(p.map(&SQUARE, Vec::<u64>::new()).unwrap(), Vec::<u64>::new());
+    assert_eq!(
+        p.map(&SQUARE, Vec::<u64>::new()).unwrap(),
+        Vec::<u64>::new()
+    );
     // The seed.
     assert_eq!(p.map(&SQUARE, [1, 2, 3, 4, 5]).unwrap(), [1, 4, 9, 16, 25]);
 }
@@ -189,13 +196,19 @@ fn submit_wait_and_poll() {
 
     let mut h = p.submit(&SLEEP, 300).unwrap();
     // The task sleeps 300 ms: 1 ms cannot be enough.
-    assert!(matches!(h.wait_timeout(Duration::from_millis(1)), Err(PoolError::Timeout)));
+    assert!(matches!(
+        h.wait_timeout(Duration::from_millis(1)),
+        Err(PoolError::Timeout)
+    ));
     assert!(h.try_result().is_none(), "not finished yet");
     common::wait_until("the task to finish", || h.is_done());
     let pid = h.try_result().expect("done").expect("ok");
     assert!(p.worker_pids().contains(&pid), "ran in a worker");
     assert!(matches!(h.try_result(), Some(Err(PoolError::ResultTaken))));
-    assert!(matches!(h.wait_timeout(Duration::from_secs(1)), Err(PoolError::ResultTaken)));
+    assert!(matches!(
+        h.wait_timeout(Duration::from_secs(1)),
+        Err(PoolError::ResultTaken)
+    ));
 
     // Many handles, waited in reverse order.
     let hs: Vec<_> = (0..200u64).map(|i| p.submit(&SQUARE, i).unwrap()).collect();
@@ -317,28 +330,43 @@ fn shutdown_no_wait_cancels() {
         assert!(matches!(h.wait(), Err(PoolError::Cancelled)));
     }
     for (pid, t) in pids {
-        assert!(!running(pid, t), "worker {pid} still runs after shutdown(false)");
+        assert!(
+            !running(pid, t),
+            "worker {pid} still runs after shutdown(false)"
+        );
     }
     assert!(matches!(p.submit(&SQUARE, 1), Err(PoolError::ShutDown)));
 }
 
 fn bad_configuration_is_refused() {
     assert!(matches!(Pool::with_workers(0), Err(PoolError::NoWorkers)));
-    assert!(matches!(Pool::builder().workers(0).build(), Err(PoolError::NoWorkers)));
+    assert!(matches!(
+        Pool::builder().workers(0).build(),
+        Err(PoolError::NoWorkers)
+    ));
     let p = pool(1);
     match p.map(&STRAY, [1]) {
         Err(PoolError::Unregistered { name }) => assert_eq!(name, "stray"),
         other => panic!("expected Unregistered, got {other:?}"),
     }
-    assert!(matches!(p.submit(&STRAY, 1), Err(PoolError::Unregistered { .. })));
+    assert!(matches!(
+        p.submit(&STRAY, 1),
+        Err(PoolError::Unregistered { .. })
+    ));
     // Another task under a registered name, with other types.
     static IMPOSTOR: Task<String, u64> = Task::new("square", |s: String| s.len() as u64);
-    assert!(matches!(p.submit(&IMPOSTOR, "x".into()), Err(PoolError::Unregistered { .. })));
+    assert!(matches!(
+        p.submit(&IMPOSTOR, "x".into()),
+        Err(PoolError::Unregistered { .. })
+    ));
     assert!(matches!(
         p.imap_unordered(&STRAY, [1]).next(),
         Some(Err(PoolError::Unregistered { .. }))
     ));
-    assert_eq!(Pool::new().unwrap().workers(), std::thread::available_parallelism().unwrap().get());
+    assert_eq!(
+        Pool::new().unwrap().workers(),
+        std::thread::available_parallelism().unwrap().get()
+    );
 }
 
 fn starts_from_a_multithreaded_process() {
@@ -412,7 +440,11 @@ fn dropped_pool_reaps_every_worker() {
 fn nothing_in_dev_shm() {
     let p = pool(2);
     let pids = p.worker_pids();
-    for who in pids.iter().map(|p| p.to_string()).chain(["self".to_string()]) {
+    for who in pids
+        .iter()
+        .map(|p| p.to_string())
+        .chain(["self".to_string()])
+    {
         let maps = std::fs::read_to_string(format!("/proc/{who}/maps")).unwrap();
         assert!(
             !maps.contains("/dev/shm/"),
@@ -438,7 +470,11 @@ fn long_inputs_and_results() {
     drop(p);
 
     // Beyond the maximum payload: a clear error, nothing hangs.
-    let p = Pool::builder().workers(1).max_payload(10_000).build().unwrap();
+    let p = Pool::builder()
+        .workers(1)
+        .max_payload(10_000)
+        .build()
+        .unwrap();
     match p.submit(&ECHO, vec![0; 20_000]) {
         Err(PoolError::TooLarge { len, max }) => assert!(len >= 20_000 && max < 10_000),
         other => panic!("expected TooLarge, got {other:?}"),
@@ -460,7 +496,10 @@ fn parent_killed_workers_exit() {
     common::wait_until("the parent's worker pids", || file.exists());
     let text = std::fs::read_to_string(&file).unwrap();
     let _ = std::fs::remove_file(&file);
-    let pids: Vec<u32> = text.split_whitespace().map(|s| s.parse().unwrap()).collect();
+    let pids: Vec<u32> = text
+        .split_whitespace()
+        .map(|s| s.parse().unwrap())
+        .collect();
     assert_eq!(pids.len(), 2);
     let pids = start_times(&pids);
     parent.kill().expect("kill -9 the parent");
@@ -511,17 +550,35 @@ fn main() {
     }
     let cases: &[(&str, fn())] = &[
         ("map_keeps_input_order", map_keeps_input_order),
-        ("imap_unordered_yields_each_once", imap_unordered_yields_each_once),
+        (
+            "imap_unordered_yields_each_once",
+            imap_unordered_yields_each_once,
+        ),
         ("submit_wait_and_poll", submit_wait_and_poll),
-        ("panic_is_an_error_and_the_worker_survives", panic_is_an_error_and_the_worker_survives),
-        ("killed_worker_fails_exactly_its_task", killed_worker_fails_exactly_its_task),
-        ("killed_worker_idle_between_tasks", killed_worker_idle_between_tasks),
+        (
+            "panic_is_an_error_and_the_worker_survives",
+            panic_is_an_error_and_the_worker_survives,
+        ),
+        (
+            "killed_worker_fails_exactly_its_task",
+            killed_worker_fails_exactly_its_task,
+        ),
+        (
+            "killed_worker_idle_between_tasks",
+            killed_worker_idle_between_tasks,
+        ),
         ("retry_once_runs_it_again", retry_once_runs_it_again),
         ("shutdown_wait_drains", shutdown_wait_drains),
         ("shutdown_no_wait_cancels", shutdown_no_wait_cancels),
         ("bad_configuration_is_refused", bad_configuration_is_refused),
-        ("starts_from_a_multithreaded_process", starts_from_a_multithreaded_process),
-        ("dropped_pool_reaps_every_worker", dropped_pool_reaps_every_worker),
+        (
+            "starts_from_a_multithreaded_process",
+            starts_from_a_multithreaded_process,
+        ),
+        (
+            "dropped_pool_reaps_every_worker",
+            dropped_pool_reaps_every_worker,
+        ),
         ("nothing_in_dev_shm", nothing_in_dev_shm),
         ("long_inputs_and_results", long_inputs_and_results),
         ("parent_killed_workers_exit", parent_killed_workers_exit),
@@ -529,7 +586,15 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |f: &str| args.iter().any(|a| a == f);
     let takes_value = |a: &str| {
-        ["--format", "--test-threads", "--skip", "--color", "--logfile", "-Z"].contains(&a)
+        [
+            "--format",
+            "--test-threads",
+            "--skip",
+            "--color",
+            "--logfile",
+            "-Z",
+        ]
+        .contains(&a)
     };
     let filter = args
         .iter()

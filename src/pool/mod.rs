@@ -330,7 +330,10 @@ impl Pool {
         }
         drop(st);
         drop(guard);
-        Ok(out.into_iter().map(|o| o.expect("every index once")).collect())
+        Ok(out
+            .into_iter()
+            .map(|o| o.expect("every index once"))
+            .collect())
     }
 
     /// Runs `task` on every input, in the workers, and yields each result
@@ -577,10 +580,7 @@ impl Drop for BatchGuard<'_> {
 
 fn abandon(core: &Core, batch: u64, purge: bool) {
     let mut st = core.lock();
-    let unfinished = st
-        .batches
-        .remove(&batch)
-        .is_some_and(|b| b.outstanding > 0);
+    let unfinished = st.batches.remove(&batch).is_some_and(|b| b.outstanding > 0);
     if purge && unfinished {
         st.abandoned.push(batch);
         drop(st);
@@ -612,7 +612,11 @@ impl<O> TaskHandle<O> {
     /// taken.
     pub fn is_done(&self) -> bool {
         let st = self.core.lock();
-        self.taken || st.batches.get(&self.batch).is_none_or(|b| !b.done.is_empty())
+        self.taken
+            || st
+                .batches
+                .get(&self.batch)
+                .is_none_or(|b| !b.done.is_empty())
     }
 }
 
@@ -634,8 +638,7 @@ impl<O: DeserializeOwned> TaskHandle<O> {
     /// `Timeout`, and those of [`wait`](Self::wait).
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<O, PoolError> {
         let deadline = Instant::now().checked_add(timeout);
-        self.take(Some(deadline))
-            .unwrap_or(Err(PoolError::Timeout))
+        self.take(Some(deadline)).unwrap_or(Err(PoolError::Timeout))
     }
 
     /// The result if the task finished (once; `Some(Err(ResultTaken))`
@@ -643,7 +646,6 @@ impl<O: DeserializeOwned> TaskHandle<O> {
     pub fn try_result(&mut self) -> Option<Result<O, PoolError>> {
         self.take(Some(Some(Instant::now())))
     }
-
 
     /// Takes the result; waits until `limit` (`None`: no wait given, wait
     /// forever; `Some(None)`: a timeout too long to represent, forever).

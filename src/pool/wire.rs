@@ -340,8 +340,14 @@ mod tests {
         f.extend_from_slice(&(10u64).to_le_bytes());
         f.extend_from_slice(&[0; 4]);
         assert!(matches!(asm.take(&f, 100), Ok(Frame::Partial)));
-        assert!(asm.take(&[WHOLE], 100).is_err(), "a whole frame mid-message");
-        assert!(asm.take(&[MORE, 0, 0, 0, 0, 0, 0, 0], 100).is_err(), "past the end");
+        assert!(
+            asm.take(&[WHOLE], 100).is_err(),
+            "a whole frame mid-message"
+        );
+        assert!(
+            asm.take(&[MORE, 0, 0, 0, 0, 0, 0, 0], 100).is_err(),
+            "past the end"
+        );
     }
 
     #[test]

@@ -175,7 +175,10 @@ impl Worker {
                 }
             };
             if ran.is_err() {
-                eprintln!("shmring pool worker {}: a task shorter than its header", self.slot);
+                eprintln!(
+                    "shmring pool worker {}: a task shorter than its header",
+                    self.slot
+                );
                 return EXIT_PROTOCOL;
             }
             if out.len() > self.max_payload {
