@@ -72,6 +72,20 @@ fn make_bytes(n: u64) -> Vec<u8> {
 }
 static MAKE_BYTES: Task<u64, Vec<u8>> = Task::new("make_bytes", make_bytes);
 
+/// Announces itself, then returns `n` bytes.
+fn announce_then_bytes((path, n): (String, u64)) -> Vec<u8> {
+    announce(&path);
+    make_bytes(n)
+}
+static ANNOUNCE_THEN_BYTES: Task<(String, u64), Vec<u8>> =
+    Task::new("announce_then_bytes", announce_then_bytes);
+
+fn sleep_square(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_micros(200));
+    x * x
+}
+static SLEEP_SQUARE: Task<u64, u64> = Task::new("sleep_square", sleep_square);
+
 fn pid(_: ()) -> u32 {
     std::process::id()
 }
@@ -486,6 +500,65 @@ fn long_inputs_and_results() {
     assert_eq!(p.submit(&MAKE_BYTES, 10).unwrap().wait().unwrap().len(), 10);
 }
 
+fn kills_mid_long_messages() {
+    let p = Pool::builder().workers(2).slot_size(1024).build().unwrap();
+    // A worker killed while it sends a long result (or computes it).
+    let file = pid_file("long");
+    let h = p
+        .submit(&ANNOUNCE_THEN_BYTES, (file.display().to_string(), 50_000_000))
+        .unwrap();
+    kill9(read_pid(&file));
+    match h.wait() {
+        Err(PoolError::WorkerDied { .. }) => {}
+        Ok(v) => assert_eq!(v.len(), 50_000_000, "delivered whole or not at all"),
+        Err(e) => panic!("unexpected {e:?}"),
+    }
+    // Workers killed while they take a long input in parts: a task that
+    // never started runs elsewhere; one that started fails. Never torn.
+    let big: Vec<u8> = (0..20_000_000u32).map(|i| (i % 249) as u8).collect();
+    let h = p.submit(&ECHO, big.clone()).unwrap();
+    for pid in p.worker_pids() {
+        kill9(pid);
+    }
+    match h.wait() {
+        Ok(v) => assert!(v == big, "an echo came back torn"),
+        Err(PoolError::WorkerDied { .. }) => {}
+        Err(e) => panic!("unexpected {e:?}"),
+    }
+    assert_eq!(p.map(&SQUARE, 0..500u64).unwrap()[499], 499 * 499);
+}
+
+fn chaos_kills_fail_at_most_one_task_each() {
+    let p = pool(3);
+    let hs: Vec<_> = (0..1_500u64).map(|i| (i, p.submit(&SLEEP_SQUARE, i).unwrap())).collect();
+    let mut rng = common::Rng::new(0x5eed);
+    let mut kills = 0;
+    for _ in 0..12 {
+        std::thread::sleep(Duration::from_millis(rng.range(1, 15)));
+        let pids = p.worker_pids();
+        if let Some(&victim) = pids.get(rng.range(0, pids.len() as u64 - 1) as usize) {
+            if nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(victim as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .is_ok()
+            {
+                kills += 1;
+            }
+        }
+    }
+    let mut died = 0;
+    for (i, h) in hs {
+        match h.wait() {
+            Ok(y) => assert_eq!(y, i * i),
+            Err(PoolError::WorkerDied { .. }) => died += 1,
+            Err(e) => panic!("task {i}: unexpected {e:?}"),
+        }
+    }
+    assert!(died <= kills, "{died} tasks failed for {kills} kills");
+    assert_eq!(p.map(&SQUARE, 0..100u64).unwrap()[99], 99 * 99);
+}
+
 fn parent_killed_workers_exit() {
     let file = pid_file("parent");
     let mut parent = Command::new(std::env::current_exe().unwrap())
@@ -543,6 +616,8 @@ fn main() {
         &ECHO,
         &MAKE_BYTES,
         &PID,
+        &ANNOUNCE_THEN_BYTES,
+        &SLEEP_SQUARE,
     ]);
     if std::env::var("POOL_TEST_ROLE").as_deref() == Ok("parent") {
         parent_role();
@@ -581,6 +656,11 @@ fn main() {
         ),
         ("nothing_in_dev_shm", nothing_in_dev_shm),
         ("long_inputs_and_results", long_inputs_and_results),
+        ("kills_mid_long_messages", kills_mid_long_messages),
+        (
+            "chaos_kills_fail_at_most_one_task_each",
+            chaos_kills_fail_at_most_one_task_each,
+        ),
         ("parent_killed_workers_exit", parent_killed_workers_exit),
     ];
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -31,6 +31,10 @@ const DEATH_CHECK: Duration = Duration::from_millis(10);
 /// Replacement workers that may fail to start in a row before the pool
 /// gives up (`Broken`).
 const MAX_START_FAILURES: u32 = 3;
+/// How long a worker may take to become ready before it is killed (and
+/// counted as a worker that could not start): a `main` that does not call
+/// `init` first may never return.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a worker may take to leave after its queue is closed.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
 
@@ -188,8 +192,9 @@ struct WorkerProc {
     partial: usize,
     next_seq: u64,
     asm: Assembly,
-    /// The worker broke the protocol: kill it.
+    /// The worker broke the protocol, or did not start in time: kill it.
     bad: bool,
+    spawned_at: Instant,
     _rq: ByteQueue,
 }
 
@@ -404,8 +409,12 @@ impl Sup {
             let Some(w) = self.workers[slot].as_mut() else {
                 continue;
             };
+            if !w.ready && w.spawned_at.elapsed() > START_TIMEOUT {
+                w.bad = true;
+            }
             if w.bad {
-                // SIGKILL a protocol breaker; reaped just below.
+                // SIGKILL a protocol breaker or a worker that never became
+                // ready; reaped just below (or on a later round).
                 let _ = w.child.kill();
             }
             let status = match w.child.try_wait() {
@@ -559,6 +568,7 @@ impl Sup {
             next_seq: 1,
             asm: Assembly::default(),
             bad: false,
+            spawned_at: Instant::now(),
             _rq: rq,
         });
         self.pids_dirty = true;
