@@ -505,7 +505,10 @@ fn kills_mid_long_messages() {
     // A worker killed while it sends a long result (or computes it).
     let file = pid_file("long");
     let h = p
-        .submit(&ANNOUNCE_THEN_BYTES, (file.display().to_string(), 50_000_000))
+        .submit(
+            &ANNOUNCE_THEN_BYTES,
+            (file.display().to_string(), 50_000_000),
+        )
         .unwrap();
     kill9(read_pid(&file));
     match h.wait() {
@@ -530,7 +533,9 @@ fn kills_mid_long_messages() {
 
 fn chaos_kills_fail_at_most_one_task_each() {
     let p = pool(3);
-    let hs: Vec<_> = (0..1_500u64).map(|i| (i, p.submit(&SLEEP_SQUARE, i).unwrap())).collect();
+    let hs: Vec<_> = (0..1_500u64)
+        .map(|i| (i, p.submit(&SLEEP_SQUARE, i).unwrap()))
+        .collect();
     let mut rng = common::Rng::new(0x5eed);
     let mut kills = 0;
     for _ in 0..12 {

@@ -484,7 +484,9 @@ fn wait_on<'a>(
         if core.delivered.load(Ordering::Relaxed) != seen {
             return core.lock();
         }
-        std::hint::spin_loop();
+        // Yield, not spin: on a machine with fewer CPUs than busy
+        // threads, the thread we wait for may need this one's CPU.
+        std::thread::yield_now();
     }
     let mut st = core.lock();
     // Relaxed: under the mutex (see above). A delivery after this point

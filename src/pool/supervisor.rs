@@ -376,8 +376,21 @@ impl Sup {
     /// user rings it (at most a liveness slice, so deaths are noticed).
     fn idle(&mut self) {
         let spin_until = Instant::now() + SPIN;
+        // Waiting for workers (tasks in flight): spin, they run elsewhere.
+        // Waiting for the users' threads (nothing in flight): yield, since
+        // on a machine with fewer CPUs than busy threads the thread that
+        // will submit the next task may need this one's CPU.
+        let in_flight = self
+            .workers
+            .iter()
+            .flatten()
+            .any(|w| !w.inflight.is_empty());
         while Instant::now() < spin_until {
-            std::hint::spin_loop();
+            if in_flight {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
             if self.pass() || self.changed() {
                 return;
             }
