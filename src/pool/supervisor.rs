@@ -438,6 +438,8 @@ impl Sup {
             let w = self.workers[slot].take().expect("checked");
             progress = true;
             self.pids_dirty = true;
+            // Acquire: pairs with the worker's Release store (it is reaped:
+            // this is its last word).
             let was_ready = w.ready || w.ctl.ready.load(Ordering::Acquire) != 0;
             self.bury(w, &status);
             if !was_ready {
@@ -618,9 +620,13 @@ impl Sup {
     /// not finished (`Cancelled`, or `Broken` if the pool broke), and says
     /// so to every waiter.
     fn finish(&mut self, broken: Option<String>) {
+        let cfg = self.core.config.clone();
         for mut w in self.workers.drain(..).flatten() {
             let _ = w.child.kill();
             let _ = w.child.wait();
+            // What it finished before it was killed is its result, not a
+            // cancellation (it is dead: everything it committed is there).
+            drain_results(&mut w, &cfg, &mut self.finished);
             self.pending.extend(w.inflight.drain(..).map(|(_, j)| j));
         }
         let mut st = self.core.lock();
