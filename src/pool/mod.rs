@@ -363,6 +363,7 @@ impl Pool {
             window: self.core.config.workers * (self.core.config.depth + 1),
             error: None,
             exhausted: false,
+            ready: std::collections::VecDeque::new(),
             _out: PhantomData,
         };
         match self.check(task) {
@@ -707,6 +708,8 @@ pub struct ImapUnordered<'p, I, O, It> {
     window: usize,
     error: Option<PoolError>,
     exhausted: bool,
+    /// Results taken from the pool, not yet yielded.
+    ready: std::collections::VecDeque<Outcome>,
     _out: PhantomData<fn(I) -> O>,
 }
 
@@ -730,6 +733,11 @@ where
             return Ok(());
         };
         let max = self.pool.core.config.max_payload;
+        // Top up only below half the window: one lock and one wake-up of
+        // the supervisor per half window, not per result.
+        if self.exhausted || self.outstanding > self.window / 2 {
+            return Ok(());
+        }
         let mut jobs = Vec::new();
         while !self.exhausted && self.outstanding + jobs.len() < self.window {
             match self.inputs.next() {
@@ -776,19 +784,29 @@ where
             self.exhausted = true;
             return Some(Err(e));
         }
+        if let Some(r) = self.ready.pop_front() {
+            return Some(decode(r));
+        }
         if self.outstanding == 0 {
             return None;
         }
         let core = &self.pool.core;
         let mut st = core.lock();
         loop {
-            let r = match st.batches.get_mut(&self.batch) {
-                Some(b) => b.done.pop_front().map(|(_, r)| r),
-                None => Some(Err(PoolError::Broken("the batch's record is gone".into()))),
-            };
-            if let Some(r) = r {
-                self.outstanding -= 1;
-                return Some(decode(r));
+            match st.batches.get_mut(&self.batch) {
+                Some(b) if !b.done.is_empty() => {
+                    // Take every result there is: one lock for many.
+                    self.outstanding -= b.done.len();
+                    self.ready.extend(b.done.drain(..).map(|(_, r)| r));
+                    drop(st);
+                    let r = self.ready.pop_front().expect("not empty");
+                    return Some(decode(r));
+                }
+                Some(_) => {}
+                None => {
+                    self.outstanding = 0;
+                    return Some(Err(PoolError::Broken("the batch's record is gone".into())));
+                }
             }
             if st.phase == Phase::Stopped {
                 self.outstanding = 0;
