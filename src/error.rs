@@ -688,3 +688,113 @@ impl From<RecvTimeoutError> for ValueRecvError {
         }
     }
 }
+
+// The process pool (`pool`, feature `serde`).
+
+/// Why a [`Pool`](crate::Pool) call, or one of its tasks, failed.
+///
+/// Configuration errors (`NoWorkers`, `NotInitialized`, `Unregistered`,
+/// `WorkerStart`) come from the call that was misused; the task errors
+/// (`Panicked`, `WorkerDied`, `Cancelled`, `Worker`) come from the task's
+/// handle, from [`Pool::map`](crate::Pool::map) or from
+/// [`Pool::imap_unordered`](crate::Pool::imap_unordered).
+#[cfg(feature = "serde")]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// A pool of 0 workers was asked for.
+    #[error("a pool needs at least one worker (0 were asked for)")]
+    NoWorkers,
+    /// `shmring::pool::init` was not called at the top of `main` before the
+    /// pool was made (or this process is a worker whose `main` did not call
+    /// it): workers re-execute this program and need that call to run.
+    #[error(
+        "shmring::pool::init(&[...]) must be called at the top of main before a Pool is made \
+         (workers re-execute this program and start there)"
+    )]
+    NotInitialized,
+    /// The task was not registered in `shmring::pool::init`, or another task
+    /// of that name (with other input or output types) was.
+    #[error(
+        "task {name:?} is not registered in shmring::pool::init (or another task of that name is)"
+    )]
+    Unregistered {
+        /// The task's name.
+        name: String,
+    },
+    /// A worker process could not be started, or exited before it was ready.
+    #[error("a worker could not start: {0}")]
+    WorkerStart(String),
+    /// Making the pool's shared segments failed.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    /// The input could not be encoded.
+    #[error("encoding the input failed: {0}")]
+    Encode(postcard::Error),
+    /// The result could not be decoded as the task's output type.
+    #[error("decoding the result failed: {0}")]
+    Decode(postcard::Error),
+    /// The encoded input is larger than the pool's maximum payload.
+    #[error("an encoded input of {len} bytes exceeds the pool's maximum payload of {max} bytes")]
+    TooLarge {
+        /// The encoded input's length.
+        len: usize,
+        /// The pool's maximum payload (`PoolBuilder::max_payload`).
+        max: usize,
+    },
+    /// The task's function panicked; the panic's message. The worker survives.
+    #[error("the task panicked: {0}")]
+    Panicked(String),
+    /// The worker running the task died (killed, crashed, exited) before it
+    /// returned a result; a replacement worker was started.
+    #[error("the worker (pid {pid}) running the task died: {status}")]
+    WorkerDied {
+        /// The dead worker's process id.
+        pid: u32,
+        /// How it ended (e.g. `signal: 9 (SIGKILL)`).
+        status: String,
+    },
+    /// The worker could not run the task: its input did not decode as the
+    /// task's input type, or its result did not encode (or exceeded the
+    /// maximum payload). The worker survives.
+    #[error("the worker could not run the task: {0}")]
+    Worker(String),
+    /// The task was cancelled before it finished (`shutdown(false)`).
+    #[error("the task was cancelled (the pool was shut down without waiting)")]
+    Cancelled,
+    /// No result before the deadline (`wait_timeout`); the task goes on, and
+    /// the handle can be waited on again.
+    #[error("timed out waiting for the task's result")]
+    Timeout,
+    /// The pool is shut down: it takes no new tasks.
+    #[error("the pool is shut down")]
+    ShutDown,
+    /// The handle's result was already taken (by `try_result` or
+    /// `wait_timeout`).
+    #[error("the task's result was already taken")]
+    ResultTaken,
+    /// The pool stopped working (its supervising thread failed, or
+    /// replacement workers keep failing to start); the reason.
+    #[error("the pool is broken: {0}")]
+    Broken(String),
+}
+
+#[cfg(feature = "serde")]
+impl PoolError {
+    /// Whether this is `Panicked`.
+    pub fn is_panicked(&self) -> bool {
+        matches!(self, PoolError::Panicked(_))
+    }
+    /// Whether this is `WorkerDied`.
+    pub fn is_worker_died(&self) -> bool {
+        matches!(self, PoolError::WorkerDied { .. })
+    }
+    /// Whether this is `Cancelled`.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, PoolError::Cancelled)
+    }
+    /// Whether this is `Timeout`.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, PoolError::Timeout)
+    }
+}

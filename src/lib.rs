@@ -80,6 +80,7 @@
 //! | `Lock`, `RLock`, `Event`, `Condition`, `Semaphore`, `Barrier` | [`Lock`], [`RLock`], [`Event`], [`Condition`], [`Semaphore`], [`Barrier`], placed with [`Shared`] |
 //! | `Manager().dict()`: `d[k] = v`, `d[k]`, `del d[k]`, `k in d`, `len(d)`, `d.items()` | [`SharedMap::create`] (or [`SharedMap::anonymous`] before `fork`), [`SharedMap::open`] in the other processes: [`SharedMap::insert`], [`SharedMap::get`], [`SharedMap::remove`], [`SharedMap::contains_key`], [`SharedMap::len`], [`SharedMap::entries`] (in no particular order; Python's is insertion order), and, atomic across processes, [`SharedMap::update`] and [`SharedMap::compare_and_swap`]; keys and values of any serde type, several in one map through an enum: `TypedMap<K, V>` (feature `serde`; `examples/manager_dict_list.rs`) |
 //! | `Manager().list()`: `append`, `l[i]`, `l[i] = v`, `insert`, `pop`, `reverse`, `sort`, `list(l)` | [`SharedList`] (same constructors): [`SharedList::push`], [`SharedList::get`], [`SharedList::set`], [`SharedList::insert`], [`SharedList::pop`], [`SharedList::reverse`], [`SharedList::sort`], [`SharedList::to_vec`]; of any serde type: `TypedList<T>` (feature `serde`) |
+//! | `ProcessPoolExecutor().map(f, xs)`, `submit(f, x).result()`, `shutdown(wait)` | feature `serde`: `pool::init(&[&F])` first in `main`, then `Pool::new()?.map(&F, xs)`, `Pool::submit` → `TaskHandle::wait`, `Pool::imap_unordered`, `Pool::shutdown`; a killed worker fails its task with `PoolError::WorkerDied` (module `pool`) |
 //!
 //! ## Guarantees
 //! - Nothing read from shared memory is trusted: every index is masked or
@@ -113,7 +114,7 @@
 // The layers are listed in docs/design.md ("Layers"); `tests/layers.rs`
 // checks that no file imports a higher one. Only `error`, `inspect` and
 // `transport` are public modules; everything else public is re-exported
-// below. The internals that the loom models and the white-box tests need
+// below (and `pool`, with the `serde` feature). The internals that the loom models and the white-box tests need
 // are reached through `__internal`, hidden and outside the API.
 #[cfg(not(loom))]
 mod cell;
@@ -130,6 +131,8 @@ pub mod error;
 #[cfg(not(loom))]
 pub mod inspect;
 mod loom;
+#[cfg(all(feature = "serde", not(loom)))]
+pub mod pool;
 mod process;
 mod ring;
 #[cfg(not(loom))]
@@ -159,7 +162,9 @@ pub use error::{
     TryRecvError, TrySendError,
 };
 #[cfg(all(feature = "serde", not(loom)))]
-pub use error::{ValueRecvError, ValueSendError};
+pub use error::{PoolError, ValueRecvError, ValueSendError};
+#[cfg(all(feature = "serde", not(loom)))]
+pub use pool::{ImapUnordered, Pool, PoolBuilder, Task, TaskHandle};
 pub use types::{Flavor, Kind, Role, TypeDesc, TypeName};
 #[cfg(not(loom))]
 pub use wait::{futex_wait, futex_wake};
