@@ -1217,48 +1217,10 @@ fn scribbled_containers_give_typed_errors_only() {
 // A full file system; closures that panic or re-enter
 // ---------------------------------------------------------------------------
 
-/// A 1 MiB tmpfs mounted at a fresh directory, unmounted on drop. `None`
-/// where this process may not mount (not root, no CAP_SYS_ADMIN).
-struct SmallTmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl SmallTmpfs {
-    fn mount() -> Option<SmallTmpfs> {
-        use std::ffi::CString;
-        use std::os::unix::ffi::OsStrExt;
-        let dir = tempfile::tempdir().ok()?;
-        let target = CString::new(dir.path().as_os_str().as_bytes()).ok()?;
-        let fs = CString::new("tmpfs").unwrap();
-        let data = CString::new("size=1m,mode=0700").unwrap();
-        // SAFETY: valid NUL-terminated strings that outlive the call.
-        let r = unsafe {
-            libc::mount(
-                fs.as_ptr(),
-                target.as_ptr(),
-                fs.as_ptr(),
-                0,
-                data.as_ptr().cast(),
-            )
-        };
-        (r == 0).then_some(SmallTmpfs { dir })
-    }
-}
-
-impl Drop for SmallTmpfs {
-    fn drop(&mut self) {
-        use std::ffi::CString;
-        use std::os::unix::ffi::OsStrExt;
-        let target = CString::new(self.dir.path().as_os_str().as_bytes()).unwrap();
-        // SAFETY: a valid NUL-terminated path; MNT_DETACH never blocks.
-        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
-    }
-}
-
 #[test]
 fn a_full_file_system_is_no_space_and_changes_nothing() {
     run("no_space", |_| {
-        let Some(fs) = SmallTmpfs::mount() else {
+        let Some(fs) = common::SmallTmpfs::mount("size=1m,mode=0700") else {
             eprintln!("skipped: this process cannot mount a tmpfs (needs root)");
             return;
         };

@@ -348,48 +348,10 @@ fn full_table_of_dead_endpoints_is_reclaimed_on_attach() {
 // Issue 10: creation fails cleanly, seals are checked, dead creators recovered
 // ---------------------------------------------------------------------------
 
-/// An 8 MiB tmpfs mounted at a fresh directory, unmounted on drop. `None`
-/// where this process may not mount (not root, no CAP_SYS_ADMIN).
-struct SmallTmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl SmallTmpfs {
-    fn mount() -> Option<SmallTmpfs> {
-        use std::ffi::CString;
-        use std::os::unix::ffi::OsStrExt;
-        let dir = tempfile::tempdir().ok()?;
-        let target = CString::new(dir.path().as_os_str().as_bytes()).ok()?;
-        let fs = CString::new("tmpfs").unwrap();
-        let data = CString::new("size=8m,mode=0700").unwrap();
-        // SAFETY: valid NUL-terminated strings that outlive the call.
-        let r = unsafe {
-            libc::mount(
-                fs.as_ptr(),
-                target.as_ptr(),
-                fs.as_ptr(),
-                0,
-                data.as_ptr().cast(),
-            )
-        };
-        (r == 0).then_some(SmallTmpfs { dir })
-    }
-}
-
-impl Drop for SmallTmpfs {
-    fn drop(&mut self) {
-        use std::ffi::CString;
-        use std::os::unix::ffi::OsStrExt;
-        let target = CString::new(self.dir.path().as_os_str().as_bytes()).unwrap();
-        // SAFETY: a valid NUL-terminated path; MNT_DETACH never blocks.
-        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
-    }
-}
-
 #[test]
 fn issue10_segment_larger_than_its_file_system_is_no_space() {
     run("life_no_space", |_| {
-        let Some(fs) = SmallTmpfs::mount() else {
+        let Some(fs) = common::SmallTmpfs::mount("size=8m,mode=0700") else {
             eprintln!("skipped: this process cannot mount a tmpfs (needs root)");
             return;
         };

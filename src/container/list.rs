@@ -198,30 +198,7 @@ impl SharedListBuilder {
 }
 
 impl SharedList {
-    /// A builder, for options (mode, persist, limit, …).
-    pub fn builder() -> SharedListBuilder {
-        SharedListBuilder::default()
-    }
-
-    /// Creates `/dev/shm/<name>` exclusively, empty.
-    pub fn create(name: &str) -> Result<SharedList, crate::SegmentError> {
-        Self::builder().create(name)
-    }
-
-    /// Creates an anonymous list (a memfd, shared with forked children).
-    pub fn anonymous() -> Result<SharedList, crate::SegmentError> {
-        Self::builder().create_anonymous()
-    }
-
-    /// Opens `/dev/shm/<name>`.
-    pub fn open(name: &str) -> Result<SharedList, crate::SegmentError> {
-        Self::builder().open(name)
-    }
-
-    /// Opens `/dev/shm/<name>`, or creates it empty.
-    pub fn open_or_create(name: &str) -> Result<SharedList, crate::SegmentError> {
-        Self::builder().open_or_create(name)
-    }
+    super::container_constructors!(SharedListBuilder, SharedListBuilder::default());
 
     pub(crate) fn store(&self) -> &Store {
         &self.store

@@ -343,30 +343,7 @@ impl SharedMapBuilder {
 }
 
 impl SharedMap {
-    /// A builder, for options (mode, persist, limit, …).
-    pub fn builder() -> SharedMapBuilder {
-        SharedMapBuilder::default()
-    }
-
-    /// Creates `/dev/shm/<name>` exclusively, empty.
-    pub fn create(name: &str) -> Result<SharedMap, crate::SegmentError> {
-        Self::builder().create(name)
-    }
-
-    /// Creates an anonymous map (a memfd, shared with forked children).
-    pub fn anonymous() -> Result<SharedMap, crate::SegmentError> {
-        Self::builder().create_anonymous()
-    }
-
-    /// Opens `/dev/shm/<name>`.
-    pub fn open(name: &str) -> Result<SharedMap, crate::SegmentError> {
-        Self::builder().open(name)
-    }
-
-    /// Opens `/dev/shm/<name>`, or creates it empty.
-    pub fn open_or_create(name: &str) -> Result<SharedMap, crate::SegmentError> {
-        Self::builder().open_or_create(name)
-    }
+    super::container_constructors!(SharedMapBuilder, SharedMapBuilder::default());
 
     pub(crate) fn store(&self) -> &Store {
         &self.store

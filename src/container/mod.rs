@@ -581,6 +581,40 @@ macro_rules! container_builder_methods {
 }
 pub(crate) use container_builder_methods;
 
+/// The constructors every container handle shares (`builder`, `create`,
+/// `anonymous`, `open`, `open_or_create`), given its builder type and how
+/// to make a default one.
+macro_rules! container_constructors {
+    ($builder:ty, $make:expr) => {
+        /// A builder, for options (mode, persist, limit, …).
+        pub fn builder() -> $builder {
+            $make
+        }
+
+        /// Creates `/dev/shm/<name>` exclusively, empty.
+        pub fn create(name: &str) -> Result<Self, crate::SegmentError> {
+            Self::builder().create(name)
+        }
+
+        /// Creates an anonymous container (a memfd, shared with forked
+        /// children, or passed to an exec'd one by its fd).
+        pub fn anonymous() -> Result<Self, crate::SegmentError> {
+            Self::builder().create_anonymous()
+        }
+
+        /// Opens `/dev/shm/<name>`, checking its kind and type.
+        pub fn open(name: &str) -> Result<Self, crate::SegmentError> {
+            Self::builder().open(name)
+        }
+
+        /// Opens `/dev/shm/<name>`, or creates it empty.
+        pub fn open_or_create(name: &str) -> Result<Self, crate::SegmentError> {
+            Self::builder().open_or_create(name)
+        }
+    };
+}
+pub(crate) use container_constructors;
+
 /// The handle methods every container shares: where it lives, its name,
 /// and its statistics.
 macro_rules! container_handle_methods {

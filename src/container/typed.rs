@@ -98,33 +98,10 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> TypedMapB
 }
 
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> TypedMap<K, V> {
-    /// A builder, for options (mode, persist, limit, …).
-    pub fn builder() -> TypedMapBuilder<K, V> {
-        TypedMapBuilder {
-            o: Options::default(),
-            _t: PhantomData,
-        }
-    }
-
-    /// Creates `/dev/shm/<name>` exclusively, empty.
-    pub fn create(name: &str) -> Result<Self, crate::SegmentError> {
-        Self::builder().create(name)
-    }
-
-    /// Creates an anonymous map (a memfd, shared with forked children).
-    pub fn anonymous() -> Result<Self, crate::SegmentError> {
-        Self::builder().create_anonymous()
-    }
-
-    /// Opens `/dev/shm/<name>`, checking that it holds `K` → `V`.
-    pub fn open(name: &str) -> Result<Self, crate::SegmentError> {
-        Self::builder().open(name)
-    }
-
-    /// Opens `/dev/shm/<name>`, or creates it empty.
-    pub fn open_or_create(name: &str) -> Result<Self, crate::SegmentError> {
-        Self::builder().open_or_create(name)
-    }
+    super::container_constructors!(TypedMapBuilder<K, V>, TypedMapBuilder {
+        o: Options::default(),
+        _t: PhantomData,
+    });
 
     pub(crate) fn store(&self) -> &Store {
         self.map.store()
@@ -313,33 +290,13 @@ impl<T: Serialize + DeserializeOwned> TypedListBuilder<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> TypedList<T> {
-    /// A builder, for options (mode, persist, limit, …).
-    pub fn builder() -> TypedListBuilder<T> {
+    super::container_constructors!(
+        TypedListBuilder<T>,
         TypedListBuilder {
             o: Options::default(),
             _t: PhantomData,
         }
-    }
-
-    /// Creates `/dev/shm/<name>` exclusively, empty.
-    pub fn create(name: &str) -> Result<Self, crate::SegmentError> {
-        Self::builder().create(name)
-    }
-
-    /// Creates an anonymous list (a memfd, shared with forked children).
-    pub fn anonymous() -> Result<Self, crate::SegmentError> {
-        Self::builder().create_anonymous()
-    }
-
-    /// Opens `/dev/shm/<name>`, checking that it holds `T`s.
-    pub fn open(name: &str) -> Result<Self, crate::SegmentError> {
-        Self::builder().open(name)
-    }
-
-    /// Opens `/dev/shm/<name>`, or creates it empty.
-    pub fn open_or_create(name: &str) -> Result<Self, crate::SegmentError> {
-        Self::builder().open_or_create(name)
-    }
+    );
 
     pub(crate) fn store(&self) -> &Store {
         self.list.store()

@@ -617,3 +617,46 @@ pub fn reap_raw(pid: libc::pid_t) -> i32 {
         -libc::WTERMSIG(st)
     }
 }
+
+/// A small tmpfs mounted at a fresh directory (`options`, e.g.
+/// `"size=8m,mode=0700"`), unmounted on drop: a file system that fills.
+/// `None` where this process may not mount (not root, no CAP_SYS_ADMIN).
+#[allow(dead_code)]
+pub struct SmallTmpfs {
+    /// The mount point.
+    pub dir: tempfile::TempDir,
+}
+
+#[allow(dead_code)]
+impl SmallTmpfs {
+    /// Mounts one, if this process may.
+    pub fn mount(options: &str) -> Option<SmallTmpfs> {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().ok()?;
+        let target = CString::new(dir.path().as_os_str().as_bytes()).ok()?;
+        let fs = CString::new("tmpfs").unwrap();
+        let data = CString::new(options).ok()?;
+        // SAFETY: valid NUL-terminated strings that outlive the call.
+        let r = unsafe {
+            libc::mount(
+                fs.as_ptr(),
+                target.as_ptr(),
+                fs.as_ptr(),
+                0,
+                data.as_ptr().cast(),
+            )
+        };
+        (r == 0).then_some(SmallTmpfs { dir })
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let target = CString::new(self.dir.path().as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; MNT_DETACH never blocks.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    }
+}
