@@ -49,7 +49,7 @@ pub use map::{MapEntry, SharedMap, SharedMapBuilder};
 #[cfg(feature = "serde")]
 pub use typed::{TypedList, TypedListBuilder, TypedMap, TypedMapBuilder};
 
-use crate::error::{ContainerError, OwnerDied, SegmentError};
+use crate::error::{ContainerError, OwnerDied, SegmentError, TryLockError};
 use crate::shm::header::{Fnv, HeaderFields, HEADER_LEN};
 use crate::shm::segment::{Location, Segment, SegmentOptions};
 use crate::sync::{owner, Lock, LockGuard};
@@ -290,7 +290,7 @@ impl Store {
         if lock.raw().held_by(owner::current()) {
             reentered();
         }
-        let guard = match lock.lock() {
+        let guard = match acquire(lock) {
             Ok(g) => g,
             Err(OwnerDied(g)) => g,
         };
@@ -342,6 +342,27 @@ impl Store {
             .unwrap_or(0)
     }
 }
+
+/// Takes the writer lock. Writers hold it for a few hundred nanoseconds,
+/// so a contended taker first spins briefly, then yields its CPU a few
+/// times — a holder preempted by a peer (more writers than CPUs) gets to
+/// finish — and only then sleeps in the lock's own wait (which also finds
+/// a dead holder).
+fn acquire(lock: &Lock) -> Result<LockGuard<'_>, OwnerDied<LockGuard<'_>>> {
+    for attempt in 0..YIELDS + SPINS {
+        match lock.try_lock() {
+            Ok(g) => return Ok(g),
+            Err(TryLockError::OwnerDied(g)) => return Err(OwnerDied(g)),
+            Err(TryLockError::WouldBlock) if attempt < SPINS => crate::loom::spin_loop(),
+            Err(TryLockError::WouldBlock) => std::thread::yield_now(),
+        }
+    }
+    lock.lock()
+}
+
+/// Tries with a spin hint between them, then with a yield between them.
+const SPINS: u32 = 64;
+const YIELDS: u32 = 16;
 
 #[cold]
 #[inline(never)]
