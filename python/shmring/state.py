@@ -1,0 +1,3 @@
+"""The state area of shmring (see __init__.py)."""
+
+__all__: list = []

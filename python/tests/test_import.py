@@ -1,0 +1,5 @@
+import shmring
+
+
+def test_version():
+    assert shmring.__version__
