@@ -21,8 +21,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 use shmring::{
-    Array, Condition, ContainerError, Event, Lock, LockGuard, LockTimeoutError, RLock,
-    RLockGuard, SegmentError, Semaphore, Shared, SharedList, SharedMap, TryLockError, Value,
+    Array, Condition, ContainerError, Event, Lock, LockGuard, LockTimeoutError, RLock, RLockGuard,
+    SegmentError, Semaphore, Shared, SharedList, SharedMap, TryLockError, Value,
 };
 use std::cell::RefCell;
 use std::cmp::Ordering as CmpOrdering;
@@ -116,7 +116,9 @@ fn fstat(fd: RawFd) -> PyResult<(u64, u64, u64)> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a live, writable `stat`; fstat writes only into it.
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return Err(PyOSError::new_err(std::io::Error::last_os_error().to_string()));
+        return Err(PyOSError::new_err(
+            std::io::Error::last_os_error().to_string(),
+        ));
     }
     Ok((st.st_size as u64, st.st_dev, st.st_ino))
 }
@@ -436,41 +438,30 @@ impl LockCore {
     }
 
     fn try_once(&self) -> Try {
-        // SAFETY (both arms): the guard borrows the lock in the mapping of
-        // `self.lock`; it is stored only in a `Held` that keeps a clone of
-        // that `Shared` (the same mapping) and drops the guard first, or
-        // dropped before this call returns.
         match &self.lock {
             LockRef::Plain(l) => match l.try_lock() {
-                Ok(g) => Try::Got(Guard::Plain(unsafe { erase(g) }), false),
-                Err(TryLockError::OwnerDied(g)) => Try::Got(Guard::Plain(unsafe { erase(g) }), true),
+                Ok(g) => Try::Got(plain(g), false),
+                Err(TryLockError::OwnerDied(g)) => Try::Got(plain(g), true),
                 Err(TryLockError::WouldBlock) => Try::Busy,
             },
             LockRef::Recursive(l) => match l.try_lock() {
-                Ok(g) => Try::Got(Guard::Recursive(unsafe { erase_r(g) }), false),
-                Err(TryLockError::OwnerDied(g)) => {
-                    Try::Got(Guard::Recursive(unsafe { erase_r(g) }), true)
-                }
+                Ok(g) => Try::Got(recursive(g), false),
+                Err(TryLockError::OwnerDied(g)) => Try::Got(recursive(g), true),
                 Err(TryLockError::WouldBlock) => Try::Busy,
             },
         }
     }
 
     fn timed_once(&self, slice: Duration) -> Try {
-        // SAFETY: as in `try_once`.
         match &self.lock {
             LockRef::Plain(l) => match l.lock_timeout(slice) {
-                Ok(g) => Try::Got(Guard::Plain(unsafe { erase(g) }), false),
-                Err(LockTimeoutError::OwnerDied(g)) => {
-                    Try::Got(Guard::Plain(unsafe { erase(g) }), true)
-                }
+                Ok(g) => Try::Got(plain(g), false),
+                Err(LockTimeoutError::OwnerDied(g)) => Try::Got(plain(g), true),
                 Err(LockTimeoutError::Timeout) => Try::Busy,
             },
             LockRef::Recursive(l) => match l.lock_timeout(slice) {
-                Ok(g) => Try::Got(Guard::Recursive(unsafe { erase_r(g) }), false),
-                Err(LockTimeoutError::OwnerDied(g)) => {
-                    Try::Got(Guard::Recursive(unsafe { erase_r(g) }), true)
-                }
+                Ok(g) => Try::Got(recursive(g), false),
+                Err(LockTimeoutError::OwnerDied(g)) => Try::Got(recursive(g), true),
                 Err(LockTimeoutError::Timeout) => Try::Busy,
             },
         }
@@ -513,6 +504,21 @@ impl LockCore {
             None => Err(PyRuntimeError::new_err("cannot release un-acquired lock")),
         }
     }
+}
+
+/// A guard of a `LockCore`'s lock, to keep in [`HELD`] (or drop).
+fn plain(g: LockGuard<'_>) -> Guard {
+    // SAFETY: the guard borrows the lock in the mapping of a `LockCore`'s
+    // `Shared`; this module stores it only in a `Held` that keeps a clone
+    // of that `Shared` (the same mapping) and drops the guard first, or
+    // drops it before the `LockCore` call that took it returns.
+    Guard::Plain(unsafe { erase(g) })
+}
+
+/// As [`plain`], for an `RLock`.
+fn recursive(g: RLockGuard<'_>) -> Guard {
+    // SAFETY: as in `plain`.
+    Guard::Recursive(unsafe { erase_r(g) })
 }
 
 /// Erases a lock guard's lifetime.
@@ -702,7 +708,12 @@ impl PyCondition {
     /// most `timeout` seconds if given), takes the lock back; False when
     /// it timed out.
     #[pyo3(signature = (lock, timeout=None))]
-    fn wait(&self, py: Python<'_>, lock: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<bool> {
+    fn wait(
+        &self,
+        py: Python<'_>,
+        lock: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<bool> {
         let (key, lref) = lock_of(lock)?;
         let deadline = deadline_of(timeout)?;
         let Some(mut guard) = pop_guard(key) else {
@@ -938,7 +949,10 @@ fn record(ticket: u64, orig: Option<&[u8]>, value: &[u8]) -> Vec<u8> {
 }
 
 /// (ticket, original key if any, value) of a record.
-fn parse(rec: &[u8]) -> Result<(u64, Option<&[u8]>, &[u8]), ContainerError> {
+/// (ticket, original key if any, value): a record's parts.
+type Parsed<'a> = (u64, Option<&'a [u8]>, &'a [u8]);
+
+fn parse(rec: &[u8]) -> Result<Parsed<'_>, ContainerError> {
     let bad = || ContainerError::Corrupted("a dict record is malformed");
     if rec.len() < 12 {
         return Err(bad());
@@ -953,7 +967,14 @@ fn parse(rec: &[u8]) -> Result<(u64, Option<&[u8]>, &[u8]), ContainerError> {
     Ok((ticket, orig, &rest[klen..]))
 }
 
-type Item<'py> = (Bound<'py, PyBytes>, Option<Bound<'py, PyBytes>>, Bound<'py, PyBytes>);
+/// (original key or None, value) of a key found.
+type Found<'py> = (Option<Bound<'py, PyBytes>>, Bound<'py, PyBytes>);
+
+type Item<'py> = (
+    Bound<'py, PyBytes>,
+    Option<Bound<'py, PyBytes>>,
+    Bound<'py, PyBytes>,
+);
 
 /// The native half of a `Manager().dict()`: a `SharedMap` of pickled keys
 /// to records, and a `Value<u64>` handing out insertion tickets.
@@ -982,15 +1003,14 @@ impl PySharedDict {
     }
 
     /// (original key or None, value) of `key`, or None.
-    fn get<'py>(
-        &self,
-        py: Python<'py>,
-        key: &[u8],
-    ) -> PyResult<Option<(Option<Bound<'py, PyBytes>>, Bound<'py, PyBytes>)>> {
+    fn get<'py>(&self, py: Python<'py>, key: &[u8]) -> PyResult<Option<Found<'py>>> {
         let rec = py.detach(|| self.map.get(key)).map_err(cont_err)?;
         let Some(rec) = rec else { return Ok(None) };
         let (_, orig, value) = parse(&rec).map_err(cont_err)?;
-        Ok(Some((orig.map(|o| PyBytes::new(py, o)), PyBytes::new(py, value))))
+        Ok(Some((
+            orig.map(|o| PyBytes::new(py, o)),
+            PyBytes::new(py, value),
+        )))
     }
 
     /// `d[key] = value`: keeps the key's place and original key when it
@@ -1175,7 +1195,8 @@ impl PySharedList {
 
     /// Inserts before `index` (0 ≤ index ≤ len).
     fn insert(&self, py: Python<'_>, index: usize, value: &[u8]) -> PyResult<()> {
-        py.detach(|| self.list.insert(index, value)).map_err(cont_err)
+        py.detach(|| self.list.insert(index, value))
+            .map_err(cont_err)
     }
 
     /// Replaces the item at `index`.
