@@ -28,6 +28,8 @@ use std::cell::RefCell;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::HashMap;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 /// The longest a blocking call sleeps with the GIL released before it runs
@@ -172,8 +174,26 @@ fn warn_owner_died(py: Python<'_>, what: &str) -> PyResult<()> {
     PyErr::warn(py, category.as_any(), &msg, 2)
 }
 
-fn pid() -> u32 {
-    std::process::id()
+/// Forks seen by this process's lineage: a child's count differs from
+/// the one its inherited thread-local entries recorded.
+static FORK_GEN: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn after_fork_in_child() {
+    // Relaxed: the child has one thread at this point.
+    FORK_GEN.fetch_add(1, Ordering::Relaxed);
+}
+
+/// This process's fork generation (no system call, unlike `getpid`).
+fn fork_gen() -> u64 {
+    static WATCH: Once = Once::new();
+    WATCH.call_once(|| {
+        // SAFETY: registers a handler that only bumps an atomic, which is
+        // async-signal-safe as a forked child's handlers must be.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    });
+    // Relaxed: written only by the fork handler, before the child has
+    // other threads.
+    FORK_GEN.load(Ordering::Relaxed)
 }
 
 // ---------------------------------------------------------------------------
@@ -349,9 +369,9 @@ enum Guard {
 /// What this thread holds of one lock: a guard per acquire (one for a
 /// `Lock`, one per level for an `RLock`).
 struct Held {
-    /// The process that took the guards: an entry inherited through
-    /// `fork` is the parent's, not ours.
-    pid: u32,
+    /// The fork generation the guards were taken in: an entry inherited
+    /// through `fork` is the parent's, not ours.
+    gen: u64,
     /// Declared before `_keep`, so dropped first: they borrow from it.
     guards: Vec<Guard>,
     _keep: LockRef,
@@ -370,10 +390,10 @@ thread_local! {
 fn with_held<R>(key: LockKey, f: impl FnOnce(Option<&mut Held>) -> R) -> R {
     HELD.with(|h| {
         let mut h = h.borrow_mut();
-        let me = pid();
+        let me = fork_gen();
         // Guards a forked child inherited release nothing (the lock word
         // names the parent's thread): dropping them is harmless.
-        h.retain(|(_, held)| held.pid == me);
+        h.retain(|(_, held)| held.gen == me);
         f(h.iter_mut().find(|(k, _)| *k == key).map(|(_, held)| held))
     })
 }
@@ -382,14 +402,14 @@ fn with_held<R>(key: LockKey, f: impl FnOnce(Option<&mut Held>) -> R) -> R {
 fn push_guard(key: LockKey, keep: &LockRef, guard: Guard) {
     HELD.with(|h| {
         let mut h = h.borrow_mut();
-        let me = pid();
-        h.retain(|(_, held)| held.pid == me);
+        let me = fork_gen();
+        h.retain(|(_, held)| held.gen == me);
         match h.iter_mut().find(|(k, _)| *k == key) {
             Some((_, held)) => held.guards.push(guard),
             None => h.push((
                 key,
                 Held {
-                    pid: me,
+                    gen: me,
                     guards: vec![guard],
                     _keep: keep.clone(),
                 },
