@@ -170,3 +170,7 @@ def dict_writer(d, tag, n):
 def child_main_guard():
     """For completeness: children exit 0 unless an assertion fails."""
     sys.exit(0)
+
+
+def inherited_lock_not_held(lock, out):
+    out.value = int(not lock._is_owned()) + 2 * int(not lock.acquire(timeout=0.05))

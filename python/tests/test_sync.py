@@ -22,6 +22,7 @@ from state_helpers import (  # noqa: F401  (fixtures)
     ctx,
     event_pingpong,
     hold_lock_forever,
+    inherited_lock_not_held,
     is_memfd,
     no_dev_shm_left,
     run,
@@ -372,3 +373,14 @@ def test_barrier_timeout_abort_reset(ctx):
     assert p.exitcode == 0 and out.value == 2
     with pytest.raises(threading.BrokenBarrierError):
         b.wait()
+
+
+def test_forked_child_does_not_hold_parents_lock():
+    import multiprocessing as mp
+
+    lock = shmring.Lock()
+    out = shmring.RawValue("i", 0)
+    with lock:
+        run(mp.get_context("fork"), inherited_lock_not_held, lock, out)
+        assert lock._is_owned()
+    assert out.value == 3  # not owned there, and still the parent's
