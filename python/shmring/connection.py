@@ -1,9 +1,10 @@
 """``Pipe`` and ``Connection``: multiprocessing's pipe over shared memory
 (part of the queues area; exported through ``shmring.queues``)."""
 
-from multiprocessing import reduction as _reduction
 
 from . import _shmring
+from ._handles import detach_fd as _detach
+from ._handles import dup_fd as _dup
 
 __all__ = ["Pipe", "Connection"]
 
@@ -14,12 +15,6 @@ DEFAULT_CAPACITY = 64
 DEFAULT_MAX_MESSAGE_SIZE = 4 << 20
 
 
-def _dup(fd):
-    return None if fd is None else _reduction.DupFd(fd)
-
-
-def _detach(dup):
-    return None if dup is None else dup.detach()
 
 
 def _rebuild_connection(cls, rx, tx, spin):

@@ -11,9 +11,10 @@ child maps it again. Each process attaches its own endpoints on first use.
 """
 
 import queue as _queue
-from multiprocessing import reduction as _reduction
 
 from . import _shmring
+from ._handles import detach_fd as _detach
+from ._handles import dup_fd as _dup
 from ._shmring import CorruptedError
 
 __all__ = [
@@ -41,12 +42,6 @@ DEFAULT_MAXSIZE = 1024
 DEFAULT_MAX_MESSAGE_SIZE = 4 << 20
 
 
-def _dup(fd):
-    return None if fd is None else _reduction.DupFd(fd)
-
-
-def _detach(dup):
-    return None if dup is None else dup.detach()
 
 
 def _rebuild_queue(cls, maxsize, max_message_size, spin, dup, jdup):
