@@ -60,8 +60,8 @@ class Queue(_shmring.QueueBase):
       out-of-band buffers such as numpy arrays' data included), in bytes;
       a larger one raises ``ValueError``. Shared memory of ``maxsize x
       max_message_size`` is reserved (virtual memory; pages are used only
-      as messages fill them, and pages of messages of 256 MiB / maxsize or
-      more are given back once read).
+      as messages fill them; messages of 2 MiB or more whose slots would
+      keep over 256 MiB resident give their pages back once read).
     - ``spin``: while blocked, busy-poll instead of sleeping (lowest
       latency, one CPU busy per blocked caller).
 
