@@ -1,0 +1,444 @@
+//! [`Chan`]: one anonymous byte queue and this process's endpoints on it,
+//! attached on first use, and the blocking send / receive loops shared by
+//! `QueueBase` and `ConnectionBase`.
+//!
+//! # Endpoints per process
+//!
+//! A Python handle crosses `fork` as it is (under the `fork` start method
+//! nothing is pickled), but shmring endpoints belong to the process that
+//! attached them (they panic when used in a child). So a `Chan` keeps its
+//! endpoints in an [`Endpoints`] tagged with the *fork generation* that
+//! attached them: a counter that a `pthread_atfork` child handler bumps.
+//! A handle used in a process whose generation differs drops the inherited
+//! endpoints (shmring makes that a no-op in the child) and attaches anew.
+//! The generation slot is touched only with the GIL held; Python forks with
+//! the GIL held, so no fork can split it half-updated.
+//!
+//! # Locks and the GIL
+//!
+//! Each endpoint sits behind a `Mutex`, because the GIL is released while
+//! a call waits. The rule that keeps GIL and mutex free of deadlock: a
+//! thread holding the GIL only `try_lock`s; a thread waiting for a mutex
+//! (`lock`) has released the GIL; nobody holds an endpoint mutex while
+//! taking the GIL.
+//!
+//! # What a disconnect means here
+//!
+//! A `Queue` (MPMC) has multiprocessing's semantics: no end of stream.
+//! A receiver with no sender attached just waits (or times out); a sender
+//! that finds no receiver attached (every consumer exited) attaches an
+//! *anchor* receiver in its own process, which never receives but keeps
+//! the queue connected, and sends on until the queue is full. A pipe
+//! direction (SPSC) ends: `Disconnected` after the buffered messages is
+//! `EOFError` for the receiver and `BrokenPipeError` for the sender.
+
+use super::{next_slice, segment_err, CorruptedError};
+use pyo3::exceptions::{PyBrokenPipeError, PyValueError};
+use pyo3::prelude::*;
+use shmring::{ByteQueue, ByteReceiver, ByteSendError, ByteSender, RecvError, TryRecvError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
+
+/// Bumped in every child right after `fork` (see the module docs).
+static FORK_GEN: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn after_fork_in_child() {
+    // Relaxed: the child is single-threaded here; later reads in the same
+    // thread see it.
+    FORK_GEN.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Registers the fork handler (once per process; idempotent).
+pub(crate) fn install_fork_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: registers an async-signal-safe handler (one atomic add)
+        // to run in the child after fork; no other effect.
+        unsafe {
+            libc::pthread_atfork(None, None, Some(after_fork_in_child));
+        }
+    });
+}
+
+pub(crate) fn fork_gen() -> u64 {
+    FORK_GEN.load(Ordering::Relaxed)
+}
+
+/// Locks a mutex, ignoring poisoning (an endpoint stays usable after a
+/// panic elsewhere: its operations are all-or-nothing).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
+/// Queue semantics (MPMC, never ends) or a pipe direction (SPSC, EOF).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Queue,
+    Pipe,
+}
+
+/// This process's endpoints on a [`Chan`].
+#[derive(Default)]
+pub(crate) struct Endpoints {
+    tx: Mutex<Option<ByteSender>>,
+    rx: Mutex<Option<ByteReceiver>>,
+    /// A receiver that never receives: keeps a queue connected for this
+    /// process's sends once every consumer has gone (queues only).
+    anchor: Mutex<Option<ByteReceiver>>,
+}
+
+/// A failure of an operation, carried out of a GIL-free section.
+enum Fail {
+    Segment(shmring::SegmentError),
+    Eof,
+    BrokenPipe,
+    TooLarge(usize, usize),
+    Closed,
+    Corrupted(&'static str),
+}
+
+impl Fail {
+    fn into_py(self) -> PyErr {
+        match self {
+            Fail::Segment(e) => segment_err(e),
+            Fail::Eof => super::eof(),
+            Fail::BrokenPipe => PyBrokenPipeError::new_err(
+                "the other end of the pipe is closed (or its process died)",
+            ),
+            Fail::TooLarge(len, max) => PyValueError::new_err(format!(
+                "a message of {len} bytes (pickle and buffers) exceeds this queue's \
+                 max_message_size of {max} bytes: create it with a larger max_message_size"
+            )),
+            Fail::Closed => PyValueError::new_err("the queue's stream is closed"),
+            Fail::Corrupted(what) => CorruptedError::new_err(what),
+        }
+    }
+}
+
+/// What a wait in a GIL-free section came to.
+enum Waited {
+    /// Try again (something may be there, or the slice ended).
+    Again,
+    /// Done (a send completed inside the section).
+    Done,
+}
+
+/// One anonymous byte queue and this process's endpoints on it.
+pub(crate) struct Chan {
+    pub queue: ByteQueue,
+    pub mode: Mode,
+    /// How long a blocked call spins before it sleeps (`spin=True`: the
+    /// whole slice, i.e. busy-polling).
+    spin: Option<Duration>,
+    /// Received messages at least this long have their pages given back to
+    /// the kernel after they are read (see [`Chan::punch`]).
+    punch_at: usize,
+    /// (fork generation, endpoints of that process): touched with the GIL
+    /// held only.
+    slot: Mutex<(u64, Arc<Endpoints>)>,
+}
+
+/// A queue keeps about this much of its slots resident at most (or
+/// `capacity x NEVER_PUNCHED`, if more), besides the messages it holds:
+/// see [`Chan::punch`].
+const RESIDENT_BUDGET: usize = 256 << 20;
+/// Messages shorter than this keep their pages (2 MiB: a 1 MiB numpy array
+/// streams at memory speed through a default-sized queue, with no page
+/// faults).
+const NEVER_PUNCHED: usize = 2 << 20;
+
+impl Chan {
+    pub(crate) fn new(queue: ByteQueue, mode: Mode, spin: bool) -> Chan {
+        let cap = queue.capacity().max(1);
+        Chan {
+            punch_at: (RESIDENT_BUDGET / cap).max(NEVER_PUNCHED),
+            queue,
+            mode,
+            spin: spin.then_some(super::SLICE),
+            slot: Mutex::new((fork_gen(), Arc::new(Endpoints::default()))),
+        }
+    }
+
+    /// This process's endpoints (fresh ones in a forked child).
+    pub(crate) fn endpoints(&self, _py: Python<'_>) -> Arc<Endpoints> {
+        // Only ever locked with the GIL held, never across a release of
+        // it: uncontended, and never held across a fork.
+        let mut slot = lock(&self.slot);
+        let now = fork_gen();
+        if slot.0 != now {
+            *slot = (now, Arc::new(Endpoints::default()));
+        }
+        slot.1.clone()
+    }
+
+    /// Drops this process's endpoints (`close`): later calls attach anew.
+    pub(crate) fn detach_all(&self, py: Python<'_>) {
+        let eps = self.endpoints(py);
+        // Endpoints are dropped without the GIL: a blocked call of another
+        // thread may hold one for a slice.
+        py.detach(|| {
+            *lock(&eps.tx) = None;
+            *lock(&eps.rx) = None;
+            *lock(&eps.anchor) = None;
+        });
+    }
+
+    /// Attaches this process's endpoints of the given roles now (a pipe
+    /// end attaches both halves at its first use, so that its peer sees
+    /// it connected, and sees its death).
+    pub(crate) fn attach(&self, py: Python<'_>, tx: bool, rx: bool) -> PyResult<()> {
+        let eps = self.endpoints(py);
+        py.detach(|| -> Result<(), Fail> {
+            if tx {
+                self.tx_of(&mut lock(&eps.tx))?;
+            }
+            if rx {
+                self.rx_of(&mut lock(&eps.rx))?;
+            }
+            Ok(())
+        })
+        .map_err(Fail::into_py)
+    }
+
+    fn tx_of<'a>(&self, g: &'a mut Option<ByteSender>) -> Result<&'a mut ByteSender, Fail> {
+        if g.is_none() {
+            let mut tx = self.queue.sender().map_err(Fail::Segment)?;
+            if let Some(s) = self.spin {
+                tx.set_spin(s);
+            }
+            *g = Some(tx);
+        }
+        Ok(g.as_mut().expect("just attached"))
+    }
+
+    fn rx_of<'a>(&self, g: &'a mut Option<ByteReceiver>) -> Result<&'a mut ByteReceiver, Fail> {
+        if g.is_none() {
+            let mut rx = self.queue.receiver().map_err(Fail::Segment)?;
+            if let Some(s) = self.spin {
+                rx.set_spin(s);
+            }
+            *g = Some(rx);
+        }
+        Ok(g.as_mut().expect("just attached"))
+    }
+
+    /// Attaches the anchor receiver (see the module docs).
+    fn anchor(&self, eps: &Endpoints) -> Result<(), Fail> {
+        let mut g = lock(&eps.anchor);
+        if g.is_none() {
+            *g = Some(self.queue.receiver().map_err(Fail::Segment)?);
+        }
+        Ok(())
+    }
+
+    /// Sends a message of `len` bytes written by `fill`, waiting (in
+    /// slices, signals checked between them) while the queue is full, up
+    /// to `deadline` if `block`. `Ok(false)`: full (not `block`, or the
+    /// deadline passed).
+    pub(crate) fn send(
+        &self,
+        py: Python<'_>,
+        len: usize,
+        block: bool,
+        deadline: Option<Instant>,
+        fill: &(dyn Fn(&mut [u8]) + Sync),
+    ) -> PyResult<bool> {
+        let eps = self.endpoints(py);
+        let max = self.queue.max_message_size();
+        if len > max {
+            return Err(Fail::TooLarge(len, max).into_py());
+        }
+        // First try with the GIL held: no release/re-take when there is
+        // room. A queue found without consumers is anchored, then tried
+        // once more.
+        for _ in 0..2 {
+            let Some(mut g) = try_lock(&eps.tx) else {
+                break;
+            };
+            let tx = self.tx_of(&mut g).map_err(Fail::into_py)?;
+            let r = match tx.try_loan(len) {
+                Ok(mut loan) => {
+                    fill(&mut loan[..]);
+                    loan.commit();
+                    return Ok(true);
+                }
+                Err(e) => e,
+            };
+            drop(g);
+            match r {
+                ByteSendError::Full => break,
+                e => self.send_failed(&eps, e).map_err(Fail::into_py)?,
+            }
+        }
+        loop {
+            if !block {
+                return Ok(false);
+            }
+            let Some(slice) = next_slice(deadline) else {
+                return Ok(false);
+            };
+            let r = py.detach(|| -> Result<Waited, Fail> {
+                let mut g = lock(&eps.tx);
+                let tx = self.tx_of(&mut g)?;
+                let r = match tx.loan_timeout(len, slice) {
+                    Ok(mut loan) => {
+                        fill(&mut loan[..]);
+                        loan.commit();
+                        return Ok(Waited::Done);
+                    }
+                    Err(e) => e,
+                };
+                drop(g);
+                self.send_failed(&eps, r)?;
+                Ok(Waited::Again)
+            });
+            match r.map_err(Fail::into_py)? {
+                Waited::Done => return Ok(true),
+                Waited::Again => py.check_signals()?,
+            }
+        }
+    }
+
+    /// After a send error other than `Full`/`Timeout`: `Ok` to try again
+    /// (a queue whose consumers all left: anchored now), else the error.
+    fn send_failed(&self, eps: &Endpoints, e: ByteSendError) -> Result<(), Fail> {
+        match e {
+            ByteSendError::Disconnected if self.mode == Mode::Queue => self.anchor(eps),
+            ByteSendError::Disconnected => Err(Fail::BrokenPipe),
+            ByteSendError::TooLarge { len, max } => Err(Fail::TooLarge(len, max)),
+            ByteSendError::Closed => Err(Fail::Closed),
+            ByteSendError::Corrupted => Err(Fail::Corrupted("corrupted queue segment")),
+            ByteSendError::Full | ByteSendError::Timeout => Ok(()),
+        }
+    }
+
+    /// Receives a message, handing it, in place, to `take` (with the GIL
+    /// held), waiting as [`send`](Self::send) does. `Ok(None)`: nothing
+    /// came (not `block`, or the deadline passed).
+    ///
+    /// # Errors
+    /// `EOFError` for a pipe direction whose sender is gone (after its
+    /// messages), `CorruptedError`, and whatever `take` returns.
+    pub(crate) fn recv<R>(
+        &self,
+        py: Python<'_>,
+        block: bool,
+        deadline: Option<Instant>,
+        take: impl FnOnce(&[u8]) -> PyResult<R>,
+    ) -> PyResult<Option<R>> {
+        let eps = self.endpoints(py);
+        let mut take = Some(take);
+        loop {
+            if let Some(mut g) = try_lock(&eps.rx) {
+                let rx = self.rx_of(&mut g).map_err(Fail::into_py)?;
+                match rx.try_recv_ref() {
+                    Ok(msg) => {
+                        let r = (take.take().expect("taken once"))(&msg);
+                        self.punch(&msg);
+                        drop(msg);
+                        return r.map(Some);
+                    }
+                    Err(TryRecvError::Empty) => {}
+                    Err(TryRecvError::Disconnected | TryRecvError::Closed) => {
+                        if self.mode == Mode::Pipe {
+                            return Err(super::eof());
+                        }
+                    }
+                    Err(_) => return Err(Fail::Corrupted("corrupted queue segment").into_py()),
+                }
+            }
+            if !block {
+                return Ok(None);
+            }
+            let Some(slice) = next_slice(deadline) else {
+                return Ok(None);
+            };
+            py.detach(|| self.wait_readable(&eps, slice))
+                .map_err(Fail::into_py)?;
+            py.check_signals()?;
+        }
+    }
+
+    /// Waits up to `slice` for a message to be queued (without taking it).
+    fn wait_readable(&self, eps: &Endpoints, slice: Duration) -> Result<(), Fail> {
+        let mut g = lock(&eps.rx);
+        let rx = self.rx_of(&mut g)?;
+        match rx.poll(slice) {
+            Ok(_) => Ok(()),
+            Err(RecvError::Disconnected | RecvError::Closed) => match self.mode {
+                Mode::Pipe => Err(Fail::Eof),
+                // No sender attached now: wait for one (or the slice).
+                Mode::Queue => {
+                    rx.wait_connected(Some(slice));
+                    Ok(())
+                }
+            },
+            Err(_) => Err(Fail::Corrupted("corrupted queue segment")),
+        }
+    }
+
+    /// Whether a message is waiting, waiting up to `deadline` (`None`:
+    /// forever) in slices. A pipe direction at EOF counts as readable (the
+    /// next receive raises `EOFError` at once), as `multiprocessing`'s
+    /// `poll` says.
+    pub(crate) fn poll(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<bool> {
+        let eps = self.endpoints(py);
+        loop {
+            let slice = next_slice(deadline).unwrap_or(Duration::ZERO);
+            let r = py.detach(|| -> Result<bool, Fail> {
+                let mut g = lock(&eps.rx);
+                let rx = self.rx_of(&mut g)?;
+                match rx.poll(slice) {
+                    Ok(ready) => Ok(ready),
+                    Err(RecvError::Disconnected | RecvError::Closed) => Ok(true),
+                    Err(_) => Err(Fail::Corrupted("corrupted queue segment")),
+                }
+            });
+            if r.map_err(Fail::into_py)? {
+                return Ok(true);
+            }
+            if slice.is_zero() || next_slice(deadline).is_none() {
+                return Ok(false);
+            }
+            py.check_signals()?;
+        }
+    }
+
+    /// Gives the pages of a long message just read back to the kernel, so
+    /// that a queue whose slots all once held large messages does not keep
+    /// `capacity × max_message_size` resident: at most about
+    /// `max(RESIDENT_BUDGET, capacity × NEVER_PUNCHED)` (256 MiB, or 2 MiB
+    /// a slot) of once-touched slot space stays, plus the messages queued.
+    /// Messages shorter than `RESIDENT_BUDGET / capacity` (and than 2 MiB)
+    /// are left alone: the next sender into that slot finds its pages
+    /// mapped (no page faults). Longer ones cost their next sender page
+    /// faults (and the kernel's zeroing): about 0.1–0.3 ms per MiB.
+    fn punch(&self, msg: &[u8]) {
+        if msg.len() < self.punch_at {
+            return;
+        }
+        const PAGE: usize = 4096;
+        let start = (msg.as_ptr() as usize).div_ceil(PAGE) * PAGE;
+        let end = (msg.as_ptr() as usize + msg.len()) / PAGE * PAGE;
+        if end > start {
+            // SAFETY: [start, end) lies inside the message this receiver
+            // holds claimed (whole pages only), in a shared memfd mapping:
+            // MADV_REMOVE frees its backing pages, which then read as
+            // zeros. Nobody else reads or writes a claimed slot's payload,
+            // `msg` is not read after this, and the next sender overwrites
+            // what it sends. A failure (not supported) changes nothing.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_REMOVE);
+            }
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! `QueueBase`: the native half of `shmring.Queue`, `SimpleQueue` and
+//! `JoinableQueue` (python/shmring/queues.py adds pickling and the
+//! multiprocessing-shaped subclasses), and the pickle helpers shared with
+//! the pipe's connections.
+
+use super::chan::{Chan, Mode};
+use super::pybuf::Buf;
+use super::{deadline_of, frame, next_slice, segment_err, CorruptedError};
+use pyo3::exceptions::{PyAssertionError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
+use shmring::{futex_wait, futex_wake, ByteQueue, Deadline, Flavor, Shared};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+/// Messages a `Queue(maxsize=0)` holds.
+pub(crate) const DEFAULT_CAPACITY: u64 = 1024;
+/// The largest message (pickle and buffers) by default: 4 MiB.
+pub(crate) const DEFAULT_MAX_MESSAGE: u64 = 4 << 20;
+
+static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static FULL: PyOnceLock<Py<pyo3::types::PyType>> = PyOnceLock::new();
+static EMPTY: PyOnceLock<Py<pyo3::types::PyType>> = PyOnceLock::new();
+
+/// `queue.Full`, the exception `multiprocessing` raises.
+pub(crate) fn full_err(py: Python<'_>) -> PyResult<PyErr> {
+    Ok(PyErr::from_type(
+        FULL.import(py, "queue", "Full")?.clone(),
+        (),
+    ))
+}
+
+/// `queue.Empty`.
+pub(crate) fn empty_err(py: Python<'_>) -> PyResult<PyErr> {
+    Ok(PyErr::from_type(
+        EMPTY.import(py, "queue", "Empty")?.clone(),
+        (),
+    ))
+}
+
+/// A pointer and length that a GIL-free section copies from.
+#[derive(Clone, Copy)]
+struct RawSlice(*const u8, usize);
+
+// SAFETY: points into a `bytes` object that the sending frame keeps alive
+// (a `Bound` on its stack) until the GIL-free section has returned; bytes
+// objects are immutable.
+unsafe impl Send for RawSlice {}
+// SAFETY: as above; shared access only reads.
+unsafe impl Sync for RawSlice {}
+
+impl RawSlice {
+    fn get(&self) -> &[u8] {
+        if self.1 == 0 {
+            return &[];
+        }
+        // SAFETY: see the `Send` impl: valid for `self.1` bytes meanwhile.
+        unsafe { std::slice::from_raw_parts(self.0, self.1) }
+    }
+}
+
+/// An object pickled for sending: the pickle and its out-of-band buffers.
+pub(crate) struct Pickled<'py> {
+    pickle: Bound<'py, PyBytes>,
+    bufs: Vec<Buf>,
+}
+
+impl Pickled<'_> {
+    /// The message's length.
+    pub(crate) fn len(&self) -> PyResult<usize> {
+        let lens: Vec<usize> = self.bufs.iter().map(Buf::len).collect();
+        frame::frame_len(self.pickle.as_bytes().len(), &lens)
+            .ok_or_else(|| PyValueError::new_err("message too large"))
+    }
+
+    /// Sends it through `chan`.
+    pub(crate) fn send(
+        &self,
+        py: Python<'_>,
+        chan: &Chan,
+        block: bool,
+        deadline: Option<std::time::Instant>,
+    ) -> PyResult<bool> {
+        let bytes = self.pickle.as_bytes();
+        let pickle = RawSlice(bytes.as_ptr(), bytes.len());
+        let bufs = &self.bufs;
+        let fill = move |dst: &mut [u8]| {
+            let slices: Vec<&[u8]> = bufs.iter().map(Buf::bytes).collect();
+            frame::write(dst, pickle.get(), &slices);
+        };
+        chan.send(py, self.len()?, block, deadline, &fill)
+    }
+}
+
+/// Pickles `obj` with protocol 5, its buffers (numpy arrays' data) out of
+/// band.
+pub(crate) fn dumps<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Pickled<'py>> {
+    let dumps = DUMPS.import(py, "pickle", "dumps")?;
+    // Objects of these types have no out-of-band buffers.
+    let plain = obj.is_none()
+        || obj.is_exact_instance_of::<PyInt>()
+        || obj.is_exact_instance_of::<PyFloat>()
+        || obj.is_exact_instance_of::<PyString>()
+        || obj.is_exact_instance_of::<PyBytes>()
+        || obj.is_exact_instance_of::<PyBool>();
+    if plain {
+        let pickle = dumps.call1((obj, 5))?.cast_into::<PyBytes>()?;
+        return Ok(Pickled {
+            pickle,
+            bufs: Vec::new(),
+        });
+    }
+    let list = PyList::empty(py);
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("buffer_callback", list.getattr("append")?)?;
+    let pickle = dumps
+        .call((obj, 5), Some(&kwargs))?
+        .cast_into::<PyBytes>()?;
+    let mut bufs = Vec::with_capacity(list.len());
+    if list.len() > frame::MAX_BUFFERS {
+        return Err(PyValueError::new_err("too many out-of-band buffers"));
+    }
+    for pb in list.iter() {
+        // `raw()`: the buffer as contiguous bytes; a non-contiguous one is
+        // copied into bytes first.
+        let buf = match pb.call_method0("raw").and_then(|raw| Buf::get(&raw, false)) {
+            Ok(b) => b,
+            Err(_) => {
+                let b = py
+                    .import("builtins")?
+                    .getattr("memoryview")?
+                    .call1((&pb,))?
+                    .call_method0("tobytes")?;
+                Buf::get(&b, false)?
+            }
+        };
+        bufs.push(buf);
+    }
+    Ok(Pickled { pickle, bufs })
+}
+
+/// A received message, copied out of its slot: the pickle and a
+/// `bytearray` per out-of-band buffer.
+pub(crate) struct Received<'py> {
+    pickle: Bound<'py, PyBytes>,
+    bufs: Vec<Bound<'py, PyByteArray>>,
+}
+
+/// A new `bytearray` holding a copy of `data` (not zeroed first).
+pub(crate) fn bytearray_of<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyByteArray>> {
+    let n = ffi::Py_ssize_t::try_from(data.len())
+        .map_err(|_| PyValueError::new_err("message too large"))?;
+    // SAFETY: a NULL source asks CPython for an uninitialised bytearray of
+    // `n` bytes (a new reference, or NULL with an exception set).
+    let obj = unsafe { ffi::PyByteArray_FromStringAndSize(std::ptr::null(), n) };
+    // SAFETY: `obj` is a new reference or NULL (error set).
+    let ba = unsafe { Bound::from_owned_ptr_or_err(py, obj)? }.cast_into::<PyByteArray>()?;
+    if !data.is_empty() {
+        // SAFETY: the bytearray was just made with `n` bytes, nobody else
+        // holds it, and `data` does not overlap it.
+        unsafe {
+            let dst = ffi::PyByteArray_AsString(ba.as_ptr()).cast::<u8>();
+            std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len());
+        }
+    }
+    Ok(ba)
+}
+
+/// Copies a received message out of its slot.
+pub(crate) fn copy_out<'py>(py: Python<'py>, msg: &[u8]) -> PyResult<Received<'py>> {
+    let parts = frame::parse(msg).map_err(CorruptedError::new_err)?;
+    let pickle = PyBytes::new(py, &msg[parts.pickle]);
+    let bufs = parts
+        .bufs
+        .into_iter()
+        .map(|r| bytearray_of(py, &msg[r]))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(Received { pickle, bufs })
+}
+
+impl<'py> Received<'py> {
+    /// Unpickles the message.
+    pub(crate) fn loads(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let loads = LOADS.import(py, "pickle", "loads")?;
+        if self.bufs.is_empty() {
+            loads.call1((self.pickle,))
+        } else {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("buffers", self.bufs)?;
+            loads.call((self.pickle,), Some(&kwargs))
+        }
+    }
+}
+
+/// The native core of `shmring.Queue`, `SimpleQueue` and `JoinableQueue`:
+/// a bounded multi-producer multi-consumer queue of pickled objects in
+/// shared memory. Use the subclasses in `shmring`.
+#[pyclass(subclass, module = "shmring._shmring")]
+pub struct QueueBase {
+    chan: Chan,
+    /// The unfinished-task counter of a `JoinableQueue`, shared by every
+    /// process (a futex word).
+    unfinished: Option<Shared<AtomicU32>>,
+    /// What the creator asked for (`maxsize=0`: the default capacity).
+    maxsize: usize,
+    spin: bool,
+    /// `close()` was called on this handle (in this process).
+    closed: AtomicBool,
+}
+
+impl QueueBase {
+    fn check_open(&self) -> PyResult<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(PyValueError::new_err("Queue is closed"));
+        }
+        Ok(())
+    }
+
+    fn counter(&self) -> PyResult<&AtomicU32> {
+        self.unfinished
+            .as_deref()
+            .ok_or_else(|| PyValueError::new_err("not a JoinableQueue"))
+    }
+
+    /// One task fewer; wakes `join` at zero.
+    fn finish_one(&self) -> PyResult<()> {
+        let c = self.counter()?;
+        // AcqRel: a joiner that sees 0 (Acquire) sees the work of every task
+        // marked done before.
+        let prev = c
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1))
+            .map_err(|_| PyValueError::new_err("task_done() called too many times"))?;
+        if prev == 1 {
+            futex_wake(c, u32::MAX);
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl QueueBase {
+    /// Creates a queue holding up to `maxsize` objects (`0`: 1024), each
+    /// pickled to at most `max_message_size` bytes (default 4 MiB);
+    /// `spin=True` busy-polls instead of sleeping while blocked.
+    #[new]
+    #[pyo3(signature = (maxsize=0, *, max_message_size=None, spin=false, joinable=false, _fds=None))]
+    fn new(
+        maxsize: i64,
+        max_message_size: Option<u64>,
+        spin: bool,
+        joinable: bool,
+        _fds: Option<(i32, Option<i32>)>,
+    ) -> PyResult<Self> {
+        let capacity = if maxsize <= 0 {
+            DEFAULT_CAPACITY
+        } else {
+            maxsize as u64
+        };
+        let (queue, unfinished) = match _fds {
+            None => {
+                let q = ByteQueue::builder()
+                    .flavor(Flavor::Mpmc)
+                    .capacity(capacity)
+                    .max_message_size(max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE))
+                    .create_anonymous()
+                    .map_err(segment_err)?;
+                let u = if joinable {
+                    Some(Shared::anonymous(AtomicU32::new(0)).map_err(segment_err)?)
+                } else {
+                    None
+                };
+                (q, u)
+            }
+            Some((fd, jfd)) => {
+                // SAFETY: the fds come from `DupFd.detach()` in
+                // queues.py's rebuild: new descriptors owned by nobody else.
+                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                let q = ByteQueue::builder()
+                    .flavor(Flavor::Mpmc)
+                    .from_fd(owned)
+                    .map_err(segment_err)?;
+                let u = match jfd {
+                    // SAFETY: as above.
+                    Some(j) => Some(
+                        Shared::<AtomicU32>::builder()
+                            .from_fd(unsafe { OwnedFd::from_raw_fd(j) })
+                            .map_err(segment_err)?,
+                    ),
+                    None => None,
+                };
+                (q, u)
+            }
+        };
+        Ok(QueueBase {
+            chan: Chan::new(queue, Mode::Queue, spin),
+            unfinished,
+            maxsize: maxsize.max(0) as usize,
+            spin,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Puts `obj` into the queue (pickled, protocol 5, its buffers out of
+    /// band). If the queue is full: with `block` true, waits up to
+    /// `timeout` seconds (`None`: for ever) for room; otherwise, or once
+    /// the timeout passes, raises `queue.Full`.
+    ///
+    /// Raises `ValueError` if the pickled object exceeds
+    /// `max_message_size`, or if this handle was closed.
+    #[pyo3(signature = (obj, block=true, timeout=None))]
+    fn put(
+        &self,
+        py: Python<'_>,
+        obj: &Bound<'_, PyAny>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        self.check_open()?;
+        let deadline = deadline_of(timeout)?;
+        let msg = dumps(py, obj)?;
+        // Counted before it can be taken (and task_done-d), as
+        // multiprocessing does.
+        if let Some(c) = self.unfinished.as_deref() {
+            c.fetch_add(1, Ordering::AcqRel);
+        }
+        match msg.send(py, &self.chan, block, deadline) {
+            Ok(true) => Ok(()),
+            other => {
+                if self.unfinished.is_some() {
+                    self.finish_one()?;
+                }
+                match other {
+                    Ok(_) => Err(full_err(py)?),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Removes and returns an object from the queue. If it is empty: with
+    /// `block` true, waits up to `timeout` seconds (`None`: for ever);
+    /// otherwise, or once the timeout passes, raises `queue.Empty`. A
+    /// queue whose producers have all exited (or died) is simply empty.
+    #[pyo3(signature = (block=true, timeout=None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.check_open()?;
+        let deadline = deadline_of(timeout)?;
+        match self.chan.recv(py, block, deadline, |m| copy_out(py, m))? {
+            Some(r) => r.loads(py),
+            None => Err(empty_err(py)?),
+        }
+    }
+
+    /// `put(obj, False)`.
+    fn put_nowait(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.put(py, obj, false, None)
+    }
+
+    /// `get(False)`.
+    fn get_nowait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.get(py, false, None)
+    }
+
+    /// The number of objects queued now (a snapshot, as in
+    /// `multiprocessing`: it may be stale by the time it is used).
+    fn qsize(&self) -> usize {
+        self.chan.queue.len()
+    }
+
+    /// Whether the queue is empty now (a snapshot).
+    fn empty(&self) -> bool {
+        self.chan.queue.is_empty()
+    }
+
+    /// Whether the queue is full now (a snapshot).
+    fn full(&self) -> bool {
+        self.chan.queue.is_full()
+    }
+
+    /// Says this process will put and get no more through this handle:
+    /// its endpoints are detached; later `put` / `get` raise `ValueError`.
+    /// Objects already put stay queued for other processes (there is no
+    /// feeder thread to flush: `put` has already copied them into shared
+    /// memory).
+    fn close(&self, py: Python<'_>) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.chan.detach_all(py);
+    }
+
+    /// Returns at once (there is no feeder thread); like `multiprocessing`,
+    /// only allowed after `close()`.
+    fn join_thread(&self) -> PyResult<()> {
+        if !self.closed.load(Ordering::Relaxed) {
+            return Err(PyAssertionError::new_err("Queue not closed"));
+        }
+        Ok(())
+    }
+
+    /// Does nothing (there is no feeder thread to join at exit).
+    fn cancel_join_thread(&self) {}
+
+    /// `JoinableQueue.task_done`: one task fewer.
+    fn _task_done(&self) -> PyResult<()> {
+        self.finish_one()
+    }
+
+    /// `JoinableQueue.join`: waits until every task put has been marked
+    /// done, in slices (Ctrl-C interrupts it). `True`, or `False` if
+    /// `timeout` (seconds) passed first.
+    #[pyo3(signature = (timeout=None))]
+    fn _join(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let deadline = deadline_of(timeout)?;
+        let c = self.counter()?;
+        loop {
+            // Acquire: pairs with `finish_one`'s AcqRel.
+            let n = c.load(Ordering::Acquire);
+            if n == 0 {
+                return Ok(true);
+            }
+            let Some(slice) = next_slice(deadline) else {
+                return Ok(false);
+            };
+            py.detach(|| futex_wait(c, n, Some(Deadline::after(slice))));
+            py.check_signals()?;
+        }
+    }
+
+    /// The queue's construction arguments and fds, for pickling:
+    /// `(maxsize, max_message_size, spin, joinable, fd, joinable_fd)`.
+    /// The fds are borrowed: duplicate them (`DupFd`) before use.
+    fn _reduce_args(&self) -> PyResult<(usize, usize, bool, bool, i32, Option<i32>)> {
+        let fd = self
+            .chan
+            .queue
+            .raw_fd()
+            .ok_or_else(|| PyValueError::new_err("not an anonymous queue"))?;
+        let jfd = match &self.unfinished {
+            Some(s) => Some(
+                s.raw_fd()
+                    .ok_or_else(|| PyValueError::new_err("not an anonymous counter"))?,
+            ),
+            None => None,
+        };
+        Ok((
+            self.maxsize,
+            self.chan.queue.max_message_size(),
+            self.spin,
+            self.unfinished.is_some(),
+            fd,
+            jfd,
+        ))
+    }
+
+    /// The most objects the queue holds.
+    #[getter]
+    fn _capacity(&self) -> usize {
+        self.chan.queue.capacity()
+    }
+
+    /// The largest pickled object (with its buffers) the queue takes, in
+    /// bytes.
+    #[getter]
+    fn max_message_size(&self) -> usize {
+        self.chan.queue.max_message_size()
+    }
+}
