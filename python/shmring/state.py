@@ -288,26 +288,33 @@ class SynchronizedBase:
         return "<%s wrapper for %s>" % (type(self).__name__, self._obj)
 
 
+def _locked_property(attr, doc):
+    """A property of the wrapped object read and written under the lock
+    (with the bound ``acquire`` / ``release``, as multiprocessing's
+    accessors)."""
+
+    def get(self):
+        self.acquire()
+        try:
+            return getattr(self._obj, attr)
+        finally:
+            self.release()
+
+    def set(self, v):
+        self.acquire()
+        try:
+            setattr(self._obj, attr, v)
+        finally:
+            self.release()
+
+    return property(get, set, doc=doc)
+
+
 class Synchronized(SynchronizedBase):
     """A shared value with its lock: ``.value`` reads and writes under the
     lock."""
 
-    @property
-    def value(self):
-        """The value (read under the lock)."""
-        self.acquire()
-        try:
-            return self._obj.value
-        finally:
-            self.release()
-
-    @value.setter
-    def value(self, v):
-        self.acquire()
-        try:
-            self._obj.value = v
-        finally:
-            self.release()
+    value = _locked_property("value", "The value (read under the lock).")
 
 
 class SynchronizedArray(SynchronizedBase):
@@ -338,39 +345,8 @@ class SynchronizedString(SynchronizedArray):
     """A shared ``'c'`` array with its lock, with ``.value`` (up to the
     first NUL) and ``.raw`` (every byte) as multiprocessing's."""
 
-    @property
-    def value(self):
-        """The bytes up to the first NUL."""
-        self.acquire()
-        try:
-            return self._obj.value
-        finally:
-            self.release()
-
-    @value.setter
-    def value(self, v):
-        self.acquire()
-        try:
-            self._obj.value = v
-        finally:
-            self.release()
-
-    @property
-    def raw(self):
-        """Every byte."""
-        self.acquire()
-        try:
-            return self._obj.raw
-        finally:
-            self.release()
-
-    @raw.setter
-    def raw(self, v):
-        self.acquire()
-        try:
-            self._obj.raw = v
-        finally:
-            self.release()
+    value = _locked_property("value", "The bytes up to the first NUL.")
+    raw = _locked_property("raw", "Every byte.")
 
 
 # ---------------------------------------------------------------------------

@@ -566,63 +566,81 @@ struct PyLock {
     core: LockCore,
 }
 
-#[pymethods]
-impl PyLock {
-    #[new]
-    #[pyo3(signature = (*, _fd=None))]
-    fn new(_fd: Option<RawFd>) -> PyResult<Self> {
-        let shared = match _fd {
-            None => Shared::anonymous(Lock::new()),
-            Some(fd) => Shared::<Lock>::builder().from_fd(dup_fd(fd)?),
+/// The methods `Lock` and `RLock` share (and their constructor), with each
+/// one's own docs and extra methods: one definition for both classes.
+macro_rules! lock_class {
+    ($ty:ident, $prim:ident, $variant:ident, $acquire_doc:literal, $release_doc:literal,
+     { $($extra:tt)* }) => {
+        #[pymethods]
+        impl $ty {
+            #[new]
+            #[pyo3(signature = (*, _fd=None))]
+            fn new(_fd: Option<RawFd>) -> PyResult<Self> {
+                let shared = match _fd {
+                    None => Shared::anonymous($prim::new()),
+                    Some(fd) => Shared::<$prim>::builder().from_fd(dup_fd(fd)?),
+                }
+                .map_err(seg_err)?;
+                Ok($ty {
+                    core: LockCore::new(LockRef::$variant(shared))?,
+                })
+            }
+
+            #[doc = $acquire_doc]
+            #[pyo3(signature = (block=true, timeout=None))]
+            fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+                self.core.acquire(py, block, timeout)
+            }
+
+            #[doc = $release_doc]
+            fn release(&self) -> PyResult<()> {
+                self.core.release()
+            }
+
+            fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
+                self.core.acquire(py, true, None)
+            }
+
+            #[pyo3(signature = (*_args))]
+            fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+                self.core.release()
+            }
+
+            /// Whether the calling thread holds the lock.
+            fn _is_owned(&self) -> bool {
+                is_held(self.core.key)
+            }
+
+            /// The memfd, for pickling.
+            #[getter]
+            fn _fd(&self) -> PyResult<RawFd> {
+                need_fd(self.core.lock.raw_fd())
+            }
+
+            $($extra)*
         }
-        .map_err(seg_err)?;
-        Ok(PyLock {
-            core: LockCore::new(LockRef::Plain(shared))?,
-        })
-    }
-
-    /// Takes the lock: waits for it (at most `timeout` seconds if given)
-    /// when `block`, else only tries. True when taken. A previous owner
-    /// that died holding it is reported with `OwnerDiedWarning` (the lock
-    /// is then held).
-    #[pyo3(signature = (block=true, timeout=None))]
-    fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
-        self.core.acquire(py, block, timeout)
-    }
-
-    /// Releases the lock (only the thread that took it may).
-    fn release(&self) -> PyResult<()> {
-        self.core.release()
-    }
-
-    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-        self.core.acquire(py, true, None)
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.core.release()
-    }
-
-    /// Whether the calling thread holds the lock.
-    fn _is_owned(&self) -> bool {
-        is_held(self.core.key)
-    }
-
-    /// Whether anybody holds the lock (a snapshot).
-    fn _is_locked(&self) -> bool {
-        match &self.core.lock {
-            LockRef::Plain(l) => l.is_locked(),
-            LockRef::Recursive(l) => l.depth() > 0,
-        }
-    }
-
-    /// The memfd, for pickling.
-    #[getter]
-    fn _fd(&self) -> PyResult<RawFd> {
-        need_fd(self.core.lock.raw_fd())
-    }
+    };
 }
+
+lock_class!(
+    PyLock,
+    Lock,
+    Plain,
+    "Takes the lock: waits for it (at most `timeout` seconds if given) \
+     when `block`, else only tries. True when taken. A previous owner \
+     that died holding it is reported with `OwnerDiedWarning` (the lock \
+     is then held).",
+    "Releases the lock (only the thread that took it may).",
+    {
+        /// Whether anybody holds the lock (a snapshot).
+        fn _is_locked(&self) -> bool {
+            match &self.core.lock {
+                LockRef::Plain(l) => l.is_locked(),
+                LockRef::Recursive(l) => l.depth() > 0,
+            }
+        }
+    }
+);
 
 /// The native half of `shmring.RLock` (subclassed in Python).
 #[pyclass(module = "shmring._shmring", name = "_RLock", subclass, frozen)]
@@ -630,61 +648,23 @@ struct PyRLock {
     core: LockCore,
 }
 
-#[pymethods]
-impl PyRLock {
-    #[new]
-    #[pyo3(signature = (*, _fd=None))]
-    fn new(_fd: Option<RawFd>) -> PyResult<Self> {
-        let shared = match _fd {
-            None => Shared::anonymous(RLock::new()),
-            Some(fd) => Shared::<RLock>::builder().from_fd(dup_fd(fd)?),
-        }
-        .map_err(seg_err)?;
-        Ok(PyRLock {
-            core: LockCore::new(LockRef::Recursive(shared))?,
-        })
-    }
-
-    /// Takes the lock, or enters it once more if this thread holds it; as
-    /// `Lock.acquire` otherwise.
-    #[pyo3(signature = (block=true, timeout=None))]
-    fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
-        self.core.acquire(py, block, timeout)
-    }
-
-    /// Leaves one level; the lock is free once every level is left.
-    fn release(&self) -> PyResult<()> {
-        self.core.release()
-    }
-
-    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-        self.core.acquire(py, true, None)
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.core.release()
-    }
-
-    /// Whether the calling thread holds the lock.
-    fn _is_owned(&self) -> bool {
-        is_held(self.core.key)
-    }
-
-    /// The depth of the holder (0: free; a snapshot).
-    fn _depth(&self) -> u32 {
-        match &self.core.lock {
-            LockRef::Recursive(l) => l.depth(),
-            LockRef::Plain(l) => u32::from(l.is_locked()),
+lock_class!(
+    PyRLock,
+    RLock,
+    Recursive,
+    "Takes the lock, or enters it once more if this thread holds it; as \
+     `Lock.acquire` otherwise.",
+    "Leaves one level; the lock is free once every level is left.",
+    {
+        /// The depth of the holder (0: free; a snapshot).
+        fn _depth(&self) -> u32 {
+            match &self.core.lock {
+                LockRef::Recursive(l) => l.depth(),
+                LockRef::Plain(l) => u32::from(l.is_locked()),
+            }
         }
     }
-
-    /// The memfd, for pickling.
-    #[getter]
-    fn _fd(&self) -> PyResult<RawFd> {
-        need_fd(self.core.lock.raw_fd())
-    }
-}
+);
 
 /// The key and lock of a `shmring.Lock` or `shmring.RLock` object.
 fn lock_of(obj: &Bound<'_, PyAny>) -> PyResult<(LockKey, LockRef)> {
