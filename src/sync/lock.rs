@@ -409,6 +409,14 @@ impl Lock {
     pub fn is_locked(&self) -> bool {
         self.raw.is_locked()
     }
+
+    /// Takes the lock if it is free: one CAS, and no look at a holder's
+    /// liveness (which `try_lock` makes, reading `/proc`), for callers that
+    /// poll a lock they know is held briefly and fall back to
+    /// [`lock`](Self::lock), which finds a dead holder.
+    pub(crate) fn try_lock_free(&self) -> Option<LockGuard<'_>> {
+        (!self.raw.is_locked() && self.raw.try_take(owner::current())).then(|| self.guard())
+    }
 }
 
 /// A re-entrant lock: the thread that holds it may take it again, and it is
