@@ -7,6 +7,9 @@
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+// Mapped containers only (not in loom builds).
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::AtomicPtr;
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};

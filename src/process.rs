@@ -178,11 +178,17 @@ pub(crate) enum ForkCache {
     LockOwner,
     /// `wait`: this process's `membarrier` registration.
     Membarrier,
+    /// `container::heap`: the table of this process's container mappings
+    /// (its lock may be held by a thread the child does not have).
+    ContainerHeaps,
 }
 
 /// The forgetting functions of the higher layers' caches, by [`ForkCache`].
-static FORK_HOOKS: [std::sync::OnceLock<fn()>; 2] =
-    [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+static FORK_HOOKS: [std::sync::OnceLock<fn()>; 3] = [
+    std::sync::OnceLock::new(),
+    std::sync::OnceLock::new(),
+    std::sync::OnceLock::new(),
+];
 
 /// [`watch_fork`], for a higher layer's cache: `forget` runs in the forked
 /// child's handler too. Called before the cache is first filled.

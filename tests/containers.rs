@@ -1298,3 +1298,67 @@ fn a_closure_that_panics_changes_nothing_and_one_that_writes_its_own_map_panics(
         assert_eq!(l.to_vec().unwrap(), vec![b"a".to_vec(), b"b".to_vec()]);
     });
 }
+
+// ---------------------------------------------------------------------------
+// Fork while another thread opens containers
+// ---------------------------------------------------------------------------
+
+#[test]
+#[ignore]
+fn child_fork_while_opening() {
+    child_main("child_fork_while_opening", |_| {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // A thread that opens and drops containers without pause: the
+        // process's table of mappings is busy most of the time.
+        let opener = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let m = SharedMap::anonymous().unwrap();
+                    m.insert(b"k", b"v").unwrap();
+                }
+            })
+        };
+        for round in 0..300 {
+            let pid = fork_raw();
+            if pid == 0 {
+                // The child of a fork taken while the opener may have held
+                // the table: opening here must not wait for a thread that
+                // does not exist in this process.
+                let ok = SharedMap::anonymous()
+                    .map(|m| m.insert(b"a", b"b").is_ok())
+                    .unwrap_or(false);
+                // SAFETY: leaving the forked child.
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            // Reap, or call it a hang after 20 s.
+            let mut st = 0;
+            let give_up = Instant::now() + Duration::from_secs(20);
+            loop {
+                // SAFETY: our own child; `st` is a valid out-pointer.
+                let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
+                if r == pid {
+                    break;
+                }
+                if Instant::now() > give_up {
+                    // SAFETY: our own child.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    reap_raw(pid);
+                    panic!("fork {round}: the child hangs opening a container");
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert!(
+                libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
+                "fork {round}: child failed"
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+        opener.join().unwrap();
+    });
+}
+
+#[test]
+fn a_fork_taken_while_another_thread_opens_containers_can_open_them() {
+    common::run_in_child("fork_opening", "child_fork_while_opening", &[]);
+}

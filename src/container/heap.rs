@@ -19,7 +19,7 @@
 
 use super::engine::Mem;
 use crate::error::ContainerError;
-use crate::loom::{AtomicU64, Ordering};
+use crate::loom::{AtomicPtr, AtomicU64, Ordering};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, Weak};
@@ -74,9 +74,43 @@ fn file_size(fd: RawFd) -> std::io::Result<u64> {
 /// reused by another file while the entry can be upgraded.
 type Registry = Vec<((u64, u64), u64, Weak<Heap>)>;
 
+/// The table, created on first use. A forked child starts a new one: the
+/// parent's may be locked by a thread that the child does not have (one
+/// that was opening a container at the fork), and would then wait for ever.
+/// The old table is left as it is (leaked): the heaps it names stay mapped
+/// for the handles the child inherited, and it is never locked again.
+static REGISTRY: AtomicPtr<Mutex<Registry>> = AtomicPtr::new(std::ptr::null_mut());
+
 fn registry() -> std::sync::MutexGuard<'static, Registry> {
-    static HEAPS: Mutex<Registry> = Mutex::new(Vec::new());
-    HEAPS.lock().unwrap_or_else(|e| e.into_inner())
+    // Acquire: pairs with the Release of the CAS that published the table.
+    let mut table = REGISTRY.load(Ordering::Acquire);
+    if table.is_null() {
+        crate::process::watch_fork_for(crate::process::ForkCache::ContainerHeaps, || {
+            // Relaxed: the forked child's handler runs before any other
+            // thread of the child exists.
+            REGISTRY.store(std::ptr::null_mut(), Ordering::Relaxed);
+        });
+        let fresh = Box::into_raw(Box::new(Mutex::new(Registry::new())));
+        // AcqRel: publish ours (Release), or see the winner's (Acquire).
+        table = match REGISTRY.compare_exchange(
+            std::ptr::null_mut(),
+            fresh,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => fresh,
+            Err(winner) => {
+                // SAFETY: `fresh` came from `Box::into_raw` above and was
+                // never published.
+                drop(unsafe { Box::from_raw(fresh) });
+                winner
+            }
+        };
+    }
+    // SAFETY: a published table is never freed (a forked child leaks its
+    // parent's), so the reference is good for the rest of the process.
+    let table: &'static Mutex<Registry> = unsafe { &*table };
+    table.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn file_id(fd: RawFd) -> std::io::Result<(u64, u64)> {
