@@ -157,76 +157,32 @@ fn order<M: Mem>(mem: &M, root: &Root) -> Result<Vec<u64>, Corrupt> {
         .collect()
 }
 
-/// A list of byte values in shared memory, used by any number of
-/// processes at once: Python's `Manager().list()` without a server.
-///
-/// Every operation is one atomic step across processes, and a process
-/// killed at any instruction of any operation leaves the list as before or
-/// after it (see [`SharedMap`](crate::SharedMap), which works the same
-/// way). Readers take no lock. The list grows as needed.
-///
-/// ```
-/// use shmring::SharedList;
-/// let l = SharedList::anonymous()?;
-/// l.extend([b"a".as_slice(), b"b", b"c"])?;
-/// l.reverse()?;
-/// assert_eq!(l.to_vec()?, vec![b"c".to_vec(), b"b".to_vec(), b"a".to_vec()]);
-/// assert_eq!(l.pop()?, Some(b"a".to_vec()));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug)]
-pub struct SharedList {
-    store: Store,
-}
-
-/// Builds or opens a [`SharedList`].
-#[derive(Clone, Debug, Default)]
-pub struct SharedListBuilder {
-    o: Options,
-}
-
-impl SharedListBuilder {
-    super::container_builder_methods!(SharedList);
-
-    fn kind_desc() -> (Kind, TypeDesc) {
-        (Kind::List, super::bytes_desc())
-    }
-
-    fn finish(store: Store) -> SharedList {
-        SharedList { store }
-    }
-}
+super::byte_container!(
+    /// A list of byte values in shared memory, used by any number of
+    /// processes at once: Python's `Manager().list()` without a server.
+    ///
+    /// Every operation is one atomic step across processes, and a process
+    /// killed at any instruction of any operation leaves the list as before or
+    /// after it (see [`SharedMap`](crate::SharedMap), which works the same
+    /// way). Readers take no lock. The list grows as needed.
+    ///
+    /// ```
+    /// use shmring::SharedList;
+    /// let l = SharedList::anonymous()?;
+    /// l.extend([b"a".as_slice(), b"b", b"c"])?;
+    /// l.reverse()?;
+    /// assert_eq!(l.to_vec()?, vec![b"c".to_vec(), b"b".to_vec(), b"a".to_vec()]);
+    /// assert_eq!(l.pop()?, Some(b"a".to_vec()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    SharedList,
+    SharedListBuilder,
+    Kind::List,
+    check,
+    "list"
+);
 
 impl SharedList {
-    super::container_constructors!(SharedListBuilder, SharedListBuilder::default());
-
-    pub(crate) fn store(&self) -> &Store {
-        &self.store
-    }
-
-    #[cfg(feature = "serde")]
-    pub(crate) fn from_store(store: Store) -> SharedList {
-        SharedList { store }
-    }
-
-    super::container_handle_methods!();
-
-    /// Items in the list (a snapshot; 0 if the list's shared state fails
-    /// its checks, which every other call reports as `Corrupted`).
-    pub fn len(&self) -> usize {
-        self.store
-            .read(|_, root| {
-                check(root)?;
-                Ok(root.count())
-            })
-            .unwrap_or(0) as usize
-    }
-
-    /// Whether the list is empty (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The item at `index`, copied out; `None` past the end.
     pub fn get(&self, index: usize) -> Result<Option<Vec<u8>>, ContainerError> {
         self.store.read(|mem, root| {

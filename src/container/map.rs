@@ -295,67 +295,40 @@ fn put(
 /// A key and its value, copied out of a [`SharedMap`].
 pub type MapEntry = (Vec<u8>, Vec<u8>);
 
-/// A map of byte keys to byte values in shared memory, used by any number
-/// of processes at once: Python's `Manager().dict()` without a server.
-///
-/// Every operation is one atomic step across processes; a process killed
-/// at any instruction of any operation leaves the map as it was before it
-/// or as it is after it, and the next writer finishes the operation if it
-/// must (counted in [`repairs`](Self::repairs)). Readers take no lock (a
-/// seqlock: they retry if a write overlapped). The map grows as needed:
-/// when its table or record space fills, a writer moves the contents to a
-/// larger region of the same file and every process follows.
-///
-/// ```
-/// use shmring::SharedMap;
-/// let d = SharedMap::anonymous()?;
-/// assert_eq!(d.insert(b"1", b"one")?, None);
-/// assert_eq!(d.insert(b"1", b"uno")?, Some(b"one".to_vec()));
-/// assert_eq!(d.get(b"1")?, Some(b"uno".to_vec()));
-/// d.update(b"hits", |old| {
-///     let n = old.map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()));
-///     Some((n + 1).to_le_bytes().to_vec())
-/// })?;
-/// assert_eq!(d.len(), 2);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug)]
-pub struct SharedMap {
-    store: Store,
-}
-
-/// Builds or opens a [`SharedMap`].
-#[derive(Clone, Debug, Default)]
-pub struct SharedMapBuilder {
-    o: Options,
-}
-
-impl SharedMapBuilder {
-    super::container_builder_methods!(SharedMap);
-
-    fn kind_desc() -> (Kind, TypeDesc) {
-        (Kind::Map, super::bytes_desc())
-    }
-
-    fn finish(store: Store) -> SharedMap {
-        SharedMap { store }
-    }
-}
+super::byte_container!(
+    /// A map of byte keys to byte values in shared memory, used by any number
+    /// of processes at once: Python's `Manager().dict()` without a server.
+    ///
+    /// Every operation is one atomic step across processes; a process killed
+    /// at any instruction of any operation leaves the map as it was before it
+    /// or as it is after it, and the next writer finishes the operation if it
+    /// must (counted in [`repairs`](Self::repairs)). Readers take no lock and
+    /// never wait for a writer (a seqlock, read through a commit in
+    /// progress). The map grows as needed:
+    /// when its table or record space fills, a writer moves the contents to a
+    /// larger region of the same file and every process follows.
+    ///
+    /// ```
+    /// use shmring::SharedMap;
+    /// let d = SharedMap::anonymous()?;
+    /// assert_eq!(d.insert(b"1", b"one")?, None);
+    /// assert_eq!(d.insert(b"1", b"uno")?, Some(b"one".to_vec()));
+    /// assert_eq!(d.get(b"1")?, Some(b"uno".to_vec()));
+    /// d.update(b"hits", |old| {
+    ///     let n = old.map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()));
+    ///     Some((n + 1).to_le_bytes().to_vec())
+    /// })?;
+    /// assert_eq!(d.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    SharedMap,
+    SharedMapBuilder,
+    Kind::Map,
+    check,
+    "map"
+);
 
 impl SharedMap {
-    super::container_constructors!(SharedMapBuilder, SharedMapBuilder::default());
-
-    pub(crate) fn store(&self) -> &Store {
-        &self.store
-    }
-
-    #[cfg(feature = "serde")]
-    pub(crate) fn from_store(store: Store) -> SharedMap {
-        SharedMap { store }
-    }
-
-    super::container_handle_methods!();
-
     /// The value of `key`, copied out.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ContainerError> {
         let mut out = Vec::new();
@@ -383,22 +356,6 @@ impl SharedMap {
         let hash = engine::hash(key);
         self.store
             .read(|mem, root| Ok(matches!(probe(mem, root, hash, key)?, Probe::Found { .. })))
-    }
-
-    /// Entries in the map (a snapshot; 0 if the map's shared state fails
-    /// its checks, which every other call reports as `Corrupted`).
-    pub fn len(&self) -> usize {
-        self.store
-            .read(|_, root| {
-                check(root)?;
-                Ok(root.count())
-            })
-            .unwrap_or(0) as usize
-    }
-
-    /// Whether the map is empty (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Stores `value` under `key`; returns the value it replaced.

@@ -611,6 +611,71 @@ macro_rules! container_builder_methods {
 }
 pub(crate) use container_builder_methods;
 
+/// A byte container's handle and builder types (`SharedMap`, `SharedList`):
+/// the struct, its builder, and the methods every container has; the
+/// kind's own methods follow in a second `impl`.
+macro_rules! byte_container {
+    ($(#[$doc:meta])* $name:ident, $builder:ident, $kind:expr, $check:path, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name {
+            store: Store,
+        }
+
+        #[doc = concat!("Builds or opens a [`", stringify!($name), "`].")]
+        #[derive(Clone, Debug, Default)]
+        pub struct $builder {
+            o: Options,
+        }
+
+        impl $builder {
+            super::container_builder_methods!($name);
+
+            fn kind_desc() -> (Kind, TypeDesc) {
+                ($kind, super::bytes_desc())
+            }
+
+            fn finish(store: Store) -> $name {
+                $name { store }
+            }
+        }
+
+        impl $name {
+            super::container_constructors!($builder, $builder::default());
+
+            pub(crate) fn store(&self) -> &Store {
+                &self.store
+            }
+
+            #[cfg(feature = "serde")]
+            pub(crate) fn from_store(store: Store) -> $name {
+                $name { store }
+            }
+
+            super::container_handle_methods!();
+
+            #[doc = concat!(
+                "Entries in the ", $what, " (a snapshot; 0 if its shared state fails its ",
+                "checks, which every other call reports as `Corrupted`)."
+            )]
+            pub fn len(&self) -> usize {
+                self.store
+                    .read(|_, root| {
+                        $check(root)?;
+                        Ok(root.count())
+                    })
+                    .unwrap_or(0) as usize
+            }
+
+            #[doc = concat!("Whether the ", $what, " is empty (a snapshot).")]
+            pub fn is_empty(&self) -> bool {
+                self.len() == 0
+            }
+        }
+    };
+}
+pub(crate) use byte_container;
+
 /// The constructors every container handle shares (`builder`, `create`,
 /// `anonymous`, `open`, `open_or_create`), given its builder type and how
 /// to make a default one.
