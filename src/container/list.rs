@@ -71,45 +71,20 @@ fn out_of_range(index: usize, len: u64) -> ContainerError {
 /// Moves the list to a new region with room for `more` entries and
 /// `more_bytes` of records, compacting as it goes.
 fn relocate(w: &mut Writer<'_>, more: u64, more_bytes: u64) -> Result<(), ContainerError> {
-    let old = w.root;
-    let recs = records(w.mem(), &old)?;
+    let recs = records(w.mem(), &w.root)?;
     let live_bytes: u64 = recs.iter().map(Record::size).sum();
-    let full = ContainerError::Full { limit: 0 };
-    let cap = (recs.len() as u64 + more)
-        .checked_mul(2)
-        .and_then(u64::checked_next_power_of_two)
-        .ok_or(full)?
-        .max(MIN_CAP);
-    let arena_len = live_bytes
-        .checked_add(more_bytes)
-        .and_then(|b| b.checked_mul(2))
-        .ok_or(ContainerError::Full { limit: 0 })?
-        .max(MIN_ARENA);
+    let count = recs.len() as u64;
+    let (cap, arena_len) =
+        super::move_sizes(count, more, live_bytes, more_bytes, (MIN_CAP, MIN_ARENA))?;
     let arrays = 16 * cap;
-    let (at, len) = w.new_region(arrays + arena_len)?;
-    let mem = w.mem();
-    let arena = at + arrays;
-    let mut top = arena;
+    let region = w.new_region(arrays + arena_len)?;
+    let (at, mem) = (region.0, w.mem());
+    let mut top = at + arrays;
     for (i, rec) in recs.iter().enumerate() {
         engine::store(mem, at + 8 * i as u64, top)?;
         top += engine::copy_record(mem, rec, top)?;
     }
-    let mut new = Root::default();
-    new.w[root::GEN] = old.get(root::GEN).wrapping_add(1);
-    new.w[root::REGION] = at;
-    new.w[root::REGION_LEN] = len;
-    new.w[root::INDEX] = at;
-    new.w[root::INDEX_CAP] = cap;
-    new.w[root::ARENA] = arena;
-    new.w[root::TOP] = top;
-    new.w[root::END] = at + len;
-    let mut stores = engine::region_stores(w.ctl(), &new).to_vec();
-    stores.push((w.root_at(root::LEN), recs.len() as u64));
-    stores.push((w.root_at(root::TOMBS), 0));
-    stores.push((w.root_at(root::ACTIVE), 0));
-    w.commit(&stores)?;
-    w.release(&old);
-    Ok(())
+    w.publish_move(region, cap, arrays, top, count)
 }
 
 /// Makes room for `more` positions and `more_bytes` of records.

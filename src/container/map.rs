@@ -121,26 +121,16 @@ fn live<M: Mem>(mem: &M, root: &Root) -> Result<Vec<(u64, Record)>, Corrupt> {
 /// Moves the map to a new region with room for `more` entries and
 /// `more_bytes` of records, compacting as it goes.
 fn relocate(w: &mut Writer<'_>, more: u64, more_bytes: u64) -> Result<(), ContainerError> {
-    let old = w.root;
-    let entries = live(w.mem(), &old)?;
+    let entries = live(w.mem(), &w.root)?;
     let live_bytes: u64 = entries.iter().map(|(_, r)| r.size()).sum();
-    let n = entries.len() as u64 + more;
-    let cap = n
-        .checked_mul(2)
-        .and_then(u64::checked_next_power_of_two)
-        .ok_or(ContainerError::Full { limit: 0 })?
-        .max(MIN_CAP);
-    let arena_len = live_bytes
-        .checked_add(more_bytes)
-        .and_then(|b| b.checked_mul(2))
-        .ok_or(ContainerError::Full { limit: 0 })?
-        .max(MIN_ARENA);
+    let count = entries.len() as u64;
+    let (cap, arena_len) =
+        super::move_sizes(count, more, live_bytes, more_bytes, (MIN_CAP, MIN_ARENA))?;
     let table_len = cap * ENTRY;
-    let (at, len) = w.new_region(table_len + arena_len)?;
-    let mem = w.mem();
+    let region = w.new_region(table_len + arena_len)?;
+    let (at, mem) = (region.0, w.mem());
     engine::zero(mem, at, table_len / 8)?;
-    let arena = at + table_len;
-    let mut top = arena;
+    let mut top = at + table_len;
     for (hash, rec) in &entries {
         let mut i = hash & (cap - 1);
         while engine::load(mem, at + ENTRY * i + 8)? != EMPTY {
@@ -150,23 +140,7 @@ fn relocate(w: &mut Writer<'_>, more: u64, more_bytes: u64) -> Result<(), Contai
         engine::store(mem, at + ENTRY * i + 8, top)?;
         top += engine::copy_record(mem, rec, top)?;
     }
-    let mut new = Root::default();
-    new.w[root::GEN] = old.get(root::GEN).wrapping_add(1);
-    new.w[root::REGION] = at;
-    new.w[root::REGION_LEN] = len;
-    new.w[root::INDEX] = at;
-    new.w[root::INDEX_CAP] = cap;
-    new.w[root::ARENA] = arena;
-    new.w[root::TOP] = top;
-    new.w[root::END] = at + len;
-    let ctl = w.ctl();
-    let mut stores = engine::region_stores(ctl, &new).to_vec();
-    stores.push((w.root_at(root::LEN), entries.len() as u64));
-    stores.push((w.root_at(root::TOMBS), 0));
-    stores.push((w.root_at(root::ACTIVE), 0));
-    w.commit(&stores)?;
-    w.release(&old);
-    Ok(())
+    w.publish_move(region, cap, table_len, top, count)
 }
 
 /// What an operation does with the key, given its current value.

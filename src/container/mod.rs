@@ -430,6 +430,37 @@ impl Writer<'_> {
         Ok((at, len))
     }
 
+    /// Publishes a region built at `at` (`len` bytes: an index of `cap`
+    /// entries over its first `index_len` bytes, then records up to `top`)
+    /// holding `count` entries, in one commit (generation + 1), and gives
+    /// the old region's memory back.
+    pub(crate) fn publish_move(
+        &mut self,
+        (at, len): (u64, u64),
+        cap: u64,
+        index_len: u64,
+        top: u64,
+        count: u64,
+    ) -> Result<(), ContainerError> {
+        let old = self.root;
+        let mut new = Root::default();
+        new.w[engine::root::GEN] = old.get(engine::root::GEN).wrapping_add(1);
+        new.w[engine::root::REGION] = at;
+        new.w[engine::root::REGION_LEN] = len;
+        new.w[engine::root::INDEX] = at;
+        new.w[engine::root::INDEX_CAP] = cap;
+        new.w[engine::root::ARENA] = at + index_len;
+        new.w[engine::root::TOP] = top;
+        new.w[engine::root::END] = at + len;
+        let mut stores = engine::region_stores(self.ctl(), &new).to_vec();
+        stores.push((self.root_at(engine::root::LEN), count));
+        stores.push((self.root_at(engine::root::TOMBS), 0));
+        stores.push((self.root_at(engine::root::ACTIVE), 0));
+        self.commit(&stores)?;
+        self.release(&old);
+        Ok(())
+    }
+
     /// Gives back the memory of a region that `old` named and the live
     /// root no longer does.
     pub(crate) fn release(&self, old: &Root) {
@@ -456,6 +487,32 @@ impl Writer<'_> {
         self.release(&old);
         Ok(())
     }
+}
+
+/// The sizes of a new region for `count` live entries and `live_bytes` of
+/// records, plus `more` and `more_bytes`: index entries (a power of two,
+/// at least `min_cap`) and arena bytes (at least `min_arena`) for twice as
+/// many, so that moves are rare.
+pub(crate) fn move_sizes(
+    count: u64,
+    more: u64,
+    live_bytes: u64,
+    more_bytes: u64,
+    (min_cap, min_arena): (u64, u64),
+) -> Result<(u64, u64), ContainerError> {
+    let too_big = ContainerError::Full { limit: 0 };
+    let cap = count
+        .checked_add(more)
+        .and_then(|n| n.checked_mul(2))
+        .and_then(u64::checked_next_power_of_two)
+        .ok_or(too_big)?
+        .max(min_cap);
+    let arena = live_bytes
+        .checked_add(more_bytes)
+        .and_then(|b| b.checked_mul(2))
+        .ok_or(ContainerError::Full { limit: 0 })?
+        .max(min_arena);
+    Ok((cap, arena))
 }
 
 /// The largest key or value a container stores (its length is a `u32`).
