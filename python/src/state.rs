@@ -357,6 +357,15 @@ impl LockRef {
             LockRef::Recursive(_) => "RLock",
         }
     }
+
+    /// Where this handle maps the lock: two handles of one lock (two
+    /// unpicklings, or `_fd=`) have two mappings.
+    fn addr(&self) -> *const u8 {
+        match self {
+            LockRef::Plain(s) => std::ptr::from_ref::<Lock>(s).cast(),
+            LockRef::Recursive(s) => std::ptr::from_ref::<RLock>(s).cast(),
+        }
+    }
 }
 
 /// A guard, its lifetime erased: it lives in a [`Held`] beside a clone of
@@ -372,9 +381,13 @@ struct Held {
     /// The fork generation the guards were taken in: an entry inherited
     /// through `fork` is the parent's, not ours.
     gen: u64,
-    /// Declared before `_keep`, so dropped first: they borrow from it.
-    guards: Vec<Guard>,
-    _keep: LockRef,
+    /// Declared before `keep`, so dropped first: they borrow from it. A
+    /// guard taken through another handle of the same lock (another
+    /// mapping) carries a clone of that handle's segment, dropped after
+    /// it (tuple fields drop in order), so that dropping that handle in
+    /// Python leaves the guard's memory mapped.
+    guards: Vec<(Guard, Option<LockRef>)>,
+    keep: LockRef,
 }
 
 /// A lock's identity in this process: the memfd's device and inode, the
@@ -405,13 +418,16 @@ fn push_guard(key: LockKey, keep: &LockRef, guard: Guard) {
         let me = fork_gen();
         h.retain(|(_, held)| held.gen == me);
         match h.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, held)) => held.guards.push(guard),
+            Some((_, held)) => {
+                let own = (held.keep.addr() != keep.addr()).then(|| keep.clone());
+                held.guards.push((guard, own));
+            }
             None => h.push((
                 key,
                 Held {
                     gen: me,
-                    guards: vec![guard],
-                    _keep: keep.clone(),
+                    guards: vec![(guard, None)],
+                    keep: keep.clone(),
                 },
             )),
         }
@@ -420,15 +436,35 @@ fn push_guard(key: LockKey, keep: &LockRef, guard: Guard) {
 
 /// Takes this thread's innermost guard of `key` out (for a condition wait,
 /// or to drop it).
-fn pop_guard(key: LockKey) -> Option<Guard> {
+fn pop_guard(key: LockKey) -> Option<(Guard, Option<LockRef>)> {
     with_held(key, |held| held.and_then(|h| h.guards.pop()))
 }
 
-/// Removes the entry of `key` once it holds no guard.
-fn prune(key: LockKey) {
+/// As [`pop_guard`], with the handle whose mapping the guard borrows (to
+/// keep alive while the guard is out, and to push it back with).
+fn pop_guard_with_its_lock(key: LockKey) -> Option<(Guard, LockRef)> {
+    with_held(key, |held| {
+        let h = held?;
+        let (guard, own) = h.guards.pop()?;
+        Some((guard, own.unwrap_or_else(|| h.keep.clone())))
+    })
+}
+
+/// A thread keeps the entries of up to this many locks it no longer holds,
+/// so that taking the same lock again reuses its entry (no allocation, no
+/// reference count traffic: half the cost of an uncontended
+/// acquire/release pair). Past that, released entries are dropped, and
+/// with them the mappings they keep alive.
+const KEEP_RELEASED: usize = 8;
+
+/// Drops this thread's entries that hold no guard, once there are more
+/// than [`KEEP_RELEASED`] entries.
+fn prune() {
     HELD.with(|h| {
-        h.borrow_mut()
-            .retain(|(k, held)| !(*k == key && held.guards.is_empty()))
+        let mut h = h.borrow_mut();
+        if h.len() > KEEP_RELEASED {
+            h.retain(|(_, held)| !held.guards.is_empty());
+        }
     });
 }
 
@@ -518,7 +554,7 @@ impl LockCore {
         match pop_guard(self.key) {
             Some(g) => {
                 drop(g);
-                prune(self.key);
+                prune();
                 Ok(())
             }
             None => Err(PyRuntimeError::new_err("cannot release un-acquired lock")),
@@ -716,7 +752,10 @@ impl PyCondition {
     ) -> PyResult<bool> {
         let (key, lref) = lock_of(lock)?;
         let deadline = deadline_of(timeout)?;
-        let Some(mut guard) = pop_guard(key) else {
+        // `guard_lock`: the handle the guard borrows from (not necessarily
+        // `lref`, another handle of the same lock), alive until the guard
+        // is back in this thread's table.
+        let Some((mut guard, guard_lock)) = pop_guard_with_its_lock(key) else {
             return Err(PyRuntimeError::new_err("cannot wait on un-acquired lock"));
         };
         let mut died = false;
@@ -751,7 +790,7 @@ impl PyCondition {
                 break;
             }
         }
-        push_guard(key, &lref, guard);
+        push_guard(key, &guard_lock, guard);
         interrupted?;
         if died {
             warn_owner_died(py, lref.what())?;

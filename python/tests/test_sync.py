@@ -384,3 +384,55 @@ def test_forked_child_does_not_hold_parents_lock():
         run(mp.get_context("fork"), inherited_lock_not_held, lock, out)
         assert lock._is_owned()
     assert out.value == 3  # not owned there, and still the parent's
+
+
+TWO_HANDLES = r"""
+import gc, mmap, threading, shmring
+
+def maps():
+    with open("/proc/self/maps") as f:
+        return sum(1 for line in f if "memfd" in line)
+
+# An RLock taken through two handles (two mappings of one lock), the second
+# handle dropped while its level is held: releasing through the first must
+# not touch an unmapped page.
+r = shmring.RLock()
+r2 = shmring.RLock(_fd=r._fd)
+r.acquire(); r2.acquire()
+del r2; gc.collect()
+junk = [mmap.mmap(-1, 4096) for _ in range(256)]
+r.release(); r.release()
+assert r.acquire(False); r.release()
+
+# The same through Condition.wait: the level taken through the dropped
+# handle goes out and comes back with the handle it borrows from.
+r = shmring.RLock()
+r2 = shmring.RLock(_fd=r._fd)
+c = shmring.Condition(r)
+with r:
+    r2.acquire()
+    del r2; gc.collect()
+    junk += [mmap.mmap(-1, 4096) for _ in range(256)]
+    assert c.wait(0.01) is False
+    r.release()
+assert r.acquire(False); r.release()
+
+# Many locks taken and released by one thread: their mappings go (a few
+# recently released ones may stay for reuse).
+base = maps()
+for _ in range(50):
+    l = shmring.Lock(); l.acquire(); l.release(); del l
+gc.collect()
+assert maps() - base <= 10, (base, maps())
+print("ok")
+"""
+
+
+def test_a_level_held_through_a_dropped_handle_keeps_its_mapping():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", TWO_HANDLES], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr)
