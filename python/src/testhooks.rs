@@ -32,7 +32,10 @@ fn _forbid_syscalls(report_fd: i32) -> PyResult<()> {
     imp::forbid(report_fd)
 }
 
-#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 mod imp {
     use pyo3::prelude::*;
     use std::sync::atomic::{AtomicI32, Ordering};
@@ -52,7 +55,11 @@ mod imp {
 
     /// `SIGSYS` handler: async-signal-safe only (one `write`, then
     /// `exit_group`, both let through by the filter); never returns.
-    extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    extern "C" fn on_sigsys(
+        _sig: libc::c_int,
+        info: *mut libc::siginfo_t,
+        _ctx: *mut libc::c_void,
+    ) {
         // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO
         // handler; `SI_SYSCALL` lies inside its 128 bytes.
         let nr = unsafe { *(info as *const u8).add(SI_SYSCALL).cast::<i32>() };
@@ -155,7 +162,10 @@ mod imp {
     }
 }
 
-#[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
 mod imp {
     use pyo3::exceptions::PyNotImplementedError;
     use pyo3::prelude::*;
