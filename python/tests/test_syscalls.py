@@ -88,6 +88,8 @@ value = shmring.Value("i", 0)
 array = shmring.Array("d", 8)
 lock = shmring.Lock()
 rlock = shmring.RLock()
+sem = shmring.Semaphore(2)
+event = shmring.Event()
 
 kib = b"k" * 1024
 vec = np.arange(16, dtype=np.float64)
@@ -139,6 +141,10 @@ def rounds(n):
         lock.release()
         with value.get_lock():
             value.value += 1
+        with sem:
+            assert sem.acquire(False)
+            sem.release()
+        assert not event.is_set()
 
 rounds(200)
 """
