@@ -1,8 +1,8 @@
 """Type stubs for shmring.connection: Pipe and Connection."""
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, Optional, Tuple
 
-__all__: List[str]
+__all__ = ["Pipe", "Connection"]
 
 DEFAULT_CAPACITY: int
 DEFAULT_MAX_MESSAGE_SIZE: int

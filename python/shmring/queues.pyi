@@ -1,20 +1,28 @@
 """Type stubs for shmring.queues: Queue, SimpleQueue, JoinableQueue, Pipe."""
 
 import queue as _queue
-from typing import Any, List, Optional
+from typing import Any, Optional
+
+from ._shmring import CorruptedError as CorruptedError
 
 from .connection import Connection as Connection
 from .connection import Pipe as Pipe
 
-__all__: List[str]
+__all__ = [
+    "Queue",
+    "SimpleQueue",
+    "JoinableQueue",
+    "Pipe",
+    "Connection",
+    "Full",
+    "Empty",
+    "CorruptedError",
+]
 
 Full = _queue.Full
 Empty = _queue.Empty
 DEFAULT_MAXSIZE: int
 DEFAULT_MAX_MESSAGE_SIZE: int
-
-class CorruptedError(Exception):
-    """A shared-memory segment holds data that cannot be right."""
 
 class Queue:
     """A process-shared FIFO queue, as ``multiprocessing.Queue(maxsize)``."""

@@ -6,12 +6,14 @@
 //! One module per area, each registering its own classes: `queues`
 //! (Queue, SimpleQueue, JoinableQueue, Pipe's connections) and `state`
 //! (Value, Array, the locks and other primitives, Manager-style dict and
-//! list).
+//! list), plus `testhooks`: private hooks of the Python test suite, not
+//! API.
 
 use pyo3::prelude::*;
 
 mod queues;
 mod state;
+mod testhooks;
 
 /// The module `shmring._shmring`.
 #[pymodule]
@@ -19,5 +21,6 @@ fn _shmring(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     queues::register(m)?;
     state::register(m)?;
+    testhooks::register(m)?;
     Ok(())
 }

@@ -392,6 +392,19 @@ impl Chan {
     /// `poll` says.
     pub(crate) fn poll(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<bool> {
         let eps = self.endpoints(py);
+        // First look with the GIL held: no release/re-take when a message
+        // is waiting, nor for `poll(0)`.
+        if let Some(mut g) = try_lock(&eps.rx) {
+            let rx = self.rx_of(&mut g).map_err(Fail::into_py)?;
+            match rx.poll(Duration::ZERO) {
+                Ok(true) | Err(RecvError::Disconnected | RecvError::Closed) => return Ok(true),
+                Ok(false) => {}
+                Err(_) => return Err(Fail::Corrupted("corrupted queue segment").into_py()),
+            }
+            if next_slice(deadline).is_none() {
+                return Ok(false);
+            }
+        }
         loop {
             let slice = next_slice(deadline).unwrap_or(Duration::ZERO);
             let r = py.detach(|| -> Result<bool, Fail> {

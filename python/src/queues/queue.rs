@@ -19,6 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 pub(crate) const DEFAULT_CAPACITY: u64 = 1024;
 /// The largest message (pickle and buffers) by default: 4 MiB.
 pub(crate) const DEFAULT_MAX_MESSAGE: u64 = 4 << 20;
+/// The flag bit of a `JoinableQueue`'s counter word: a `join` may be asleep
+/// on it, so the `task_done` that reaches zero must wake it.
+const JOIN_WAITING: u32 = 1 << 31;
 
 static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -202,7 +205,8 @@ impl<'py> Received<'py> {
 pub struct QueueBase {
     chan: Chan,
     /// The unfinished-task counter of a `JoinableQueue`, shared by every
-    /// process (a futex word).
+    /// process (a futex word): the count in the low bits, [`JOIN_WAITING`]
+    /// set while a `join` may be asleep on it.
     unfinished: Option<Shared<AtomicU32>>,
     /// What the creator asked for (`maxsize=0`: the default capacity).
     maxsize: usize,
@@ -225,15 +229,22 @@ impl QueueBase {
             .ok_or_else(|| PyValueError::new_err("not a JoinableQueue"))
     }
 
-    /// One task fewer; wakes `join` at zero.
+    /// One task fewer; at zero, clears [`JOIN_WAITING`] and wakes the
+    /// joiners if it was set (no system call when nobody joins).
     fn finish_one(&self) -> PyResult<()> {
         let c = self.counter()?;
         // AcqRel: a joiner that sees 0 (Acquire) sees the work of every task
         // marked done before.
         let prev = c
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1))
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                match n & !JOIN_WAITING {
+                    0 => None,
+                    1 => Some(0),
+                    _ => Some(n - 1),
+                }
+            })
             .map_err(|_| PyValueError::new_err("task_done() called too many times"))?;
-        if prev == 1 {
+        if prev == 1 | JOIN_WAITING {
             futex_wake(c, u32::MAX);
         }
         Ok(())
@@ -324,7 +335,11 @@ impl QueueBase {
         // Counted before it can be taken (and task_done-d), as
         // multiprocessing does.
         if let Some(c) = self.unfinished.as_deref() {
-            c.fetch_add(1, Ordering::AcqRel);
+            // The count stays below the flag bit.
+            c.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n & !JOIN_WAITING < JOIN_WAITING - 1).then_some(n + 1)
+            })
+            .map_err(|_| PyValueError::new_err("too many unfinished tasks"))?;
         }
         match msg.send(py, &self.chan, block, deadline) {
             Ok(true) => Ok(()),
@@ -422,12 +437,22 @@ impl QueueBase {
         loop {
             // Acquire: pairs with `finish_one`'s AcqRel.
             let n = c.load(Ordering::Acquire);
-            if n == 0 {
+            if n & !JOIN_WAITING == 0 {
                 return Ok(true);
             }
             let Some(slice) = next_slice(deadline) else {
                 return Ok(false);
             };
+            // Says a joiner may sleep, before sleeping on the word with the
+            // flag: a `finish_one` reaching zero in between changes the word
+            // (the wait returns at once), one after it wakes us.
+            if n & JOIN_WAITING == 0
+                && c.compare_exchange(n, n | JOIN_WAITING, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            let n = n | JOIN_WAITING;
             py.detach(|| futex_wait(c, n, Some(Deadline::after(slice))));
             py.check_signals()?;
         }
