@@ -380,6 +380,52 @@ fn issue10_segment_larger_than_its_file_system_is_no_space() {
     });
 }
 
+/// Bytes the file behind `fd` has allocated (st_blocks, 512-byte units).
+fn allocated(fd: std::os::fd::BorrowedFd<'_>) -> u64 {
+    nix::sys::stat::fstat(fd.as_raw_fd()).unwrap().st_blocks as u64 * 512
+}
+
+#[test]
+fn an_anonymous_segment_is_not_allocated_ahead() {
+    run("life_sparse_anon", |_| {
+        // 1024 slots of 1 MiB: a GiB of slots, reserved, not committed.
+        let q = shmring::ByteQueue::anonymous(Flavor::Mpmc, 1024, 1 << 20).unwrap();
+        let total = q.info().total_len;
+        assert!(total > 1 << 30, "{total}");
+        let before = allocated(q.fd().unwrap());
+        assert!(
+            before < 16 << 20,
+            "{before} of {total} bytes allocated at creation"
+        );
+        // Pages come with use: eight 1 MiB messages commit about 8 MiB (less
+        // the pages creation touched already: each MPMC slot's stamp).
+        let tx = q.sender().unwrap();
+        for _ in 0..8 {
+            tx.try_send(&vec![7u8; 1 << 20]).unwrap();
+        }
+        let after = allocated(q.fd().unwrap());
+        assert!(after >= before + (7 << 20), "{before} -> {after}");
+        assert!(after < before + (16 << 20), "{before} -> {after}");
+        // A named segment, on a file system with a size, is allocated whole
+        // (NoSpace at creation rather than SIGBUS later).
+        let Some(fs) = common::SmallTmpfs::mount("size=64m,mode=0700") else {
+            eprintln!("skipped the named half: this process cannot mount a tmpfs (needs root)");
+            return;
+        };
+        let path = fs.dir.path().join("named.shm");
+        let named = shmring::ByteQueue::builder()
+            .capacity(16)
+            .max_message_size(1 << 20)
+            .persist(false)
+            .create_at(&path)
+            .unwrap();
+        let total = named.info().total_len;
+        let blocks = std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&path).unwrap());
+        assert!(blocks * 512 >= total, "named segment not allocated whole");
+        drop(named);
+    });
+}
+
 #[test]
 fn issue10_from_fd_refuses_an_unsealed_file() {
     run("life_seals", |_| {

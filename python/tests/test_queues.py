@@ -446,3 +446,25 @@ def test_watchdog_interrupts_a_hang():
     signal.setitimer(signal.ITIMER_REAL, 0.2)
     with pytest.raises(Hung):
         q.get()
+
+
+def test_a_queue_uses_memory_only_for_the_slots_messages_reach():
+    """A default Queue reserves 1024 slots of 4 MiB (4 GiB of address
+    space), as docs/python.md says, but commits memory only as messages
+    land: its memfd has allocated little at creation, and about a message's
+    size per 1 MiB message put."""
+
+    def allocated(q):
+        fd = q._reduce_args()[4]
+        return os.fstat(fd).st_blocks * 512
+
+    q = shmring.Queue()
+    before = allocated(q)
+    assert before < 64 << 20, before
+    for _ in range(4):
+        q.put(bytes(1 << 20))
+    after = allocated(q)
+    assert (3 << 20) <= after - before < (16 << 20), (before, after)
+    for _ in range(4):
+        assert len(q.get()) == 1 << 20
+    q.close()

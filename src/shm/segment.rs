@@ -313,9 +313,12 @@ impl Segment {
     /// the file to `fields.total_len`, fills in the creator), runs `init` on
     /// the zeroed body, then publishes it.
     ///
-    /// Every byte is allocated before anything is mapped (`posix_fallocate`),
-    /// so a file system without room fails here with `NoSpace` (and the name
-    /// is removed) rather than with `SIGBUS` on a later write.
+    /// Every byte of a named or path segment is allocated before anything
+    /// is mapped (`posix_fallocate`), so a file system without room fails
+    /// here with `NoSpace` (and the name is removed) rather than with
+    /// `SIGBUS` on a later write. An anonymous segment (a memfd, on the
+    /// kernel's internal tmpfs, which has no size limit) is sized sparse:
+    /// its pages come with first use.
     ///
     /// A named or path segment is created under an exclusive `flock` held
     /// until it is published (or removed after a failure). A name whose
@@ -543,7 +546,18 @@ impl Segment {
             file.set_permissions(std::fs::Permissions::from_mode(mode))
                 .map_err(|e| map_io(e, location))?;
         }
-        preallocate(file, fields.total_len, location)?;
+        if anonymous {
+            // A memfd lives on the kernel's internal tmpfs, which has no size
+            // limit: a write to it cannot meet a full file system (no
+            // `SIGBUS` to prevent), and allocating ahead would commit every
+            // slot of a large queue at once (a 4 GiB byte queue: 4 GiB of
+            // memory before the first message). Sized sparse, its pages come
+            // with first use, as anonymous memory's do.
+            file.set_len(fields.total_len)
+                .map_err(|e| map_io(e, location))?;
+        } else {
+            preallocate(file, fields.total_len, location)?;
+        }
         if anonymous {
             // Seal the size: no holder of the fd can shrink it under a mapping.
             let seals = SealFlag::from_bits_retain(if Kind::from_raw(fields.kind).grows() {
