@@ -39,3 +39,44 @@ def test_negative_timeout_is_zero_as_in_multiprocessing():
     j.task_done()
     assert j.join(-1) is True
 
+
+# ------------------------------------------------------------ SharedList.sort
+
+
+def test_list_changed_from_its_own_sort_key_raises_valueerror():
+    """`sort` holds the list's writer lock while Python compares; a change
+    to the same list from `key` (through any handle) reached the Rust
+    list's re-entrance panic: a pyo3 PanicException (a BaseException)
+    out of `sort`. Now ValueError, as `list.sort` says of a list
+    modified during the sort, and the list is left as it was."""
+    import pickle
+
+    lst = shmring.Manager().list([3, 1, 2])
+    other = pickle.loads(pickle.dumps(lst))  # a second handle, another mapping
+    changes = [
+        lambda: lst.append(9),
+        lambda: other.append(9),
+        lambda: lst.insert(0, 9),
+        lambda: lst.__setitem__(0, 9),
+        lambda: lst.__delitem__(0),
+        lambda: lst.pop(),
+        lambda: lst.extend([9]),
+        lambda: lst.reverse(),
+        lambda: lst.clear(),
+        lambda: lst.sort(),
+    ]
+    for change in changes:
+        def key(x, change=change):
+            change()
+            return x
+
+        with pytest.raises(ValueError, match="modified during sort"):
+            lst.sort(key=key)
+        assert lst[:] == [3, 1, 2]
+    # Reading from the key is fine, and the list works afterwards.
+    lst.sort(key=lambda x: (len(lst), lst[0], x)[-1])
+    assert lst[:] == [1, 2, 3]
+    lst.append(4)
+    other.sort(reverse=True)
+    assert lst[:] == [4, 3, 2, 1]
+
