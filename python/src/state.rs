@@ -247,6 +247,31 @@ cell_kinds! {
     F64(f64) = "f8";
 }
 
+/// Refuses a segment of `bytes` that cannot fit in this machine's memory
+/// (RAM plus swap). A `Value` / `Array` segment is allocated in full when
+/// it is created (`posix_fallocate`, so that a later write cannot meet a
+/// full file system), and a memfd has no size limit of its own: asking for
+/// more than the machine has would not fail, it would fill memory until
+/// the kernel's OOM killer ends this process or another one.
+fn check_fits_in_memory(bytes: usize) -> PyResult<()> {
+    // SAFETY: a zeroed `sysinfo` is a valid value of this plain C struct.
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a live, writable `sysinfo`; the call writes only
+    // into it.
+    if unsafe { libc::sysinfo(&mut info) } != 0 {
+        return Ok(());
+    }
+    let unit = u128::from(info.mem_unit.max(1));
+    let total = (u128::from(info.totalram) + u128::from(info.totalswap)) * unit;
+    if bytes as u128 > total {
+        return Err(PyMemoryError::new_err(format!(
+            "a shared array of {bytes} bytes exceeds this machine's memory \
+             ({total} bytes of RAM and swap)"
+        )));
+    }
+    Ok(())
+}
+
 /// The anonymous segment of a `Value` or `Array`: a Rust `shmring::Array`
 /// of `length` elements of a storage type (`"i4"`, `"f8"`, …). Python maps
 /// the same descriptor (`mmap`) and lays a ctypes object over the elements
@@ -283,8 +308,19 @@ impl CellSegment {
 #[pymethods]
 impl CellSegment {
     /// A new zeroed segment of `length` elements of storage type `kind`.
+    ///
+    /// # Errors
+    /// `MemoryError` when the elements alone exceed the machine's memory
+    /// (RAM and swap): see [`check_fits_in_memory`].
     #[new]
     fn new(kind: &str, length: usize) -> PyResult<Self> {
+        let item = match kind.get(1..).and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) if n > 0 => n,
+            _ => return Err(PyTypeError::new_err(format!("no storage type {kind:?}"))),
+        };
+        if let Some(bytes) = length.checked_mul(item) {
+            check_fits_in_memory(bytes)?;
+        }
         Self::finish(AnyArray::create(kind, length)?, kind)
     }
 

@@ -80,3 +80,39 @@ def test_list_changed_from_its_own_sort_key_raises_valueerror():
     other.sort(reverse=True)
     assert lst[:] == [4, 3, 2, 1]
 
+
+# ------------------------------------------------------------ huge arrays
+
+
+def test_array_larger_than_memory_raises_memoryerror():
+    """`RawArray('d', 10**12)` (8 TB) preallocated its memfd until the
+    machine ran out of memory: the kernel's OOM killer then killed this
+    process, or another one. Now MemoryError, before anything is
+    allocated. The check runs in a child whose file size limit
+    (RLIMIT_FSIZE, which a memfd's allocation obeys) keeps a build
+    without it from filling memory: there it fails with OSError."""
+    import subprocess
+    import sys
+    import textwrap
+
+    prog = textwrap.dedent(
+        """
+        import resource, signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 20, 64 << 20))
+        import shmring
+        for make in (lambda: shmring.RawArray('d', 10**12),
+                     lambda: shmring.Array('b', 2**50),
+                     lambda: shmring.RawArray('i', 2**59)):
+            try:
+                make()
+            except MemoryError:
+                print("MemoryError")
+            except BaseException as e:
+                print("other", type(e).__name__, e)
+        print(len(shmring.RawArray('d', 1000)))
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["MemoryError"] * 3 + ["1000"], r.stdout + r.stderr
