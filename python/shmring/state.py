@@ -870,7 +870,9 @@ class SharedList:
 
     def sort(self, *, key=None, reverse=False):
         """Sorts the list (stable), as one atomic step under the list's
-        writer lock; items compare as Python objects."""
+        writer lock; items compare as Python objects. Changing this list
+        from ``key`` or a comparison raises ``ValueError`` (the list is
+        left as it was)."""
         self._l.sort(_loads, key, reverse)
 
     def clear(self):

@@ -89,18 +89,20 @@ pub(crate) fn eof() -> PyErr {
 }
 
 /// The absolute deadline of a `timeout` argument (seconds; `None`: none).
+/// A negative timeout is 0, as `multiprocessing`'s: `get(timeout=-1)`
+/// takes what is there or raises `queue.Empty`, `put(timeout=-1)` puts
+/// if there is room, `poll(-1)` only looks.
 ///
 /// # Errors
-/// `ValueError` for a negative or NaN timeout (as `multiprocessing`).
+/// `ValueError` for a NaN timeout (`multiprocessing` raises `ValueError`
+/// too).
 pub(crate) fn deadline_of(timeout: Option<f64>) -> PyResult<Option<Instant>> {
     match timeout {
         None => Ok(None),
-        Some(t) if t.is_nan() || t < 0.0 => Err(PyValueError::new_err(
-            "'timeout' must be a non-negative number",
-        )),
+        Some(t) if t.is_nan() => Err(PyValueError::new_err("'timeout' must not be NaN")),
         Some(t) => Ok(Some(
             Instant::now()
-                .checked_add(Duration::try_from_secs_f64(t).unwrap_or(Duration::MAX))
+                .checked_add(Duration::try_from_secs_f64(t.max(0.0)).unwrap_or(Duration::MAX))
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365 * 100)),
         )),
     }

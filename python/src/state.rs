@@ -247,6 +247,31 @@ cell_kinds! {
     F64(f64) = "f8";
 }
 
+/// Refuses a segment of `bytes` that cannot fit in this machine's memory
+/// (RAM plus swap). A `Value` / `Array` segment is allocated in full when
+/// it is created (`posix_fallocate`, so that a later write cannot meet a
+/// full file system), and a memfd has no size limit of its own: asking for
+/// more than the machine has would not fail, it would fill memory until
+/// the kernel's OOM killer ends this process or another one.
+fn check_fits_in_memory(bytes: usize) -> PyResult<()> {
+    // SAFETY: a zeroed `sysinfo` is a valid value of this plain C struct.
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a live, writable `sysinfo`; the call writes only
+    // into it.
+    if unsafe { libc::sysinfo(&mut info) } != 0 {
+        return Ok(());
+    }
+    let unit = u128::from(info.mem_unit.max(1));
+    let total = (u128::from(info.totalram) + u128::from(info.totalswap)) * unit;
+    if bytes as u128 > total {
+        return Err(PyMemoryError::new_err(format!(
+            "a shared array of {bytes} bytes exceeds this machine's memory \
+             ({total} bytes of RAM and swap)"
+        )));
+    }
+    Ok(())
+}
+
 /// The anonymous segment of a `Value` or `Array`: a Rust `shmring::Array`
 /// of `length` elements of a storage type (`"i4"`, `"f8"`, …). Python maps
 /// the same descriptor (`mmap`) and lays a ctypes object over the elements
@@ -283,8 +308,19 @@ impl CellSegment {
 #[pymethods]
 impl CellSegment {
     /// A new zeroed segment of `length` elements of storage type `kind`.
+    ///
+    /// # Errors
+    /// `MemoryError` when the elements alone exceed the machine's memory
+    /// (RAM and swap): see [`check_fits_in_memory`].
     #[new]
     fn new(kind: &str, length: usize) -> PyResult<Self> {
+        let item = match kind.get(1..).and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) if n > 0 => n,
+            _ => return Err(PyTypeError::new_err(format!("no storage type {kind:?}"))),
+        };
+        if let Some(bytes) = length.checked_mul(item) {
+            check_fits_in_memory(bytes)?;
+        }
         Self::finish(AnyArray::create(kind, length)?, kind)
     }
 
@@ -1188,6 +1224,52 @@ impl PySharedDict {
 #[pyclass(module = "shmring._shmring", name = "_SharedList", frozen)]
 struct PySharedList {
     list: SharedList,
+    /// The list's identity in this process (its memfd's device and
+    /// inode, the same for every handle of it): see [`SORTING`].
+    key: (u64, u64),
+}
+
+thread_local! {
+    /// The lists this thread is sorting now. `sort` holds the list's
+    /// writer lock while it calls Python (unpickling, `key`, `<`); a
+    /// change to the same list from there (through any handle) would wait
+    /// for itself, and the Rust list panics instead: such a change is
+    /// refused with `ValueError` first, as `list.sort` refuses a list
+    /// modified during the sort.
+    static SORTING: RefCell<Vec<(u64, u64)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Marks a list as being sorted by this thread until dropped (also when
+/// the sort unwinds).
+struct Sorting((u64, u64));
+
+impl Sorting {
+    fn start(key: (u64, u64)) -> Self {
+        SORTING.with(|s| s.borrow_mut().push(key));
+        Sorting(key)
+    }
+}
+
+impl Drop for Sorting {
+    fn drop(&mut self) {
+        SORTING.with(|s| {
+            let mut s = s.borrow_mut();
+            if let Some(i) = s.iter().rposition(|k| *k == self.0) {
+                s.remove(i);
+            }
+        });
+    }
+}
+
+impl PySharedList {
+    /// `ValueError` when this thread is sorting this list (a change from
+    /// the sort's `key`, `<` or unpickling).
+    fn not_sorting(&self) -> PyResult<()> {
+        if SORTING.with(|s| s.borrow().contains(&self.key)) {
+            return Err(PyValueError::new_err("list modified during sort"));
+        }
+        Ok(())
+    }
 }
 
 /// Stops a sort whose comparison raised (the list stays as it was).
@@ -1203,7 +1285,11 @@ impl PySharedList {
             Some(fd) => SharedList::builder().from_fd(dup_fd(fd)?),
         }
         .map_err(seg_err)?;
-        Ok(PySharedList { list })
+        let (_, dev, ino) = fstat(need_fd(list.raw_fd())?)?;
+        Ok(PySharedList {
+            list,
+            key: (dev, ino),
+        })
     }
 
     fn __len__(&self, py: Python<'_>) -> usize {
@@ -1224,22 +1310,26 @@ impl PySharedList {
 
     /// Appends one item.
     fn append(&self, py: Python<'_>, value: &[u8]) -> PyResult<()> {
+        self.not_sorting()?;
         py.detach(|| self.list.push(value)).map_err(cont_err)
     }
 
     /// Appends every item, as one atomic step.
     fn extend(&self, py: Python<'_>, values: Vec<Vec<u8>>) -> PyResult<()> {
+        self.not_sorting()?;
         py.detach(|| self.list.extend(&values)).map_err(cont_err)
     }
 
     /// Inserts before `index` (0 ≤ index ≤ len).
     fn insert(&self, py: Python<'_>, index: usize, value: &[u8]) -> PyResult<()> {
+        self.not_sorting()?;
         py.detach(|| self.list.insert(index, value))
             .map_err(cont_err)
     }
 
     /// Replaces the item at `index`.
     fn set(&self, py: Python<'_>, index: usize, value: &[u8]) -> PyResult<()> {
+        self.not_sorting()?;
         py.detach(|| self.list.set(index, value))
             .map(drop)
             .map_err(cont_err)
@@ -1247,23 +1337,27 @@ impl PySharedList {
 
     /// Removes and returns the last item, or None.
     fn pop_last<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        self.not_sorting()?;
         let v = py.detach(|| self.list.pop()).map_err(cont_err)?;
         Ok(v.map(|v| PyBytes::new(py, &v)))
     }
 
     /// Removes and returns the item at `index`.
     fn remove_at<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Bound<'py, PyBytes>> {
+        self.not_sorting()?;
         let v = py.detach(|| self.list.remove(index)).map_err(cont_err)?;
         Ok(PyBytes::new(py, &v))
     }
 
     /// Reverses the order (one atomic step).
     fn reverse(&self, py: Python<'_>) -> PyResult<()> {
+        self.not_sorting()?;
         py.detach(|| self.list.reverse()).map_err(cont_err)
     }
 
     /// Removes every item (one atomic step).
     fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        self.not_sorting()?;
         py.detach(|| self.list.clear()).map_err(cont_err)
     }
 
@@ -1280,6 +1374,8 @@ impl PySharedList {
         key: Option<&Bound<'_, PyAny>>,
         reverse: bool,
     ) -> PyResult<()> {
+        self.not_sorting()?;
+        let _sorting = Sorting::start(self.key);
         // Decoded (and keyed) once per distinct item.
         let mut cache: HashMap<Vec<u8>, Py<PyAny>> = HashMap::new();
         let mut failure: Option<PyErr> = None;

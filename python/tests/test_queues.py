@@ -130,8 +130,11 @@ def test_full_and_empty_with_timeouts():
         q.get_nowait()
     with pytest.raises(shmring.Empty):
         q.get(False)
-    with pytest.raises(ValueError):
+    # A negative timeout is 0, as multiprocessing's.
+    with pytest.raises(queue.Empty):
         q.get(timeout=-1)
+    with pytest.raises(ValueError):
+        q.get(timeout=float("nan"))
 
 
 def test_any_picklable_object_keeps_its_value():
