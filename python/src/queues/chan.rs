@@ -33,10 +33,10 @@
 //! `EOFError` for the receiver and `BrokenPipeError` for the sender.
 
 use super::{next_slice, segment_err, CorruptedError};
-use pyo3::exceptions::{PyBrokenPipeError, PyValueError};
+use pyo3::exceptions::{PyBrokenPipeError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use shmring::{ByteQueue, ByteReceiver, ByteSendError, ByteSender, RecvError, TryRecvError};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -103,6 +103,8 @@ enum Fail {
     BrokenPipe,
     TooLarge(usize, usize),
     Closed,
+    /// This handle was closed (by another thread, while this call waited).
+    HandleClosed(Mode),
     Corrupted(&'static str),
 }
 
@@ -119,6 +121,8 @@ impl Fail {
                  max_message_size of {max} bytes: create it with a larger max_message_size"
             )),
             Fail::Closed => PyValueError::new_err("the queue's stream is closed"),
+            Fail::HandleClosed(Mode::Queue) => PyValueError::new_err("Queue is closed"),
+            Fail::HandleClosed(Mode::Pipe) => PyOSError::new_err("handle is closed"),
             Fail::Corrupted(what) => CorruptedError::new_err(what),
         }
     }
@@ -145,6 +149,10 @@ pub(crate) struct Chan {
     /// (fork generation, endpoints of that process): touched with the GIL
     /// held only.
     slot: Mutex<(u64, Arc<Endpoints>)>,
+    /// `close()` was called on the handle: no endpoint attaches any more,
+    /// so a call of another thread that was waiting stops with the
+    /// handle's closed error instead of attaching anew.
+    closed: AtomicBool,
 }
 
 /// A queue keeps about this much of its slots resident at most (or
@@ -165,6 +173,7 @@ impl Chan {
             mode,
             spin: spin.then_some(super::SLICE),
             slot: Mutex::new((fork_gen(), Arc::new(Endpoints::default()))),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -182,6 +191,9 @@ impl Chan {
 
     /// Drops this process's endpoints (`close`): later calls attach anew.
     pub(crate) fn detach_all(&self, py: Python<'_>) {
+        // Relaxed: the endpoints' mutexes order it before a waiting call's
+        // next attach, which takes them.
+        self.closed.store(true, Ordering::Relaxed);
         let eps = self.endpoints(py);
         // Endpoints are dropped without the GIL: a blocked call of another
         // thread may hold one for a slice.
@@ -211,6 +223,9 @@ impl Chan {
 
     fn tx_of<'a>(&self, g: &'a mut Option<ByteSender>) -> Result<&'a mut ByteSender, Fail> {
         if g.is_none() {
+            if self.closed.load(Ordering::Relaxed) {
+                return Err(Fail::HandleClosed(self.mode));
+            }
             let mut tx = self.queue.sender().map_err(Fail::Segment)?;
             if let Some(s) = self.spin {
                 tx.set_spin(s);
@@ -222,6 +237,9 @@ impl Chan {
 
     fn rx_of<'a>(&self, g: &'a mut Option<ByteReceiver>) -> Result<&'a mut ByteReceiver, Fail> {
         if g.is_none() {
+            if self.closed.load(Ordering::Relaxed) {
+                return Err(Fail::HandleClosed(self.mode));
+            }
             let mut rx = self.queue.receiver().map_err(Fail::Segment)?;
             if let Some(s) = self.spin {
                 rx.set_spin(s);
@@ -235,6 +253,9 @@ impl Chan {
     fn anchor(&self, eps: &Endpoints) -> Result<(), Fail> {
         let mut g = lock(&eps.anchor);
         if g.is_none() {
+            if self.closed.load(Ordering::Relaxed) {
+                return Err(Fail::HandleClosed(self.mode));
+            }
             *g = Some(self.queue.receiver().map_err(Fail::Segment)?);
         }
         Ok(())
