@@ -45,6 +45,7 @@ import warnings
 from collections import deque
 from concurrent.futures.process import BrokenProcessPool
 
+from .queues import Empty as _Empty
 from .queues import Full as _Full
 from .queues import Queue as _Queue
 from .state import RawArray as _RawArray
@@ -67,6 +68,8 @@ MAX_WORKERS = 60
 _RESULT_QSIZE = 32
 _TASK_QSIZE = WORKER_DEPTH + 2
 _ENVELOPE = 256
+# How often an idle worker checks that the pool's process is alive (s).
+_PARENT_CHECK_S = 1.0
 
 # Tags of the result queue's control messages (task ids are > 0).
 _READY = -1
@@ -194,9 +197,16 @@ def _worker_main(idx, task_q, result_q, slots, initializer, initargs, max_tasks,
             result_q.close()
             sys.exit(1)
     result_q.put((_READY, idx, None))
+    parent = _mp.parent_process()
     done = 0
     while max_tasks is None or done < max_tasks:
-        msg = task_q.get()
+        try:
+            msg = task_q.get(timeout=_PARENT_CHECK_S)
+        except _Empty:
+            # An orphan (its pool's process died without terminating it).
+            if parent is not None and not parent.is_alive():
+                break
+            continue
         if msg is None:
             break
         tid, payload = msg
@@ -385,7 +395,6 @@ class _Core:
                 self.unfinished -= 1
                 failed.append((task, exc))
                 continue
-            task.payload = None
             best.outstanding[task.tid] = task
             best.sent += 1
         self._maybe_stop_locked()
@@ -1017,7 +1026,8 @@ class Pool:
     def __del__(self):
         core = getattr(self, "_core", None)
         if core is not None and core.state == _RUN:
-            warnings.warn("unclosed running shmring pool %r" % (self,), ResourceWarning, source=self)
+            # (no ``source=self``: a recorded warning would keep the pool alive)
+            warnings.warn("unclosed running shmring pool %r" % (self,), ResourceWarning)
 
     def __enter__(self):
         self._core.check_running()
