@@ -481,3 +481,18 @@ def test_bad_arguments():
         with pytest.raises(ValueError):
             ex.map(square, [1], chunksize=0)
     assert not pool_threads()
+
+
+def test_public_names_have_docstrings_and_stubs():
+    import shmring.pool as pool_module
+
+    stub = open(os.path.join(os.path.dirname(pool_module.__file__), "pool.pyi")).read()
+    for name in pool_module.__all__:
+        obj = getattr(shmring, name)
+        assert obj.__doc__, name
+        assert name in stub, name
+    for cls in (shmring.Pool, shmring.ProcessPoolExecutor, shmring.AsyncResult):
+        for attr, member in vars(cls).items():
+            if callable(member) and not attr.startswith("_"):
+                assert member.__doc__, "%s.%s" % (cls.__name__, attr)
+                assert "def %s(" % attr in stub, "%s.%s" % (cls.__name__, attr)
