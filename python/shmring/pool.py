@@ -812,9 +812,13 @@ class ProcessPoolExecutor(_cf.Executor):
             raise ValueError("chunksize must be >= 1.")
         end = None if timeout is None else timeout + time.monotonic()
         futures = []
-        for chunk in _chunks(zip(*iterables), chunksize):
+        if len(iterables) == 1:  # items as they are, not 1-tuples
+            chunks, kind = _chunks(iterables[0], chunksize), _MAP
+        else:
+            chunks, kind = _chunks(zip(*iterables), chunksize), _STARMAP
+        for chunk in chunks:
             fut = _cf.Future()
-            self._submit(fut, fn, chunk, {}, _STARMAP)
+            self._submit(fut, fn, chunk, {}, kind)
             futures.append(fut)
 
         def results():
