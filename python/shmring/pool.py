@@ -142,7 +142,7 @@ def _dump_exception(exc):
         return pickle.dumps((False, _ExceptionWithTraceback(exc, tb_text)), 5)
     except BaseException as why:  # noqa: BLE001 -- any pickling failure
         stand_in = _UnpicklableException(
-            "%s (the exception could not be pickled: %r)" % (_safe_repr(exc), why)
+            "%s: %s (the exception could not be pickled: %r)" % (type(exc).__qualname__, _safe_repr(exc), why)
         )
         return pickle.dumps((False, _ExceptionWithTraceback(stand_in, tb_text)), 5)
 

@@ -91,3 +91,19 @@ def child_main_guard():
 def sleep_value(seconds):
     time.sleep(seconds)
     return seconds
+
+
+class UnpicklableError(Exception):
+    """An exception that holds a lock, so it cannot be pickled."""
+
+    def __init__(self):
+        super().__init__("holds a lock")
+        self.lock = threading.Lock()
+
+
+def raise_unpicklable(x):
+    raise UnpicklableError()
+
+
+def exit_at_init():
+    os._exit(1)

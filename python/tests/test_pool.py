@@ -30,7 +30,9 @@ from pool_helpers import (
     mark_started_and_exit,
     mark_started_and_sleep,
     pid_and_square,
+    exit_at_init,
     raise_custom,
+    raise_unpicklable,
     raise_value_error,
     return_bytes,
     return_lock,
@@ -137,8 +139,11 @@ def test_callbacks(ctx):
     got, errors, lists = [], [], []
     done = threading.Event()
     with shmring.Pool(2, context=ctx) as pool:
+        names = set()
         for i in range(20):
             pool.apply_async(square, (i,), callback=got.append, error_callback=errors.append)
+        pool.apply_async(square, (1,), callback=lambda _: names.add(threading.current_thread().name)).wait()
+        assert names == {"shmring-pool-collector"}
         pool.apply_async(raise_custom, ("x",), callback=got.append, error_callback=errors.append)
         pool.map_async(square, range(10), callback=lists.append).wait()
         pool.starmap_async(add, [(1, 2)], callback=lists.append).wait()
@@ -225,6 +230,9 @@ def test_unpicklable_result_fails_that_task_only():
         with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
             ex.submit(square, lambda: 1).result()  # an argument that cannot be pickled
         assert ex.submit(square, 5).result() == 25
+        exc = ex.submit(raise_unpicklable, 1).exception()  # an exception that cannot be pickled
+        assert isinstance(exc, Exception) and "UnpicklableError" in str(exc)
+        assert "raise_unpicklable" in str(exc.__cause__)
 
 
 # ---------------------------------------------------------------- workers
@@ -251,6 +259,9 @@ def test_failing_initializer_breaks_the_pool():
     with shmring.Pool(1, initializer=failing_init) as pool:
         with pytest.raises(shmring.BrokenProcessPool):
             pool.apply(square, (1,))
+    with shmring.Pool(1, initializer=exit_at_init) as pool:  # exits before it is ready
+        with pytest.raises(shmring.BrokenProcessPool, match="before it was ready"):
+            pool.apply(square, (1,))
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -260,7 +271,7 @@ def test_maxtasksperchild_replaces_workers(method):
         out = pool.map(pid_and_square, range(60), 1)
         assert [sq for _, sq in out] == [x * x for x in range(60)]
         assert len({pid for pid, _ in out}) >= 20  # at most 3 tasks each
-        assert len(pool._worker_pids()) == 2
+        wait_for(lambda: len(pool._worker_pids()) == 2)  # retired workers are replaced
     with shmring.ProcessPoolExecutor(2, mp_context=ctx, max_tasks_per_child=5) as ex:
         out = list(ex.map(pid_and_square, range(40)))
         assert [sq for _, sq in out] == [x * x for x in range(40)]
@@ -496,3 +507,19 @@ def test_public_names_have_docstrings_and_stubs():
             if callable(member) and not attr.startswith("_"):
                 assert member.__doc__, "%s.%s" % (cls.__name__, attr)
                 assert "def %s(" % attr in stub, "%s.%s" % (cls.__name__, attr)
+
+
+def test_orphaned_workers_exit():
+    r = run_script(
+        """
+        import os, shmring
+        if __name__ == "__main__":
+            pool = shmring.Pool(2)
+            print(*pool._worker_pids(), flush=True)
+            os._exit(0)  # no atexit, no terminate: the workers are orphans
+        """
+    )
+    assert r.returncode == 0, r.stderr
+    pids = [int(pid) for pid in r.stdout.split()]
+    assert len(pids) == 2
+    wait_for(lambda: not any(alive(pid) for pid in pids))
