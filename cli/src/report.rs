@@ -551,23 +551,30 @@ pub fn verdicts(rows: &[Row]) -> String {
     ) {
         let _ = writeln!(out, "         (64 KiB loan ÷ 8 B loan: {:.2}×)", l / l8);
     }
+    let binding: Vec<String> = [
+        ("queue", "python-shmring-queue", "shm-mpmc"),
+        ("pipe", "python-shmring-pipe", "shm-spsc"),
+    ]
+    .iter()
+    .filter_map(|(k, py, rs)| {
+        let r = p50(py, Mode::Spin, 8, false)? / p50(rs, Mode::Spin, 8, false)?;
+        Some(format!("{k} {r:.1}× {rs} spin"))
+    })
+    .collect();
     if block("python-shmring-queue").is_some() || block("python-shmring-pipe").is_some() {
         let _ = writeln!(
             out,
             "         (python-shmring block is the package's default, spin 20 µs then sleep: a \
              ping-pong answered within 20 µs never sleeps, while the Rust block rows spin 0 and \
-             always sleep; the binding's own cost is python-shmring spin ÷ shm spin: {})",
-            [
-                ("queue", "python-shmring-queue", "shm-mpmc"),
-                ("pipe", "python-shmring-pipe", "shm-spsc"),
-            ]
-            .iter()
-            .filter_map(|(k, py, rs)| {
-                let r = p50(py, Mode::Spin, 8, false)? / p50(rs, Mode::Spin, 8, false)?;
-                Some(format!("{k} {r:.1}× ({rs})"))
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+             always sleep{})",
+            if binding.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; the binding's own cost, python-shmring spin 8 B p50 over Rust's: {}",
+                    binding.join(", ")
+                )
+            }
         );
     }
     out.trim_end().to_string()
