@@ -22,15 +22,28 @@ after shm-spsc at 8 B in its mode (spin rows all come first); the lower is
 kept, and a note says when the two differ by more than 25% (the machine's
 state changed during the run). shm transports run in both modes (spin:
 try_send/try_recv loops; block: spin 0, blocking send/recv); the kernel
-transports and Python (`multiprocessing.Queue` and `Pipe`, through the
-script shipped as scripts/bench_python.py, when python3 is on the PATH) in
-mode block only. Ratios: p50 over the floor of the same mode and over
-shm-spsc of the same mode and size; throughput likewise (higher is faster).
+transports and Python's multiprocessing (`multiprocessing.Queue` and `Pipe`,
+through the script shipped as scripts/bench_python.py, when python3 is on
+the PATH) in mode block only. Ratios: p50 over the floor of the same mode
+and over shm-spsc of the same mode and size; throughput likewise (higher is
+faster).
+
+python-shmring-queue and python-shmring-pipe measure this repository's
+Python package (`shmring.Queue`, two of them, one each way; `shmring.Pipe`,
+duplex) through the same script, with the same method and sizes as
+python-queue and python-pipe: block is the default (spin 20 µs, then sleep
+on a futex), spin is `spin=True` (busy-poll while blocked). The interpreter:
+--shmring-python if given, else this checkout's target/python-venv/bin/python
+if it imports shmring, else --python if it does; else, from a checkout,
+`shmring bench` runs scripts/python-env (it makes target/python-venv from
+PyPI and builds the extension into it: minutes the first time; it says so on
+stderr), unless --no-python-setup. When no interpreter is found the two rows
+are skipped, with a note saying how to enable them (not a failure).
 
 --repeat N (N > 1) measures, in each mode and for each size, the floor and
 the shm rows N times, round-robin (floor, shm-spsc, shm-mpmc, floor,
 shm-spsc, shm-mpmc, ...) instead of the floor before and after shm-spsc; the
-kernel transports and Python are measured once. The shm and floor rows then
+kernel transports and the Python rows are measured once. The shm and floor rows then
 show the median of the N rounds (p50, p99, ..., msgs/s), and each ratio is
 computed per round, against the floor (or shm-spsc) of the same round, and
 shown as median (min–max): `1.32 (1.25–1.41)`. A wide range says the
@@ -52,20 +65,21 @@ fired), 2 bad arguments (or fewer than two CPUs).";
 #[command(after_long_help = AFTER_HELP)]
 pub struct BenchArgs {
     /// Transports to measure, comma-separated: floor, shm-spsc, shm-mpmc,
-    /// pipe, fifo, unix, tcp, python-queue, python-pipe (the floor is always
-    /// measured)
+    /// pipe, fifo, unix, tcp, python-queue, python-pipe, python-shmring-queue,
+    /// python-shmring-pipe (the floor is always measured)
     #[arg(
         long,
         short = 't',
         value_delimiter = ',',
         value_parser = parse_target,
-        default_value = "floor,shm-spsc,shm-mpmc,pipe,fifo,unix,tcp,python-queue,python-pipe",
+        default_value = "floor,shm-spsc,shm-mpmc,pipe,fifo,unix,tcp,python-queue,python-pipe,\
+                         python-shmring-queue,python-shmring-pipe",
         hide_default_value = true
     )]
     pub transports: Vec<Target>,
 
     /// Modes, comma-separated: spin (busy-poll), block (futex sleep); the
-    /// kernel transports and Python run in block only
+    /// kernel transports and multiprocessing run in block only
     #[arg(
         long,
         short = 'm',
@@ -115,9 +129,21 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub timeout: u64,
 
-    /// The Python interpreter for the python-* rows
+    /// The Python interpreter for the python-queue and python-pipe rows
+    /// (multiprocessing), and for the python-shmring-* rows if it imports
+    /// shmring and this checkout's target/python-venv does not
     #[arg(long, value_name = "PATH", default_value = "python3")]
     pub python: String,
+
+    /// The Python interpreter for the python-shmring-* rows (one that
+    /// imports shmring); default: see below
+    #[arg(long, value_name = "PATH")]
+    pub shmring_python: Option<String>,
+
+    /// Never run scripts/python-env: without an interpreter that imports
+    /// shmring, skip the python-shmring-* rows
+    #[arg(long)]
+    pub no_python_setup: bool,
 
     /// Measure the shared-memory rows with the builders' default wake
     /// protocol, Strict (a fence per message), instead of the opt-in Fast
@@ -132,10 +158,13 @@ fn parse_target(s: &str) -> Result<Target, String> {
         "floor" => Ok(Target::Floor),
         "python-queue" => Ok(Target::PythonQueue),
         "python-pipe" => Ok(Target::PythonPipe),
+        "python-shmring-queue" => Ok(Target::PythonShmringQueue),
+        "python-shmring-pipe" => Ok(Target::PythonShmringPipe),
         other => other.parse().map(Target::Link).map_err(|_| {
             format!(
                 "unknown transport {other:?} (known: floor, shm-spsc, shm-mpmc, pipe, fifo, \
-                 unix, tcp, python-queue, python-pipe)"
+                 unix, tcp, python-queue, python-pipe, python-shmring-queue, \
+                 python-shmring-pipe)"
             )
         }),
     }

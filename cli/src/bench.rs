@@ -144,16 +144,38 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
         ));
         targets.retain(|t| !matches!(t, Target::PythonQueue | Target::PythonPipe));
     }
+    // The python-shmring-* rows' interpreter (found, or made by
+    // scripts/python-env) before this process is pinned to one CPU.
+    let mut shmring_python = None;
+    if targets.iter().any(|t| t.is_python_shmring()) {
+        let explicit = args.shmring_python.as_deref().map(|p| (p, find_program(p)));
+        match python::shmring_python(explicit, python.as_deref(), !args.no_python_setup) {
+            Ok((p, how)) => {
+                notes.push(format!("python-shmring-* rows: {} ({how})", p.display()));
+                shmring_python = Some(p);
+            }
+            Err(why) => {
+                notes.push(format!(
+                    "python-shmring-queue and python-shmring-pipe: skipped: {why}"
+                ));
+                targets.retain(|t| !t.is_python_shmring());
+            }
+        }
+    }
     if !modes.contains(&Mode::Block)
         && targets.iter().any(|t| {
             !matches!(
                 t,
-                Target::Floor | Target::Link(TransportKind::ShmSpsc | TransportKind::ShmMpmc)
+                Target::Floor
+                    | Target::Link(TransportKind::ShmSpsc | TransportKind::ShmMpmc)
+                    | Target::PythonShmringQueue
+                    | Target::PythonShmringPipe
             )
         })
     {
         notes.push(
-            "the kernel transports and Python run in mode block only: none measured with --modes spin"
+            "the kernel transports and multiprocessing run in mode block only: none measured \
+             with --modes spin"
                 .into(),
         );
     }
@@ -203,13 +225,18 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
         let got = match job.target {
             Target::Floor => floor::measure(&cfg, job.mode).map(|r| vec![r]),
             Target::Link(kind) => link::measure(&cfg, kind, job.mode, job.size),
-            Target::PythonQueue | Target::PythonPipe => {
-                let py = python.as_deref().expect("python3 found");
+            t if t.is_python() => {
+                let py = if t.is_python_shmring() {
+                    shmring_python.as_deref().expect("found before the plan")
+                } else {
+                    python.as_deref().expect("python3 found")
+                };
                 // The Python run has its own deadline (it kills the
                 // interpreter's process group): disarm the alarm.
                 sys::alarm(0);
-                python::measure(&cfg, py, job.target, job.size).map(|r| vec![r])
+                python::measure(&cfg, py, t, job.mode, job.size).map(|r| vec![r])
             }
+            _ => unreachable!("every target is measured above"),
         };
         sys::alarm(0);
         let got = match got {

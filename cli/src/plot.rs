@@ -53,6 +53,8 @@ fn color(transport: &str) -> RGBColor {
         "tcp" => RGBColor(214, 39, 40),
         "python-queue" => RGBColor(188, 189, 34),
         "python-pipe" => RGBColor(227, 119, 194),
+        "python-shmring-queue" => RGBColor(23, 190, 207),
+        "python-shmring-pipe" => RGBColor(0, 90, 120),
         _ => RGBColor(127, 127, 127),
     }
 }

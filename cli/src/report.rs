@@ -243,7 +243,7 @@ fn ratio(a: f64, b: Option<f64>) -> String {
 
 /// Where a transport comes in the table.
 fn rank(transport: &str) -> usize {
-    const ORDER: [&str; 9] = [
+    const ORDER: [&str; 11] = [
         "floor",
         "shm-spsc",
         "shm-mpmc",
@@ -253,6 +253,8 @@ fn rank(transport: &str) -> usize {
         "tcp",
         "python-queue",
         "python-pipe",
+        "python-shmring-queue",
+        "python-shmring-pipe",
     ];
     ORDER
         .iter()
@@ -448,6 +450,18 @@ pub fn verdicts(rows: &[Row]) -> String {
         let r = s / f;
         Some((format!("{r:.0}× faster"), r >= limit))
     };
+    let rate = |t: &str, m: Mode| find(rows, t, m, 8, false).map(|r| r.msgs_per_s);
+    let block = |t: &str| p50(t, Mode::Block, 8, false);
+    // `a` over `b` at or below `limit` (round trips) or, `higher`, at or
+    // above it (how many times faster, or streaming rates).
+    let ratio_vs = |a: Option<f64>, b: Option<f64>, limit: f64, higher: bool| {
+        let (a, b) = (a?, b?);
+        let r = a / b;
+        Some((
+            format!("{r:.2}×"),
+            if higher { r >= limit } else { r <= limit },
+        ))
+    };
     let list = [
         Verdict {
             what: "shm-spsc spin 8 B p50 ≤ 1.15× floor spin",
@@ -485,6 +499,36 @@ pub fn verdicts(rows: &[Row]) -> String {
             what: "shm-spsc spin 64 KiB loan p50 ≤ 2× shm-spsc spin 8 B p50",
             got: at_most(p50("shm-spsc", Mode::Spin, 64 << 10, true), shm_spin, 2.0),
         },
+        Verdict {
+            what: "python-shmring-queue block 8 B p50 ≥ 10× faster than python-queue",
+            got: ratio_vs(
+                block("python-queue"),
+                block("python-shmring-queue"),
+                10.0,
+                true,
+            ),
+        },
+        Verdict {
+            what: "python-shmring-queue block 8 B p50 ≤ 1.3× shm-mpmc block 8 B",
+            got: ratio_vs(block("python-shmring-queue"), block("shm-mpmc"), 1.3, false),
+        },
+        Verdict {
+            what: "python-shmring-pipe block 8 B p50 ≤ 1.3× shm-spsc block 8 B",
+            got: ratio_vs(block("python-shmring-pipe"), block("shm-spsc"), 1.3, false),
+        },
+        Verdict {
+            what: "python-shmring-queue block 8 B streaming ≥ 5× python-queue's rate",
+            got: ratio_vs(
+                rate("python-shmring-queue", Mode::Block),
+                rate("python-queue", Mode::Block),
+                5.0,
+                true,
+            ),
+        },
+        Verdict {
+            what: "python-shmring-queue block 8 B streaming ≥ 1 M msgs/s",
+            got: rate("python-shmring-queue", Mode::Block).map(|r| (human_rate(r), r >= 1e6)),
+        },
     ];
     let mut out = String::from("Targets (p50 of round trips, streaming rates; this run):\n");
     let w = list
@@ -506,6 +550,32 @@ pub fn verdicts(rows: &[Row]) -> String {
         p50("shm-spsc", Mode::Spin, 8, true),
     ) {
         let _ = writeln!(out, "         (64 KiB loan ÷ 8 B loan: {:.2}×)", l / l8);
+    }
+    let binding: Vec<String> = [
+        ("queue", "python-shmring-queue", "shm-mpmc"),
+        ("pipe", "python-shmring-pipe", "shm-spsc"),
+    ]
+    .iter()
+    .filter_map(|(k, py, rs)| {
+        let r = p50(py, Mode::Spin, 8, false)? / p50(rs, Mode::Spin, 8, false)?;
+        Some(format!("{k} {r:.1}× {rs} spin"))
+    })
+    .collect();
+    if block("python-shmring-queue").is_some() || block("python-shmring-pipe").is_some() {
+        let _ = writeln!(
+            out,
+            "         (python-shmring block is the package's default, spin 20 µs then sleep: a \
+             ping-pong answered within 20 µs never sleeps, while the Rust block rows spin 0 and \
+             always sleep{})",
+            if binding.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; the binding's own cost, python-shmring spin 8 B p50 over Rust's: {}",
+                    binding.join(", ")
+                )
+            }
+        );
     }
     out.trim_end().to_string()
 }

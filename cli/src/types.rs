@@ -48,6 +48,10 @@ pub enum Target {
     PythonQueue,
     /// Python `multiprocessing.Pipe`.
     PythonPipe,
+    /// Python `shmring.Queue` (the Python package of this repository).
+    PythonShmringQueue,
+    /// Python `shmring.Pipe`.
+    PythonShmringPipe,
 }
 
 impl Target {
@@ -58,13 +62,35 @@ impl Target {
             Target::Link(k) => k.name(),
             Target::PythonQueue => "python-queue",
             Target::PythonPipe => "python-pipe",
+            Target::PythonShmringQueue => "python-shmring-queue",
+            Target::PythonShmringPipe => "python-shmring-pipe",
         }
     }
 
-    /// The modes it runs in: both for the floor and shm, block for the rest.
+    /// A Python row (run by `scripts/bench_python.py`).
+    pub fn is_python(self) -> bool {
+        matches!(
+            self,
+            Target::PythonQueue
+                | Target::PythonPipe
+                | Target::PythonShmringQueue
+                | Target::PythonShmringPipe
+        )
+    }
+
+    /// A row of the shmring Python package (needs an interpreter that
+    /// imports it).
+    pub fn is_python_shmring(self) -> bool {
+        matches!(self, Target::PythonShmringQueue | Target::PythonShmringPipe)
+    }
+
+    /// The modes it runs in: both for the floor, shm and shmring's Python
+    /// package (spin: `spin=True`), block for the rest.
     pub fn modes(self) -> &'static [Mode] {
         match self {
-            Target::Floor => &[Mode::Spin, Mode::Block],
+            Target::Floor | Target::PythonShmringQueue | Target::PythonShmringPipe => {
+                &[Mode::Spin, Mode::Block]
+            }
             Target::Link(k) if k.is_shm() => &[Mode::Spin, Mode::Block],
             _ => &[Mode::Block],
         }

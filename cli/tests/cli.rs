@@ -97,6 +97,100 @@ fn bench_json_lines_have_exactly_the_documented_keys() {
 }
 
 #[test]
+fn bench_python_shmring_rows_are_skipped_with_a_note_without_shmring() {
+    // No interpreter (a path that is not there), and one that cannot import
+    // shmring: the rows are skipped, the run succeeds, and a note says how
+    // to enable them; with --json the note goes to stderr, stdout has rows.
+    for python in ["/nonexistent/python3", "/bin/false"] {
+        for json in [false, true] {
+            let mut args = vec![
+                "bench",
+                "--quick",
+                "--transports",
+                "python-shmring-queue,python-shmring-pipe",
+                "--sizes",
+                "8",
+                "--iterations",
+                "50",
+                "--shmring-python",
+                python,
+            ];
+            if json {
+                args.push("--json");
+            }
+            let o = shmring(&args);
+            assert!(o.status.success(), "{args:?}: {}", text(&o));
+            let out = String::from_utf8_lossy(&o.stdout);
+            let err = String::from_utf8_lossy(&o.stderr);
+            let notes = if json { &err } else { &out };
+            assert!(
+                notes.contains("python-shmring-queue and python-shmring-pipe: skipped")
+                    && notes.contains(python)
+                    && notes.contains("scripts/python-env")
+                    && notes.contains("--shmring-python PATH"),
+                "{args:?}: {}",
+                text(&o)
+            );
+            assert!(
+                !out.lines()
+                    .any(|l| l.starts_with("python-shmring") || l.contains("\"python-shmring")),
+                "{args:?}: {}",
+                text(&o)
+            );
+        }
+    }
+}
+
+#[test]
+fn bench_python_shmring_rows_in_both_modes_when_an_interpreter_has_shmring() {
+    // Runs where this checkout's target/python-venv imports shmring (made
+    // by scripts/python-env, as scripts/test-all and CI do); elsewhere the
+    // rows are skipped and the test says so, without building anything.
+    let o = shmring(&[
+        "bench",
+        "--quick",
+        "--json",
+        "--no-python-setup",
+        "--transports",
+        "python-shmring-queue,python-shmring-pipe",
+        "--sizes",
+        "8",
+        "--iterations",
+        "100",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    if err.contains("python-shmring-pipe: skipped") {
+        eprintln!("no interpreter imports shmring here (run scripts/python-env): not measured");
+        return;
+    }
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let mut seen = Vec::new();
+    for line in stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect(line);
+        let t = v["transport"].as_str().unwrap();
+        if t.starts_with("python-shmring") {
+            assert_eq!(v.as_object().unwrap().len(), 9, "{line}");
+            assert_eq!(v["size"].as_u64(), Some(8), "{line}");
+            assert!(v["rtt_p50_ns"].as_u64().unwrap() > 0, "{line}");
+            assert!(v["msgs_per_s"].as_f64().unwrap() > 0.0, "{line}");
+            seen.push(format!("{t} {}", v["mode"].as_str().unwrap()));
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "python-shmring-pipe block",
+            "python-shmring-pipe spin",
+            "python-shmring-queue block",
+            "python-shmring-queue spin"
+        ],
+        "{stdout}"
+    );
+}
+
+#[test]
 fn bench_repeat_reports_rounds_and_their_spread() {
     run("cli_bench_repeat", |_| {
         let o = shmring(&[
