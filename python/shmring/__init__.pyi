@@ -1,8 +1,10 @@
-"""Type stubs for shmring: the names of shmring.queues and shmring.state."""
+"""Type stubs for shmring: the names of shmring.queues, shmring.state and
+shmring.pool."""
 
 from ._shmring import __version__ as __version__
 from .queues import *
 from .state import *
+from .pool import *
 
 __all__ = [
     "__version__",
@@ -34,4 +36,10 @@ __all__ = [
     "Manager",
     "SharedDict",
     "SharedList",
+    # shmring.pool
+    "ProcessPoolExecutor",
+    "Pool",
+    "AsyncResult",
+    "WorkerDied",
+    "BrokenProcessPool",
 ]

@@ -14,7 +14,7 @@ PKG = os.path.dirname(shmring.__file__)
 #: the stubs on purpose.
 TEST_HOOKS = {"_forbid_syscalls"}
 
-PUBLIC_STUBS = ["queues.pyi", "connection.pyi", "state.pyi"]
+PUBLIC_STUBS = ["queues.pyi", "connection.pyi", "state.pyi", "pool.pyi"]
 
 
 def stub_names(name):
