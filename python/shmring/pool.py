@@ -718,6 +718,21 @@ def _check_initializer(initializer):
         raise TypeError("initializer must be a callable")
 
 
+def _start(owner, processes, processes_name, context, initializer, initargs, max_tasks, max_tasks_name,
+           max_message_size):
+    """Checks a pool's arguments (named as the caller's API names them),
+    starts its core and ties its termination to ``owner``'s collection and
+    to interpreter exit; returns (worker count, core)."""
+    n = _check_processes(processes, processes_name)
+    size = _check_message_size(max_message_size)
+    ctx = _check_context(context)
+    _check_initializer(initializer)
+    max_tasks = _check_max_tasks(max_tasks, max_tasks_name)
+    core = _Core(ctx, n, initializer, initargs, max_tasks, size)
+    owner._finalizer = _util.Finalize(owner, _Core.terminate, args=(core,), exitpriority=15)
+    return n, core
+
+
 def _chunks(iterable, size):
     it = iter(iterable)
     while True:
@@ -767,14 +782,10 @@ class ProcessPoolExecutor(_cf.Executor):
         *,
         max_message_size=None,
     ):
-        n = _check_processes(max_workers, "max_workers")
-        size = _check_message_size(max_message_size)
-        ctx = _check_context(mp_context)
-        _check_initializer(initializer)
-        max_tasks = _check_max_tasks(max_tasks_per_child, "max_tasks_per_child")
-        self._max_workers = n
-        self._core = _Core(ctx, n, initializer, initargs, max_tasks, size)
-        self._finalizer = _util.Finalize(self, _Core.terminate, args=(self._core,), exitpriority=15)
+        self._max_workers, self._core = _start(
+            self, max_workers, "max_workers", mp_context, initializer, initargs,
+            max_tasks_per_child, "max_tasks_per_child", max_message_size,
+        )
 
     def submit(self, fn, /, *args, **kwargs):
         """Schedules ``fn(*args, **kwargs)`` in a worker; returns a
@@ -1011,14 +1022,10 @@ class Pool:
     def __init__(
         self, processes=None, initializer=None, initargs=(), maxtasksperchild=None, context=None, *, max_message_size=None
     ):
-        n = _check_processes(processes, "processes")
-        size = _check_message_size(max_message_size)
-        ctx = _check_context(context)
-        _check_initializer(initializer)
-        max_tasks = _check_max_tasks(maxtasksperchild, "maxtasksperchild")
-        self._processes = n
-        self._core = _Core(ctx, n, initializer, initargs, max_tasks, size)
-        self._finalizer = _util.Finalize(self, _Core.terminate, args=(self._core,), exitpriority=15)
+        self._processes, self._core = _start(
+            self, processes, "processes", context, initializer, initargs,
+            maxtasksperchild, "maxtasksperchild", max_message_size,
+        )
 
     def __repr__(self):
         state = {_RUN: "RUN", _CLOSE: "CLOSE", _TERMINATE: "TERMINATE"}[self._core.state]
