@@ -15,7 +15,7 @@ use common::{
 };
 use shmring::inspect::inspect;
 use shmring::inspect::Location;
-use shmring::{Connection, Pipe, RecvError, RecvTimeoutError, SegmentError};
+use shmring::{ByteSendError, Connection, Pipe, RecvError, RecvTimeoutError, SegmentError};
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -59,7 +59,23 @@ fn child_end() {
         for act in &a.0[2..] {
             let (verb, arg) = act.split_once(':').unwrap_or((act, ""));
             match verb {
-                "say" => c.send(arg.as_bytes()).unwrap(),
+                // A peer session that ended before this one attached can
+                // still look connected until it is reaped; the send then
+                // reports its end (`Disconnected`, once per session, as
+                // documented) and a client sends again to the live one.
+                "say" => {
+                    let mut tries = 0;
+                    loop {
+                        match c.send(arg.as_bytes()) {
+                            Ok(()) => break,
+                            Err(ByteSendError::Disconnected) if tries < 3 => {
+                                tries += 1;
+                                assert!(c.wait_connected(Some(LONG)));
+                            }
+                            Err(e) => panic!("say: {e:?}"),
+                        }
+                    }
+                }
                 "recv" => assert_eq!(
                     String::from_utf8_lossy(&c.recv_timeout(Duration::from_secs(10)).unwrap()),
                     arg
