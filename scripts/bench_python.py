@@ -56,16 +56,10 @@ def percentile(sorted_ns, p):
     return sorted_ns[min(rank, len(sorted_ns)) - 1]
 
 
-def serve(kind, ends, size, cpu):
-    """The child: answers commands until ("exit",)."""
-    pin(cpu)
-    if kind.endswith("queue"):
-        req, resp = ends
-        recv, send = req.get, resp.put
-    else:
-        conn = ends
-        recv, send = conn.recv, conn.send
-    payload = bytes(size)
+def answer(recv, send, payload):
+    """The child's command loop (shared with bench_python_queues.py):
+    ("rtt", n) sends back each of the next n messages, ("stream", n) sends
+    `payload` n times, anything else ends it."""
     while True:
         cmd = recv()
         if cmd[0] == "rtt":
@@ -75,7 +69,19 @@ def serve(kind, ends, size, cpu):
             for _ in range(cmd[1]):
                 send(payload)
         else:
-            break
+            return
+
+
+def serve(kind, ends, size, cpu):
+    """The child: answers commands until ("exit",)."""
+    pin(cpu)
+    if kind.endswith("queue"):
+        req, resp = ends
+        recv, send = req.get, resp.put
+    else:
+        conn = ends
+        recv, send = conn.recv, conn.send
+    answer(recv, send, bytes(size))
     if kind == "queue":
         # Let the feeder thread flush before the process exits.
         resp.close()

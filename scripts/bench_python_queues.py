@@ -48,7 +48,6 @@ each round are printed.
 import argparse
 import ctypes
 import json
-import math
 import multiprocessing
 import os
 import pickle
@@ -60,6 +59,11 @@ import sys
 import time
 
 import numpy as np
+
+# The command loop and percentiles of `shmring bench`'s Python rows, so both
+# scripts measure alike.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_python import answer, percentile  # noqa: E402
 
 try:
     import shmring
@@ -83,15 +87,6 @@ def pin(cpu):
             os.sched_setaffinity(0, {cpu} if cpu is not None else range(os.cpu_count()))
         except OSError:
             pass
-
-
-def percentile(sorted_ns, p):
-    if not sorted_ns:
-        return 0
-    if p >= 100.0:
-        return sorted_ns[-1]
-    rank = max(1, math.ceil(p / 100.0 * len(sorted_ns)))
-    return sorted_ns[min(rank, len(sorted_ns)) - 1]
 
 
 # ----------------------------------------------------------------- iceoryx2
@@ -296,17 +291,7 @@ def serve(handles, payload, cpu, ready):
     pin(cpu)
     send, recv, close = ends(handles, payload, parent=False)
     ready.set()
-    obj = PAYLOADS[payload]()
-    while True:
-        cmd = recv()
-        if cmd[0] == "rtt":
-            for _ in range(cmd[1]):
-                send(recv())
-        elif cmd[0] == "stream":
-            for _ in range(cmd[1]):
-                send(obj)
-        else:
-            break
+    answer(recv, send, PAYLOADS[payload]())
     close()
 
 
