@@ -191,6 +191,30 @@ impl Root {
         self.w[root::REGION_LEN] == 0
     }
 
+    /// The kind-specific half of a root's check: an index of `INDEX_CAP`
+    /// slots of `width` bytes from `INDEX` ends at or before the arena, and
+    /// `used` slots (`None`: an overflowed count) fit in it. `Ok` for a
+    /// bare root.
+    pub fn check_index(
+        &self,
+        width: u64,
+        used: Option<u64>,
+        what: &'static str,
+    ) -> Result<(), Corrupt> {
+        if self.is_bare() {
+            return Ok(());
+        }
+        let cap = self.get(root::INDEX_CAP);
+        let end = cap
+            .checked_mul(width)
+            .and_then(|b| b.checked_add(self.get(root::INDEX)));
+        if end.is_some_and(|e| e <= self.get(root::ARENA)) && used.is_some_and(|n| n <= cap) {
+            Ok(())
+        } else {
+            Err(Corrupt(what))
+        }
+    }
+
     /// Checks the relations every root keeps, for a region that starts at
     /// or after `data_start`: the index and the arena inside the region,
     /// `arena <= top <= end`, garbage no more than the arena holds. (The

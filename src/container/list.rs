@@ -18,19 +18,10 @@ const MIN_CAP: u64 = 8;
 /// The smallest arena.
 const MIN_ARENA: u64 = 1024;
 
+/// The list-specific checks of a root: the two position arrays (8 bytes a
+/// position each) lie before the arena, and the count fits them.
 fn check(root: &Root) -> Result<(), Corrupt> {
-    if root.is_bare() {
-        return Ok(());
-    }
-    let cap = root.get(root::INDEX_CAP);
-    let arrays_end = cap
-        .checked_mul(16)
-        .and_then(|b| b.checked_add(root.get(root::INDEX)));
-    if arrays_end.is_some_and(|e| e <= root.get(root::ARENA)) && root.count() <= cap {
-        Ok(())
-    } else {
-        Err(Corrupt("list positions out of range"))
-    }
+    root.check_index(16, Some(root.count()), "list positions out of range")
 }
 
 /// The offset of array `which`'s position `i`.

@@ -23,23 +23,8 @@ const MIN_ARENA: u64 = 1024;
 /// The map-specific checks of a root: the table lies before the arena, and
 /// its entries fit.
 fn check(root: &Root) -> Result<(), Corrupt> {
-    if root.is_bare() {
-        return Ok(());
-    }
-    let cap = root.get(root::INDEX_CAP);
-    let table_end = cap
-        .checked_mul(ENTRY)
-        .and_then(|b| b.checked_add(root.get(root::INDEX)));
-    let ok = table_end.is_some_and(|e| e <= root.get(root::ARENA))
-        && root
-            .count()
-            .checked_add(root.get(root::TOMBS))
-            .is_some_and(|n| n <= cap);
-    if ok {
-        Ok(())
-    } else {
-        Err(Corrupt("map table out of range"))
-    }
+    let used = root.count().checked_add(root.get(root::TOMBS));
+    root.check_index(ENTRY, used, "map table out of range")
 }
 
 fn entry(root: &Root, slot: u64) -> u64 {
