@@ -15,6 +15,9 @@
 #![cfg(feature = "serde")]
 
 mod common;
+#[path = "common/harness.rs"]
+#[allow(dead_code)] // `filtered` is for tests/transport.rs
+mod harness;
 
 use shmring::pool::{self, Task};
 use shmring::{Pool, PoolError};
@@ -668,41 +671,17 @@ fn main() {
         ),
         ("parent_killed_workers_exit", parent_killed_workers_exit),
     ];
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |f: &str| args.iter().any(|a| a == f);
-    let takes_value = |a: &str| {
-        [
-            "--format",
-            "--test-threads",
-            "--skip",
-            "--color",
-            "--logfile",
-            "-Z",
-        ]
-        .contains(&a)
-    };
-    let filter = args
-        .iter()
-        .enumerate()
-        .find(|&(i, a)| !a.starts_with('-') && (i == 0 || !takes_value(&args[i - 1])))
-        .map(|(_, a)| a.clone());
-    let exact = flag("--exact");
-    let selected = |name: &str| match &filter {
-        None => true,
-        Some(f) if exact => name == f,
-        Some(f) => name.contains(f.as_str()),
-    };
-    if flag("--list") {
-        if !flag("--ignored") {
-            for (name, _) in cases.iter().filter(|(n, _)| selected(n)) {
-                println!("{name}: test");
-            }
-        }
+    let args = harness::HarnessArgs::from_env();
+    let listing = args.flag("--list");
+    for (name, _) in cases.iter().filter(|(n, _)| args.selected(n)) {
+        args.listed(name);
+    }
+    if listing {
         return;
     }
     let mut failed = Vec::new();
     let mut passed = 0;
-    for &(name, f) in cases.iter().filter(|(n, _)| selected(n)) {
+    for &(name, f) in cases.iter().filter(|(n, _)| args.selected(n)) {
         println!("test {name} ... ");
         let r = std::panic::catch_unwind(|| common::watchdog(name, common::LIMIT, f));
         match r {

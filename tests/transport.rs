@@ -31,6 +31,9 @@
 //! After all cases, no FIFO directory of this process may be left in the
 //! temporary directory, and no new `/dev/shm` entry of this process.
 
+#[path = "common/harness.rs"]
+mod harness;
+
 use shmring::transport::{Link, LinkOptions, Transport, TransportError, TransportKind};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -979,34 +982,8 @@ fn run_in_runner(f: &dyn Fn() -> Res) -> (libc::pid_t, Result<(), String>) {
 }
 
 fn main() {
-    // A free argument filters cases by "kind/case" substring (an exact
-    // name with `--exact`). Other flags that `cargo test` may pass, such as
-    // `--nocapture`, are ignored; `--list` lists the cases in libtest's
-    // terse format (no case is `--ignored`), as `cargo nextest` expects.
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |f: &str| args.iter().any(|a| a == f);
-    let takes_value = |a: &str| {
-        let opts = [
-            "--format",
-            "--test-threads",
-            "--skip",
-            "--color",
-            "--logfile",
-            "-Z",
-        ];
-        opts.contains(&a)
-    };
-    let filter: Option<String> = args
-        .iter()
-        .enumerate()
-        .find(|&(i, a)| !a.starts_with('-') && (i == 0 || !takes_value(&args[i - 1])))
-        .map(|(_, a)| a.clone());
-    let (exact, listing) = (flag("--exact"), flag("--list"));
-    let selected = |id: &str| match &filter {
-        None => true,
-        Some(f) if exact => id == f,
-        Some(f) => id.contains(f.as_str()),
-    };
+    // Cases are named "kind/case" for the filter (see `harness`).
+    let args = harness::HarnessArgs::from_env();
     let shm_before = list(std::path::Path::new("/dev/shm"), "");
     let fifo_before = list(&std::env::temp_dir(), "shmring-fifo-");
 
@@ -1029,13 +1006,7 @@ fn main() {
     let mut pids = vec![std::process::id().to_string()];
     let mut run = |kind: TransportKind, name: &str, f: &dyn Fn() -> Res| {
         let id = format!("{kind}/{name}");
-        if !selected(&id) {
-            return;
-        }
-        if listing {
-            if !flag("--ignored") {
-                println!("{id}: test");
-            }
+        if !args.selected(&id) || args.listed(&id) {
             return;
         }
         print!("transport {id:<32} ... ");
@@ -1063,7 +1034,7 @@ fn main() {
         }
     }
 
-    if listing {
+    if args.flag("--list") {
         return;
     }
 
@@ -1094,7 +1065,7 @@ fn main() {
     if !theirs.is_empty() {
         println!("note: new entries of other processes (not checked): {theirs:?}");
     }
-    let leftovers = if filter.is_none() {
+    let leftovers = if !args.filtered() {
         "leftovers"
     } else {
         "leftovers (of the cases run)"
