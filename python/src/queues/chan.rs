@@ -189,8 +189,15 @@ impl Chan {
         slot.1.clone()
     }
 
-    /// Drops this process's endpoints (`close`): later calls attach anew.
-    pub(crate) fn detach_all(&self, py: Python<'_>) {
+    /// Whether [`close`](Self::close) was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    /// Closes the handle in this process (`close()`): drops its endpoints,
+    /// and no call attaches new ones (they fail with the handle's closed
+    /// error).
+    pub(crate) fn close(&self, py: Python<'_>) {
         // Relaxed: the endpoints' mutexes order it before a waiting call's
         // next attach, which takes them.
         self.closed.store(true, Ordering::Relaxed);

@@ -16,7 +16,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
 use shmring::{ByteQueue, Flavor};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Messages buffered per direction by default.
 pub(crate) const DEFAULT_CAPACITY: u64 = 64;
@@ -32,7 +32,6 @@ pub struct ConnectionBase {
     /// The direction this end sends to (`None`: read-only end).
     tx: Option<Chan>,
     spin: bool,
-    closed: AtomicBool,
     /// The fork generation (plus one) in which this end last attached its
     /// endpoints; 0: never.
     attached: AtomicU64,
@@ -63,13 +62,20 @@ impl ConnectionBase {
             rx: rx.map(|q| Chan::new(q, Mode::Pipe, spin)),
             tx: tx.map(|q| Chan::new(q, Mode::Pipe, spin)),
             spin,
-            closed: AtomicBool::new(false),
             attached: AtomicU64::new(0),
         }
     }
 
+    /// Whether `close()` was called (it closes both directions at once).
+    fn is_closed(&self) -> bool {
+        [&self.rx, &self.tx]
+            .into_iter()
+            .flatten()
+            .any(Chan::is_closed)
+    }
+
     fn check_closed(&self) -> PyResult<()> {
-        if self.closed.load(Ordering::Relaxed) {
+        if self.is_closed() {
             return Err(PyOSError::new_err("handle is closed"));
         }
         Ok(())
@@ -296,18 +302,15 @@ impl ConnectionBase {
     /// `EOFError` after what was sent (once no process holds this end).
     /// Later calls on this handle raise `OSError`.
     fn close(&self, py: Python<'_>) {
-        if self.closed.swap(true, Ordering::Relaxed) {
-            return;
-        }
         for c in [&self.rx, &self.tx].into_iter().flatten() {
-            c.detach_all(py);
+            c.close(py);
         }
     }
 
     /// Whether this handle is closed.
     #[getter]
     fn closed(&self) -> bool {
-        self.closed.load(Ordering::Relaxed)
+        self.is_closed()
     }
 
     /// Whether this end can receive.

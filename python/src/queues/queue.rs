@@ -13,7 +13,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
 use shmring::{futex_wait, futex_wake, ByteQueue, Deadline, Flavor, Shared};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Messages a `Queue(maxsize=0)` holds.
 pub(crate) const DEFAULT_CAPACITY: u64 = 1024;
@@ -211,13 +211,11 @@ pub struct QueueBase {
     /// What the creator asked for (`maxsize=0`: the default capacity).
     maxsize: usize,
     spin: bool,
-    /// `close()` was called on this handle (in this process).
-    closed: AtomicBool,
 }
 
 impl QueueBase {
     fn check_open(&self) -> PyResult<()> {
-        if self.closed.load(Ordering::Relaxed) {
+        if self.chan.is_closed() {
             return Err(PyValueError::new_err("Queue is closed"));
         }
         Ok(())
@@ -310,7 +308,6 @@ impl QueueBase {
             unfinished,
             maxsize: maxsize.max(0) as usize,
             spin,
-            closed: AtomicBool::new(false),
         })
     }
 
@@ -406,14 +403,13 @@ impl QueueBase {
     /// feeder thread to flush: `put` has already copied them into shared
     /// memory).
     fn close(&self, py: Python<'_>) {
-        self.closed.store(true, Ordering::Relaxed);
-        self.chan.detach_all(py);
+        self.chan.close(py);
     }
 
     /// Returns at once (there is no feeder thread); like `multiprocessing`,
     /// only allowed after `close()`.
     fn join_thread(&self) -> PyResult<()> {
-        if !self.closed.load(Ordering::Relaxed) {
+        if !self.chan.is_closed() {
             return Err(PyAssertionError::new_err("Queue not closed"));
         }
         Ok(())
