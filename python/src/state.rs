@@ -488,8 +488,8 @@ fn pop_guard_with_its_lock(key: LockKey) -> Option<(Guard, LockRef)> {
 
 /// A thread keeps the entries of up to this many locks it no longer holds,
 /// so that taking the same lock again reuses its entry (no allocation, no
-/// reference count traffic: half the cost of an uncontended
-/// acquire/release pair). Past that, released entries are dropped, and
+/// reference count traffic: an uncontended acquire/release pair from
+/// Python went from about 160 to 145–150 ns). Past that, released entries are dropped, and
 /// with them the mappings they keep alive.
 const KEEP_RELEASED: usize = 8;
 
