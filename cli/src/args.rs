@@ -57,6 +57,14 @@ table and the plot but not in --json, whose lines carry exactly: transport,
 mode, size, rtt_p50_ns, rtt_p99_ns, rtt_p999_ns, rtt_max_ns, msgs_per_s,
 bytes_per_s (and, under --repeat, rounds and spread).
 
+rabbitmq (added by --amqp URL, or named in -t with the broker of
+$SHMRING_AMQP_URL, else amqp://guest:guest@127.0.0.1:5672/%2f) measures the
+same round trips and throughput through a RabbitMQ broker, block mode only:
+the child consumes one queue and publishes to another, which the parent
+consumes; transient messages, no publisher confirms, no acks (the broker's
+fastest path). A broker that does not answer skips the row with a note.
+scripts/rabbitmq start installs and starts a local one.
+
 Exit status: 0 done, 1 a measurement failed (a child died, the watchdog
 fired), 2 bad arguments (or fewer than two CPUs).";
 
@@ -66,7 +74,8 @@ fired), 2 bad arguments (or fewer than two CPUs).";
 pub struct BenchArgs {
     /// Transports to measure, comma-separated: floor, shm-spsc, shm-mpmc,
     /// pipe, fifo, unix, tcp, python-queue, python-pipe, python-shmring-queue,
-    /// python-shmring-pipe (the floor is always measured)
+    /// python-shmring-pipe, rabbitmq (the floor is always measured; rabbitmq
+    /// is added by --amqp)
     #[arg(
         long,
         short = 't',
@@ -140,6 +149,11 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PATH")]
     pub shmring_python: Option<String>,
 
+    /// A RabbitMQ broker (amqp://user:pass@host:port/vhost): adds the
+    /// rabbitmq row, round trips and throughput through that broker
+    #[arg(long, value_name = "URL")]
+    pub amqp: Option<String>,
+
     /// Never run scripts/python-env: without an interpreter that imports
     /// shmring, skip the python-shmring-* rows
     #[arg(long)]
@@ -160,11 +174,12 @@ fn parse_target(s: &str) -> Result<Target, String> {
         "python-pipe" => Ok(Target::PythonPipe),
         "python-shmring-queue" => Ok(Target::PythonShmringQueue),
         "python-shmring-pipe" => Ok(Target::PythonShmringPipe),
+        "rabbitmq" => Ok(Target::Rabbitmq),
         other => other.parse().map(Target::Link).map_err(|_| {
             format!(
                 "unknown transport {other:?} (known: floor, shm-spsc, shm-mpmc, pipe, fifo, \
                  unix, tcp, python-queue, python-pipe, python-shmring-queue, \
-                 python-shmring-pipe)"
+                 python-shmring-pipe, rabbitmq)"
             )
         }),
     }

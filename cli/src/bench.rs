@@ -7,7 +7,7 @@
 use crate::args::{BenchArgs, CpuPair};
 use crate::plan;
 use crate::types::{Config, Failure, Latency, Mode, Round, Row, Spread, Target};
-use crate::{floor, link, plot, python, report, sys};
+use crate::{amqp, floor, link, plot, python, report, sys};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use shmring::transport::TransportKind;
 use std::io::{IsTerminal, Write};
@@ -162,6 +162,33 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
             }
         }
     }
+    // The rabbitmq row: its broker must answer (probed now, while this
+    // process is still single-threaded and unpinned).
+    let mut amqp_url = None;
+    if args.amqp.is_some() && !targets.contains(&Target::Rabbitmq) {
+        targets.push(Target::Rabbitmq);
+    }
+    if targets.contains(&Target::Rabbitmq) {
+        let url = args
+            .amqp
+            .clone()
+            .or_else(|| std::env::var("SHMRING_AMQP_URL").ok())
+            .unwrap_or_else(|| amqp::DEFAULT_URL.to_string());
+        match amqp::probe(&url) {
+            Ok(()) => {
+                notes.push(format!(
+                    "rabbitmq: the broker at {url} (transient messages, no confirms, no acks)"
+                ));
+                amqp_url = Some(url);
+            }
+            Err(why) => {
+                notes.push(format!(
+                    "rabbitmq: skipped: {why} (scripts/rabbitmq start runs a local broker)"
+                ));
+                targets.retain(|t| *t != Target::Rabbitmq);
+            }
+        }
+    }
     if !modes.contains(&Mode::Block)
         && targets.iter().any(|t| {
             !matches!(
@@ -235,6 +262,10 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
                 // interpreter's process group): disarm the alarm.
                 sys::alarm(0);
                 python::measure(&cfg, py, t, job.mode, job.size).map(|r| vec![r])
+            }
+            Target::Rabbitmq => {
+                let url = amqp_url.as_deref().expect("probed before the plan");
+                amqp::measure(&cfg, url, job.size)
             }
             _ => unreachable!("every target is measured above"),
         };

@@ -21,6 +21,7 @@
 //! - `bench`: `shmring bench` itself, running the plan;
 //! - `lifecycle`: `shmring ls`, `inspect`, `rm`, `gc`.
 
+mod amqp;
 mod args;
 mod bench;
 mod floor;

@@ -55,6 +55,7 @@ fn color(transport: &str) -> RGBColor {
         "python-pipe" => RGBColor(227, 119, 194),
         "python-shmring-queue" => RGBColor(23, 190, 207),
         "python-shmring-pipe" => RGBColor(0, 90, 120),
+        "rabbitmq" => RGBColor(255, 102, 0),
         _ => RGBColor(127, 127, 127),
     }
 }

@@ -52,6 +52,8 @@ pub enum Target {
     PythonShmringQueue,
     /// Python `shmring.Pipe`.
     PythonShmringPipe,
+    /// A RabbitMQ broker (`--amqp`): round trips and throughput through it.
+    Rabbitmq,
 }
 
 impl Target {
@@ -64,6 +66,7 @@ impl Target {
             Target::PythonPipe => "python-pipe",
             Target::PythonShmringQueue => "python-shmring-queue",
             Target::PythonShmringPipe => "python-shmring-pipe",
+            Target::Rabbitmq => "rabbitmq",
         }
     }
 

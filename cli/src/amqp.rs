@@ -1,0 +1,292 @@
+//! The `rabbitmq` row: the same round trips and one-way throughput as the
+//! other rows, through a RabbitMQ broker (AMQP 0-9-1, given by `--amqp`)
+//! instead of a local transport, so the broker is a baseline measured in
+//! the same run as everything else.
+//!
+//! The child (forked before any runtime exists, pinned to the second CPU)
+//! consumes queue `shmring-bench-<pid>-c` and publishes to
+//! `shmring-bench-<pid>-p`, which the parent consumes: a round trip is two
+//! broker transits, as a round trip through a pipe is two kernel copies.
+//! Messages are transient (not persisted), published without confirms and
+//! consumed without acks (`no_ack`): the broker's fastest path, the one a
+//! latency-minded user would pick. Both queues are deleted at the end.
+//!
+//! Each process runs a current-thread tokio runtime only for the row's
+//! duration: the bench forks its children from a single-threaded process,
+//! so the parent checks it is single-threaded again afterwards.
+
+use crate::report;
+use crate::sys::{self, Forked};
+use crate::types::{new_histogram, Config, Failure, Latency, Mode, Row};
+use futures_lite::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use std::time::{Duration, Instant};
+
+const OP_RTT: u64 = 1;
+const OP_STREAM: u64 = 2;
+const OP_EXIT: u64 = 3;
+
+/// The default broker: the local RabbitMQ of `scripts/rabbitmq`.
+pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting a tokio runtime: {e}"))
+}
+
+async fn connect(url: &str) -> Result<Connection, String> {
+    let props = ConnectionProperties::default()
+        .with_connection_name("shmring bench".into())
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio::current());
+    tokio::time::timeout(Duration::from_secs(10), Connection::connect(url, props))
+        .await
+        .map_err(|_| format!("connecting to {url}: no answer within 10 s"))?
+        .map_err(|e| format!("connecting to {url}: {e}"))
+}
+
+/// Whether a broker answers at `url` (before the plan, from the
+/// single-threaded parent: the runtime is gone when this returns).
+pub fn probe(url: &str) -> Result<(), String> {
+    let rt = runtime()?;
+    let conn = rt.block_on(async {
+        let c = connect(url).await?;
+        let _ = c.close(200, "probe").await;
+        Ok::<_, String>(c)
+    });
+    match conn {
+        Ok(c) => {
+            finish(rt, Some(c));
+            Ok(())
+        }
+        Err(e) => {
+            finish(rt, None);
+            Err(e)
+        }
+    }
+}
+
+/// Joins the connection's I/O thread (lapin runs one per connection; it
+/// ends once the connection is closed), then stops the runtime: the
+/// process is single-threaded again, as `sys::fork` requires.
+fn finish(rt: tokio::runtime::Runtime, conn: Option<Connection>) {
+    if let Some(c) = conn {
+        // The I/O thread's last steps run on the runtime's executor: keep
+        // it driven while a blocking-pool thread joins the I/O thread
+        // (bounded: a stuck join must not hang the bench).
+        rt.block_on(async {
+            let join = tokio::task::spawn_blocking(move || c.run());
+            let _ = tokio::time::timeout(Duration::from_secs(5), join).await;
+        });
+    }
+    rt.shutdown_timeout(Duration::from_secs(2));
+}
+
+fn command(op: u64, count: u64) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[..8].copy_from_slice(&op.to_le_bytes());
+    c[8..].copy_from_slice(&count.to_le_bytes());
+    c
+}
+
+fn stamp(msg: &mut [u8], seq: u64) {
+    let b = seq.to_le_bytes();
+    let n = msg.len().min(8);
+    msg[..n].copy_from_slice(&b[..n]);
+}
+
+fn stamped(msg: &[u8], size: usize, seq: u64) -> bool {
+    let b = seq.to_le_bytes();
+    let n = size.min(8);
+    msg.len() == size && msg[..n] == b[..n]
+}
+
+/// One end: a channel publishing to `to`, a consumer of `from`.
+struct End {
+    conn: Connection,
+    chan: Channel,
+    consumer: Consumer,
+    to: String,
+}
+
+impl End {
+    async fn open(url: &str, from: &str, to: &str) -> Result<End, String> {
+        let conn = connect(url).await?;
+        let chan = conn
+            .create_channel()
+            .await
+            .map_err(|e| format!("opening a channel: {e}"))?;
+        for q in [from, to] {
+            chan.queue_declare(q, QueueDeclareOptions::default(), FieldTable::default())
+                .await
+                .map_err(|e| format!("declaring queue {q}: {e}"))?;
+        }
+        let consumer = chan
+            .basic_consume(
+                from,
+                "",
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| format!("consuming {from}: {e}"))?;
+        Ok(End {
+            conn,
+            chan,
+            consumer,
+            to: to.to_string(),
+        })
+    }
+
+    async fn send(&self, msg: &[u8]) -> Result<(), String> {
+        // Without confirms the returned future resolves at once: the
+        // message is on its way, as a write(2) to a socket is.
+        self.chan
+            .basic_publish(
+                "",
+                &self.to,
+                BasicPublishOptions::default(),
+                msg,
+                BasicProperties::default(),
+            )
+            .await
+            .map_err(|e| format!("publishing: {e}"))?;
+        Ok(())
+    }
+
+    async fn recv(&mut self) -> Result<Vec<u8>, String> {
+        match self.consumer.next().await {
+            Some(Ok(d)) => Ok(d.data),
+            Some(Err(e)) => Err(format!("consuming: {e}")),
+            None => Err("the broker cancelled the consumer".into()),
+        }
+    }
+}
+
+async fn serve(url: &str, from: &str, to: &str, size: usize) -> Result<(), String> {
+    let mut end = End::open(url, from, to).await?;
+    let mut out = vec![0x5au8; size];
+    loop {
+        let cmd = end.recv().await?;
+        if cmd.len() != 16 {
+            return Err(format!("a command of {} bytes", cmd.len()));
+        }
+        let op = u64::from_le_bytes(cmd[..8].try_into().expect("8 bytes"));
+        let n = u64::from_le_bytes(cmd[8..].try_into().expect("8 bytes"));
+        match op {
+            OP_RTT => {
+                for _ in 0..n {
+                    let m = end.recv().await?;
+                    end.send(&m).await?;
+                }
+            }
+            OP_STREAM => {
+                for i in 0..n {
+                    stamp(&mut out, i);
+                    end.send(&out).await?;
+                }
+            }
+            OP_EXIT => break,
+            other => return Err(format!("unknown command {other}")),
+        }
+    }
+    let _ = end.conn.close(200, "done").await;
+    Ok(())
+}
+
+async fn client(cfg: &Config, end: &mut End, size: usize) -> Result<Row, String> {
+    let n = cfg.rtt_iterations(size);
+    let warm = cfg.warmup(n);
+    let mut out = vec![0xa5u8; size];
+    let mut hist = new_histogram();
+    end.send(&command(OP_RTT, warm + n)).await?;
+    for i in 0..warm + n {
+        stamp(&mut out, i);
+        let t0 = Instant::now();
+        end.send(&out).await?;
+        let back = end.recv().await?;
+        let dt = t0.elapsed();
+        if !stamped(&back, size, i) {
+            return Err(format!("round trip {i}: a wrong reply came back"));
+        }
+        if i >= warm {
+            hist.saturating_record(dt.as_nanos() as u64);
+        }
+    }
+    let n0 = cfg.calibration_messages();
+    let d0 = stream(end, n0, size).await?;
+    let count = cfg.stream_messages(n0, d0);
+    let d = stream(end, count, size).await?;
+    Ok(Row::new(
+        Latency::from_histogram(&hist),
+        count as f64 / d.as_secs_f64().max(1e-9),
+    ))
+}
+
+async fn stream(end: &mut End, count: u64, size: usize) -> Result<Duration, String> {
+    end.send(&command(OP_STREAM, count)).await?;
+    let t0 = Instant::now();
+    for i in 0..count {
+        let m = end.recv().await?;
+        if !stamped(&m, size, i) {
+            return Err(format!("stream message {i}: wrong length or content"));
+        }
+    }
+    Ok(t0.elapsed())
+}
+
+/// Measures the `rabbitmq` row at `size` through the broker at `url`.
+pub fn measure(cfg: &Config, url: &str, size: usize) -> Result<Vec<Row>, Failure> {
+    let label = format!("rabbitmq block {}", report::human_size(size));
+    let base = format!("shmring-bench-{}-{size}", std::process::id());
+    let (to_child, to_parent) = (format!("{base}-c"), format!("{base}-p"));
+    match sys::fork().map_err(|e| Failure::Run(format!("fork: {e}")))? {
+        Forked::Child => sys::child_main(&label, cfg.cpus.1, cfg.timeout, |_| {
+            let rt = runtime()?;
+            rt.block_on(serve(url, &to_child, &to_parent, size))
+        }),
+        Forked::Parent(child) => {
+            let run = |e: String| match child.check_alive() {
+                Ok(()) => Failure::Run(format!("{label}: {e}")),
+                Err(dead) => Failure::Run(format!("{label}: {e} ({dead})")),
+            };
+            let rt = runtime().map_err(run)?;
+            let (got, conn) = rt.block_on(async {
+                let mut end = match End::open(url, &to_parent, &to_child).await {
+                    Ok(e) => e,
+                    Err(e) => return (Err(e), None),
+                };
+                let row = client(cfg, &mut end, size).await;
+                // Tell the child to leave even after a failure, then
+                // remove both queues.
+                let _ = end.send(&command(OP_EXIT, 0)).await;
+                for q in [&to_child, &to_parent] {
+                    let _ = end
+                        .chan
+                        .queue_delete(q, QueueDeleteOptions::default())
+                        .await;
+                }
+                let _ = end.conn.close(200, "done").await;
+                (row, Some(end.conn))
+            });
+            finish(rt, conn);
+            let mut row = got.map_err(run)?;
+            child
+                .reap()
+                .map_err(|e| Failure::Run(format!("{label}: {e}")))?;
+            row.transport = "rabbitmq".into();
+            row.mode = Mode::Block;
+            row.size = size;
+            Ok(vec![row])
+        }
+    }
+}
