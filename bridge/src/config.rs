@@ -33,7 +33,10 @@ impl Backoff {
     /// The wait after `failures` failed attempts in a row (at least 1).
     pub fn delay(&self, failures: u32) -> Duration {
         let shift = failures.saturating_sub(1).min(20);
-        self.min.saturating_mul(1 << shift).min(self.max).max(self.min.min(self.max))
+        self.min
+            .saturating_mul(1 << shift)
+            .min(self.max)
+            .max(self.min.min(self.max))
     }
 }
 

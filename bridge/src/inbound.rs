@@ -55,7 +55,11 @@ use std::sync::atomic::AtomicBool;
 /// run_inbound(&cfg, &stats, &stop)?; // until `stop` is set elsewhere
 /// # Ok::<(), shmring_bridge::BridgeError>(())
 /// ```
-pub fn run_inbound(cfg: &InboundConfig, stats: &Stats, stop: &AtomicBool) -> Result<(), BridgeError> {
+pub fn run_inbound(
+    cfg: &InboundConfig,
+    stats: &Stats,
+    stop: &AtomicBool,
+) -> Result<(), BridgeError> {
     if cfg.prefetch == 0 {
         return Err(BridgeError::Config("prefetch must be at least 1".into()));
     }
@@ -155,7 +159,8 @@ impl Inbound<'_> {
         let give_up = || is_set(self.stop);
         let mut reconnect = false;
         loop {
-            let Some((link, consumer)) = ctx.connect(reconnect, &give_up, |c| self.setup(c))? else {
+            let Some((link, consumer)) = ctx.connect(reconnect, &give_up, |c| self.setup(c))?
+            else {
                 return Ok(());
             };
             reconnect = true;
@@ -280,11 +285,9 @@ impl Inbound<'_> {
                 self.label,
                 format_args!("error: {what}: rejected to the queue's dead-letter exchange"),
             );
-            let r = self.rt.block_on(
-                delivery
-                    .acker
-                    .reject(BasicRejectOptions { requeue: false }),
-            );
+            let r = self
+                .rt
+                .block_on(delivery.acker.reject(BasicRejectOptions { requeue: false }));
             return match r {
                 Ok(_) => {
                     self.stats.add(Counter::Rejected);

@@ -41,7 +41,9 @@ pub(crate) fn position(_msg: &ByteRef<'_>) -> u64 {
     // TEMPORARY FALLBACK: msg.position()
     static NEXT: OnceLock<AtomicU64> = OnceLock::new();
     let next = NEXT.get_or_init(|| {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         AtomicU64::new(now.as_nanos() as u64)
     });
     // Relaxed: a counter; callers claim under one lock anyway.

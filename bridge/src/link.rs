@@ -135,7 +135,9 @@ impl Ctx<'_> {
                 Err(Failure::Retry(reason)) => {
                     self.stats.set_state(State::Disconnected);
                     if self.broker.fail_fast {
-                        self.log(format_args!("cannot connect to {url}: {reason} (failing fast)"));
+                        self.log(format_args!(
+                            "cannot connect to {url}: {reason} (failing fast)"
+                        ));
                         return Err(BridgeError::Broker { url, reason });
                     }
                     failures += 1;
@@ -146,7 +148,9 @@ impl Ctx<'_> {
                     ));
                     let until = Instant::now() + wait;
                     while Instant::now() < until && !give_up() {
-                        std::thread::sleep(POLL.min(until.saturating_duration_since(Instant::now())));
+                        std::thread::sleep(
+                            POLL.min(until.saturating_duration_since(Instant::now())),
+                        );
                     }
                 }
             }
@@ -181,9 +185,15 @@ impl Ctx<'_> {
 fn connect_reason(e: &lapin::Error) -> String {
     match e.kind() {
         ErrorKind::ProtocolError(amqp)
-            if matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)) =>
+            if matches!(
+                amqp.kind(),
+                AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)
+            ) =>
         {
-            format!("login refused (user name or password?): {}", amqp.get_message())
+            format!(
+                "login refused (user name or password?): {}",
+                amqp.get_message()
+            )
         }
         ErrorKind::IOError(io) => format!("{io}"),
         _ => e.to_string(),
@@ -214,10 +224,9 @@ impl Link {
             Ok(Some(Event::Error(e))) => Some(e.to_string()),
             Ok(Some(_)) => None,
             Ok(None) => Some("connection closed".to_string()),
-            Err(_) if !self.conn.status().connected() => Some(format!(
-                "connection {:?}",
-                self.conn.status().state()
-            )),
+            Err(_) if !self.conn.status().connected() => {
+                Some(format!("connection {:?}", self.conn.status().state()))
+            }
             Err(_) => None,
         }
     }
@@ -226,8 +235,9 @@ impl Link {
     pub(crate) fn close(self, rt: &tokio::runtime::Handle) {
         let conn = self.conn;
         rt.block_on(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(200, "bridge stopping"))
-                .await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), conn.close(200, "bridge stopping"))
+                    .await;
         });
     }
 }

@@ -7,7 +7,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Writes `<UTC time> shmring bridge <label>: <message>` to stderr, as one
 /// write (lines of several threads do not interleave).
 pub(crate) fn line(label: &str, msg: fmt::Arguments<'_>) {
-    let text = format!("{} shmring bridge {label}: {msg}\n", timestamp(SystemTime::now()));
+    let text = format!(
+        "{} shmring bridge {label}: {msg}\n",
+        timestamp(SystemTime::now())
+    );
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 

@@ -621,7 +621,9 @@ impl Outbound<'_> {
                 }
                 Some(Ok(Confirmation::Nack(_))) => {
                     self.stats.add(Counter::Nacked);
-                    self.log(format_args!("message {id} nacked by the broker: republishing"));
+                    self.log(format_args!(
+                        "message {id} nacked by the broker: republishing"
+                    ));
                     self.mark(seq, None);
                 }
                 Some(Err(e)) => {

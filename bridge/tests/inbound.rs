@@ -12,7 +12,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-type Bridge = (Arc<Stats>, Arc<AtomicBool>, JoinHandle<Result<(), BridgeError>>);
+type Bridge = (
+    Arc<Stats>,
+    Arc<AtomicBool>,
+    JoinHandle<Result<(), BridgeError>>,
+);
 
 fn start(cfg: InboundConfig) -> Bridge {
     let stats = Arc::new(Stats::new());
@@ -53,7 +57,11 @@ fn messages_arrive_in_order_and_are_acked_only_after_commit() {
     std::thread::sleep(Duration::from_millis(200));
     let s = stats.snapshot();
     assert_eq!((s.committed, s.acked), (4, 4), "{s}");
-    assert_eq!(amqp.ready(&queue), (N - 6) as u32, "the broker stops at prefetch");
+    assert_eq!(
+        amqp.ready(&queue),
+        (N - 6) as u32,
+        "the broker stops at prefetch"
+    );
 
     // Stopped with a full local queue: the deliveries not committed were
     // not acked, and are back in the broker.
@@ -116,10 +124,20 @@ fn too_large_message_stays_in_the_broker_with_a_clear_error() {
     let err = h.join().unwrap().unwrap_err();
     let text = err.to_string();
     assert!(
-        matches!(err, BridgeError::TooLarge { size: 100, max: 16, .. }),
+        matches!(
+            err,
+            BridgeError::TooLarge {
+                size: 100,
+                max: 16,
+                ..
+            }
+        ),
         "{text}"
     );
-    assert!(text.contains("100 bytes") && text.contains("16 bytes"), "{text}");
+    assert!(
+        text.contains("100 bytes") && text.contains("16 bytes"),
+        "{text}"
+    );
     assert_eq!(stats.snapshot().acked, 0);
     assert_eq!(rx.try_recv().ok(), None);
     amqp.wait_ready(&queue, 1); // requeued: not lost

@@ -4,15 +4,17 @@
 mod common;
 
 use common::{broker, broker_config, wait_until, Local, Watchdog};
-use shmring_bridge::{
-    run_outbound, BridgeError, BrokerConfig, OutboundConfig, QueueSpec, Stats,
-};
+use shmring_bridge::{run_outbound, BridgeError, BrokerConfig, OutboundConfig, QueueSpec, Stats};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-type Bridge = (Arc<Stats>, Arc<AtomicBool>, JoinHandle<Result<(), BridgeError>>);
+type Bridge = (
+    Arc<Stats>,
+    Arc<AtomicBool>,
+    JoinHandle<Result<(), BridgeError>>,
+);
 
 fn start(cfg: OutboundConfig) -> Bridge {
     let stats = Arc::new(Stats::new());
@@ -32,15 +34,15 @@ fn config(test: &str, local: &Local, queue: &str) -> OutboundConfig {
 fn parse_id(id: &str) -> (u64, u64) {
     let (inst, pos) = id.split_once('-').expect("id is instance-position");
     assert_eq!(inst.len(), 16, "{id}");
-    (
-        u64::from_str_radix(inst, 16).unwrap(),
-        pos.parse().unwrap(),
-    )
+    (u64::from_str_radix(inst, 16).unwrap(), pos.parse().unwrap())
 }
 
 #[test]
 fn messages_arrive_in_order_with_ids() {
-    let _w = Watchdog::new("messages_arrive_in_order_with_ids", Duration::from_secs(120));
+    let _w = Watchdog::new(
+        "messages_arrive_in_order_with_ids",
+        Duration::from_secs(120),
+    );
     let Some(mut amqp) = broker("messages_arrive_in_order_with_ids") else {
         return;
     };
@@ -72,12 +74,18 @@ fn messages_arrive_in_order_with_ids() {
     stop.store(true, Ordering::Release);
     h.join().unwrap().unwrap();
     let s = stats.snapshot();
-    assert_eq!((s.published, s.confirmed, s.nacked, s.returned), (N as u64, N as u64, 0, 0));
+    assert_eq!(
+        (s.published, s.confirmed, s.nacked, s.returned),
+        (N as u64, N as u64, 0, 0)
+    );
 }
 
 #[test]
 fn persistent_messages_to_a_durable_queue() {
-    let _w = Watchdog::new("persistent_messages_to_a_durable_queue", Duration::from_secs(60));
+    let _w = Watchdog::new(
+        "persistent_messages_to_a_durable_queue",
+        Duration::from_secs(60),
+    );
     let Some(mut amqp) = broker("persistent_messages_to_a_durable_queue") else {
         return;
     };
@@ -114,7 +122,10 @@ fn wrong_queue_name_is_an_error_and_the_message_stays() {
     let err = h.join().unwrap().unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, BridgeError::Unroutable { .. }), "{text}");
-    assert!(text.contains(&missing) && text.contains(&local.name), "{text}");
+    assert!(
+        text.contains(&missing) && text.contains(&local.name),
+        "{text}"
+    );
     assert_eq!(stats.snapshot().returned, 1);
     let rx = local.q.receiver().unwrap();
     assert_eq!(rx.try_recv().unwrap(), b"keep me");
@@ -130,7 +141,10 @@ fn wrong_queue_name_is_an_error_and_the_message_stays() {
     let err = h.join().unwrap().unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, BridgeError::Amqp { .. }), "{text}");
-    assert!(text.contains(&missing) && text.contains("not found"), "{text}");
+    assert!(
+        text.contains(&missing) && text.contains("not found"),
+        "{text}"
+    );
     assert_eq!(stats.snapshot().published, 0);
     assert_eq!(rx.try_recv().unwrap(), b"keep me too");
 }
@@ -150,7 +164,10 @@ fn unreachable_broker_fails_fast() {
     let err = h.join().unwrap().unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, BridgeError::Broker { .. }), "{text}");
-    assert!(text.contains("127.0.0.1:1") && !text.contains(":guest@"), "{text}");
+    assert!(
+        text.contains("127.0.0.1:1") && !text.contains(":guest@"),
+        "{text}"
+    );
     assert_eq!(local.q.receiver().unwrap().try_recv().unwrap(), b"stays");
 
     // A malformed URL is not retried at all.
@@ -171,7 +188,10 @@ fn wrong_password_fails_fast_with_a_clear_error() {
     let mut cfg = OutboundConfig::to_queue(&local.name, "hello");
     cfg.broker = broker_config("out-password");
     cfg.broker.fail_fast = true;
-    cfg.broker.url = cfg.broker.url.replacen("guest:guest", "guest:wrong-password", 1);
+    cfg.broker.url = cfg
+        .broker
+        .url
+        .replacen("guest:guest", "guest:wrong-password", 1);
     if !cfg.broker.url.contains("wrong-password") {
         return; // SHMRING_AMQP_URL names another account
     }
