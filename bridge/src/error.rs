@@ -18,9 +18,9 @@ pub enum BridgeError {
     Local {
         /// The local queue's name.
         name: String,
-        /// What the library said.
+        /// What the library said (boxed: it is large).
         #[source]
-        source: SegmentError,
+        source: Box<SegmentError>,
     },
     /// The local queue is corrupted (a receive or send said so).
     #[error("local queue {name:?} is corrupted")]

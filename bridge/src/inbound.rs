@@ -67,7 +67,7 @@ pub fn run_inbound(
     let queue = crate::local::open(&cfg.local)?;
     let local_err = |source| BridgeError::Local {
         name: cfg.local.name.clone(),
-        source,
+        source: Box::new(source),
     };
     let mut tx = queue.sender().map_err(local_err)?;
     // Messages wait in the broker, not here, while no consumer is attached.

@@ -9,7 +9,7 @@ use shmring::{ByteQueue, Flavor, SegmentError};
 pub(crate) fn open(cfg: &LocalQueue) -> Result<ByteQueue, BridgeError> {
     let err = |source| BridgeError::Local {
         name: cfg.name.clone(),
-        source,
+        source: Box::new(source),
     };
     let mut open = ByteQueue::builder().flavor(Flavor::Mpmc);
     if let Some(c) = cfg.capacity {

@@ -340,7 +340,7 @@ impl Outbound<'_> {
                 Err(source) => {
                     self.set_fatal(BridgeError::Local {
                         name: self.cfg.local.name.clone(),
-                        source,
+                        source: Box::new(source),
                     });
                     break;
                 }
