@@ -81,6 +81,67 @@ fn messages_arrive_in_order_with_ids() {
 }
 
 #[test]
+fn a_lost_connection_republishes_in_order() {
+    let _w = Watchdog::new("a_lost_connection_republishes", Duration::from_secs(120));
+    let Some(mut amqp) = broker("a_lost_connection_republishes") else {
+        return;
+    };
+    let local = Local::new("out-lost", 256, 64);
+    let queue = common::unique("out-lost");
+    amqp.queue(&queue, Default::default());
+    let cfg = config("out-lost", &local, &queue);
+    let name = cfg.broker.connection_name.clone();
+    let (stats, stop, h) = start(cfg);
+    // Bursts for a few seconds, so that messages are in flight when the
+    // connection goes (not certain: `republished` says if any were).
+    const N: usize = 12_000;
+    let tx = local.q.sender().unwrap();
+    let producer = std::thread::spawn(move || {
+        for i in 0..N {
+            tx.send(format!("message {i}").as_bytes()).unwrap();
+            if i % 64 == 63 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    });
+    wait_until(|| stats.snapshot().confirmed >= 300);
+    match common::close_connections_named(&name) {
+        Some(1) => {}
+        None => {
+            eprintln!("a_lost_connection_republishes: SKIPPED the loss: no rabbitmqctl here");
+        }
+        Some(n) => panic!("closed {n} connections named {name:?}"),
+    }
+    producer.join().unwrap();
+    // Every message arrives; a copy only repeats one already seen (same
+    // id, same body), and first copies come in order.
+    let mut seen = std::collections::HashMap::new();
+    let mut next = 0;
+    while next < N {
+        let Some((body, id)) = amqp.get(&queue) else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        match seen.get(&id) {
+            Some(first) => assert_eq!(first, &body, "a copy of {id} differs"),
+            None => {
+                assert_eq!(body, format!("message {next}").as_bytes(), "order");
+                seen.insert(id, body);
+                next += 1;
+            }
+        }
+    }
+    wait_until(|| local.q.is_empty() && stats.snapshot().confirmed >= N as u64);
+    stop.store(true, Ordering::Release);
+    h.join().unwrap().unwrap();
+    let s = stats.snapshot();
+    eprintln!("a_lost_connection_republishes: {s}");
+    if common::close_connections_named("-").is_some() {
+        assert!(s.reconnects >= 1, "{s}");
+    }
+}
+
+#[test]
 fn persistent_messages_to_a_durable_queue() {
     let _w = Watchdog::new(
         "persistent_messages_to_a_durable_queue",

@@ -291,3 +291,27 @@ pub fn wait_until(mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Closes the broker connections whose connection name contains `name`
+/// (only this test's own: names are unique), with `rabbitmqctl`. Returns
+/// how many; `None` if `rabbitmqctl` cannot be run here.
+pub fn close_connections_named(name: &str) -> Option<usize> {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "list_connections", "--no-table-headers", "pid", "client_properties"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let mut n = 0;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some((pid, props)) = line.split_once('\t') {
+            if props.contains(name) {
+                let ok = std::process::Command::new("rabbitmqctl")
+                    .args(["-q", "close_connection", pid, "closed by a shmring test"])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                n += usize::from(ok);
+            }
+        }
+    }
+    Some(n)
+}
