@@ -297,7 +297,13 @@ pub fn wait_until(mut cond: impl FnMut() -> bool) {
 /// how many; `None` if `rabbitmqctl` cannot be run here.
 pub fn close_connections_named(name: &str) -> Option<usize> {
     let out = std::process::Command::new("rabbitmqctl")
-        .args(["-q", "list_connections", "--no-table-headers", "pid", "client_properties"])
+        .args([
+            "-q",
+            "list_connections",
+            "--no-table-headers",
+            "pid",
+            "client_properties",
+        ])
         .output()
         .ok()
         .filter(|o| o.status.success())?;
