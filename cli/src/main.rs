@@ -19,11 +19,14 @@
 //! - `floor`, `link`, `python`: measuring the floor, the shmring
 //!   transports, Python's `multiprocessing`;
 //! - `bench`: `shmring bench` itself, running the plan;
-//! - `lifecycle`: `shmring ls`, `inspect`, `rm`, `gc`.
+//! - `lifecycle`: `shmring ls`, `inspect`, `rm`, `gc`;
+//! - `bridge`: `shmring bridge out|in` (the `shmring-bridge` crate's
+//!   bridges to an AMQP broker, with signals and `--stats`).
 
 mod amqp;
 mod args;
 mod bench;
+mod bridge;
 mod floor;
 mod lifecycle;
 mod link;
@@ -65,6 +68,8 @@ enum Command {
     Rm(lifecycle::RmArgs),
     /// Remove segments no live process maps or holds an endpoint in
     Gc(lifecycle::GcArgs),
+    /// Bridge a local byte queue to or from an AMQP broker (RabbitMQ), at least once
+    Bridge(bridge::BridgeArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +80,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => lifecycle::inspect(args),
         Command::Rm(args) => lifecycle::rm(args),
         Command::Gc(args) => lifecycle::gc(args),
+        Command::Bridge(args) => bridge::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,244 @@
+//! `shmring bridge out` and `shmring bridge in` as processes: through a real
+//! broker and back (where one runs), a clean stop on SIGINT with the final
+//! counters, and the exit statuses of bad input.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use shmring::{ByteQueue, Flavor};
+use std::io::Read;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+fn url() -> String {
+    std::env::var("SHMRING_AMQP_URL").unwrap_or_else(|_| DEFAULT_URL.to_string())
+}
+
+/// Whether the broker of [`url`] accepts connections. Without one: in CI
+/// the test fails; elsewhere it is skipped with a message.
+fn broker_up(test: &str) -> bool {
+    let url = url();
+    let host_port = url
+        .split_once("://")
+        .map_or(&url[..], |(_, rest)| rest)
+        .rsplit_once('@')
+        .map_or_else(|| url.split_once("://").map_or(&url[..], |p| p.1), |p| p.1)
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let host_port = if host_port.contains(':') {
+        host_port
+    } else {
+        format!("{host_port}:5672")
+    };
+    let up = host_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(5)).is_ok());
+    if !up {
+        let msg = format!(
+            "no AMQP broker at {host_port}; start one with `apt-get install rabbitmq-server && \
+             rabbitmq-server -detached` (or set SHMRING_AMQP_URL)"
+        );
+        if std::env::var_os("CI").is_some() {
+            panic!("{test}: {msg}");
+        }
+        eprintln!("{test}: SKIPPED: {msg}");
+    }
+    up
+}
+
+fn shmring(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shmring"))
+        .args(args)
+        .output()
+        .expect("run the shmring binary")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A bridge process, killed if the test ends before it is stopped.
+struct Bridge(Option<Child>);
+
+impl Bridge {
+    fn start(args: &[&str]) -> Bridge {
+        let child = Command::new(env!("CARGO_BIN_EXE_shmring"))
+            .arg("bridge")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start shmring bridge");
+        Bridge(Some(child))
+    }
+
+    /// SIGINT, then its exit status and stderr.
+    fn interrupt(mut self) -> (Option<i32>, String) {
+        let mut child = self.0.take().unwrap();
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (child.wait().unwrap().code(), err)
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Deletes an AMQP queue a bridge declared (best effort: needs rabbitmqctl).
+struct AmqpQueue(String);
+
+impl Drop for AmqpQueue {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_queue", &self.0])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn bridge_out_then_in_through_the_broker() {
+    if !broker_up("bridge_out_then_in_through_the_broker") {
+        return;
+    }
+    run("cli_bridge_round", |ctx| {
+        let (a, b) = (ctx.name("host-a"), ctx.name("host-b"));
+        // The AMQP queue: named after host A's queue, unique too.
+        let queue = AmqpQueue(format!("{}-amqp", a.as_str()));
+        let make = |name: &str| {
+            ByteQueue::builder()
+                .flavor(Flavor::Mpmc)
+                .capacity(16)
+                .max_message_size(256)
+                .create(name)
+                .unwrap()
+        };
+        let (qa, qb) = (make(a.as_str()), make(b.as_str()));
+        let mut rx = qb.receiver().unwrap();
+        rx.set_wait_for_senders(true);
+        let url = url();
+        let out = Bridge::start(&[
+            "out",
+            "--url",
+            &url,
+            "--local",
+            a.as_str(),
+            "--queue",
+            &queue.0,
+            "--window",
+            "8",
+            "--stats",
+            "0.2",
+        ]);
+        let inb = Bridge::start(&[
+            "in",
+            "--url",
+            &url,
+            "--queue",
+            &queue.0,
+            "--local",
+            b.as_str(),
+            "--prefetch",
+            "4",
+        ]);
+        let tx = qa.sender().unwrap();
+        const N: usize = 200;
+        for i in 0..N {
+            tx.send(format!("from host A: {i}").as_bytes()).unwrap();
+        }
+        for i in 0..N {
+            let msg = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+            assert_eq!(msg, format!("from host A: {i}").as_bytes());
+        }
+        wait_until("host A's queue drained", || qa.is_empty());
+        let (code, err) = out.interrupt();
+        assert_eq!(code, Some(0), "{err}");
+        assert!(err.contains("stats (final): state=stopped"), "{err}");
+        assert!(err.contains(&format!("confirmed={N}")), "{err}");
+        let (code, err) = inb.interrupt();
+        assert_eq!(code, Some(0), "{err}");
+        assert!(err.contains("connected to amqp://guest:***@"), "{err}");
+        assert_eq!(rx.try_recv().ok(), None);
+    });
+}
+
+#[test]
+fn bridge_reports_bad_input_with_exit_statuses() {
+    run("cli_bridge_bad_input", |ctx| {
+        let local = ctx.name("local");
+        // Unreachable broker, failing fast: exit 1, a line naming it.
+        let o = shmring(&[
+            "bridge",
+            "out",
+            "--url",
+            "amqp://guest:guest@127.0.0.1:1/%2f",
+            "--local",
+            local.as_str(),
+            "--queue",
+            "hello",
+            "--fail-fast",
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(text(&o).contains("127.0.0.1:1"), "{}", text(&o));
+        assert!(
+            !text(&o).contains("guest:guest"),
+            "password shown: {}",
+            text(&o)
+        );
+        // A malformed URL, a window out of range: exit 2.
+        for args in [
+            &[
+                "bridge",
+                "in",
+                "--url",
+                "amqp://[::1",
+                "--local",
+                local.as_str(),
+                "--queue",
+                "q",
+            ][..],
+            &[
+                "bridge",
+                "out",
+                "--local",
+                local.as_str(),
+                "--queue",
+                "q",
+                "--window",
+                "49",
+            ][..],
+        ] {
+            let o = shmring(args);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+            assert!(!text(&o).contains("panicked"), "{}", text(&o));
+        }
+    });
+}
