@@ -290,3 +290,213 @@ pub fn measure(cfg: &Config, url: &str, size: usize) -> Result<Vec<Row>, Failure
         }
     }
 }
+
+/// The local queues of the `rabbitmq-bridge` row, removed when dropped.
+struct LocalQueues(Vec<String>);
+
+impl Drop for LocalQueues {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = shmring::ByteQueue::unlink(n);
+        }
+    }
+}
+
+/// The bridge processes of the `rabbitmq-bridge` row: stopped (SIGINT, as
+/// a service manager would) and reaped when dropped.
+struct Bridges(Vec<std::process::Child>);
+
+impl Drop for Bridges {
+    fn drop(&mut self) {
+        for c in &self.0 {
+            // SAFETY: kill(2) of a child we started and have not reaped.
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGINT) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for c in &mut self.0 {
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Measures the `rabbitmq-bridge` row at `size`: the same round trips and
+/// throughput between two processes that only use local shmring queues,
+/// with `shmring bridge` processes carrying every message through the
+/// broker. Host A's queue `x` → `bridge out` → AMQP → `bridge in` → host
+/// B's queue `y` → the child → `z` → `bridge out` → AMQP → `bridge in` →
+/// `w` → the parent. Its p50 over the `rabbitmq` row's is what the bridges
+/// add: publisher confirms, acks after the local commit, two local hops.
+pub fn measure_bridge(cfg: &Config, url: &str, size: usize) -> Result<Vec<Row>, Failure> {
+    use shmring::{ByteQueue, Flavor};
+    let label = format!("rabbitmq-bridge block {}", report::human_size(size));
+    let fail = |m: String| Failure::Run(format!("{label}: {m}"));
+    let base = format!("shmring-bench-{}-{size}-bridge", std::process::id());
+    let names: Vec<String> = ["x", "y", "z", "w"]
+        .iter()
+        .map(|t| format!("{base}-{t}"))
+        .collect();
+    let max = size.max(16) as u64;
+    let capacity = ((64usize << 20) / size.max(1)).clamp(2, 64) as u64;
+    let mut made = LocalQueues(Vec::new());
+    let mut queues = Vec::new();
+    for n in &names {
+        let q = ByteQueue::builder()
+            .flavor(Flavor::Mpmc)
+            .capacity(capacity)
+            .max_message_size(max)
+            .create(n)
+            .map_err(|e| fail(format!("creating the local queue {n}: {e}")))?;
+        made.0.push(n.clone());
+        queues.push(q);
+    }
+    let exe = std::env::current_exe().map_err(|e| fail(format!("finding this program: {e}")))?;
+    let (ab, ba) = (format!("{base}-ab"), format!("{base}-ba"));
+    let start = |args: &[&str]| {
+        std::process::Command::new(&exe)
+            .arg("bridge")
+            .args(args)
+            .args(["--url", url, "--fail-fast"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| fail(format!("starting shmring bridge: {e}")))
+    };
+    let mut bridges = Bridges(Vec::new());
+    for args in [
+        ["out", "--local", &names[0], "--queue", &ab],
+        ["in", "--local", &names[1], "--queue", &ab],
+        ["out", "--local", &names[2], "--queue", &ba],
+        ["in", "--local", &names[3], "--queue", &ba],
+    ] {
+        bridges.0.push(start(&args)?);
+    }
+    let (x, y, z, w) = (&queues[0], &queues[1], &queues[2], &queues[3]);
+    let result = match sys::fork().map_err(|e| fail(format!("fork: {e}")))? {
+        Forked::Child => sys::child_main(&label, cfg.cpus.1, cfg.timeout, |_| {
+            let err = |e: &dyn std::fmt::Display| e.to_string();
+            let mut rx = y.receiver().map_err(|e| err(&e))?;
+            rx.set_wait_for_senders(true);
+            let tx = z.sender().map_err(|e| err(&e))?;
+            let mut out = vec![0x5au8; size];
+            let mut buf = Vec::with_capacity(size);
+            loop {
+                rx.recv_into(&mut buf).map_err(|e| err(&e))?;
+                if buf.len() != 16 {
+                    return Err(format!("a command of {} bytes", buf.len()));
+                }
+                let op = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
+                let n = u64::from_le_bytes(buf[8..].try_into().expect("8 bytes"));
+                match op {
+                    OP_RTT => {
+                        for _ in 0..n {
+                            rx.recv_into(&mut buf).map_err(|e| err(&e))?;
+                            tx.send(&buf).map_err(|e| err(&e))?;
+                        }
+                    }
+                    OP_STREAM => {
+                        for i in 0..n {
+                            stamp(&mut out, i);
+                            tx.send(&out).map_err(|e| err(&e))?;
+                        }
+                    }
+                    OP_EXIT => return Ok(()),
+                    other => return Err(format!("unknown command {other}")),
+                }
+            }
+        }),
+        Forked::Parent(child) => {
+            let run = || -> Result<Row, String> {
+                let err = |e: &dyn std::fmt::Display| e.to_string();
+                let tx = x.sender().map_err(|e| err(&e))?;
+                let mut rx = w.receiver().map_err(|e| err(&e))?;
+                rx.set_wait_for_senders(true);
+                let mut buf = Vec::with_capacity(size);
+                let recv = |rx: &shmring::ByteReceiver, buf: &mut Vec<u8>| {
+                    // Bounded: a bridge that failed (its broker gone) must
+                    // not hang the bench; the watchdog is the last resort.
+                    rx.recv_into_timeout(buf, Duration::from_secs(30))
+                        .map_err(|e| format!("receiving through the bridges: {e:?}"))
+                        .map(|_| ())
+                };
+                let n = cfg.rtt_iterations(size).min(5_000);
+                let warm = cfg.warmup(n);
+                let mut msg = vec![0xa5u8; size];
+                let mut hist = new_histogram();
+                tx.send(&command(OP_RTT, warm + n)).map_err(|e| err(&e))?;
+                for i in 0..warm + n {
+                    stamp(&mut msg, i);
+                    let t0 = Instant::now();
+                    tx.send(&msg).map_err(|e| err(&e))?;
+                    recv(&rx, &mut buf)?;
+                    let dt = t0.elapsed();
+                    if !stamped(&buf, size, i) {
+                        return Err(format!("round trip {i}: a wrong reply came back"));
+                    }
+                    if i >= warm {
+                        hist.saturating_record(dt.as_nanos() as u64);
+                    }
+                }
+                let mut stream = |count: u64| -> Result<Duration, String> {
+                    tx.send(&command(OP_STREAM, count)).map_err(|e| err(&e))?;
+                    let t0 = Instant::now();
+                    for i in 0..count {
+                        recv(&rx, &mut buf)?;
+                        if !stamped(&buf, size, i) {
+                            return Err(format!("stream message {i}: wrong length or content"));
+                        }
+                    }
+                    Ok(t0.elapsed())
+                };
+                let n0 = cfg.calibration_messages();
+                let d0 = stream(n0)?;
+                let count = cfg.stream_messages(n0, d0);
+                let d = stream(count)?;
+                let _ = tx.send(&command(OP_EXIT, 0));
+                Ok(Row::new(
+                    Latency::from_histogram(&hist),
+                    count as f64 / d.as_secs_f64().max(1e-9),
+                ))
+            };
+            let r = run().map_err(|e| match child.check_alive() {
+                Ok(()) => fail(e),
+                Err(dead) => fail(format!("{e} ({dead})")),
+            });
+            if r.is_err() {
+                drop(child);
+            } else {
+                child.reap().map_err(fail)?;
+            }
+            r
+        }
+    };
+    drop(bridges);
+    drop(queues);
+    drop(made);
+    delete_queues(url, &[&ab, &ba]);
+    let mut row = result?;
+    row.transport = "rabbitmq-bridge".into();
+    row.mode = Mode::Block;
+    row.size = size;
+    Ok(vec![row])
+}
+
+/// Deletes AMQP queues (best effort), leaving this process single-threaded.
+fn delete_queues(url: &str, queues: &[&str]) {
+    let Ok(rt) = runtime() else { return };
+    let conn = rt.block_on(async {
+        let c = connect(url).await.ok()?;
+        if let Ok(ch) = c.create_channel().await {
+            for q in queues {
+                let _ = ch.queue_delete(q, QueueDeleteOptions::default()).await;
+            }
+        }
+        let _ = c.close(200, "done").await;
+        Some(c)
+    });
+    finish(rt, conn);
+}

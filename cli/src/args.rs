@@ -62,7 +62,11 @@ $SHMRING_AMQP_URL, else amqp://guest:guest@127.0.0.1:5672/%2f) measures the
 same round trips and throughput through a RabbitMQ broker, block mode only:
 the child consumes one queue and publishes to another, which the parent
 consumes; transient messages, no publisher confirms, no acks (the broker's
-fastest path). A broker that does not answer skips the row with a note.
+fastest path). rabbitmq-bridge (added with it) measures the same between two
+processes that use only local shmring queues, four `shmring bridge`
+processes carrying each message through the broker and back (publisher
+confirms, acks after the local commit): over rabbitmq, what the bridges add.
+A broker that does not answer skips both rows with a note.
 scripts/rabbitmq start installs and starts a local one.
 
 Exit status: 0 done, 1 a measurement failed (a child died, the watchdog
@@ -74,8 +78,8 @@ fired), 2 bad arguments (or fewer than two CPUs).";
 pub struct BenchArgs {
     /// Transports to measure, comma-separated: floor, shm-spsc, shm-mpmc,
     /// pipe, fifo, unix, tcp, python-queue, python-pipe, python-shmring-queue,
-    /// python-shmring-pipe, rabbitmq (the floor is always measured; rabbitmq
-    /// is added by --amqp)
+    /// python-shmring-pipe, rabbitmq, rabbitmq-bridge (the floor is always
+    /// measured; --amqp adds the two rabbitmq rows)
     #[arg(
         long,
         short = 't',
@@ -175,11 +179,12 @@ fn parse_target(s: &str) -> Result<Target, String> {
         "python-shmring-queue" => Ok(Target::PythonShmringQueue),
         "python-shmring-pipe" => Ok(Target::PythonShmringPipe),
         "rabbitmq" => Ok(Target::Rabbitmq),
+        "rabbitmq-bridge" => Ok(Target::RabbitmqBridge),
         other => other.parse().map(Target::Link).map_err(|_| {
             format!(
                 "unknown transport {other:?} (known: floor, shm-spsc, shm-mpmc, pipe, fifo, \
                  unix, tcp, python-queue, python-pipe, python-shmring-queue, \
-                 python-shmring-pipe, rabbitmq)"
+                 python-shmring-pipe, rabbitmq, rabbitmq-bridge)"
             )
         }),
     }

@@ -165,10 +165,15 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
     // The rabbitmq row: its broker must answer (probed now, while this
     // process is still single-threaded and unpinned).
     let mut amqp_url = None;
-    if args.amqp.is_some() && !targets.contains(&Target::Rabbitmq) {
-        targets.push(Target::Rabbitmq);
+    let amqp_rows = [Target::Rabbitmq, Target::RabbitmqBridge];
+    if args.amqp.is_some() {
+        for t in amqp_rows {
+            if !targets.contains(&t) {
+                targets.push(t);
+            }
+        }
     }
-    if targets.contains(&Target::Rabbitmq) {
+    if targets.iter().any(|t| amqp_rows.contains(t)) {
         let url = args
             .amqp
             .clone()
@@ -177,15 +182,16 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
         match amqp::probe(&url) {
             Ok(()) => {
                 notes.push(format!(
-                    "rabbitmq: the broker at {url} (transient messages, no confirms, no acks)"
+                    "rabbitmq: the broker at {url} (transient messages, no confirms, no acks); \
+                     rabbitmq-bridge: local queues, shmring bridge processes (confirms, acks)"
                 ));
                 amqp_url = Some(url);
             }
             Err(why) => {
                 notes.push(format!(
-                    "rabbitmq: skipped: {why} (scripts/rabbitmq start runs a local broker)"
+                    "rabbitmq rows: skipped: {why} (scripts/rabbitmq start runs a local broker)"
                 ));
-                targets.retain(|t| *t != Target::Rabbitmq);
+                targets.retain(|t| !amqp_rows.contains(t));
             }
         }
     }
@@ -266,6 +272,10 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
             Target::Rabbitmq => {
                 let url = amqp_url.as_deref().expect("probed before the plan");
                 amqp::measure(&cfg, url, job.size)
+            }
+            Target::RabbitmqBridge => {
+                let url = amqp_url.as_deref().expect("probed before the plan");
+                amqp::measure_bridge(&cfg, url, job.size)
             }
             _ => unreachable!("every target is measured above"),
         };

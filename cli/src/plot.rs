@@ -56,6 +56,7 @@ fn color(transport: &str) -> RGBColor {
         "python-shmring-queue" => RGBColor(23, 190, 207),
         "python-shmring-pipe" => RGBColor(0, 90, 120),
         "rabbitmq" => RGBColor(255, 102, 0),
+        "rabbitmq-bridge" => RGBColor(153, 61, 0),
         _ => RGBColor(127, 127, 127),
     }
 }

@@ -54,6 +54,9 @@ pub enum Target {
     PythonShmringPipe,
     /// A RabbitMQ broker (`--amqp`): round trips and throughput through it.
     Rabbitmq,
+    /// Two processes on local shmring queues, `shmring bridge` processes
+    /// carrying every message through the broker (`--amqp`).
+    RabbitmqBridge,
 }
 
 impl Target {
@@ -67,6 +70,7 @@ impl Target {
             Target::PythonShmringQueue => "python-shmring-queue",
             Target::PythonShmringPipe => "python-shmring-pipe",
             Target::Rabbitmq => "rabbitmq",
+            Target::RabbitmqBridge => "rabbitmq-bridge",
         }
     }
 
