@@ -111,7 +111,7 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
     /// The MPMC ring as endpoint `bit` sees it: announcing its claims.
     fn mpmc_for(&self, s: &[Slot<T>], bit: u32) -> MpmcRing<T> {
         let record = &self.intents[bit as usize % self.intents.len()];
-        record.clear();
+        record.reset();
         // SAFETY: the record lives as long as `self` (kept alive by the
         // handle's Arc) and bit `bit` is this endpoint's while attached.
         unsafe { self.mpmc(s).with_intent(NonNull::from(record)) }
@@ -167,7 +167,7 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
             return None;
         }
         let record = &self.intents[bit as usize % self.intents.len()];
-        record.clear();
+        record.reset();
         Some(NonNull::from(record))
     }
 
@@ -413,6 +413,35 @@ impl HeapByteQueue {
         })
     }
 
+    /// MPMC: hands the messages kept for an adopter holding the intent
+    /// records of the bits with `held(bit)` to `f`, as
+    /// `ByteQueue::adopt_kept` does once it has won those dead endpoints'
+    /// entries (see [`bytes_core::adopt_kept`]); `live(bit)` is the
+    /// liveness callback, as for [`HeapQueue::repair`]. SPSC: `Ok(0)`.
+    ///
+    /// # Errors
+    /// The first error `f` returns.
+    pub fn adopt_kept<E>(
+        &self,
+        live: &dyn Fn(usize) -> bool,
+        held: &dyn Fn(usize) -> bool,
+        f: &mut dyn FnMut(u64, &[u8]) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let q = &self.queue;
+        let Slots::Mpmc(s) = &q.slots else {
+            return Ok(0);
+        };
+        bytes_core::adopt_kept(
+            &q.mpmc(s),
+            &self.payload,
+            &q.ctrl,
+            &q.intents,
+            live,
+            held,
+            f,
+        )
+    }
+
     /// A pipe end's session (see [`Session`]) of generation `mine`, whose
     /// peer holds `peer` on this queue.
     pub fn session(&self, peer: Role, mine: u64, keep_stale: bool) -> Arc<Session> {
@@ -549,6 +578,18 @@ impl HeapByteReceiver {
     /// The receiving core.
     pub fn raw(&self) -> &RawReceiver<u64> {
         &self.inner
+    }
+
+    /// This receiver's endpoint bit (and intent record).
+    pub fn bit(&self) -> u32 {
+        self.inner.bit
+    }
+
+    /// MPMC: marks this receiver's claims as kept (see
+    /// `ByteReceiver::keep_claims`).
+    pub fn keep_claims(&mut self) {
+        let q = &self.inner.queue;
+        q.intents[self.inner.bit as usize % q.intents.len()].set_keep();
     }
 
     /// The largest message, in bytes.
