@@ -27,6 +27,11 @@ use std::time::Duration;
 /// Longest a repair pass works before it stops, to resume on the next pass.
 const REPAIR_BUDGET: Duration = Duration::from_millis(1);
 
+/// How often `adopt_kept` looks again for a keeping entry that another
+/// process's reaper holds, and how long it waits between looks.
+const ADOPT_TRIES: u32 = 50;
+const ADOPT_PAUSE: Duration = Duration::from_micros(200);
+
 /// A queue segment as mapped in this process, with the process-local view
 /// of it that every handle shares (`Arc`): the ring, control block, endpoint
 /// table and intent records, checked once at open.
@@ -509,16 +514,34 @@ impl MappedQueue<u64> {
         }
         let table = self.table();
         let me = process::current();
-        let won = WonEntries {
+        let keeps = |i: usize| self.intents()[i % ENDPOINTS].keeps();
+        let mut won = WonEntries {
             queue: self,
-            won: table
+            won: Vec::new(),
+        };
+        for _ in 0..ADOPT_TRIES {
+            let mine = |i: usize| won.won.iter().any(|r| r.entry.index == i);
+            let newly: Vec<Reaping> = table
                 .dead(Role::Receiver)
                 // A dead entry's record is stable (its endpoint is gone,
                 // and nobody else takes the entry while it is held).
-                .filter(|d| self.intents()[d.index % ENDPOINTS].keeps())
+                .filter(|d| keeps(d.index) && !mine(d.index))
                 .filter_map(|d| table.begin_reap(&d, me))
-                .collect(),
-        };
+                .collect();
+            won.won.extend(newly);
+            // A keeping entry held by someone else's live reaper (a reap
+            // holds one for a moment) would be missed: wait a little for
+            // it. One held by another adopter stays missed after the last
+            // try, for a later call (the caller cannot tell them apart).
+            let mine = |i: usize| won.won.iter().any(|r| r.entry.index == i);
+            let busy = table
+                .entries()
+                .any(|e| e.role == Role::Receiver && e.reaping && !mine(e.index) && keeps(e.index));
+            if !busy {
+                break;
+            }
+            std::thread::sleep(ADOPT_PAUSE);
+        }
         if won.won.is_empty() {
             return Ok(0);
         }
