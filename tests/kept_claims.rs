@@ -178,7 +178,7 @@ fn kept_claim_is_adopted_by_a_successor() {
         tx.send(&msg(20)).unwrap();
         let m20 = String::from_utf8(msg(20)).unwrap();
         let mut plain = spawn_child("child_dies_holding", &[&name, "plain", &m20, "-"]);
-        wait_until("the plain receiver's claim", || q.len() == 0);
+        wait_until("the plain receiver's claim", || q.is_empty());
         kill_child(&mut plain);
         q.reap_dead();
         assert_eq!(q.lost(), 1);

@@ -462,6 +462,10 @@ pub fn poll(
     }
 }
 
+/// What an adopter does with each kept message: `(position, bytes)`;
+/// `Ok`: release it, `Err`: keep it and stop.
+pub type Adopt<'f, E> = dyn FnMut(u64, &[u8]) -> Result<(), E> + 'f;
+
 /// Hands the messages kept for an adopter holding the intent records `i`
 /// with `held(i)` (see [`MpmcRing::kept_claims`]) to `f`, oldest first, as
 /// `(position, bytes)`, releasing each after `f` returns `Ok` and waking
@@ -480,7 +484,7 @@ pub fn adopt_kept<E>(
     intents: &[Intent],
     live: &dyn Fn(usize) -> bool,
     held: &dyn Fn(usize) -> bool,
-    f: &mut dyn FnMut(u64, &[u8]) -> Result<(), E>,
+    f: &mut Adopt<'_, E>,
 ) -> Result<usize, E> {
     let mut kept = Vec::new();
     ring.kept_claims(intents, live, held, &mut kept);

@@ -425,7 +425,7 @@ impl HeapByteQueue {
         &self,
         live: &dyn Fn(usize) -> bool,
         held: &dyn Fn(usize) -> bool,
-        f: &mut dyn FnMut(u64, &[u8]) -> Result<(), E>,
+        f: &mut bytes_core::Adopt<'_, E>,
     ) -> Result<usize, E> {
         let q = &self.queue;
         let Slots::Mpmc(s) = &q.slots else {

@@ -503,7 +503,7 @@ impl MappedQueue<u64> {
     /// fails or panics.
     pub(super) fn adopt_kept<E>(
         &self,
-        f: &mut dyn FnMut(u64, &[u8]) -> Result<(), E>,
+        f: &mut super::bytes_core::Adopt<'_, E>,
     ) -> Result<usize, E> {
         let (Ring::Mpmc(ring), Some(payload)) = (&self.ring, &self.payload) else {
             return Ok(0);
