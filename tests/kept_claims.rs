@@ -11,6 +11,7 @@ use common::{
     asleep, child_main, gettid, kill_child, run, sleep_forever, spawn_child, wait_ok, wait_until,
     Args,
 };
+use shmring::inspect::{inspect, Location};
 use shmring::{ByteQueue, ByteSendError, Flavor, SegmentError, TryRecvError};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -142,6 +143,13 @@ fn kept_claim_is_adopted_by_a_successor() {
         q.reap_dead();
         assert_eq!(q.lost(), 0);
         assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        // `inspect` shows the dead keeper's entry (which `gc` keeps the
+        // segment for: the occupancy does not count a kept message).
+        let report = inspect(&Location::Named(name.as_str().to_string())).unwrap();
+        let dead: Vec<_> = report.endpoints.iter().filter(|e| !e.alive).collect();
+        assert_eq!(dead.len(), 1);
+        assert!(dead[0].keeps_claims);
+        assert!(report.endpoints.iter().all(|e| e.alive != e.keeps_claims));
 
         // A blocked sender sleeps (reaping every liveness slice) until the
         // successor releases the kept slot.

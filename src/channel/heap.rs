@@ -958,4 +958,54 @@ mod tests {
             assert_eq!(rx.try_recv_into(&mut out), Err(TryRecvError::Empty));
         }
     }
+
+    /// `adopt_kept` over scribbled state: a kept message whose stored length
+    /// exceeds the maximum is released and counted lost, never handed out;
+    /// scribbled intent records (ranges, flags) and head make it return,
+    /// in bounds, handing out only bytes of at most the maximum length.
+    #[test]
+    fn adopt_kept_survives_scribbles() {
+        let q = HeapByteQueue::new(Flavor::Mpmc, 4, 8, WakeMode::Strict);
+        let tx = q.sender().unwrap(); // bit 0
+        let mut keeper = q.receiver().unwrap(); // bit 1
+        keeper.keep_claims();
+        // A published message whose word claims 1,000 bytes.
+        let c = tx.raw().try_claim().unwrap();
+        tx.raw().write(&c, 1000);
+        tx.raw().commit(c);
+        let _held = keeper.raw().try_claim().unwrap();
+        let (live, held) = (|i: usize| i != 1, |i: usize| i == 1);
+        let mut calls = 0;
+        let n = q.adopt_kept(&live, &held, &mut |_, _| -> Result<(), ()> {
+            calls += 1;
+            Ok(())
+        });
+        assert_eq!((n, calls), (Ok(0), 0));
+        assert_eq!(q.queue().ctrl().peers.lost.load(Ordering::Relaxed), 1);
+        tx.try_send(b"ok").expect("the slot was released");
+
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..500 {
+            for i in 1..4 {
+                let (a, b, f) = (rnd(), rnd(), rnd());
+                let start = if round % 2 == 0 { a } else { a % 16 };
+                q.queue.intents[i].scribble(start, start.wrapping_add(b % 9), f);
+            }
+            q.queue
+                .ctrl
+                .head
+                .store(rnd() % 32, std::sync::atomic::Ordering::Relaxed);
+            let r = q.adopt_kept(&|i| i == 0, &|i| i != 0, &mut |_, b| -> Result<(), ()> {
+                assert!(b.len() <= 8);
+                Ok(())
+            });
+            assert!(r.is_ok());
+        }
+    }
 }
