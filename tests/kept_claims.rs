@@ -196,6 +196,37 @@ fn kept_claim_is_adopted_by_a_successor() {
     });
 }
 
+/// The end of a named stream does not remove the name while a dead
+/// receiver's kept message waits for an adopter: the stream is closed and
+/// every endpoint is gone, but the name stays until the adoption, which
+/// then removes it (the stream has ended and is drained).
+#[test]
+fn ended_stream_keeps_its_name_for_the_adopter() {
+    run("kept_end", |ctx| {
+        let name = ctx.removed_name("q");
+        let q = ByteQueue::create(&name, Flavor::Mpmc, 4, 64).unwrap();
+        let tx = q.sender().unwrap();
+        tx.send(&msg(0)).unwrap();
+        let m0 = String::from_utf8(msg(0)).unwrap();
+        let mut child = spawn_child("child_dies_holding", &[&name, "keep", &m0, "0"]);
+        wait_until("the keeper's claim", || q.is_empty());
+        kill_child(&mut child);
+        assert!(tx.close(), "the stream ends");
+        q.reap_dead();
+        assert!(name.exists(), "the kept message keeps the name");
+        drop(q);
+        let q = ByteQueue::open(&name).unwrap();
+        let mut got = Vec::new();
+        let n = q.adopt_kept(|p, b| {
+            got.push((p, b.to_vec()));
+            Ok::<(), ()>(())
+        });
+        assert_eq!(n, Ok(1));
+        assert_eq!(got, vec![(0, msg(0))]);
+        assert!(!name.exists(), "adopted: the ended stream's name goes");
+    });
+}
+
 /// Without `keep_claims`, the old behaviour holds: a receiver killed
 /// holding a message loses it (counted once), a sender wraps past its slot,
 /// and there is nothing to adopt.

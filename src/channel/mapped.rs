@@ -372,8 +372,21 @@ impl<T: Pod> MappedQueue<T> {
     fn drained(&self) -> bool {
         match &self.ring {
             Ring::Spsc(r) => r.drained(),
-            Ring::Mpmc(r) => r.len() == 0,
+            // A message kept for an adopter is not in `len` (a receiver
+            // claimed it), but the name must stay for the adopter.
+            Ring::Mpmc(r) => r.len() == 0 && !self.kept_pending(),
         }
+    }
+
+    /// MPMC: whether a receiver's entry that keeps its claims still covers
+    /// an unfinished claim (a dead keeper's kept message waits for an
+    /// adopter; a live keeper counts as a live endpoint anyway).
+    fn kept_pending(&self) -> bool {
+        self.table().entries().any(|e| {
+            e.role == Role::Receiver
+                && self.intents()[e.index % ENDPOINTS].keeps()
+                && self.claim_pending(e.index)
+        })
     }
 
     pub(super) fn len(&self) -> u64 {
