@@ -3,7 +3,7 @@
 //! synchronisation primitives ([`OwnerDied`], [`TryLockError`],
 //! [`LockTimeoutError`], [`SemaphoreOverflow`], [`BarrierError`]),
 //! transports ([`TransportError`], [`UnknownTransport`]) and, with the
-//! `serde` feature, values ([`ValueSendError`], [`ValueRecvError`]). The
+//! `serde` feature, values (`ValueSendError`, `ValueRecvError`). The
 //! code that returns them lives in the layers above; this file names
 //! nothing but `std`, `thiserror`, postcard's error and the plain
 //! descriptions in `types`.

@@ -11,7 +11,7 @@
 use crate::channel::control::{Peers, QueueControl, CLOSED};
 use crate::error::SegmentError;
 use crate::process::{liveness, Liveness, ProcId};
-use crate::ring::mpmc::occupancy;
+use crate::ring::mpmc::{occupancy, Intent, KEEP};
 use crate::shm::endpoints::{EndpointTable, ENDPOINTS};
 use crate::shm::header::MAGIC;
 use crate::shm::segment::{Segment, SegmentOptions};
@@ -38,6 +38,11 @@ pub struct EndpointState {
     pub pid: u32,
     /// Whether that process is alive (false: a reaper will reclaim it).
     pub alive: bool,
+    /// MPMC byte queues: a receiver that keeps its claims
+    /// ([`ByteReceiver::keep_claims`](crate::ByteReceiver::keep_claims)).
+    /// A dead one's entry stays while it holds a message kept for
+    /// [`ByteQueue::adopt_kept`](crate::ByteQueue::adopt_kept).
+    pub keeps_claims: bool,
 }
 
 /// What a segment's header and control block say, read once.
@@ -152,6 +157,15 @@ impl SegmentReport {
                 // Names stay until removed: gc removes only what holds
                 // nothing a later process could want.
                 Kind::Queue | Kind::ByteQueue => match self.occupancy {
+                    // A message kept for an adopter is not counted in the
+                    // occupancy (a receiver claimed it), but is wanted.
+                    Some(0) if self.endpoints.iter().any(|e| !e.alive && e.keeps_claims) => {
+                        return Some(
+                            "a dead receiver's kept message(s) wait for an adopter \
+                             (ByteQueue::adopt_kept; remove it with `shmring rm`)"
+                                .into(),
+                        )
+                    }
                     Some(0) => {}
                     Some(n) => {
                         return Some(format!(
@@ -411,6 +425,17 @@ pub fn inspect(location: &Location) -> Result<SegmentReport, SegmentError> {
             // SAFETY: ENDPOINTS words in bounds (checked by `at`), alive
             // with `seg`.
             let words = unsafe { std::slice::from_raw_parts(table.as_ptr(), ENDPOINTS) };
+            // The KEEP flag of entry `i`'s intent record (the records follow
+            // the table, 64 bytes each; `flags` is their third word).
+            let keeps = |i: usize| {
+                let flags = (ENDPOINTS as u64 * 8)
+                    .checked_add(i as u64 * size_of::<Intent>() as u64 + 16)
+                    .and_then(|o| h.endpoints_offset.checked_add(o));
+                flavor == Some(Flavor::Mpmc)
+                    && flags
+                        .and_then(|o| read_u64(&seg, o))
+                        .is_some_and(|f| f & KEEP != 0)
+            };
             report.endpoints = EndpointTable::new(words)
                 .entries()
                 .map(|e| EndpointState {
@@ -420,6 +445,7 @@ pub fn inspect(location: &Location) -> Result<SegmentReport, SegmentError> {
                     // An entry being reaped belongs to a dead endpoint (its
                     // word names the reaper, not the owner).
                     alive: !e.reaping && liveness(e.owner) == Liveness::Alive,
+                    keeps_claims: e.role == Role::Receiver && keeps(e.index),
                 })
                 .collect();
         }

@@ -96,6 +96,7 @@ fn report_json(r: &SegmentReport) -> serde_json::Value {
             "role": if e.role == Role::Sender { "sender" } else { "receiver" },
             "pid": e.pid,
             "alive": e.alive,
+            "keeps_claims": e.keeps_claims,
         })).collect::<Vec<_>>(),
         "lost": r.lost,
         "closed": r.closed,

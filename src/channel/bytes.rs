@@ -194,6 +194,65 @@ impl ByteQueue {
         self.inner.reap_dead()
     }
 
+    /// A number that identifies this queue's incarnation: derived from the
+    /// header's creation fields (creation time, creator pid and start
+    /// time), so it differs when a queue of the same name is created
+    /// again. With [`ByteRef::position`], a message id unique across
+    /// restarts of the queue.
+    pub fn instance(&self) -> u64 {
+        self.inner.mapped.fields.instance()
+    }
+
+    /// Hands every message that a dead receiver with
+    /// [kept claims](ByteReceiver::keep_claims) left claimed to `f`, oldest
+    /// position first, as `(position, bytes)` (the position its
+    /// [`ByteRef::position`] had).
+    ///
+    /// - `Ok(())` from `f`: the message's slot is released (the message is
+    ///   gone for good) and blocked senders are woken.
+    /// - `Err(e)`: that message stays kept, nothing after it is handed out,
+    ///   and `adopt_kept` returns `Err(e)`; a later call hands it out again.
+    ///   (A panic in `f` leaves the same state.)
+    ///
+    /// A dead receiver left with nothing kept is reaped (its endpoint entry
+    /// freed). Concurrent adopters are safe: each message is released once;
+    /// one adopter may find a message another holds and leave it to a
+    /// later call; and an adopter that dies after `f` returned `Ok` but
+    /// before the release leaves the message to the next one, which hands
+    /// it out again (at least once, not exactly once). What is read from
+    /// the segment is checked first: the slot must still hold the claimed,
+    /// published message, and a stored length beyond
+    /// [`max_message_size`](Self::max_message_size) (a scribbled segment)
+    /// is released and counted in [`lost`](Self::lost) instead of being
+    /// handed out.
+    ///
+    /// Returns how many messages were handed over and released (0 for an
+    /// SPSC queue, whose receivers cannot keep claims).
+    ///
+    /// # Errors
+    /// The first error `f` returns.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmring::{ByteQueue, Flavor};
+    /// let q = ByteQueue::anonymous(Flavor::Mpmc, 4, 64)?;
+    /// let mut rx = q.receiver()?;
+    /// rx.keep_claims()?;
+    /// // ... a successor process, after `rx`'s process died holding a `ByteRef`:
+    /// let n = q.adopt_kept(|position, bytes| {
+    ///     println!("{}:{position}: {} bytes", q.instance(), bytes.len());
+    ///     Ok::<(), std::io::Error>(()) // e.g. once the broker confirmed it
+    /// })?;
+    /// assert_eq!(n, 0); // nobody died here
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn adopt_kept<E>(
+        &self,
+        mut f: impl FnMut(u64, &[u8]) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        self.inner.mapped.adopt_kept(&mut f)
+    }
+
     /// Keep the name after the creating handle is dropped.
     pub fn persist(&self) {
         self.inner.persist()
@@ -648,6 +707,28 @@ impl ByteReceiver {
     /// so that its caller learns that its peer changed (and re-sends).
     pub fn set_wait_for_senders(&mut self, wait: bool) {
         self.inner.set_wait_for_senders(wait);
+    }
+
+    /// Marks this receiver's claims as *kept* (MPMC byte queues only).
+    ///
+    /// While set, if this receiver's process dies holding a claimed message
+    /// (a [`ByteRef`] not yet dropped, or a receive cut short), reapers
+    /// leave that message in its slot instead of releasing it as
+    /// [lost](ByteQueue::lost), and [`ByteQueue::adopt_kept`] hands it to a
+    /// successor. Meanwhile the queue stalls at that slot once senders wrap
+    /// round to it (after at most one lap: sends find the queue full), and
+    /// the dead receiver's endpoint entry stays taken. The receiver still
+    /// counts as disconnected as soon as its death is seen. Set for the
+    /// rest of this receiver's life; the cost is paid only by reapers and
+    /// adopters, never by receives.
+    ///
+    /// A receiver that drops its `ByteRef`, or is dropped, releases its
+    /// claims as usual: only a process's death keeps them.
+    ///
+    /// # Errors
+    /// `FlavorMismatch` on an SPSC queue (its claims cannot be kept).
+    pub fn keep_claims(&mut self) -> Result<(), SegmentError> {
+        self.inner.mapped.keep_claims(&self.inner.endpoint)
     }
 
     /// Receives the oldest message into `out` (cleared first, its capacity

@@ -17,10 +17,13 @@
 //! [`Session`], drops the messages addressed to its predecessors and
 //! reports the end of a peer session before anything from the next one.
 
+use super::control::QueueControl;
 use super::payload::Payload;
 use super::raw::{RawReceiver, RawSender, SlotClaim};
 use super::session::{self, Session, Verdict};
 use crate::error::{ByteSendError, SendTimeoutError, TryRecvError, TrySendError};
+use crate::loom::Ordering;
+use crate::ring::mpmc::{Intent, MpmcRing};
 use crate::wait::Deadline;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -459,6 +462,61 @@ pub fn poll(
     }
 }
 
+/// What an adopter does with each kept message: `(position, bytes)`;
+/// `Ok`: release it, `Err`: keep it and stop.
+pub type Adopt<'f, E> = dyn FnMut(u64, &[u8]) -> Result<(), E> + 'f;
+
+/// Hands the messages kept for an adopter holding the intent records `i`
+/// with `held(i)` (see [`MpmcRing::kept_claims`]) to `f`, oldest first, as
+/// `(position, bytes)`, releasing each after `f` returns `Ok` and waking
+/// producers. The first `Err` stops the handing: that message and the
+/// ones after it stay kept. Returns how many were handed and released.
+///
+/// Each message is checked again just before it is read: its slot must
+/// still hold exactly the claimed, published stamp (Acquire, ordering the
+/// producer's writes before our reads), and its length must be within the
+/// queue's maximum. A length beyond it can only come from a scribbled
+/// segment: that message is released and counted lost, as a receive does.
+pub fn adopt_kept<E>(
+    ring: &MpmcRing<u64>,
+    payload: &Payload,
+    ctrl: &QueueControl,
+    intents: &[Intent],
+    live: &dyn Fn(usize) -> bool,
+    held: &dyn Fn(usize) -> bool,
+    f: &mut Adopt<'_, E>,
+) -> Result<usize, E> {
+    let mut kept = Vec::new();
+    ring.kept_claims(intents, live, held, &mut kept);
+    let mut handed = 0;
+    for k in kept {
+        if !ring.kept_holds(k.pos, k.index) {
+            continue;
+        }
+        let len = session::len_of(ring.read(k.index));
+        if len > payload.max() as u64 {
+            if ring.release_kept(k.pos, k.index) {
+                // Relaxed: a statistic.
+                ctrl.peers.lost.fetch_add(1, Ordering::Relaxed);
+                ctrl.not_full.wake_all();
+            }
+            continue;
+        }
+        // SAFETY: the message at `k` is ours to read: its consumer is dead,
+        // every record that keeps it is held by the caller (no other
+        // adopter reads or releases it), no repairer releases a kept
+        // message, and its stamp (acquired just above) says it is published
+        // and unreleased; `len <= max` checked above.
+        let bytes = unsafe { payload.slice(k.index, len as usize) };
+        f(k.pos, bytes)?;
+        if ring.release_kept(k.pos, k.index) {
+            handed += 1;
+            ctrl.not_full.wake_all();
+        }
+    }
+    Ok(handed)
+}
+
 /// A received byte message read in place, inside the queue. Derefs to
 /// `&[u8]`; the slot goes back to the senders when this is dropped.
 pub struct ByteRef<'a> {
@@ -471,6 +529,20 @@ pub struct ByteRef<'a> {
 impl fmt::Debug for ByteRef<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ByteRef").field("len", &self.len).finish()
+    }
+}
+
+impl ByteRef<'_> {
+    /// The position the message holds in the queue: unique over the
+    /// queue's lifetime (this segment's [`instance`](crate::ByteQueue::instance))
+    /// and increasing in the order senders claimed their messages (not
+    /// consecutive: MPMC positions skip a few values at each lap). With
+    /// the instance, a message id that survives restarts, such as the
+    /// one [`ByteQueue::adopt_kept`](crate::ByteQueue::adopt_kept) hands
+    /// out for a kept message.
+    #[inline]
+    pub fn position(&self) -> u64 {
+        self.claim.pos
     }
 }
 

@@ -111,7 +111,7 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
     /// The MPMC ring as endpoint `bit` sees it: announcing its claims.
     fn mpmc_for(&self, s: &[Slot<T>], bit: u32) -> MpmcRing<T> {
         let record = &self.intents[bit as usize % self.intents.len()];
-        record.clear();
+        record.reset();
         // SAFETY: the record lives as long as `self` (kept alive by the
         // handle's Arc) and bit `bit` is this endpoint's while attached.
         unsafe { self.mpmc(s).with_intent(NonNull::from(record)) }
@@ -167,7 +167,7 @@ impl<T: Copy + Default + Send> HeapQueue<T> {
             return None;
         }
         let record = &self.intents[bit as usize % self.intents.len()];
-        record.clear();
+        record.reset();
         Some(NonNull::from(record))
     }
 
@@ -413,6 +413,35 @@ impl HeapByteQueue {
         })
     }
 
+    /// MPMC: hands the messages kept for an adopter holding the intent
+    /// records of the bits with `held(bit)` to `f`, as
+    /// `ByteQueue::adopt_kept` does once it has won those dead endpoints'
+    /// entries (see [`bytes_core::adopt_kept`]); `live(bit)` is the
+    /// liveness callback, as for [`HeapQueue::repair`]. SPSC: `Ok(0)`.
+    ///
+    /// # Errors
+    /// The first error `f` returns.
+    pub fn adopt_kept<E>(
+        &self,
+        live: &dyn Fn(usize) -> bool,
+        held: &dyn Fn(usize) -> bool,
+        f: &mut bytes_core::Adopt<'_, E>,
+    ) -> Result<usize, E> {
+        let q = &self.queue;
+        let Slots::Mpmc(s) = &q.slots else {
+            return Ok(0);
+        };
+        bytes_core::adopt_kept(
+            &q.mpmc(s),
+            &self.payload,
+            &q.ctrl,
+            &q.intents,
+            live,
+            held,
+            f,
+        )
+    }
+
     /// A pipe end's session (see [`Session`]) of generation `mine`, whose
     /// peer holds `peer` on this queue.
     pub fn session(&self, peer: Role, mine: u64, keep_stale: bool) -> Arc<Session> {
@@ -549,6 +578,18 @@ impl HeapByteReceiver {
     /// The receiving core.
     pub fn raw(&self) -> &RawReceiver<u64> {
         &self.inner
+    }
+
+    /// This receiver's endpoint bit (and intent record).
+    pub fn bit(&self) -> u32 {
+        self.inner.bit
+    }
+
+    /// MPMC: marks this receiver's claims as kept (see
+    /// `ByteReceiver::keep_claims`).
+    pub fn keep_claims(&mut self) {
+        let q = &self.inner.queue;
+        q.intents[self.inner.bit as usize % q.intents.len()].set_keep();
     }
 
     /// The largest message, in bytes.
@@ -915,6 +956,56 @@ mod tests {
             assert!(out.is_empty());
             assert!(rx.try_recv_ref().unwrap().is_empty());
             assert_eq!(rx.try_recv_into(&mut out), Err(TryRecvError::Empty));
+        }
+    }
+
+    /// `adopt_kept` over scribbled state: a kept message whose stored length
+    /// exceeds the maximum is released and counted lost, never handed out;
+    /// scribbled intent records (ranges, flags) and head make it return,
+    /// in bounds, handing out only bytes of at most the maximum length.
+    #[test]
+    fn adopt_kept_survives_scribbles() {
+        let q = HeapByteQueue::new(Flavor::Mpmc, 4, 8, WakeMode::Strict);
+        let tx = q.sender().unwrap(); // bit 0
+        let mut keeper = q.receiver().unwrap(); // bit 1
+        keeper.keep_claims();
+        // A published message whose word claims 1,000 bytes.
+        let c = tx.raw().try_claim().unwrap();
+        tx.raw().write(&c, 1000);
+        tx.raw().commit(c);
+        let _held = keeper.raw().try_claim().unwrap();
+        let (live, held) = (|i: usize| i != 1, |i: usize| i == 1);
+        let mut calls = 0;
+        let n = q.adopt_kept(&live, &held, &mut |_, _| -> Result<(), ()> {
+            calls += 1;
+            Ok(())
+        });
+        assert_eq!((n, calls), (Ok(0), 0));
+        assert_eq!(q.queue().ctrl().peers.lost.load(Ordering::Relaxed), 1);
+        tx.try_send(b"ok").expect("the slot was released");
+
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..500 {
+            for i in 1..4 {
+                let (a, b, f) = (rnd(), rnd(), rnd());
+                let start = if round % 2 == 0 { a } else { a % 16 };
+                q.queue.intents[i].scribble(start, start.wrapping_add(b % 9), f);
+            }
+            q.queue
+                .ctrl
+                .head
+                .store(rnd() % 32, std::sync::atomic::Ordering::Relaxed);
+            let r = q.adopt_kept(&|i| i == 0, &|i| i != 0, &mut |_, b| -> Result<(), ()> {
+                assert!(b.len() <= 8);
+                Ok(())
+            });
+            assert!(r.is_ok());
         }
     }
 }

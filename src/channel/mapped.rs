@@ -27,6 +27,11 @@ use std::time::Duration;
 /// Longest a repair pass works before it stops, to resume on the next pass.
 const REPAIR_BUDGET: Duration = Duration::from_millis(1);
 
+/// How often `adopt_kept` looks again for a keeping entry that another
+/// process's reaper holds, and how long it waits between looks.
+const ADOPT_TRIES: u32 = 50;
+const ADOPT_PAUSE: Duration = Duration::from_micros(200);
+
 /// A queue segment as mapped in this process, with the process-local view
 /// of it that every handle shares (`Arc`): the ring, control block, endpoint
 /// table and intent records, checked once at open.
@@ -177,7 +182,7 @@ impl<T: Pod> MappedQueue<T> {
             return None;
         }
         let record = &self.intents()[info.index % ENDPOINTS];
-        record.clear();
+        record.reset();
         Some(NonNull::from(record))
     }
 
@@ -221,40 +226,8 @@ impl<T: Pod> MappedQueue<T> {
         let Ring::Mpmc(ring) = &self.ring else {
             return 0;
         };
-        let table = self.table();
-        // SAFETY: as in `table`.
-        let words = unsafe { std::slice::from_raw_parts(self.table.as_ptr(), ENDPOINTS) };
-        // Liveness, read from /proc once per entry and pass, keyed by the
-        // entry's word (owner pid + start time): an entry freed and taken
-        // by another process during the pass is asked again, never judged
-        // by its previous owner's death.
-        let cache: [std::cell::Cell<(u64, bool)>; ENDPOINTS] =
-            std::array::from_fn(|_| std::cell::Cell::new((0, false)));
-        let live = |i: usize| {
-            let Some(word) = words.get(i) else {
-                return false;
-            };
-            // Acquire: as in `EndpointTable::held_by_live`.
-            let w = word.load(Ordering::Acquire);
-            if w == 0 {
-                // A free entry claims nothing: a live endpoint empties its
-                // record before it detaches (settled, retired), and a
-                // reaper frees a dead one's entry only once its claims are
-                // settled (`claim_pending`). Its stale record need not be
-                // walked.
-                return true;
-            }
-            let (cached, alive) = cache[i].get();
-            if w == cached {
-                return alive;
-            }
-            let alive = table.held_by_live(i);
-            // Acquire: as above; cache only an answer about this word.
-            if word.load(Ordering::Acquire) == w {
-                cache[i].set((w, alive));
-            }
-            alive
-        };
+        let cache = LiveCache::new(self);
+        let live = |i: usize| cache.live(i);
         // Each pass works for at most REPAIR_BUDGET (checked every
         // REPAIR_BATCH positions), then resumes where it stopped on the
         // next pass: a repair inside a timed call overruns its deadline by
@@ -281,6 +254,20 @@ impl<T: Pod> MappedQueue<T> {
             self.ctrl().not_full.wake_all();
         }
         done.lost
+    }
+
+    /// MPMC: marks the claims of endpoint `info` (a receiver of this
+    /// process) as kept. SPSC: `FlavorMismatch` (its claims are settled by
+    /// stepping over, see `repair_spsc`, and cannot be kept).
+    pub(super) fn keep_claims(&self, info: &EndpointInfo) -> Result<(), SegmentError> {
+        if !matches!(self.ring, Ring::Mpmc(_)) {
+            return Err(SegmentError::FlavorMismatch {
+                expected: Flavor::Mpmc,
+                found: Flavor::Spsc,
+            });
+        }
+        self.intents()[info.index % ENDPOINTS].set_keep();
+        Ok(())
     }
 
     /// Whether endpoint `index`'s intent record covers a claim that is
@@ -385,8 +372,21 @@ impl<T: Pod> MappedQueue<T> {
     fn drained(&self) -> bool {
         match &self.ring {
             Ring::Spsc(r) => r.drained(),
-            Ring::Mpmc(r) => r.len() == 0,
+            // A message kept for an adopter is not in `len` (a receiver
+            // claimed it), but the name must stay for the adopter.
+            Ring::Mpmc(r) => r.len() == 0 && !self.kept_pending(),
         }
+    }
+
+    /// MPMC: whether a receiver's entry that keeps its claims still covers
+    /// an unfinished claim (a dead keeper's kept message waits for an
+    /// adopter; a live keeper counts as a live endpoint anyway).
+    fn kept_pending(&self) -> bool {
+        self.table().entries().any(|e| {
+            e.role == Role::Receiver
+                && self.intents()[e.index % ENDPOINTS].keeps()
+                && self.claim_pending(e.index)
+        })
     }
 
     pub(super) fn len(&self) -> u64 {
@@ -449,7 +449,7 @@ impl<T: Pod> MappedQueue<T> {
     /// its own intent record (cleared first: a previous owner's is stale).
     pub(super) fn intent_view(&self, ring: MpmcRing<T>, info: &EndpointInfo) -> MpmcRing<T> {
         let record = &self.intents()[info.index % ENDPOINTS];
-        record.clear();
+        record.reset();
         // SAFETY: the record lives as long as the mapping (kept alive by
         // the handle's Arc), and entry `info.index` is this endpoint's alone
         // while it is attached.
@@ -498,6 +498,152 @@ impl<T: Pod> MappedQueue<T> {
         {
             self.seg.remove_if_same();
         }
+    }
+}
+
+impl MappedQueue<u64> {
+    /// MPMC byte queues: hands the messages that dead receivers keeping
+    /// their claims left claimed to `f` (see `ByteQueue::adopt_kept`).
+    ///
+    /// The dead receivers whose records have KEEP are won as a reaper wins
+    /// them ([`EndpointTable::begin_reap`]): of several adopters (or an
+    /// adopter and a reaper) one holds each entry, and only the holder of
+    /// every keeping record that covers a message hands it out. Their role
+    /// bits go (as a reap clears them); their other claims are repaired;
+    /// then the kept messages are handed out, oldest first; finally each
+    /// entry is freed if nothing of it is pending any more, or given back
+    /// to its dead owner (still kept, for a later call) — also when `f`
+    /// fails or panics.
+    pub(super) fn adopt_kept<E>(
+        &self,
+        f: &mut super::bytes_core::Adopt<'_, E>,
+    ) -> Result<usize, E> {
+        let (Ring::Mpmc(ring), Some(payload)) = (&self.ring, &self.payload) else {
+            return Ok(0);
+        };
+        if Segment::check_pid_namespace(&self.fields).is_err() {
+            // As in `reap`: nobody's death can be proven from here.
+            return Ok(0);
+        }
+        let table = self.table();
+        let me = process::current();
+        let keeps = |i: usize| self.intents()[i % ENDPOINTS].keeps();
+        let mut won = WonEntries {
+            queue: self,
+            won: Vec::new(),
+        };
+        for _ in 0..ADOPT_TRIES {
+            let mine = |i: usize| won.won.iter().any(|r| r.entry.index == i);
+            let newly: Vec<Reaping> = table
+                .dead(Role::Receiver)
+                // A dead entry's record is stable (its endpoint is gone,
+                // and nobody else takes the entry while it is held).
+                .filter(|d| keeps(d.index) && !mine(d.index))
+                .filter_map(|d| table.begin_reap(&d, me))
+                .collect();
+            won.won.extend(newly);
+            // A keeping entry held by someone else's live reaper (a reap
+            // holds one for a moment) would be missed: wait a little for
+            // it. One held by another adopter stays missed after the last
+            // try, for a later call (the caller cannot tell them apart).
+            let mine = |i: usize| won.won.iter().any(|r| r.entry.index == i);
+            let busy = table
+                .entries()
+                .any(|e| e.role == Role::Receiver && e.reaping && !mine(e.index) && keeps(e.index));
+            if !busy {
+                break;
+            }
+            std::thread::sleep(ADOPT_PAUSE);
+        }
+        if won.won.is_empty() {
+            return Ok(0);
+        }
+        for r in &won.won {
+            // As in `reap`: the dead receiver is disconnected at once.
+            self.ctrl().detach(Role::Receiver, r.entry.index as u32);
+        }
+        // What is not kept (a skip record being stepped over, the claims of
+        // dead receivers that do not keep theirs) is settled as usual.
+        self.repair();
+        let held = |i: usize| won.won.iter().any(|r| r.entry.index == i);
+        let cache = LiveCache::new(self);
+        let live = |i: usize| cache.live(i);
+        super::bytes_core::adopt_kept(ring, payload, self.ctrl(), self.intents(), &live, &held, f)
+        // `won` drops here: each entry freed or given back.
+    }
+}
+
+/// Liveness of the endpoint-table entries for one repair or adoption
+/// pass: read from /proc once per entry and pass, keyed by the entry's word
+/// (owner pid + start time), so that an entry freed and taken by another
+/// process during the pass is asked again, never judged by its previous
+/// owner's death.
+struct LiveCache<'a> {
+    table: EndpointTable<'a>,
+    words: &'a [AtomicU64],
+    cache: [std::cell::Cell<(u64, bool)>; ENDPOINTS],
+}
+
+impl<'a> LiveCache<'a> {
+    fn new<T: Pod>(q: &'a MappedQueue<T>) -> Self {
+        LiveCache {
+            table: q.table(),
+            // SAFETY: as in `MappedQueue::table`.
+            words: unsafe { std::slice::from_raw_parts(q.table.as_ptr(), ENDPOINTS) },
+            cache: std::array::from_fn(|_| std::cell::Cell::new((0, false))),
+        }
+    }
+
+    /// Whether entry `i` may be held by a live endpoint (for the repair's
+    /// `live` callback).
+    fn live(&self, i: usize) -> bool {
+        let Some(word) = self.words.get(i) else {
+            return false;
+        };
+        // Acquire: as in `EndpointTable::held_by_live`.
+        let w = word.load(Ordering::Acquire);
+        if w == 0 {
+            // A free entry claims nothing: a live endpoint empties its
+            // record before it detaches (settled, retired), and a reaper
+            // frees a dead one's entry only once its claims are settled
+            // (`claim_pending`). Its stale record need not be walked.
+            return true;
+        }
+        let (cached, alive) = self.cache[i].get();
+        if w == cached {
+            return alive;
+        }
+        let alive = self.table.held_by_live(i);
+        // Acquire: as above; cache only an answer about this word.
+        if word.load(Ordering::Acquire) == w {
+            self.cache[i].set((w, alive));
+        }
+        alive
+    }
+}
+
+/// The dead receivers' entries an adopter won: on drop (also when its
+/// callback fails or panics), each is freed if its claims are all settled,
+/// or given back to its dead owner, as `reap` finishes the entries it won.
+struct WonEntries<'a, T: Pod> {
+    queue: &'a MappedQueue<T>,
+    won: Vec<Reaping>,
+}
+
+impl<T: Pod> Drop for WonEntries<'_, T> {
+    fn drop(&mut self) {
+        let q = self.queue;
+        let table = q.table();
+        let ctrl = q.ctrl();
+        for r in self.won.drain(..) {
+            if q.claim_pending(r.entry.index) {
+                let _ = table.give_back(r);
+            } else if table.release(&r.entry) {
+                // Relaxed: a statistic.
+                ctrl.peers.reaped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        q.remove_if_ended_now();
     }
 }
 

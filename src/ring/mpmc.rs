@@ -78,12 +78,31 @@ fn behind(a: u64, b: u64) -> bool {
 /// endpoint's process dies holding the claim, a survivor can tell whose
 /// claim a stuck slot is. One per endpoint-table entry, on its own line;
 /// written only by its endpoint (`start == end`: nothing claimed).
+///
+/// `flags` holds the endpoint's standing choices, set once after it
+/// attaches: [`KEEP`] (a consumer's claims outlive its death, to be
+/// adopted: see [`MpmcRing::kept_claims`]). Cleared by the next endpoint
+/// that takes the entry over ([`reset`](Self::reset)).
 #[repr(C, align(64))]
 #[derive(Debug, Default)]
 pub struct Intent {
     start: AtomicU64,
     end: AtomicU64,
+    flags: AtomicU64,
 }
+
+/// `Intent::flags` bit: a consumer's unreleased claim of a published
+/// message, left by its dead process, is kept in its slot (not released as
+/// lost) until an adopter hands it on ([`MpmcRing::release_kept`]).
+pub const KEEP: u64 = 1;
+
+#[cfg(not(loom))]
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    // Still one 64-byte record per entry: the layout's geometry is unchanged.
+    assert!(size_of::<Intent>() == 64);
+    assert!(offset_of!(Intent, flags) == 16);
+};
 
 impl Intent {
     /// Nothing claimed.
@@ -92,7 +111,52 @@ impl Intent {
         Intent {
             start: AtomicU64::new(0),
             end: AtomicU64::new(0),
+            flags: AtomicU64::new(0),
         }
+    }
+
+    /// Clears the record for a new endpoint taking its entry over: nothing
+    /// claimed, no flags (a previous owner's KEEP does not carry over).
+    #[inline]
+    pub fn reset(&self) {
+        // Relaxed: the entry is ours (won by the table's AcqRel claim CAS),
+        // and repairers skip a live endpoint's record; our first
+        // announcement (Release, in `set`) publishes this with it.
+        self.flags.store(0, Ordering::Relaxed);
+        self.clear();
+    }
+
+    /// Marks the endpoint's claims as kept ([`KEEP`]). Set once, before the
+    /// claims it is meant for.
+    pub fn set_keep(&self) {
+        // Relaxed: published with the endpoint's next announcement, a
+        // Release store that repairers and adopters acquire (`covers`)
+        // before they read the flags; a claim made before this store is
+        // simply not kept.
+        self.flags.fetch_or(KEEP, Ordering::Relaxed);
+    }
+
+    /// Overwrites the whole record, as a scribbler would (unit tests).
+    #[cfg(test)]
+    pub(crate) fn scribble(&self, start: u64, end: u64, flags: u64) {
+        self.start.store(start, Ordering::Relaxed);
+        self.end.store(end, Ordering::Relaxed);
+        self.flags.store(flags, Ordering::Relaxed);
+    }
+
+    /// Whether the record's endpoint keeps its claims (a snapshot; read
+    /// after acquiring its announcement, see `set_keep`).
+    pub fn keeps(&self) -> bool {
+        // Relaxed: see `set_keep`.
+        self.flags.load(Ordering::Relaxed) & KEEP != 0
+    }
+
+    /// The announced range `(start, end)` (a snapshot; as in `covers`).
+    pub fn range(&self) -> (u64, u64) {
+        // Relaxed / Acquire: as in `covers`.
+        let start = self.start.load(Ordering::Relaxed);
+        let end = self.end.load(Ordering::Acquire);
+        (start, end)
     }
 
     /// Announces a claim of `start..end`. The claiming CAS, a Release RMW
@@ -795,13 +859,28 @@ impl<T: Copy> MpmcRing<T> {
         intents: &[Intent],
         live: &dyn Fn(usize) -> bool,
     ) -> bool {
-        let mut dead_claim = false;
+        self.dead_claimers(pos, intents, live).is_some()
+    }
+
+    /// `Some(keep)` if some endpoint announced a claim of `pos` and every
+    /// endpoint that did is dead; `keep`: one of them keeps its claims
+    /// ([`KEEP`]). `None`: no claim, or a live endpoint's.
+    fn dead_claimers(
+        &self,
+        pos: u64,
+        intents: &[Intent],
+        live: &dyn Fn(usize) -> bool,
+    ) -> Option<bool> {
+        let mut dead_claim = None;
         for (i, intent) in intents.iter().enumerate() {
             if intent.covers(pos) {
                 if live(i) {
-                    return false;
+                    return None;
                 }
-                dead_claim = true;
+                // Read after `covers` acquired the announcement: see
+                // `Intent::set_keep`.
+                let keep = dead_claim.unwrap_or(false) || intent.keeps();
+                dead_claim = Some(keep);
             }
         }
         dead_claim
@@ -819,7 +898,10 @@ impl<T: Copy> MpmcRing<T> {
     ///   before releasing it: `head` is past `p` and the slot still holds
     ///   `p + 1`, or a skip record's `p + 1 | SKIP`) is released, one CAS
     ///   from that stamp to `p + one_lap`. Its message is lost (a skip
-    ///   record's is not).
+    ///   record's is not). Unless one of the dead endpoints that announced
+    ///   `p` keeps its claims ([`KEEP`]) and the slot holds a message
+    ///   (`p + 1`, no skip bit): then it stays, for
+    ///   [`kept_claims`](Self::kept_claims) / [`release_kept`](Self::release_kept).
     ///
     /// The candidates are the positions announced in the intent records of
     /// dead endpoints, not the whole ring: a pass costs one liveness query
@@ -924,7 +1006,12 @@ impl<T: Copy> MpmcRing<T> {
             }
         } else if stamp & !SKIP == pos.wrapping_add(1)
             && behind(pos, head)
-            && self.claimed_only_by_dead(pos, intents, live)
+            // A published message claimed by a dead consumer that keeps
+            // its claims stays in its slot for an adopter
+            // (`kept_claims`); a skip record has no message to keep.
+            && self
+                .dead_claimers(pos, intents, live)
+                .is_some_and(|keep| !keep || stamp & SKIP != 0)
             // Release: producers acquire the freed stamp.
             && slot
                 .stamp
@@ -968,6 +1055,132 @@ impl<T: Copy> MpmcRing<T> {
             pos = self.next(lap, index);
         }
         false
+    }
+}
+
+/// A message that a dead consumer keeping its claims ([`KEEP`]) left
+/// claimed: see [`MpmcRing::kept_claims`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeptClaim {
+    /// Its position (stamp) in the ring.
+    pub pos: u64,
+    /// Its slot, `0..capacity`.
+    pub index: u64,
+}
+
+impl<T: Copy> MpmcRing<T> {
+    /// The messages kept for an adopter that holds the intent records `i`
+    /// with `held(i)` (the table entries of dead endpoints it won), oldest
+    /// first, in `out` (cleared first; at most `capacity` per record).
+    ///
+    /// A position `p` of a held record that has [`KEEP`] is listed when its
+    /// slot holds the published message `p + 1` (no skip bit), `head` is
+    /// past it (a consumer claimed it), no live endpoint's record covers it
+    /// (`live(i)`, as for [`repair`](Self::repair): a live one may be its
+    /// claimer, still reading), and every record with KEEP that covers it
+    /// is held by this adopter: two adopters never both hand out one
+    /// message from its slot (the one without every such record leaves it
+    /// for a later call). Everything is re-read and bounded here: a
+    /// scribbled range is walked for at most one lap, a scribbled stamp
+    /// just fails the test.
+    pub fn kept_claims(
+        &self,
+        intents: &[Intent],
+        live: &dyn Fn(usize) -> bool,
+        held: &dyn Fn(usize) -> bool,
+        out: &mut Vec<KeptClaim>,
+    ) {
+        // Acquire: as in `repair` (the claimer announced before its CAS of
+        // `head`, so its record is visible).
+        let head = self.head().load(Ordering::Acquire);
+        out.clear();
+        for (i, intent) in intents.iter().enumerate() {
+            if !held(i) {
+                continue;
+            }
+            let (start, end) = intent.range();
+            // After acquiring the announcement: see `Intent::set_keep`.
+            if start == end || !intent.keeps() {
+                continue;
+            }
+            let mut pos = start;
+            for _ in 0..self.capacity {
+                if pos.wrapping_sub(start) >= end.wrapping_sub(start) {
+                    break;
+                }
+                let Some((lap, index)) = self.split(pos) else {
+                    break;
+                };
+                if self.kept_holds(pos, index)
+                    && behind(pos, head)
+                    && self.kept_by(pos, intents, live, held)
+                {
+                    out.push(KeptClaim { pos, index });
+                }
+                pos = self.next(lap, index);
+            }
+        }
+        // Oldest first: furthest behind `head` (all are behind it). Two
+        // held records may cover one position: listed once.
+        out.sort_unstable_by_key(|k| std::cmp::Reverse(head.wrapping_sub(k.pos)));
+        out.dedup_by_key(|k| k.pos);
+    }
+
+    /// Whether every record that covers `pos` is dead, some held one keeps
+    /// its claims, and every keeping one is held.
+    fn kept_by(
+        &self,
+        pos: u64,
+        intents: &[Intent],
+        live: &dyn Fn(usize) -> bool,
+        held: &dyn Fn(usize) -> bool,
+    ) -> bool {
+        let mut kept = false;
+        for (i, intent) in intents.iter().enumerate() {
+            if !intent.covers(pos) {
+                continue;
+            }
+            let mine = held(i);
+            if !mine && live(i) {
+                return false;
+            }
+            if intent.keeps() {
+                if !mine {
+                    return false;
+                }
+                kept = true;
+            }
+        }
+        kept
+    }
+
+    /// Whether the slot at `index` still holds the published message of
+    /// position `pos`, claimed and not released: exactly stamp `pos + 1`.
+    /// An adopter reads the message only after this says true.
+    pub fn kept_holds(&self, pos: u64, index: u64) -> bool {
+        // Acquire: the producer's write of the message happens-before our
+        // read of it (pairs with its Release of the stamp, as a consumer's
+        // claim does).
+        self.slot_at(index).stamp.load(Ordering::Acquire) == pos.wrapping_add(1)
+    }
+
+    /// Releases the kept message at `pos` (slot `index`) as its consumer
+    /// would have: one CAS from `pos + 1` to `pos + one_lap`, so of several
+    /// adopters or repairers exactly one frees it. True for that one; the
+    /// caller then wakes producers.
+    pub fn release_kept(&self, pos: u64, index: u64) -> bool {
+        // Release: our read of the message happens-before the next
+        // producer's overwrite (it acquires this stamp). Relaxed on
+        // failure: someone else freed it (or the stamp was scribbled).
+        self.slot_at(index)
+            .stamp
+            .compare_exchange(
+                pos.wrapping_add(1),
+                pos.wrapping_add(self.one_lap),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok()
     }
 }
 
@@ -1103,6 +1316,122 @@ mod tests {
         assert_eq!((done.slots, done.lost, done.stopped), (1, 1, false));
         assert_eq!(stops.get(), 0, "one position examined: no stop check");
         p.try_push(99).expect("the dead consumer's slot was freed");
+    }
+
+    /// Kept claims: a dead consumer that keeps its claims leaves its
+    /// claimed message in place (a repair frees nothing and loses nothing),
+    /// `kept_claims` lists it for the adopter holding its record (and for
+    /// nobody else), and `release_kept` frees it exactly once. A dead
+    /// consumer without KEEP is repaired as before.
+    #[test]
+    fn kept_claim_survives_repair_until_released() {
+        let f = Fixture::new(4, 4);
+        let (p, keeper, plain) = (f.view(0), f.view(1), f.view(2));
+        for v in 10..14 {
+            p.try_push(v).unwrap();
+        }
+        f.intents[1].set_keep();
+        let mut freed = false;
+        let (kpos, kindex) = keeper.claim_pop(&mut freed).unwrap();
+        let (ppos, _) = plain.claim_pop(&mut freed).unwrap();
+        assert_eq!((kpos, ppos), (0, 1));
+        // Both die holding their claims.
+        let live = |i: usize| i != 1 && i != 2;
+        let mut cursor = RepairCursor::default();
+        let done = p.repair(&f.intents, &live, &|| false, &mut cursor);
+        assert_eq!((done.slots, done.lost), (1, 1), "only the plain claim goes");
+        assert!(keeper.claim_pending(&f.intents[1]), "kept: still pending");
+        assert!(!plain.claim_pending(&f.intents[2]));
+        let again = p.repair(&f.intents, &live, &|| false, &mut cursor);
+        assert_eq!((again.slots, again.lost), (0, 0), "kept across passes");
+        // The next lap starts at the kept slot: producers stall there.
+        assert_eq!(p.try_push(14), Err(PushError::Full), "the kept slot stalls");
+
+        let mut kept = Vec::new();
+        p.kept_claims(&f.intents, &live, &|i| i == 2, &mut kept);
+        assert!(kept.is_empty(), "not held: nothing listed");
+        p.kept_claims(&f.intents, &live, &|i| i == 1, &mut kept);
+        assert_eq!(
+            kept,
+            vec![KeptClaim {
+                pos: kpos,
+                index: kindex
+            }]
+        );
+        assert_eq!(p.read(kindex), 10, "the kept message is intact");
+        assert!(p.release_kept(kpos, kindex));
+        assert!(!p.release_kept(kpos, kindex), "released once");
+        assert!(!keeper.claim_pending(&f.intents[1]));
+        p.kept_claims(&f.intents, &live, &|i| i == 1, &mut kept);
+        assert!(kept.is_empty());
+        p.try_push(14).expect("the kept slot is free again");
+        p.try_push(15)
+            .expect("and the plain claim's slot behind it");
+    }
+
+    /// A live endpoint that covers a kept position (it may be the real
+    /// claimer) keeps the adopter off it, as it keeps a repairer off.
+    #[test]
+    fn kept_claim_covered_by_live_endpoint_is_not_listed() {
+        let f = Fixture::new(2, 3);
+        let (p, keeper, other) = (f.view(0), f.view(1), f.view(2));
+        p.try_push(1).unwrap();
+        f.intents[1].set_keep();
+        let mut freed = false;
+        let (pos, _) = keeper.claim_pop(&mut freed).unwrap();
+        // Endpoint 2 announced the same position (its CAS lost) and lives.
+        other.announce(pos, pos + 1);
+        let mut kept = Vec::new();
+        p.kept_claims(&f.intents, &|i| i != 1, &|i| i == 1, &mut kept);
+        assert!(kept.is_empty());
+        other.withdraw();
+        p.kept_claims(&f.intents, &|i| i != 1, &|i| i == 1, &mut kept);
+        assert_eq!(kept.len(), 1);
+    }
+
+    /// Scribbled intent records (ranges, flags) and stamps: `kept_claims`
+    /// and `repair` return, in bounds, listing only positions whose slot
+    /// holds exactly their claimed stamp.
+    #[test]
+    fn kept_claims_survive_scribbled_records() {
+        let f = Fixture::new(5, 4);
+        let p = f.view(0);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut kept = Vec::new();
+        for round in 0..2000 {
+            for i in 1..4 {
+                let (a, b, c) = (rnd(), rnd(), rnd());
+                // Mix wild values with plausible ones (near head/tail).
+                let start = if round % 2 == 0 { a } else { a % 16 };
+                let end = if round % 3 == 0 {
+                    b
+                } else {
+                    start.wrapping_add(b % 9)
+                };
+                f.intents[i].scribble(start, end, c);
+            }
+            let slot = (rnd() % 5) as usize;
+            f.slots[slot].stamp.store(rnd() % 24, Ordering::Relaxed);
+            f.head.store(rnd() % 24, Ordering::Relaxed);
+            p.kept_claims(&f.intents, &|i| i == 0, &|i| i != 0, &mut kept);
+            for k in &kept {
+                assert!(k.index < 5);
+                assert_eq!(
+                    f.slots[k.index as usize].stamp.load(Ordering::Relaxed),
+                    k.pos.wrapping_add(1)
+                );
+                let _ = p.release_kept(k.pos, k.index);
+            }
+            let mut cursor = RepairCursor::default();
+            let _ = p.repair(&f.intents, &|i| i == 0, &|| false, &mut cursor);
+            let _ = p.claim_pending(&f.intents[1]);
+        }
     }
 
     /// Issue 10 item 16: `has_message` is true only for a published message

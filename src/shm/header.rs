@@ -23,7 +23,7 @@ use crate::types::{TypeDesc, TypeName};
 /// The first 8 bytes of every shmring segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMRING\0");
 /// The layout version this build writes and reads.
-pub const VERSION: u32 = 6;
+pub const VERSION: u32 = 7;
 /// Bytes reserved for the header.
 pub const HEADER_LEN: u64 = 256;
 
@@ -163,6 +163,24 @@ impl HeaderFields {
             fingerprint: self.type_fingerprint,
             name: TypeName::from_words(self.type_name),
         }
+    }
+
+    /// A number naming this segment's incarnation: FNV-1a over the
+    /// creation fields (wall-clock creation time, creator pid, start time,
+    /// uid and pid namespace). A segment created again under the same name
+    /// gets another one (its creation time differs).
+    pub fn instance(&self) -> u64 {
+        let mut h = Fnv::new();
+        for v in [
+            self.created_unix_ns,
+            self.creator_pid as u64,
+            self.creator_start,
+            self.creator_uid as u64,
+            self.creator_pid_ns,
+        ] {
+            h.u64(v);
+        }
+        h.finish()
     }
 
     /// FNV-1a over every field but the checksum.
