@@ -74,8 +74,8 @@
 //! flight are awaited (at most `drain_timeout`); a message still
 //! unconfirmed then stays in the local queue, for the next run.
 //!
-//! **A killed bridge.** When the core keeps a dead bridge's claims
-//! (`ByteReceiver::keep_claims`, being added to the core), the next
+//! **A killed bridge.** The core keeps a dead bridge's claims
+//! (`ByteReceiver::keep_claims`), and the next
 //! outbound bridge first publishes the claims its predecessor held
 //! (`ByteQueue::adopt_kept`), each confirmed before it is released, and
 //! only then takes new messages: nothing a killed bridge held is lost,

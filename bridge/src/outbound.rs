@@ -516,7 +516,14 @@ impl Outbound<'_> {
             };
             let id = kept::message_id(self.instance, kept::position(&msg));
             drop(guard);
-            self.deliver(seq, &id, msg);
+            if self.deliver(seq, &id, msg) {
+                // A message it could not hand back is still claimed
+                // through `rx`: keep the receiver (and so the claim) until
+                // this process exits; its death makes the claim kept, and
+                // the next bridge publishes it first.
+                std::mem::forget(rx);
+                return;
+            }
         }
     }
 
@@ -551,8 +558,10 @@ impl Outbound<'_> {
     }
 
     /// Publishes `msg` until the broker confirms it, then releases it; or
-    /// leaves it in the local queue when stopping.
-    fn deliver(&self, seq: u64, id: &str, msg: ByteRef<'_>) {
+    /// leaves it in the local queue when stopping. True when it is left
+    /// claimed (see [`leave`](Self::leave)).
+    #[must_use]
+    fn deliver(&self, seq: u64, id: &str, msg: ByteRef<'_>) -> bool {
         let mut tries = 0u64;
         let mut drain_until: Option<Instant> = None;
         loop {
@@ -612,7 +621,8 @@ impl Outbound<'_> {
                 Some(Ok(Confirmation::Ack(None) | Confirmation::NotRequested)) => {
                     self.stats.add(Counter::Confirmed);
                     drop(msg); // it leaves the local queue for good
-                    return self.settle(seq);
+                    self.settle(seq);
+                    return false;
                 }
                 Some(Ok(Confirmation::Ack(Some(ret)))) => {
                     self.stats.add(Counter::Returned);
@@ -648,32 +658,34 @@ impl Outbound<'_> {
         }
     }
 
-    /// Leaves an unconfirmed message in the local queue: kept as a claim
-    /// for the next bridge where the core supports it, otherwise sent back
-    /// into the queue (behind the messages queued since).
-    fn leave(&self, seq: u64, msg: ByteRef<'_>) {
+    /// Leaves an unconfirmed message in the local queue: sent back into it
+    /// (behind the messages queued since; the core keeps a receiver's
+    /// claims only when its process dies, so a stopping bridge cannot leave
+    /// them as claims). If that send fails within the drain timeout (the
+    /// queue full), the message stays claimed and `true` tells the worker
+    /// to keep its receiver until this process exits: then the claim is
+    /// kept, and the next bridge publishes it first. (A library user whose
+    /// process goes on finds the queue stalled at that slot until then.)
+    #[must_use]
+    fn leave(&self, seq: u64, msg: ByteRef<'_>) -> bool {
         self.settle(seq);
-        if kept::SUPPORTED {
-            std::mem::forget(msg);
-            return;
-        }
-        let sent = self.queue.sender().map(|tx| tx.try_send(&msg));
-        match sent {
-            Ok(Ok(())) => drop(msg),
-            Ok(Err(e)) => {
-                self.log(format_args!(
-                    "cannot put an unconfirmed message back into the local queue ({e}): it \
-                     stays claimed, and is counted lost when this bridge exits"
-                ));
-                std::mem::forget(msg);
+        let sent = self
+            .queue
+            .sender()
+            .map(|tx| tx.send_timeout(&msg, self.cfg.drain_timeout));
+        let e = match sent {
+            Ok(Ok(())) => {
+                drop(msg);
+                return false;
             }
-            Err(e) => {
-                self.log(format_args!(
-                    "cannot put an unconfirmed message back into the local queue ({e}): it \
-                     stays claimed, and is counted lost when this bridge exits"
-                ));
-                std::mem::forget(msg);
-            }
-        }
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        self.log(format_args!(
+            "cannot put an unconfirmed message back into the local queue ({e}): it stays \
+             claimed, kept for the next bridge once this process exits"
+        ));
+        std::mem::forget(msg);
+        true
     }
 }

@@ -58,6 +58,21 @@ fn broker_up(test: &str) -> bool {
     up
 }
 
+/// `shmring inspect NAME`, for a failure's message.
+fn inspect(name: &str) -> String {
+    Command::new(env!("CARGO_BIN_EXE_shmring"))
+        .args(["inspect", name])
+        .output()
+        .map(|o| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+        .unwrap_or_else(|e| e.to_string())
+}
+
 fn rabbitmqctl(args: &[&str]) -> bool {
     Command::new("rabbitmqctl")
         .args(args)
@@ -130,7 +145,11 @@ fn child_producer() {
     child_main("child_producer", |args| {
         let q = ByteQueue::open(args.str(0)).unwrap();
         let p: usize = args.get(1);
-        let tx = q.sender().unwrap();
+        let mut tx = q.sender().unwrap();
+        // The bridge, this queue's only receiver, is killed and restarted
+        // during the run: wait for it rather than take its absence as the
+        // end of the stream.
+        tx.set_wait_for_receivers(true);
         for seq in 0..PER_PRODUCER {
             tx.send(format!("{p}:{seq}").as_bytes()).unwrap();
         }
@@ -232,9 +251,10 @@ fn two_hosts_survive_killed_bridges_and_a_broker_restart() {
                 Ok(_) => {}
                 Err(RecvTimeoutError::Timeout) => panic!(
                     "nothing for 60 s with {unique} of {total} received (stage {stage}); \
-                     bridge out:\n{}\nbridge in:\n{}",
+                     bridge out:\n{}\nbridge in:\n{}\nhost A's queue:\n{}",
                     out.as_ref().map(Bridge::log).unwrap_or_default(),
-                    inb.as_ref().map(Bridge::log).unwrap_or_default()
+                    inb.as_ref().map(Bridge::log).unwrap_or_default(),
+                    inspect(a.as_str()),
                 ),
                 Err(e) => panic!("receiving on host B: {e:?}"),
             }
