@@ -589,16 +589,34 @@ fn victim(target: Target, name: &str, seed: u64, dir: &Path, duration: Duration)
         Target::Sync => {
             let set = Shared::<SyncSet>::open(name).unwrap();
             drop(set.lock.lock_timeout(Duration::from_secs(5)).unwrap());
+            // The lock's owner word: the first field of the value, at the
+            // slots offset, read before the scribbler starts.
+            let path = set.path().unwrap();
+            let mut h = [0u8; 256];
+            File::open(&path).unwrap().read_exact_at(&mut h, 0).unwrap();
+            let owner = Some((path.as_path(), u64_at(&h, 96)));
             let env = ready(Instant::now() + duration);
             thread::scope(|s| {
                 for (w, slot) in slots[..workers].iter().enumerate() {
                     let (set, env, slot) = (&set, &env, &**slot);
                     s.spawn(move || sync_worker(set, env, slot, w as u64));
                 }
-                main_checks(target, &env, &slots[workers], || {
+                let workers = &slots[..workers];
+                main_checks(target, &env, &slots[workers.len()], || {
                     let _ = (set.lock.is_locked(), set.rlock.depth(), set.sem.value());
                     let _ = (set.barrier.n_waiting(), set.barrier.parties());
+                    release_a_forged_holder(owner, &set.lock, workers);
                 });
+                // A worker may still wait behind a holder forged just
+                // before the end: release it too, until every worker is out
+                // of its condition wait (the monitor bounds this).
+                while workers
+                    .iter()
+                    .any(|w| w.current().is_some_and(|c| c.what == "cond.wait_timeout"))
+                {
+                    release_a_forged_holder(owner, &set.lock, workers);
+                    thread::sleep(Duration::from_millis(10));
+                }
             });
         }
         Target::Value => {
@@ -622,6 +640,34 @@ fn victim(target: Target, name: &str, seed: u64, dir: &Path, duration: Duration)
     let report = stats.report();
     eprintln!("victim: {report}");
     std::fs::write(dir.join("stats"), report).unwrap();
+}
+
+/// `Condition::wait_timeout` takes the lock back however long that takes,
+/// as Python's does: a live thread holding the lock delays its return (its
+/// rustdoc says so). A scribble can make the lock's owner word name a live
+/// thread of this process that does not hold it (a few bytes of a worker's
+/// own identity changed into a sibling's: threads started in the same clock
+/// tick differ only in their tid), and that forged holder never releases.
+/// When a worker has been back in its condition wait for well past its
+/// timeout while the lock reads as held, this plays the holder's release:
+/// it zeroes the owner word, as a real holder's unlock would. The worker
+/// then returns; a wait that stays stuck with the lock free is still the
+/// monitor's hang.
+fn release_a_forged_holder(owner: Option<(&Path, u64)>, lock: &Lock, workers: &[Arc<Slot>]) {
+    let stuck = workers.iter().any(|w| {
+        w.current().is_some_and(|c| {
+            c.what == "cond.wait_timeout" && c.since.elapsed() > c.limit + SLACK / 2
+        })
+    });
+    let Some((path, off)) = owner.filter(|_| stuck && lock.is_locked()) else {
+        return;
+    };
+    if let Ok(f) = OpenOptions::new().write(true).open(path) {
+        eprintln!(
+            "victim: a condition wait behind a forged holder: releasing the lock's owner word"
+        );
+        let _ = f.write_all_at(&0u64.to_le_bytes(), off);
+    }
 }
 
 /// Fails the victim (exit status 3) as soon as one call has been in flight
