@@ -57,6 +57,9 @@ class QueueBase:
     def cancel_join_thread(self) -> None: ...
     def _task_done(self) -> None: ...
     def _join(self, timeout: Optional[float] = None) -> bool: ...
+    def _set_spin_us(self, us: int) -> None:
+        """How long this process's blocked calls on this handle spin before
+        they sleep, in microseconds (``0``: they sleep at once)."""
     def _reduce_args(self) -> Tuple[int, int, bool, bool, int, Optional[int]]:
         """``(maxsize, max_message_size, spin, joinable, fd, joinable_fd)``;
         the fds are borrowed."""

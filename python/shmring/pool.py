@@ -68,6 +68,10 @@ MAX_WORKERS = 60
 _RESULT_QSIZE = 32
 _TASK_QSIZE = WORKER_DEPTH + 2
 _ENVELOPE = 256
+# How long the pool's long waits (a worker's wait for its next task, the
+# collector's for the next result) spin before they sleep, in µs: 0, they
+# sleep at once (see _Core.__init__).
+_WAIT_SPIN_US = 0
 # How often an idle worker checks that the pool's process is alive (s).
 _PARENT_CHECK_S = 1.0
 
@@ -182,13 +186,15 @@ def _dump_result(ok, value, limit):
 # ------------------------------------------------------------------ worker
 
 
-def _worker_main(idx, task_q, result_q, slots, initializer, initargs, max_tasks, limit):
+def _worker_main(idx, task_q, result_q, slots, initializer, initargs, max_tasks, limit, spin_us=None):
     """A worker process: takes ``(task id, pickled task)`` messages from its
     own queue until ``None`` (or ``max_tasks`` of them), runs them, and puts
     ``(task id, worker index, pickled (ok, value))`` into the result queue."""
     # Ctrl-C in a terminal reaches the whole process group: the parent
     # handles it (and terminates the workers); a worker ignores it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if spin_us is not None:
+        task_q._set_spin_us(spin_us)
     if initializer is not None:
         try:
             initializer(*initargs)
@@ -289,6 +295,9 @@ class _Core:
         self.pending = deque()
         self.tids = itertools.count(1)
         self.result_q = _Queue(_RESULT_QSIZE, max_message_size=max_message_size)
+        self.spin_us = _WAIT_SPIN_US
+        if self.spin_us is not None:
+            self.result_q._set_spin_us(self.spin_us)
         self.slots = _RawArray("q", processes)
         self.workers = [None] * processes
         self.wake_r, self.wake_w = os.pipe()
@@ -316,7 +325,8 @@ class _Core:
         task_q = _Queue(_TASK_QSIZE, max_message_size=self.max_message_size)
         p = self.ctx.Process(
             target=_worker_main,
-            args=(idx, task_q, self.result_q, self.slots, self.initializer, self.initargs, self.max_tasks, self.limit),
+            args=(idx, task_q, self.result_q, self.slots, self.initializer, self.initargs, self.max_tasks, self.limit,
+                  self.spin_us),
             name="ShmringPoolWorker-%d" % idx,
             daemon=True,
         )

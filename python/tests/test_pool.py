@@ -523,3 +523,43 @@ def test_orphaned_workers_exit():
     pids = [int(pid) for pid in r.stdout.split()]
     assert len(pids) == 2
     wait_for(lambda: not any(alive(pid) for pid in pids))
+
+
+def _cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_idle_pool_uses_no_cpu():
+    # The pool's long waits (the workers' for a task, the collector's for a
+    # result) sleep at once: an idle pool spins nowhere, before and after a
+    # burst of round trips.
+    with shmring.Pool(2) as pool:
+        for i in range(200):
+            assert pool.apply(square, (i,)) == i * i
+        pids = pool._worker_pids()
+        time.sleep(0.1)
+        before = [_cpu_ticks(pid) for pid in pids] + [_cpu_ticks(os.getpid())]
+        t0 = time.process_time()
+        time.sleep(1.0)
+        used = time.process_time() - t0
+        after = [_cpu_ticks(pid) for pid in pids] + [_cpu_ticks(os.getpid())]
+    assert used < 0.1, used
+    hz = os.sysconf("SC_CLK_TCK")
+    assert all(a - b <= 0.1 * hz for a, b in zip(after, before)), (before, after)
+
+
+def test_queue_set_spin_us():
+    q = shmring.Queue(4)
+    q._set_spin_us(0)
+    t0 = time.monotonic()
+    with pytest.raises(shmring.Empty):
+        q.get(timeout=0.05)
+    assert time.monotonic() - t0 >= 0.04
+    threading.Timer(0.05, q.put, ("x",)).start()
+    assert q.get(timeout=10) == "x"
+    q._set_spin_us(20)
+    q.put(1)
+    assert q.get() == 1
+    q.close()

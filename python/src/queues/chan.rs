@@ -140,9 +140,10 @@ enum Waited {
 pub(crate) struct Chan {
     pub queue: ByteQueue,
     pub mode: Mode,
-    /// How long a blocked call spins before it sleeps (`spin=True`: the
-    /// whole slice, i.e. busy-polling).
-    spin: Option<Duration>,
+    /// How long a blocked call spins before it sleeps, in ns (`spin=True`:
+    /// the whole slice, i.e. busy-polling; [`DEFAULT_SPIN`]: the core's
+    /// default). An atomic: [`set_spin`](Self::set_spin) changes it.
+    spin_ns: AtomicU64,
     /// Received messages at least this long have their pages given back to
     /// the kernel after they are read (see [`Chan::punch`]).
     punch_at: usize,
@@ -163,6 +164,8 @@ const RESIDENT_BUDGET: usize = 256 << 20;
 /// streams at memory speed through a default-sized queue, with no page
 /// faults).
 const NEVER_PUNCHED: usize = 2 << 20;
+/// [`Chan::spin_ns`]'s value for "the core's default spin".
+const DEFAULT_SPIN: u64 = u64::MAX;
 
 impl Chan {
     pub(crate) fn new(queue: ByteQueue, mode: Mode, spin: bool) -> Chan {
@@ -171,7 +174,11 @@ impl Chan {
             punch_at: (RESIDENT_BUDGET / cap).max(NEVER_PUNCHED),
             queue,
             mode,
-            spin: spin.then_some(super::SLICE),
+            spin_ns: AtomicU64::new(if spin {
+                super::SLICE.as_nanos() as u64
+            } else {
+                DEFAULT_SPIN
+            }),
             slot: Mutex::new((fork_gen(), Arc::new(Endpoints::default()))),
             closed: AtomicBool::new(false),
         }
@@ -187,6 +194,34 @@ impl Chan {
             *slot = (now, Arc::new(Endpoints::default()));
         }
         slot.1.clone()
+    }
+
+    /// How long a blocked call spins before it sleeps, if not the core's
+    /// default.
+    fn spin(&self) -> Option<Duration> {
+        match self.spin_ns.load(Ordering::Relaxed) {
+            DEFAULT_SPIN => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+
+    /// Sets how long this process's blocked calls spin before they sleep
+    /// (zero: never): for endpoints attached later, and for those attached
+    /// now (waits, without the GIL, for a blocked call of another thread
+    /// to end its slice).
+    pub(crate) fn set_spin(&self, py: Python<'_>, spin: Duration) {
+        let ns = u64::try_from(spin.as_nanos()).unwrap_or(DEFAULT_SPIN - 1);
+        self.spin_ns
+            .store(ns.min(DEFAULT_SPIN - 1), Ordering::Relaxed);
+        let eps = self.endpoints(py);
+        py.detach(|| {
+            if let Some(tx) = lock(&eps.tx).as_mut() {
+                tx.set_spin(spin);
+            }
+            if let Some(rx) = lock(&eps.rx).as_mut() {
+                rx.set_spin(spin);
+            }
+        });
     }
 
     /// Whether [`close`](Self::close) was called.
@@ -234,7 +269,7 @@ impl Chan {
                 return Err(Fail::HandleClosed(self.mode));
             }
             let mut tx = self.queue.sender().map_err(Fail::Segment)?;
-            if let Some(s) = self.spin {
+            if let Some(s) = self.spin() {
                 tx.set_spin(s);
             }
             *g = Some(tx);
@@ -248,7 +283,7 @@ impl Chan {
                 return Err(Fail::HandleClosed(self.mode));
             }
             let mut rx = self.queue.receiver().map_err(Fail::Segment)?;
-            if let Some(s) = self.spin {
+            if let Some(s) = self.spin() {
                 rx.set_spin(s);
             }
             *g = Some(rx);

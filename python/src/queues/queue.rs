@@ -14,6 +14,7 @@ use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, 
 use shmring::{futex_wait, futex_wake, ByteQueue, Deadline, Flavor, Shared};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 /// Messages a `Queue(maxsize=0)` holds.
 pub(crate) const DEFAULT_CAPACITY: u64 = 1024;
@@ -309,6 +310,13 @@ impl QueueBase {
             maxsize: maxsize.max(0) as usize,
             spin,
         })
+    }
+
+    /// Sets how long this process's blocked `get`/`put` calls on this
+    /// handle spin before they sleep, in microseconds (`0`: they sleep at
+    /// once). Private: `shmring.Pool` uses it for threads that wait long.
+    fn _set_spin_us(&self, py: Python<'_>, us: u64) {
+        self.chan.set_spin(py, Duration::from_micros(us));
     }
 
     /// Puts `obj` into the queue (pickled, protocol 5, its buffers out of
