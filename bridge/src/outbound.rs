@@ -108,7 +108,7 @@ pub fn run_outbound(
     };
     let r = std::thread::scope(|s| {
         let out = &out;
-        s.spawn(move || out.feed(s));
+        s.spawn(move || out.guarded(|| out.feed(s)));
         out.supervise()
     });
     stats.set_state(State::Stopped);
@@ -332,10 +332,7 @@ impl Outbound<'_> {
             match rx {
                 Ok(rx) => {
                     self.lock().threads += 1;
-                    s.spawn(move || {
-                        self.work(rx);
-                        self.exit_thread();
-                    });
+                    s.spawn(move || self.guarded(|| self.work(rx)));
                 }
                 Err(source) => {
                     self.set_fatal(BridgeError::Local {
@@ -345,6 +342,19 @@ impl Outbound<'_> {
                     break;
                 }
             }
+        }
+    }
+
+    /// Runs a feeder's or worker's body, then counts the thread out. A
+    /// panic in it (the core's, over a scribbled segment) stops the bridge
+    /// as corrupted: without this the supervisor would wait forever for
+    /// the thread, and the stop flag would go unheeded.
+    fn guarded(&self, body: impl FnOnce()) {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+        if r.is_err() {
+            self.set_fatal(BridgeError::Corrupted {
+                name: self.cfg.local.name.clone(),
+            });
         }
         self.exit_thread();
     }
