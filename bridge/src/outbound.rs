@@ -205,7 +205,8 @@ impl Outbound<'_> {
 
     /// The connection's setup: a confirming channel, the queue declared.
     fn setup(&self, conn: &Connection) -> Result<Channel, Failure> {
-        self.rt.block_on(async {
+        let give_up = || self.abandon(&self.lock());
+        link::bounded(&self.rt, self.cfg.broker.connect_timeout, &give_up, async {
             let retry = |e: lapin::Error| Failure::Retry(e.to_string());
             let channel = conn.create_channel().await.map_err(retry)?;
             channel
@@ -399,7 +400,7 @@ impl Outbound<'_> {
     /// One publish, awaited to its confirm (for adopted messages).
     fn publish_confirmed(&self, channel: &Channel, id: &str, body: &[u8]) -> Result<(), Failure> {
         self.stats.add(Counter::Published);
-        let confirm = self.rt.block_on(async {
+        let mut confirm = std::pin::pin!(async {
             channel
                 .basic_publish(
                     self.cfg.exchange.as_str(),
@@ -414,6 +415,29 @@ impl Outbound<'_> {
                 .await?
                 .await
         });
+        // As in `deliver`: when stopping, the confirm gets `drain_timeout`;
+        // then the message stays kept, for the next bridge.
+        let mut drain_until: Option<Instant> = None;
+        let confirm = loop {
+            let r = self
+                .rt
+                .block_on(async { tokio::time::timeout(POLL, confirm.as_mut()).await });
+            match r {
+                Ok(r) => break r,
+                Err(_) if self.abandon(&self.lock()) => {
+                    let until =
+                        *drain_until.get_or_insert_with(|| Instant::now() + self.cfg.drain_timeout);
+                    if Instant::now() >= until {
+                        self.log(format_args!(
+                            "message {id} unconfirmed after {} ms of stopping: it stays kept",
+                            self.cfg.drain_timeout.as_millis()
+                        ));
+                        return Err(Failure::Retry("stopping".into()));
+                    }
+                }
+                Err(_) => {}
+            }
+        };
         match confirm {
             Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => {
                 self.stats.add(Counter::Confirmed);
