@@ -83,6 +83,9 @@
 //! (`ByteQueue::adopt_kept`), each confirmed before it is released, and
 //! only then takes new messages: nothing a killed bridge held is lost,
 //! and what it had published before dying arrives twice, with one id.
+//! A running bridge also looks for kept claims every second, for a peer
+//! bridge on the same local queue that was killed (those it publishes
+//! after the messages it had claimed itself).
 //!
 //! **Inbound.** Each delivery is sent into the local queue (a blocking
 //! send), then acknowledged. A bridge killed between the two leaves the

@@ -37,6 +37,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
+/// How often a running bridge looks for kept claims left by a killed peer
+/// on the same local queue.
+const ADOPT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Runs an outbound bridge until `stop` is set (then it finishes the
 /// confirms in flight, for at most `drain_timeout`), the local queue's
 /// stream ends (closed and drained), or an error.
@@ -343,6 +347,22 @@ impl Outbound<'_> {
                     break;
                 }
             }
+        }
+        // A peer bridge on the same local queue that is killed leaves kept
+        // claims that only an adopter publishes, and the queue stalls at
+        // them after one lap: look for them now and then, not only at
+        // start.
+        loop {
+            let until = Instant::now() + ADOPT_EVERY;
+            let mut st = self.lock();
+            while Instant::now() < until && !self.abandon(&st) && !st.ended {
+                st = self.wait(st);
+            }
+            if self.abandon(&st) || st.ended {
+                return;
+            }
+            drop(st);
+            self.adopt();
         }
     }
 

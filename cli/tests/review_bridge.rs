@@ -288,3 +288,67 @@ fn review_sigterm_while_adopting_with_a_stalled_broker() {
     assert_eq!(bodies, ["m0", "m1", "m2", "m3"]);
     assert_eq!(q.lost(), 0);
 }
+
+/// Promise: a bridge killed with kill -9: every message arrives. Two
+/// outbound bridges on one local queue (more throughput, or a rolling
+/// restart), one killed while holding claims. Found: the survivor adopted
+/// kept claims only when it started, so the dead one's claims were never
+/// published, and once the producer wrapped round to them the queue
+/// stalled for good.
+#[test]
+fn review_two_outbound_bridges_one_killed() {
+    if !broker_up() {
+        return;
+    }
+    const N: u64 = 2000;
+    let local = unique("two");
+    let queue = unique("twoq");
+    let _names = Names(vec![local.clone()], vec![queue.clone()]);
+    let q = ByteQueue::builder()
+        .flavor(Flavor::Mpmc)
+        .capacity(16)
+        .max_message_size(1024)
+        .create(&local)
+        .unwrap();
+    let p1 = Proxy::new("127.0.0.1:5672");
+    let a = Bridge::out(&p1.url(), &local, &queue, &["--window", "4"]);
+    let b = Bridge::out(URL, &local, &queue, &["--window", "4"]);
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let p1 = std::sync::Arc::new(p1);
+    let producer = {
+        let (q, sent, p1) = (q.clone(), sent.clone(), p1.clone());
+        std::thread::spawn(move || {
+            let mut tx = q.sender().unwrap();
+            tx.set_wait_for_receivers(true);
+            for i in 0..N {
+                tx.send(format!("{i:06}").as_bytes()).unwrap();
+                sent.store(i + 1, Ordering::Relaxed);
+                if i == 100 {
+                    // A holds claims (its confirms held back), then dies.
+                    p1.stall_on(PUBLISH, false, true);
+                }
+            }
+        })
+    };
+    wait_until(Duration::from_secs(20), "a's stall", || {
+        p1.flags.fired.load(Ordering::Acquire)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    a.kill9();
+    let t0 = Instant::now();
+    while !producer.is_finished() && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stuck = sent.load(Ordering::Relaxed);
+    assert!(
+        producer.is_finished(),
+        "the producer is stuck after {stuck} of {N} messages: bridge b never publishes \
+         the killed bridge's kept claims (local queue len {})",
+        q.len()
+    );
+    let got = collect(&queue, N as usize);
+    drop(b);
+    let distinct: std::collections::HashSet<&Vec<u8>> = got.iter().map(|(b, _)| b).collect();
+    assert_eq!(distinct.len(), N as usize, "messages missing");
+    assert_eq!(q.lost(), 0);
+}
