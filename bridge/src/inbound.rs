@@ -118,7 +118,8 @@ impl Inbound<'_> {
 
     fn setup(&self, conn: &Connection) -> Result<Consumer, Failure> {
         let q = &self.cfg.queue;
-        self.rt.block_on(async {
+        let give_up = || is_set(self.stop);
+        link::bounded(&self.rt, self.cfg.broker.connect_timeout, &give_up, async {
             let retry = |e: lapin::Error| Failure::Retry(e.to_string());
             let channel = conn.create_channel().await.map_err(retry)?;
             channel

@@ -71,8 +71,11 @@
 //! what publisher-confirm throughput needs.
 //!
 //! **Stopping.** On stop, no new message is claimed; the confirms in
-//! flight are awaited (at most `drain_timeout`); a message still
-//! unconfirmed then stays in the local queue, for the next run.
+//! flight are awaited (at most `drain_timeout`, also for an adopted
+//! message); a message still unconfirmed then stays in the local queue,
+//! for the next run. A broker that takes the connection and then answers
+//! nothing does not hold a stop up: the channel's setup heeds the stop
+//! flag too (and gives up after `connect_timeout`).
 //!
 //! **A killed bridge.** The core keeps a dead bridge's claims
 //! (`ByteReceiver::keep_claims`), and the next
@@ -80,6 +83,9 @@
 //! (`ByteQueue::adopt_kept`), each confirmed before it is released, and
 //! only then takes new messages: nothing a killed bridge held is lost,
 //! and what it had published before dying arrives twice, with one id.
+//! A running bridge also looks for kept claims every second, for a peer
+//! bridge on the same local queue that was killed (those it publishes
+//! after the messages it had claimed itself).
 //!
 //! **Inbound.** Each delivery is sent into the local queue (a blocking
 //! send), then acknowledged. A bridge killed between the two leaves the

@@ -134,6 +134,10 @@ impl Ctx<'_> {
                 }
                 Err(Failure::Retry(reason)) => {
                     self.stats.set_state(State::Disconnected);
+                    if give_up() {
+                        // Stopping, during the setup: not worth a retry.
+                        return Ok(None);
+                    }
                     if self.broker.fail_fast {
                         self.log(format_args!(
                             "cannot connect to {url}: {reason} (failing fast)"
@@ -239,6 +243,35 @@ impl Link {
                 tokio::time::timeout(Duration::from_secs(2), conn.close(200, "bridge stopping"))
                     .await;
         });
+    }
+}
+
+/// Runs `fut` on `rt` until it completes, `give_up` says to stop (asked
+/// every [`POLL`]) or `limit` has passed: for the setup of a connection
+/// whose broker took the connection and then answers nothing (stalled,
+/// partitioned), which lapin would otherwise wait for until its heartbeat
+/// gives up, the stop flag unheeded.
+pub(crate) fn bounded<F: std::future::Future<Output = Result<T, Failure>>, T>(
+    rt: &tokio::runtime::Handle,
+    limit: Duration,
+    give_up: &dyn Fn() -> bool,
+    fut: F,
+) -> Result<T, Failure> {
+    let mut fut = std::pin::pin!(fut);
+    let until = Instant::now() + limit;
+    loop {
+        if let Ok(r) = rt.block_on(async { tokio::time::timeout(POLL, fut.as_mut()).await }) {
+            return r;
+        }
+        if give_up() {
+            return Err(Failure::Retry("stopping".into()));
+        }
+        if Instant::now() >= until {
+            return Err(Failure::Retry(format!(
+                "no answer within {} ms",
+                limit.as_millis()
+            )));
+        }
     }
 }
 

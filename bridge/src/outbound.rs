@@ -37,6 +37,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
+/// How often a running bridge looks for kept claims left by a killed peer
+/// on the same local queue.
+const ADOPT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Runs an outbound bridge until `stop` is set (then it finishes the
 /// confirms in flight, for at most `drain_timeout`), the local queue's
 /// stream ends (closed and drained), or an error.
@@ -108,7 +112,7 @@ pub fn run_outbound(
     };
     let r = std::thread::scope(|s| {
         let out = &out;
-        s.spawn(move || out.feed(s));
+        s.spawn(move || out.guarded(|| out.feed(s)));
         out.supervise()
     });
     stats.set_state(State::Stopped);
@@ -205,7 +209,8 @@ impl Outbound<'_> {
 
     /// The connection's setup: a confirming channel, the queue declared.
     fn setup(&self, conn: &Connection) -> Result<Channel, Failure> {
-        self.rt.block_on(async {
+        let give_up = || self.abandon(&self.lock());
+        link::bounded(&self.rt, self.cfg.broker.connect_timeout, &give_up, async {
             let retry = |e: lapin::Error| Failure::Retry(e.to_string());
             let channel = conn.create_channel().await.map_err(retry)?;
             channel
@@ -332,10 +337,7 @@ impl Outbound<'_> {
             match rx {
                 Ok(rx) => {
                     self.lock().threads += 1;
-                    s.spawn(move || {
-                        self.work(rx);
-                        self.exit_thread();
-                    });
+                    s.spawn(move || self.guarded(|| self.work(rx)));
                 }
                 Err(source) => {
                     self.set_fatal(BridgeError::Local {
@@ -345,6 +347,35 @@ impl Outbound<'_> {
                     break;
                 }
             }
+        }
+        // A peer bridge on the same local queue that is killed leaves kept
+        // claims that only an adopter publishes, and the queue stalls at
+        // them after one lap: look for them now and then, not only at
+        // start.
+        loop {
+            let until = Instant::now() + ADOPT_EVERY;
+            let mut st = self.lock();
+            while Instant::now() < until && !self.abandon(&st) && !st.ended {
+                st = self.wait(st);
+            }
+            if self.abandon(&st) || st.ended {
+                return;
+            }
+            drop(st);
+            self.adopt();
+        }
+    }
+
+    /// Runs a feeder's or worker's body, then counts the thread out. A
+    /// panic in it (the core's, over a scribbled segment) stops the bridge
+    /// as corrupted: without this the supervisor would wait forever for
+    /// the thread, and the stop flag would go unheeded.
+    fn guarded(&self, body: impl FnOnce()) {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+        if r.is_err() {
+            self.set_fatal(BridgeError::Corrupted {
+                name: self.cfg.local.name.clone(),
+            });
         }
         self.exit_thread();
     }
@@ -389,7 +420,7 @@ impl Outbound<'_> {
     /// One publish, awaited to its confirm (for adopted messages).
     fn publish_confirmed(&self, channel: &Channel, id: &str, body: &[u8]) -> Result<(), Failure> {
         self.stats.add(Counter::Published);
-        let confirm = self.rt.block_on(async {
+        let mut confirm = std::pin::pin!(async {
             channel
                 .basic_publish(
                     self.cfg.exchange.as_str(),
@@ -404,6 +435,29 @@ impl Outbound<'_> {
                 .await?
                 .await
         });
+        // As in `deliver`: when stopping, the confirm gets `drain_timeout`;
+        // then the message stays kept, for the next bridge.
+        let mut drain_until: Option<Instant> = None;
+        let confirm = loop {
+            let r = self
+                .rt
+                .block_on(async { tokio::time::timeout(POLL, confirm.as_mut()).await });
+            match r {
+                Ok(r) => break r,
+                Err(_) if self.abandon(&self.lock()) => {
+                    let until =
+                        *drain_until.get_or_insert_with(|| Instant::now() + self.cfg.drain_timeout);
+                    if Instant::now() >= until {
+                        self.log(format_args!(
+                            "message {id} unconfirmed after {} ms of stopping: it stays kept",
+                            self.cfg.drain_timeout.as_millis()
+                        ));
+                        return Err(Failure::Retry("stopping".into()));
+                    }
+                }
+                Err(_) => {}
+            }
+        };
         match confirm {
             Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => {
                 self.stats.add(Counter::Confirmed);

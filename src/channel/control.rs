@@ -341,7 +341,10 @@ impl QueueControl {
         if exclusive && seen & !CLOSED != 0 {
             return Err(Refused::Taken);
         }
-        let generation = self.peers.generation[role as usize].fetch_add(1, Ordering::AcqRel) + 1;
+        // Wrapping: a scribbled generation must not panic (fetch_add wraps).
+        let generation = self.peers.generation[role as usize]
+            .fetch_add(1, Ordering::AcqRel)
+            .wrapping_add(1);
         // One CAS decides: refused (closed, or SPSC and taken) with nothing
         // set, or attached. A bit set and then undone would be seen, for a
         // moment, by a closing sender (then not the last: the stream would
