@@ -155,6 +155,17 @@ pub struct OutboundConfig {
     /// On stop, how long to wait for the confirms of messages in flight
     /// before leaving them in the local queue (default 5 s).
     pub drain_timeout: Duration,
+    /// On stop (or a fatal error), leave the messages still unconfirmed
+    /// *claimed* instead of sending them back into the local queue (default
+    /// false). Only for a process that exits right after [`run_outbound`]
+    /// returns, as `shmring bridge out` does: its death makes the claims
+    /// kept, and the next bridge publishes them first, in their order and
+    /// with their message ids. (Sent back, they go behind the newer
+    /// messages, with new ids.) A process that goes on holds them, and the
+    /// local queue stalls at them after a lap, until it exits.
+    ///
+    /// [`run_outbound`]: crate::run_outbound
+    pub keep_on_stop: bool,
 }
 
 impl OutboundConfig {
@@ -171,6 +182,7 @@ impl OutboundConfig {
             persistent: false,
             window: 32,
             drain_timeout: Duration::from_secs(5),
+            keep_on_stop: false,
         }
     }
 }

@@ -73,7 +73,11 @@
 //! **Stopping.** On stop, no new message is claimed; the confirms in
 //! flight are awaited (at most `drain_timeout`, also for an adopted
 //! message); a message still unconfirmed then stays in the local queue,
-//! for the next run. A broker that takes the connection and then answers
+//! for the next run: with [`OutboundConfig::keep_on_stop`] (what `shmring
+//! bridge out` sets, its process exiting at once) it stays claimed, kept by
+//! the process's exit, and the next bridge publishes it first, in order,
+//! under its id; without it, it is sent back into the queue, behind newer
+//! messages and under a new position (so a new id). A broker that takes the connection and then answers
 //! nothing does not hold a stop up: the channel's setup heeds the stop
 //! flag too (and gives up after `connect_timeout`).
 //!

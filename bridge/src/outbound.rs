@@ -712,17 +712,22 @@ impl Outbound<'_> {
         }
     }
 
-    /// Leaves an unconfirmed message in the local queue: sent back into it
-    /// (behind the messages queued since; the core keeps a receiver's
-    /// claims only when its process dies, so a stopping bridge cannot leave
-    /// them as claims). If that send fails within the drain timeout (the
-    /// queue full), the message stays claimed and `true` tells the worker
-    /// to keep its receiver until this process exits: then the claim is
-    /// kept, and the next bridge publishes it first. (A library user whose
-    /// process goes on finds the queue stalled at that slot until then.)
+    /// Leaves an unconfirmed message in the local queue. With
+    /// `keep_on_stop` it stays claimed: `true` tells the worker to keep its
+    /// receiver until this process exits, whose death makes the claim kept
+    /// for the next bridge (same position, same id, first). Otherwise it is
+    /// sent back into the queue (behind the messages queued since: the core
+    /// keeps a receiver's claims only when its process dies); if that send
+    /// fails within the drain timeout (the queue full), it stays claimed
+    /// the same way. (A library user whose process goes on finds the queue
+    /// stalled at that slot until it exits.)
     #[must_use]
     fn leave(&self, seq: u64, msg: ByteRef<'_>) -> bool {
         self.settle(seq);
+        if self.cfg.keep_on_stop {
+            std::mem::forget(msg);
+            return true;
+        }
         let sent = self
             .queue
             .sender()

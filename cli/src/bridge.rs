@@ -247,6 +247,10 @@ pub fn run(args: BridgeArgs) -> Result<(), Failure> {
                 persistent: a.persistent,
                 window: a.window,
                 drain_timeout: seconds(a.drain_timeout, "--drain-timeout")?,
+                // This process exits as soon as the bridge returns: what is
+                // still unconfirmed stays claimed, kept by its death, and
+                // the next bridge publishes it first, in order, same ids.
+                keep_on_stop: true,
             };
             run_with_stats(a.common.stats, |stats, stop| {
                 run_outbound(&cfg, stats, stop)

@@ -190,6 +190,102 @@ fn bridge_out_then_in_through_the_broker() {
     });
 }
 
+/// `shmring bridge out` stopped by an error (an exchange that does not
+/// exist) with messages claimed: they stay claimed, and the process's exit
+/// makes them kept. A corrected bridge then publishes them first, in the
+/// local queue's order and under their original ids, and then the rest:
+/// the inbound side gets m0..m7 in order, each once, and nothing is lost.
+#[test]
+fn a_stopped_bridge_out_leaves_its_claims_in_order_for_the_next() {
+    if !broker_up("a_stopped_bridge_out_leaves_its_claims_in_order_for_the_next") {
+        return;
+    }
+    run("cli_bridge_keep_on_stop", |ctx| {
+        let (a, b) = (ctx.name("host-a"), ctx.name("host-b"));
+        let queue = AmqpQueue(format!("{}-amqp", a.as_str()));
+        let make = |name: &str| {
+            ByteQueue::builder()
+                .flavor(Flavor::Mpmc)
+                .capacity(16)
+                .max_message_size(256)
+                .create(name)
+                .unwrap()
+        };
+        let (qa, qb) = (make(a.as_str()), make(b.as_str()));
+        let tx = qa.sender().unwrap();
+        for i in 0..8 {
+            tx.send(format!("m{i}").as_bytes()).unwrap();
+        }
+        let url = url();
+        let missing = format!("{}-no-such-exchange", a.as_str());
+        let o = shmring(&[
+            "bridge",
+            "out",
+            "--url",
+            &url,
+            "--local",
+            a.as_str(),
+            "--exchange",
+            &missing,
+            "--routing-key",
+            "k",
+            "--window",
+            "4",
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(text(&o).contains(&missing), "{}", text(&o));
+        let mut rx = qb.receiver().unwrap();
+        rx.set_wait_for_senders(true);
+        let out = Bridge::start(&[
+            "out",
+            "--url",
+            &url,
+            "--local",
+            a.as_str(),
+            "--queue",
+            &queue.0,
+        ]);
+        let inb = Bridge::start(&[
+            "in",
+            "--url",
+            &url,
+            "--queue",
+            &queue.0,
+            "--local",
+            b.as_str(),
+            "--envelope",
+        ]);
+        let mut ids = Vec::new();
+        for i in 0..8 {
+            let m = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+            let env = shmring_bridge::Envelope::decode(&m).unwrap();
+            assert_eq!(
+                env.body,
+                format!("m{i}").as_bytes(),
+                "first copies in order"
+            );
+            ids.push(String::from_utf8(env.message_id.to_vec()).unwrap());
+        }
+        // Ids are the messages' positions in host A's queue, as sent: the
+        // kept ones kept theirs (none was re-sent at a new position).
+        let positions: Vec<u64> = ids
+            .iter()
+            .map(|id| id.rsplit_once('-').unwrap().1.parse().unwrap())
+            .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        wait_until("host A drained", || qa.is_empty());
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(rx.try_recv().is_err(), "a message arrived twice");
+        let (code, err) = out.interrupt();
+        assert_eq!(code, Some(0), "{err}");
+        assert!(err.contains("held by a stopped bridge"), "{err}");
+        let (code, err) = inb.interrupt();
+        assert_eq!(code, Some(0), "{err}");
+        qa.reap_dead();
+        assert_eq!(qa.lost(), 0);
+    });
+}
+
 #[test]
 fn bridge_reports_bad_input_with_exit_statuses() {
     run("cli_bridge_bad_input", |ctx| {
