@@ -15,8 +15,9 @@
 //! duration: the bench forks its children from a single-threaded process,
 //! so the parent checks it is single-threaded again afterwards.
 
+use crate::link::{self, read_seq, stamp, stamped, CMD_LEN, OP_EXIT, OP_RTT, OP_STREAM};
 use crate::report;
-use crate::sys::{self, Forked};
+use crate::sys::{self, Forked, Peer};
 use crate::types::{new_histogram, Config, Failure, Latency, Mode, Row};
 use futures_lite::StreamExt;
 use lapin::options::{
@@ -24,11 +25,9 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use shmring::transport::{ShmTransport, Transport};
+use shmring::{ByteQueue, Flavor};
 use std::time::{Duration, Instant};
-
-const OP_RTT: u64 = 1;
-const OP_STREAM: u64 = 2;
-const OP_EXIT: u64 = 3;
 
 /// The default broker: the local RabbitMQ of `scripts/rabbitmq`.
 pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -86,25 +85,6 @@ fn finish(rt: tokio::runtime::Runtime, conn: Option<Connection>) {
         });
     }
     rt.shutdown_timeout(Duration::from_secs(2));
-}
-
-fn command(op: u64, count: u64) -> [u8; 16] {
-    let mut c = [0u8; 16];
-    c[..8].copy_from_slice(&op.to_le_bytes());
-    c[8..].copy_from_slice(&count.to_le_bytes());
-    c
-}
-
-fn stamp(msg: &mut [u8], seq: u64) {
-    let b = seq.to_le_bytes();
-    let n = msg.len().min(8);
-    msg[..n].copy_from_slice(&b[..n]);
-}
-
-fn stamped(msg: &[u8], size: usize, seq: u64) -> bool {
-    let b = seq.to_le_bytes();
-    let n = size.min(8);
-    msg.len() == size && msg[..n] == b[..n]
 }
 
 /// One end: a channel publishing to `to`, a consumer of `from`.
@@ -177,11 +157,10 @@ async fn serve(url: &str, from: &str, to: &str, size: usize) -> Result<(), Strin
     let mut out = vec![0x5au8; size];
     loop {
         let cmd = end.recv().await?;
-        if cmd.len() != 16 {
+        if cmd.len() != CMD_LEN {
             return Err(format!("a command of {} bytes", cmd.len()));
         }
-        let op = u64::from_le_bytes(cmd[..8].try_into().expect("8 bytes"));
-        let n = u64::from_le_bytes(cmd[8..].try_into().expect("8 bytes"));
+        let (op, n) = (read_seq(&cmd[..8]), read_seq(&cmd[8..]));
         match op {
             OP_RTT => {
                 for _ in 0..n {
@@ -208,7 +187,7 @@ async fn client(cfg: &Config, end: &mut End, size: usize) -> Result<Row, String>
     let warm = cfg.warmup(n);
     let mut out = vec![0xa5u8; size];
     let mut hist = new_histogram();
-    end.send(&command(OP_RTT, warm + n)).await?;
+    end.send(&link::command(OP_RTT, warm + n)).await?;
     for i in 0..warm + n {
         stamp(&mut out, i);
         let t0 = Instant::now();
@@ -233,7 +212,7 @@ async fn client(cfg: &Config, end: &mut End, size: usize) -> Result<Row, String>
 }
 
 async fn stream(end: &mut End, count: u64, size: usize) -> Result<Duration, String> {
-    end.send(&command(OP_STREAM, count)).await?;
+    end.send(&link::command(OP_STREAM, count)).await?;
     let t0 = Instant::now();
     for i in 0..count {
         let m = end.recv().await?;
@@ -268,7 +247,7 @@ pub fn measure(cfg: &Config, url: &str, size: usize) -> Result<Vec<Row>, Failure
                 let row = client(cfg, &mut end, size).await;
                 // Tell the child to leave even after a failure, then
                 // remove both queues.
-                let _ = end.send(&command(OP_EXIT, 0)).await;
+                let _ = end.send(&link::command(OP_EXIT, 0)).await;
                 for q in [&to_child, &to_parent] {
                     let _ = end
                         .chan
@@ -331,7 +310,6 @@ impl Drop for Bridges {
 /// `w` → the parent. Its p50 over the `rabbitmq` row's is what the bridges
 /// add: publisher confirms, acks after the local commit, two local hops.
 pub fn measure_bridge(cfg: &Config, url: &str, size: usize) -> Result<Vec<Row>, Failure> {
-    use shmring::{ByteQueue, Flavor};
     let label = format!("rabbitmq-bridge block {}", report::human_size(size));
     let fail = |m: String| Failure::Run(format!("{label}: {m}"));
     let base = format!("shmring-bench-{}-{size}-bridge", std::process::id());
@@ -375,92 +353,28 @@ pub fn measure_bridge(cfg: &Config, url: &str, size: usize) -> Result<Vec<Row>, 
     ] {
         bridges.0.push(start(&args)?);
     }
+    // Each process's two queues as one transport: the copying client and
+    // server of the shm rows (`link`), unchanged.
+    let end = |rx: &ByteQueue, tx: &ByteQueue| -> Result<ShmTransport, String> {
+        let mut rx = rx.receiver().map_err(|e| e.to_string())?;
+        // The bridges are the senders: they may attach after this end.
+        rx.set_wait_for_senders(true);
+        let mut t = ShmTransport::new(tx.sender().map_err(|e| e.to_string())?, rx);
+        t.set_spin(Duration::ZERO);
+        Ok(t)
+    };
     let (x, y, z, w) = (&queues[0], &queues[1], &queues[2], &queues[3]);
     let result = match sys::fork().map_err(|e| fail(format!("fork: {e}")))? {
-        Forked::Child => sys::child_main(&label, cfg.cpus.1, cfg.timeout, |_| {
-            let err = |e: &dyn std::fmt::Display| e.to_string();
-            let mut rx = y.receiver().map_err(|e| err(&e))?;
-            rx.set_wait_for_senders(true);
-            let tx = z.sender().map_err(|e| err(&e))?;
-            let mut out = vec![0x5au8; size];
-            let mut buf = Vec::with_capacity(size);
-            loop {
-                rx.recv_into(&mut buf).map_err(|e| err(&e))?;
-                if buf.len() != 16 {
-                    return Err(format!("a command of {} bytes", buf.len()));
-                }
-                let op = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
-                let n = u64::from_le_bytes(buf[8..].try_into().expect("8 bytes"));
-                match op {
-                    OP_RTT => {
-                        for _ in 0..n {
-                            rx.recv_into(&mut buf).map_err(|e| err(&e))?;
-                            tx.send(&buf).map_err(|e| err(&e))?;
-                        }
-                    }
-                    OP_STREAM => {
-                        for i in 0..n {
-                            stamp(&mut out, i);
-                            tx.send(&out).map_err(|e| err(&e))?;
-                        }
-                    }
-                    OP_EXIT => return Ok(()),
-                    other => return Err(format!("unknown command {other}")),
-                }
-            }
+        Forked::Child => sys::child_main(&label, cfg.cpus.1, cfg.timeout, |peer| {
+            link::serve(link::End::Shm(end(y, z)?), false, size, peer)
         }),
         Forked::Parent(child) => {
+            let peer = Peer::Child(&child);
             let run = || -> Result<Row, String> {
-                let err = |e: &dyn std::fmt::Display| e.to_string();
-                let tx = x.sender().map_err(|e| err(&e))?;
-                let mut rx = w.receiver().map_err(|e| err(&e))?;
-                rx.set_wait_for_senders(true);
-                let mut buf = Vec::with_capacity(size);
-                let recv = |rx: &shmring::ByteReceiver, buf: &mut Vec<u8>| {
-                    // Bounded: a bridge that failed (its broker gone) must
-                    // not hang the bench; the watchdog is the last resort.
-                    rx.recv_into_timeout(buf, Duration::from_secs(30))
-                        .map_err(|e| format!("receiving through the bridges: {e:?}"))
-                        .map(|_| ())
-                };
-                let n = cfg.rtt_iterations(size).min(5_000);
-                let warm = cfg.warmup(n);
-                let mut msg = vec![0xa5u8; size];
-                let mut hist = new_histogram();
-                tx.send(&command(OP_RTT, warm + n)).map_err(|e| err(&e))?;
-                for i in 0..warm + n {
-                    stamp(&mut msg, i);
-                    let t0 = Instant::now();
-                    tx.send(&msg).map_err(|e| err(&e))?;
-                    recv(&rx, &mut buf)?;
-                    let dt = t0.elapsed();
-                    if !stamped(&buf, size, i) {
-                        return Err(format!("round trip {i}: a wrong reply came back"));
-                    }
-                    if i >= warm {
-                        hist.saturating_record(dt.as_nanos() as u64);
-                    }
-                }
-                let mut stream = |count: u64| -> Result<Duration, String> {
-                    tx.send(&command(OP_STREAM, count)).map_err(|e| err(&e))?;
-                    let t0 = Instant::now();
-                    for i in 0..count {
-                        recv(&rx, &mut buf)?;
-                        if !stamped(&buf, size, i) {
-                            return Err(format!("stream message {i}: wrong length or content"));
-                        }
-                    }
-                    Ok(t0.elapsed())
-                };
-                let n0 = cfg.calibration_messages();
-                let d0 = stream(n0)?;
-                let count = cfg.stream_messages(n0, d0);
-                let d = stream(count)?;
-                let _ = tx.send(&command(OP_EXIT, 0));
-                Ok(Row::new(
-                    Latency::from_histogram(&hist),
-                    count as f64 / d.as_secs_f64().max(1e-9),
-                ))
+                let mut t = end(w, x)?;
+                let row = link::client(cfg, &mut t, false, size, &peer)?;
+                link::send(&mut t, false, &link::command(OP_EXIT, 0), &peer)?;
+                Ok(row)
             };
             let r = run().map_err(|e| match child.check_alive() {
                 Ok(()) => fail(e),

@@ -11,13 +11,13 @@ use shmring::transport::{
 };
 use std::time::{Duration, Instant};
 
-const OP_RTT: u64 = 1;
-const OP_STREAM: u64 = 2;
+pub(crate) const OP_RTT: u64 = 1;
+pub(crate) const OP_STREAM: u64 = 2;
 const OP_LOAN_RTT: u64 = 3;
 const OP_LOAN_STREAM: u64 = 4;
-const OP_EXIT: u64 = 5;
+pub(crate) const OP_EXIT: u64 = 5;
 /// Commands are 16 bytes: op, count (little-endian u64s).
-const CMD_LEN: usize = 16;
+pub(crate) const CMD_LEN: usize = 16;
 
 fn terr(what: &str, e: TransportError) -> String {
     format!("{what}: {e}")
@@ -25,7 +25,7 @@ fn terr(what: &str, e: TransportError) -> String {
 
 /// Sends `msg`: blocking, or `try_send` in a loop (spin).
 #[inline(always)]
-fn send<T: Transport + ?Sized>(
+pub(crate) fn send<T: Transport + ?Sized>(
     t: &mut T,
     spin: bool,
     msg: &[u8],
@@ -79,7 +79,7 @@ fn recv<T: Transport + ?Sized>(
 
 /// Writes `seq` into the first (up to) 8 bytes of `msg`.
 #[inline(always)]
-fn stamp(msg: &mut [u8], seq: u64) {
+pub(crate) fn stamp(msg: &mut [u8], seq: u64) {
     let b = seq.to_le_bytes();
     let n = msg.len().min(8);
     msg[..n].copy_from_slice(&b[..n]);
@@ -87,20 +87,20 @@ fn stamp(msg: &mut [u8], seq: u64) {
 
 /// Whether `msg` is `size` bytes and carries `seq`.
 #[inline(always)]
-fn stamped(msg: &[u8], size: usize, seq: u64) -> bool {
+pub(crate) fn stamped(msg: &[u8], size: usize, seq: u64) -> bool {
     let b = seq.to_le_bytes();
     let n = size.min(8);
     msg.len() == size && msg[..n] == b[..n]
 }
 
-fn read_seq(msg: &[u8]) -> u64 {
+pub(crate) fn read_seq(msg: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     let n = msg.len().min(8);
     b[..n].copy_from_slice(&msg[..n]);
     u64::from_le_bytes(b)
 }
 
-fn command(op: u64, count: u64) -> [u8; CMD_LEN] {
+pub(crate) fn command(op: u64, count: u64) -> [u8; CMD_LEN] {
     let mut c = [0u8; CMD_LEN];
     c[..8].copy_from_slice(&op.to_le_bytes());
     c[8..].copy_from_slice(&count.to_le_bytes());
@@ -110,7 +110,7 @@ fn command(op: u64, count: u64) -> [u8; CMD_LEN] {
 /// One end of a link: the concrete shm type (for loans), or any transport.
 // One per measurement, on the stack: its size does not matter.
 #[allow(clippy::large_enum_variant)]
-enum End {
+pub(crate) enum End {
     Shm(ShmTransport),
     Other(BoxedTransport),
 }
@@ -199,7 +199,7 @@ pub fn measure(
 }
 
 /// Times round trips, then one-way throughput (copying `send` / `recv`).
-fn client<T: Transport + ?Sized>(
+pub(crate) fn client<T: Transport + ?Sized>(
     cfg: &Config,
     t: &mut T,
     spin: bool,
@@ -361,7 +361,7 @@ fn loan_client(
 }
 
 /// The child's side: serves commands until `OP_EXIT`.
-fn serve(mut end: End, spin: bool, size: usize, peer: &Peer) -> Result<(), String> {
+pub(crate) fn serve(mut end: End, spin: bool, size: usize, peer: &Peer) -> Result<(), String> {
     if let (End::Shm(t), false) = (&mut end, spin) {
         t.set_spin(Duration::ZERO);
     }
