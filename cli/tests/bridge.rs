@@ -4,129 +4,17 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+#[path = "tool/mod.rs"]
+mod tool;
 
 use common::*;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use shmring::{ByteQueue, Flavor};
-use std::io::Read;
-use std::net::{TcpStream, ToSocketAddrs};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
-
-const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-fn url() -> String {
-    std::env::var("SHMRING_AMQP_URL").unwrap_or_else(|_| DEFAULT_URL.to_string())
-}
-
-/// Whether the broker of [`url`] accepts connections. Without one: in CI
-/// the test fails; elsewhere it is skipped with a message.
-fn broker_up(test: &str) -> bool {
-    let url = url();
-    let host_port = url
-        .split_once("://")
-        .map_or(&url[..], |(_, rest)| rest)
-        .rsplit_once('@')
-        .map_or_else(|| url.split_once("://").map_or(&url[..], |p| p.1), |p| p.1)
-        .split('/')
-        .next()
-        .unwrap_or("")
-        .to_string();
-    let host_port = if host_port.contains(':') {
-        host_port
-    } else {
-        format!("{host_port}:5672")
-    };
-    let up = host_port
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(5)).is_ok());
-    if !up {
-        let msg = format!(
-            "no AMQP broker at {host_port}; start one with `apt-get install rabbitmq-server && \
-             rabbitmq-server -detached` (or set SHMRING_AMQP_URL)"
-        );
-        if std::env::var_os("CI").is_some() {
-            panic!("{test}: {msg}");
-        }
-        eprintln!("{test}: SKIPPED: {msg}");
-    }
-    up
-}
-
-fn shmring(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shmring"))
-        .args(args)
-        .output()
-        .expect("run the shmring binary")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// A bridge process, killed if the test ends before it is stopped.
-struct Bridge(Option<Child>);
-
-impl Bridge {
-    fn start(args: &[&str]) -> Bridge {
-        let child = Command::new(env!("CARGO_BIN_EXE_shmring"))
-            .arg("bridge")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start shmring bridge");
-        Bridge(Some(child))
-    }
-
-    /// SIGINT, then its exit status and stderr.
-    fn interrupt(mut self) -> (Option<i32>, String) {
-        let mut child = self.0.take().unwrap();
-        kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        (child.wait().unwrap().code(), err)
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Deletes an AMQP queue a bridge declared (best effort: needs rabbitmqctl).
-struct AmqpQueue(String);
-
-impl Drop for AmqpQueue {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["delete_queue", &self.0])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
+use tool::*;
 
 #[test]
 fn bridge_out_then_in_through_the_broker() {
-    if !broker_up("bridge_out_then_in_through_the_broker") {
+    if !broker_up("bridge_out_then_in_through_the_broker", false) {
         return;
     }
     run("cli_bridge_round", |ctx| {
@@ -197,7 +85,10 @@ fn bridge_out_then_in_through_the_broker() {
 /// the inbound side gets m0..m7 in order, each once, and nothing is lost.
 #[test]
 fn a_stopped_bridge_out_leaves_its_claims_in_order_for_the_next() {
-    if !broker_up("a_stopped_bridge_out_leaves_its_claims_in_order_for_the_next") {
+    if !broker_up(
+        "a_stopped_bridge_out_leaves_its_claims_in_order_for_the_next",
+        false,
+    ) {
         return;
     }
     run("cli_bridge_keep_on_stop", |ctx| {

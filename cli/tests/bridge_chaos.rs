@@ -19,123 +19,26 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+#[path = "tool/mod.rs"]
+mod tool;
 
 use common::*;
 use shmring::{ByteQueue, Flavor, RecvTimeoutError};
 use shmring_bridge::Envelope;
 use std::collections::HashMap;
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
+use std::time::Duration;
+use tool::*;
 
-const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const PRODUCERS: usize = 2;
 const PER_PRODUCER: u64 = 2500;
 const WINDOW: usize = 16;
 const PREFETCH: usize = 16;
 const CAPACITY: u64 = 64;
 
-fn url() -> String {
-    std::env::var("SHMRING_AMQP_URL").unwrap_or_else(|_| DEFAULT_URL.to_string())
-}
-
-/// Whether the local broker answers and `rabbitmqctl` can restart it.
-/// Without one: in CI the test fails; elsewhere it is skipped with a
-/// message.
-fn broker_up(test: &str) -> bool {
-    let up = TcpStream::connect_timeout(&"127.0.0.1:5672".parse().unwrap(), Duration::from_secs(5))
-        .is_ok()
-        && rabbitmqctl(&["-q", "status"]);
-    if !up {
-        let msg = "no local RabbitMQ broker with rabbitmqctl; start one with \
-                   `scripts/rabbitmq start` (apt-get install rabbitmq-server)";
-        if std::env::var_os("CI").is_some() || std::env::var_os("SHMRING_REQUIRE_BROKER").is_some()
-        {
-            panic!("{test}: {msg}");
-        }
-        eprintln!("{test}: SKIPPED: {msg}");
-    }
-    up
-}
-
 /// `shmring inspect NAME`, for a failure's message.
 fn inspect(name: &str) -> String {
-    Command::new(env!("CARGO_BIN_EXE_shmring"))
-        .args(["inspect", name])
-        .output()
-        .map(|o| {
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            )
-        })
-        .unwrap_or_else(|e| e.to_string())
-}
-
-fn rabbitmqctl(args: &[&str]) -> bool {
-    Command::new("rabbitmqctl")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// A bridge process (`shmring bridge ...`), its stderr in a log file that
-/// a failure shows; killed when dropped.
-struct Bridge {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Bridge {
-    fn start(tag: &str, args: &[&str]) -> Bridge {
-        let log = std::env::temp_dir().join(format!(
-            "shmring-bridge-chaos-{}-{tag}-{}.log",
-            std::process::id(),
-            Instant::now().elapsed().as_nanos()
-        ));
-        let err = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_shmring"))
-            .arg("bridge")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .expect("start shmring bridge");
-        Bridge { child, log }
-    }
-
-    fn kill9(mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Deletes the AMQP queue at the end (rabbitmqctl).
-struct AmqpQueue(String);
-
-impl Drop for AmqpQueue {
-    fn drop(&mut self) {
-        rabbitmqctl(&["delete_queue", &self.0]);
-    }
+    text(&shmring(&["inspect", name]))
 }
 
 /// One producer process on host A: `PER_PRODUCER` messages `p:seq`.
@@ -159,7 +62,7 @@ fn child_producer() {
 #[test]
 fn two_hosts_survive_killed_bridges_and_a_broker_restart() {
     const TEST: &str = "two_hosts_survive_killed_bridges_and_a_broker_restart";
-    if !broker_up(TEST) {
+    if !broker_up(TEST, true) {
         return;
     }
     run("cli_bridge_chaos", |ctx| {
@@ -203,8 +106,8 @@ fn two_hosts_survive_killed_bridges_and_a_broker_restart() {
             &prefetch,
             "--envelope",
         ];
-        let mut out = Some(Bridge::start("out", &out_args));
-        let mut inb = Some(Bridge::start("in", &in_args));
+        let mut out = Some(Bridge::start(&out_args));
+        let mut inb = Some(Bridge::start(&in_args));
         let mut producers: Vec<Child> = (0..PRODUCERS)
             .map(|p| spawn_child("child_producer", &[a.as_str(), &p.to_string()]))
             .collect();
@@ -225,12 +128,12 @@ fn two_hosts_survive_killed_bridges_and_a_broker_restart() {
             let at = |f: u64| unique >= total * f / 10;
             if stage == 0 && at(2) {
                 out.take().unwrap().kill9();
-                out = Some(Bridge::start("out", &out_args));
+                out = Some(Bridge::start(&out_args));
                 disruptions += 1;
                 stage = 1;
             } else if stage == 1 && at(4) {
                 inb.take().unwrap().kill9();
-                inb = Some(Bridge::start("in", &in_args));
+                inb = Some(Bridge::start(&in_args));
                 disruptions += 1;
                 stage = 2;
             } else if stage == 2 && at(6) {
@@ -242,8 +145,8 @@ fn two_hosts_survive_killed_bridges_and_a_broker_restart() {
             } else if stage == 3 && at(8) {
                 out.take().unwrap().kill9();
                 inb.take().unwrap().kill9();
-                inb = Some(Bridge::start("in", &in_args));
-                out = Some(Bridge::start("out", &out_args));
+                inb = Some(Bridge::start(&in_args));
+                out = Some(Bridge::start(&out_args));
                 disruptions += 2;
                 stage = 4;
             }

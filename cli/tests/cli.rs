@@ -5,25 +5,12 @@
 // watchdog), from the library's tests.
 #[path = "../../tests/common/mod.rs"]
 mod common;
+#[path = "tool/mod.rs"]
+mod tool;
 
 use common::*;
 use shmring::{Flavor, Queue};
-use std::process::{Command, Output};
-
-fn shmring(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shmring"))
-        .args(args)
-        .output()
-        .expect("run the shmring binary")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use tool::{shmring, text};
 
 #[test]
 fn bench_refuses_bad_arguments_with_exit_2() {

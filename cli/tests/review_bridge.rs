@@ -4,29 +4,20 @@
 
 #[path = "../../bridge/tests/review_util/mod.rs"]
 mod review_util;
+#[path = "tool/mod.rs"]
+mod tool;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use review_util::Proxy;
 use shmring::{ByteQueue, Flavor, RecvTimeoutError};
 use shmring_bridge::{run_inbound, Envelope, InboundConfig, Stats};
 use std::collections::HashMap;
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tool::*;
 
-const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const URL: &str = shmring_bridge::DEFAULT_URL;
 const PUBLISH: (u16, u16) = (60, 40);
-
-fn broker_up() -> bool {
-    let up = TcpStream::connect_timeout(&"127.0.0.1:5672".parse().unwrap(), Duration::from_secs(2))
-        .is_ok();
-    if !up {
-        eprintln!("SKIPPED: no local broker");
-    }
-    up
-}
 
 fn unique(what: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -45,57 +36,29 @@ impl Drop for Names {
             let _ = ByteQueue::unlink(l);
         }
         for q in &self.1 {
-            let _ = Command::new("rabbitmqctl")
-                .args(["-q", "delete_queue", q])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            rabbitmqctl(&["-q", "delete_queue", q]);
         }
     }
 }
 
-struct Bridge(Child);
-
-impl Bridge {
-    fn out(url: &str, local: &str, queue: &str, extra: &[&str]) -> Bridge {
-        let child = Command::new(env!("CARGO_BIN_EXE_shmring"))
-            .args([
-                "bridge", "out", "--url", url, "--local", local, "--queue", queue,
-            ])
-            .args(["--backoff-min", "20", "--backoff-max", "200"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        Bridge(child)
-    }
-
-    fn kill9(mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-
-    /// SIGTERM, then waits at most `limit` for the exit.
-    fn term(mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        kill(Pid::from_raw(self.0.id() as i32), Signal::SIGTERM).unwrap();
-        let t0 = Instant::now();
-        while t0.elapsed() < limit {
-            if let Some(s) = self.0.try_wait().unwrap() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// `shmring bridge out` from `local` to `queue` through the broker at
+/// `url`, retrying connections quickly.
+fn bridge_out(url: &str, local: &str, queue: &str, extra: &[&str]) -> Bridge {
+    let mut args = vec![
+        "out",
+        "--url",
+        url,
+        "--local",
+        local,
+        "--queue",
+        queue,
+        "--backoff-min",
+        "20",
+        "--backoff-max",
+        "200",
+    ];
+    args.extend_from_slice(extra);
+    Bridge::start(&args)
 }
 
 fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
@@ -162,7 +125,7 @@ fn collect(queue: &str, distinct: usize) -> Vec<(Vec<u8>, String)> {
 /// copies in order, nothing counted lost locally.
 #[test]
 fn review_kill9_outbound_many_times() {
-    if !broker_up() {
+    if !broker_up("review_kill9_outbound_many_times", false) {
         return;
     }
     const N: u64 = 20000;
@@ -190,11 +153,11 @@ fn review_kill9_outbound_many_times() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let b = Bridge::out(URL, &local, &queue, &["--window", "8"]);
+        let b = bridge_out(URL, &local, &queue, &["--window", "8"]);
         std::thread::sleep(Duration::from_millis(seed % 400));
         b.kill9();
     }
-    let b = Bridge::out(URL, &local, &queue, &["--window", "8"]);
+    let b = bridge_out(URL, &local, &queue, &["--window", "8"]);
     wait_until(Duration::from_secs(60), "the producer", || {
         producer.is_finished()
     });
@@ -205,7 +168,8 @@ fn review_kill9_outbound_many_times() {
     // time to adopt them.
     std::thread::sleep(Duration::from_secs(3));
     let status = b
-        .term(Duration::from_secs(15))
+        .stop(Signal::SIGTERM, Duration::from_secs(15))
+        .0
         .expect("bridge stops on SIGTERM");
     assert!(status.success(), "{status:?}");
     assert_eq!(q.lost(), 0, "messages counted lost in the local queue");
@@ -232,7 +196,7 @@ fn review_kill9_outbound_many_times() {
 /// confirm never comes).
 #[test]
 fn review_sigterm_while_adopting_with_a_stalled_broker() {
-    if !broker_up() {
+    if !broker_up("review_sigterm_while_adopting_with_a_stalled_broker", false) {
         return;
     }
     let local = unique("adopt");
@@ -247,7 +211,7 @@ fn review_sigterm_while_adopting_with_a_stalled_broker() {
     let tx = q.sender().unwrap();
     let p1 = Proxy::new("127.0.0.1:5672");
     p1.stall_on(PUBLISH, false, true);
-    let b1 = Bridge::out(&p1.url(), &local, &queue, &["--window", "4"]);
+    let b1 = bridge_out(&p1.url(), &local, &queue, &["--window", "4"]);
     for i in 0..4 {
         tx.send(format!("m{i}").as_bytes()).unwrap();
     }
@@ -259,7 +223,7 @@ fn review_sigterm_while_adopting_with_a_stalled_broker() {
     p1.cut();
     let p2 = Proxy::new("127.0.0.1:5672");
     p2.stall_on(PUBLISH, false, true);
-    let b2 = Bridge::out(
+    let b2 = bridge_out(
         &p2.url(),
         &local,
         &queue,
@@ -269,14 +233,14 @@ fn review_sigterm_while_adopting_with_a_stalled_broker() {
         p2.flags.fired.load(Ordering::Acquire)
     });
     std::thread::sleep(Duration::from_millis(300));
-    let status = b2.term(Duration::from_secs(10));
+    let status = b2.stop(Signal::SIGTERM, Duration::from_secs(10)).0;
     p2.cut();
     assert!(
         status.is_some(),
         "the bridge did not exit within 10 s of SIGTERM"
     );
     // What it could not get confirmed stays kept: the next bridge moves it.
-    let b3 = Bridge::out(URL, &local, &queue, &["--window", "4"]);
+    let b3 = bridge_out(URL, &local, &queue, &["--window", "4"]);
     let got = collect(&queue, 4);
     drop(b3);
     let mut bodies: Vec<String> = got
@@ -297,7 +261,7 @@ fn review_sigterm_while_adopting_with_a_stalled_broker() {
 /// stalled for good.
 #[test]
 fn review_two_outbound_bridges_one_killed() {
-    if !broker_up() {
+    if !broker_up("review_two_outbound_bridges_one_killed", false) {
         return;
     }
     const N: u64 = 2000;
@@ -311,8 +275,8 @@ fn review_two_outbound_bridges_one_killed() {
         .create(&local)
         .unwrap();
     let p1 = Proxy::new("127.0.0.1:5672");
-    let a = Bridge::out(&p1.url(), &local, &queue, &["--window", "4"]);
-    let b = Bridge::out(URL, &local, &queue, &["--window", "4"]);
+    let a = bridge_out(&p1.url(), &local, &queue, &["--window", "4"]);
+    let b = bridge_out(URL, &local, &queue, &["--window", "4"]);
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let p1 = std::sync::Arc::new(p1);
     let producer = {
