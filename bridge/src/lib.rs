@@ -122,7 +122,6 @@ mod config;
 mod envelope;
 mod error;
 mod inbound;
-mod kept;
 mod link;
 mod local;
 mod log;

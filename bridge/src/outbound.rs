@@ -24,7 +24,6 @@
 
 use crate::config::OutboundConfig;
 use crate::error::BridgeError;
-use crate::kept;
 use crate::link::{self, is_set, Ctx, Failure, Link, POLL};
 use crate::stats::{Counter, State, Stats};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
@@ -93,7 +92,7 @@ pub fn run_outbound(
         cfg,
         stats,
         stop,
-        instance: kept::instance(&queue),
+        instance: queue.instance(),
         queue,
         rt: rt.handle().clone(),
         label,
@@ -119,6 +118,14 @@ pub fn run_outbound(
     out.log(format_args!("stopped ({})", stats.snapshot()));
     drop(rt);
     r
+}
+
+/// The AMQP `message_id` of the message at `position` in the local queue
+/// of `instance` (`ByteQueue::instance`, `ByteRef::position`): unique
+/// across bridge restarts and the queue's re-creation, and the same for
+/// every copy of one message, adopted or republished.
+fn message_id(instance: u64, position: u64) -> String {
+    format!("{instance:016x}-{position}")
 }
 
 struct Outbound<'a> {
@@ -331,7 +338,7 @@ impl Outbound<'_> {
             }
             let rx = self.queue.receiver().and_then(|mut rx| {
                 rx.set_wait_for_senders(true);
-                kept::keep_claims(&mut rx)?;
+                rx.keep_claims()?;
                 Ok(rx)
             });
             match rx {
@@ -393,8 +400,8 @@ impl Outbound<'_> {
             let Some((channel, epoch)) = self.wait_link() else {
                 return;
             };
-            let r = kept::adopt_kept(&self.queue, |position, body| {
-                let id = kept::message_id(self.instance, position);
+            let r = self.queue.adopt_kept(|position, body| {
+                let id = message_id(self.instance, position);
                 match self.publish_confirmed(&channel, &id, body) {
                     Ok(()) => {
                         self.stats.add(Counter::Republished);
@@ -568,7 +575,7 @@ impl Outbound<'_> {
                 st.unsettled.insert(seq, None);
                 seq
             };
-            let id = kept::message_id(self.instance, kept::position(&msg));
+            let id = message_id(self.instance, msg.position());
             drop(guard);
             if self.deliver(seq, &id, msg) {
                 // A message it could not hand back is still claimed
