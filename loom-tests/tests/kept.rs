@@ -21,54 +21,18 @@
 //! is a deadlock loom reports.
 #![cfg(loom)]
 
-use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use loom::sync::atomic::AtomicU64;
 use loom::sync::Arc;
 use loom::thread;
 use shmring::__internal::{EndpointTable, HeapByteQueue, ProcId};
 use shmring::{Flavor, Role, TryRecvError, WakeMode};
-use shmring_loom_tests::builder;
+use shmring_loom_tests::{model_repairing as model, Oracle};
 use std::time::Duration;
 
 /// The kept message.
 const KEPT: &[u8] = b"abc";
 /// The message a producer sends behind it.
 const NEXT: &[u8] = b"de";
-
-/// The liveness oracle (as in `repair.rs`): bit `i` is live until its
-/// thread declares itself dead, after its last action.
-#[derive(Clone)]
-struct Oracle {
-    dead: Arc<Vec<AtomicBool>>,
-}
-
-impl Oracle {
-    fn new(bits: usize) -> Self {
-        Oracle {
-            dead: Arc::new((0..bits).map(|_| AtomicBool::new(false)).collect()),
-        }
-    }
-
-    /// Release: the endpoint's last writes happen-before a reader that
-    /// sees it dead.
-    fn kill(&self, i: usize) {
-        self.dead[i].store(true, Ordering::Release);
-    }
-
-    /// Acquire: pairs with `kill`.
-    fn live(&self, i: usize) -> bool {
-        self.dead.get(i).is_none_or(|d| !d.load(Ordering::Acquire))
-    }
-}
-
-fn model<F>(f: F)
-where
-    F: Fn() + Sync + Send + 'static,
-{
-    let mut b = builder();
-    // A repair or an adoption reads all 64 intent records.
-    b.max_branches = 20_000;
-    b.check(f);
-}
 
 /// A fake process identity for the table (never checked for liveness here:
 /// the oracle is the proof of death).

@@ -56,54 +56,12 @@ use loom::sync::Arc;
 use loom::thread;
 use shmring::__internal::HeapQueue;
 use shmring::{Flavor, TryRecvError, TrySendError, WakeMode};
-use shmring_loom_tests::builder;
+use shmring_loom_tests::{model_repairing as model, Oracle};
 use std::time::Duration;
 
 /// What a dead producer leaves in its claimed slot: never to be delivered.
 const GARBAGE: u64 = 0xdead;
 
-/// The liveness oracle: bit `i` is live until its thread declares itself
-/// dead, after its last action.
-#[derive(Clone)]
-struct Oracle {
-    dead: Arc<Vec<AtomicBool>>,
-}
-
-impl Oracle {
-    fn new(bits: usize) -> Self {
-        Oracle {
-            dead: Arc::new((0..bits).map(|_| AtomicBool::new(false)).collect()),
-        }
-    }
-
-    /// Declares bit `i` dead. Release: the endpoint's last writes (its
-    /// intent, its claim) happen-before a repairer that sees it dead.
-    fn kill(&self, i: usize) {
-        self.dead[i].store(true, Ordering::Release);
-    }
-
-    /// Whether bit `i` is live. Acquire: pairs with `kill`. Bits beyond the
-    /// modelled endpoints are unattached (their intents cover nothing).
-    fn live(&self, i: usize) -> bool {
-        self.dead.get(i).is_none_or(|d| !d.load(Ordering::Acquire))
-    }
-}
-
-/// Runs `f` as a loom model under the crate's [`builder`], with a larger
-/// branch budget: a repair reads all 64 intent records (two atomics each),
-/// so one execution with a few repairs can pass loom's default of 1,000
-/// branches without spinning. A repairer that truly spins for ever still
-/// exhausts it.
-fn model<F>(f: F)
-where
-    F: Fn() + Sync + Send + 'static,
-{
-    let mut b = builder();
-    b.max_branches = 20_000;
-    b.check(f);
-}
-
-/// Repairs `q` with `oracle` as the liveness callback.
 fn repair(q: &HeapQueue<u64>, oracle: &Oracle) -> u64 {
     q.repair(&|i| oracle.live(i))
 }
