@@ -4,27 +4,11 @@
 
 mod common;
 
-use common::{broker, broker_config, wait_until, Local, Watchdog};
+use common::{broker, broker_config, start_inbound as start, wait_until, Local, Watchdog};
 use lapin::types::{AMQPValue, FieldTable};
-use shmring_bridge::{run_inbound, BridgeError, BrokerConfig, Envelope, InboundConfig, Stats};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use shmring_bridge::{BridgeError, BrokerConfig, Envelope, InboundConfig};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-type Bridge = (
-    Arc<Stats>,
-    Arc<AtomicBool>,
-    JoinHandle<Result<(), BridgeError>>,
-);
-
-fn start(cfg: InboundConfig) -> Bridge {
-    let stats = Arc::new(Stats::new());
-    let stop = Arc::new(AtomicBool::new(false));
-    let (s, t) = (stats.clone(), stop.clone());
-    let h = std::thread::spawn(move || run_inbound(&cfg, &s, &t));
-    (stats, stop, h)
-}
 
 fn config(test: &str, queue: &str, local: &Local) -> InboundConfig {
     let mut cfg = InboundConfig::from_queue(queue, &local.name);

@@ -3,26 +3,10 @@
 
 mod common;
 
-use common::{broker, broker_config, wait_until, Local, Watchdog};
-use shmring_bridge::{run_outbound, BridgeError, BrokerConfig, OutboundConfig, QueueSpec, Stats};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use common::{broker, broker_config, start_outbound as start, wait_until, Local, Watchdog};
+use shmring_bridge::{BridgeError, BrokerConfig, OutboundConfig, QueueSpec};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-type Bridge = (
-    Arc<Stats>,
-    Arc<AtomicBool>,
-    JoinHandle<Result<(), BridgeError>>,
-);
-
-fn start(cfg: OutboundConfig) -> Bridge {
-    let stats = Arc::new(Stats::new());
-    let stop = Arc::new(AtomicBool::new(false));
-    let (s, t) = (stats.clone(), stop.clone());
-    let h = std::thread::spawn(move || run_outbound(&cfg, &s, &t));
-    (stats, stop, h)
-}
 
 fn config(test: &str, local: &Local, queue: &str) -> OutboundConfig {
     let mut cfg = OutboundConfig::to_queue(&local.name, queue);

@@ -4,34 +4,20 @@
 mod common;
 mod review_util;
 
-use common::{broker, broker_config, unique, wait_until, Local, Watchdog};
+use common::{
+    broker, broker_config, start_outbound as start, unique, wait_until, Local, Running as Bridge,
+    Watchdog,
+};
 use lapin::types::FieldTable;
 use review_util::Proxy;
-use shmring_bridge::{
-    run_inbound, run_outbound, BridgeError, InboundConfig, OutboundConfig, Stats,
-};
+use shmring_bridge::{run_inbound, BridgeError, InboundConfig, OutboundConfig, Stats};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 const PUBLISH: (u16, u16) = (60, 40);
 const CHANNEL_OPEN: (u16, u16) = (20, 10);
-
-type Bridge = (
-    Arc<Stats>,
-    Arc<AtomicBool>,
-    JoinHandle<Result<(), BridgeError>>,
-);
-
-fn start(cfg: OutboundConfig) -> Bridge {
-    let stats = Arc::new(Stats::new());
-    let stop = Arc::new(AtomicBool::new(false));
-    let (s, t) = (stats.clone(), stop.clone());
-    let h = std::thread::spawn(move || run_outbound(&cfg, &s, &t));
-    (stats, stop, h)
-}
 
 fn config(test: &str, local: &Local, queue: &str, url: &str) -> OutboundConfig {
     let mut cfg = OutboundConfig::to_queue(&local.name, queue);

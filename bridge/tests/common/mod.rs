@@ -10,7 +10,9 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use shmring::{ByteQueue, Flavor};
-use shmring_bridge::BrokerConfig;
+use shmring_bridge::{
+    run_inbound, run_outbound, BridgeError, BrokerConfig, InboundConfig, OutboundConfig, Stats,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -320,4 +322,30 @@ pub fn close_connections_named(name: &str) -> Option<usize> {
         }
     }
     Some(n)
+}
+
+/// A bridge running on a thread of the test: its counters, its stop flag,
+/// and its result once it returns.
+pub type Running = (
+    Arc<Stats>,
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<Result<(), BridgeError>>,
+);
+
+/// Runs an outbound bridge on a thread.
+pub fn start_outbound(cfg: OutboundConfig) -> Running {
+    let stats = Arc::new(Stats::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (s, t) = (stats.clone(), stop.clone());
+    let h = std::thread::spawn(move || run_outbound(&cfg, &s, &t));
+    (stats, stop, h)
+}
+
+/// Runs an inbound bridge on a thread.
+pub fn start_inbound(cfg: InboundConfig) -> Running {
+    let stats = Arc::new(Stats::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (s, t) = (stats.clone(), stop.clone());
+    let h = std::thread::spawn(move || run_inbound(&cfg, &s, &t));
+    (stats, stop, h)
 }
