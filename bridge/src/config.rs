@@ -200,6 +200,14 @@ pub struct InboundConfig {
     /// 1 ..= 65535, default 64). A full local queue stops the acks, so the
     /// broker stops after this many.
     pub prefetch: u16,
+    /// Most committed deliveries acknowledged by one `basic.ack` (with
+    /// `multiple`; 1 ..= 65535, default 32). Acks are sent when this many
+    /// are committed, or sooner, as soon as no further delivery is waiting:
+    /// a slow stream is acked message by message, a fast one in batches.
+    /// A commit is never acked before it is in the local queue; a bridge
+    /// killed with commits not yet acked gets them redelivered (duplicates,
+    /// at most `prefetch`, as for any in-flight delivery).
+    pub ack_batch: u16,
     /// Write `[u16 id length][message id][body]` ([`Envelope`](crate::Envelope))
     /// instead of the raw body.
     pub envelope: bool,
@@ -219,6 +227,7 @@ impl InboundConfig {
             local: LocalQueue::new(local),
             queue: QueueSpec::new(queue),
             prefetch: 64,
+            ack_batch: 32,
             envelope: false,
             dead_letter: false,
         }

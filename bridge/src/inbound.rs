@@ -4,9 +4,13 @@
 //! One thread does it all, one delivery at a time, in the broker's order:
 //! wait for a delivery, send it into the local queue (a blocking send: a
 //! full local queue stops the acks, so the broker stops at `prefetch`
-//! unacknowledged deliveries), then ack it. A bridge that dies between the
-//! send and the ack leaves the delivery unacknowledged: the broker
-//! redelivers it, a duplicate with the same `message_id`. The bridge does
+//! unacknowledged deliveries), then ack it. Acks are batched: one
+//! `basic.ack` with `multiple` covers every delivery committed so far, sent
+//! once `ack_batch` are committed or as soon as no further delivery is
+//! waiting (each ack waits for the connection's writer, a thread hand-off,
+//! which one ack per message paid for every message). A bridge that dies
+//! between the send and the ack leaves the delivery unacknowledged: the
+//! broker redelivers it, a duplicate with the same `message_id`. The bridge does
 //! not drop duplicates itself (it would have to remember ids across its
 //! own deaths); `--envelope` hands the id to the consumer, which can.
 
@@ -28,6 +32,18 @@ use std::borrow::Cow;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::atomic::AtomicBool;
+use std::task::{Context, Poll, Waker};
+
+/// The acks owed: deliveries committed into the local queue, not yet
+/// acknowledged.
+#[derive(Default)]
+struct Acks {
+    /// The latest committed delivery's acker (an ack with `multiple` on it
+    /// covers the earlier ones).
+    latest: Option<lapin::acker::Acker>,
+    /// How many it covers.
+    owed: u64,
+}
 
 /// Runs an inbound bridge until `stop` is set or an error.
 ///
@@ -62,6 +78,9 @@ pub fn run_inbound(
 ) -> Result<(), BridgeError> {
     if cfg.prefetch == 0 {
         return Err(BridgeError::Config("prefetch must be at least 1".into()));
+    }
+    if cfg.ack_batch == 0 {
+        return Err(BridgeError::Config("ack_batch must be at least 1".into()));
     }
     link::check_url(&cfg.broker.url)?;
     let queue = crate::local::open(&cfg.local)?;
@@ -190,17 +209,40 @@ impl Inbound<'_> {
     /// fails; then closes the connection (the broker requeues whatever
     /// was delivered and not acknowledged).
     fn consume(&self, ctx: &Ctx<'_>, mut link: Link, mut consumer: Consumer) -> End {
+        let mut acks = Acks::default();
         let end = loop {
             if is_set(self.stop) {
                 break End::Stopped;
             }
-            let next = self.rt.block_on(async {
-                tokio::time::timeout(POLL, poll_fn(|cx| Pin::new(&mut consumer).poll_next(cx)))
-                    .await
-            });
+            // With acks owed, take only a delivery that is here already;
+            // when none is, send the acks before waiting.
+            let next = if acks.owed == 0 {
+                self.rt.block_on(async {
+                    tokio::time::timeout(POLL, poll_fn(|cx| Pin::new(&mut consumer).poll_next(cx)))
+                        .await
+                })
+            } else {
+                let ready = {
+                    let _runtime = self.rt.enter();
+                    Pin::new(&mut consumer).poll_next(&mut Context::from_waker(Waker::noop()))
+                };
+                match ready {
+                    Poll::Ready(next) => Ok(next),
+                    Poll::Pending => match self.ack(&mut acks) {
+                        Ok(()) => continue,
+                        Err(end) => break end,
+                    },
+                }
+            };
             match next {
-                Ok(Some(Ok(delivery))) => match self.commit(delivery) {
-                    Ok(()) => {}
+                Ok(Some(Ok(delivery))) => match self.commit(delivery, &mut acks) {
+                    Ok(()) => {
+                        if acks.owed >= u64::from(self.cfg.ack_batch) {
+                            if let Err(end) = self.ack(&mut acks) {
+                                break end;
+                            }
+                        }
+                    }
                     Err(end) => break end,
                 },
                 Ok(Some(Err(e))) => break End::Lost(e.to_string()),
@@ -212,13 +254,41 @@ impl Inbound<'_> {
                 }
             }
         };
+        // What was committed is acked before the connection closes (a
+        // stop, an error): only a lost connection leaves it to the
+        // broker's redelivery.
+        let end = match (end, self.ack(&mut acks)) {
+            (End::Lost(reason), _) => End::Lost(reason),
+            (_, Err(lost)) => lost,
+            (end, Ok(())) => end,
+        };
         drop(consumer);
         link.close(&self.rt);
         end
     }
 
-    /// Writes one delivery into the local queue, then acks it.
-    fn commit(&self, delivery: Delivery) -> Result<(), End> {
+    /// Acknowledges every delivery committed so far, with one `basic.ack`
+    /// (`multiple`) on the latest.
+    fn ack(&self, acks: &mut Acks) -> Result<(), End> {
+        let Some(acker) = acks.latest.take() else {
+            return Ok(());
+        };
+        let owed = std::mem::take(&mut acks.owed);
+        match self
+            .rt
+            .block_on(acker.ack(BasicAckOptions { multiple: true }))
+        {
+            Ok(_) => {
+                self.stats.add_n(Counter::Acked, owed);
+                Ok(())
+            }
+            // The broker redelivers them: duplicates in the local queue.
+            Err(e) => Err(End::Lost(format!("ack failed: {e}"))),
+        }
+    }
+
+    /// Writes one delivery into the local queue; its ack is then owed.
+    fn commit(&self, delivery: Delivery, acks: &mut Acks) -> Result<(), End> {
         self.stats.add(Counter::Consumed);
         let id = delivery
             .properties
@@ -232,12 +302,24 @@ impl Inbound<'_> {
         };
         let max = self.tx.max_message_size();
         if body.len() > max {
+            self.ack(acks)?;
             return self.too_large(&delivery, id, body.len(), max);
         }
+        // A full local queue: the acks owed go out before the send waits
+        // (the broker's window then holds only what is not committed).
+        let send = |first: bool| {
+            if first {
+                self.tx.try_send(&body)
+            } else {
+                self.tx.send_timeout(&body, POLL)
+            }
+        };
+        let mut first = true;
         loop {
-            match self.tx.send_timeout(&body, POLL) {
+            match send(std::mem::take(&mut first)) {
                 Ok(()) => break,
                 Err(ByteSendError::Timeout | ByteSendError::Full) => {
+                    self.ack(acks)?;
                     if is_set(self.stop) {
                         // Not committed: not acked; the broker keeps it.
                         return Err(End::Stopped);
@@ -251,6 +333,7 @@ impl Inbound<'_> {
                     ))));
                 }
                 Err(ByteSendError::TooLarge { len, max }) => {
+                    self.ack(acks)?;
                     return self.too_large(&delivery, id, len, max);
                 }
                 Err(_) => {
@@ -261,17 +344,9 @@ impl Inbound<'_> {
             }
         }
         self.stats.add(Counter::Committed);
-        match self
-            .rt
-            .block_on(delivery.acker.ack(BasicAckOptions::default()))
-        {
-            Ok(_) => {
-                self.stats.add(Counter::Acked);
-                Ok(())
-            }
-            // The broker redelivers it: a duplicate in the local queue.
-            Err(e) => Err(End::Lost(format!("ack failed: {e}"))),
-        }
+        acks.latest = Some(delivery.acker);
+        acks.owed += 1;
+        Ok(())
     }
 
     /// A delivery larger than the local queue's maximum: dead-lettered if

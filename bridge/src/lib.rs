@@ -68,7 +68,15 @@
 //! not tasks: a claim borrows its receiver and receivers block on futexes;
 //! the tokio runtime (two threads) only runs the connection's I/O. A
 //! stream of confirms keeps up to `window` publishes in the pipe, which is
-//! what publisher-confirm throughput needs.
+//! what publisher-confirm throughput needs: a worker queues its publish's
+//! frames while it holds the claim lock (so the broker gets claim order)
+//! and awaits the write and the confirm after releasing it.
+//!
+//! **Batches.** The outbound batch is the window. Inbound, acks are
+//! batched: one `basic.ack` with `multiple` covers up to
+//! [`InboundConfig::ack_batch`] commits, sent when that many are committed
+//! or as soon as no delivery is waiting (and always before the bridge
+//! waits on a full local queue, or stops).
 //!
 //! **Stopping.** On stop, no new message is claimed; the confirms in
 //! flight are awaited (at most `drain_timeout`, also for an adopted

@@ -27,18 +27,35 @@ use crate::error::BridgeError;
 use crate::link::{self, is_set, Ctx, Failure, Link, POLL};
 use crate::stats::{Counter, State, Stats};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
-use lapin::publisher_confirm::Confirmation;
+use lapin::publisher_confirm::{Confirmation, PublisherConfirm};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
 use shmring::{ByteQueue, ByteReceiver, ByteRef, RecvTimeoutError};
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 /// How often a running bridge looks for kept claims left by a killed peer
 /// on the same local queue.
 const ADOPT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A publish in progress: the frames are queued for the connection's
+/// writer at its first poll; it completes once they are written, with the
+/// handle of the broker's confirm.
+/// How [`Outbound::deliver`] ended.
+enum Delivered {
+    /// The broker confirmed it: release it.
+    Confirmed,
+    /// Unconfirmed, the bridge stopping or failed: leave it in the local
+    /// queue ([`Outbound::leave`]).
+    Left,
+}
+
+type Publish<'f> = Pin<Box<dyn Future<Output = lapin::Result<PublisherConfirm>> + Send + 'f>>;
 
 /// Runs an outbound bridge until `stop` is set (then it finishes the
 /// confirms in flight, for at most `drain_timeout`), the local queue's
@@ -576,14 +593,90 @@ impl Outbound<'_> {
                 seq
             };
             let id = message_id(self.instance, msg.position());
+            let started = self.start(seq, &id, &msg);
             drop(guard);
-            if self.deliver(seq, &id, msg) {
+            let settled = match self.deliver(seq, &id, &msg, started) {
+                Delivered::Confirmed => {
+                    drop(msg); // it leaves the local queue for good
+                    self.settle(seq);
+                    false
+                }
+                Delivered::Left => self.leave(seq, msg),
+            };
+            if settled {
                 // A message it could not hand back is still claimed
                 // through `rx`: keep the receiver (and so the claim) until
                 // this process exits; its death makes the claim kept, and
                 // the next bridge publishes it first.
                 std::mem::forget(rx);
                 return;
+            }
+        }
+    }
+
+    /// `body`'s publish, made by the lapin call that queues its frames.
+    fn publish<'f>(&'f self, channel: Channel, id: &str, body: &'f [u8]) -> Publish<'f> {
+        let properties = self.properties(id);
+        Box::pin(async move {
+            channel
+                .basic_publish(
+                    self.cfg.exchange.as_str(),
+                    self.cfg.routing_key.as_str(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    body,
+                    properties,
+                )
+                .await
+        })
+    }
+
+    /// Starts the first publish of the message just claimed as `seq`,
+    /// called under the claim lock: the publish is polled once, which
+    /// queues its frames for the connection's writer (lapin queues them in
+    /// the first poll, before its first await), so the broker gets messages
+    /// in claim order while the writes and confirms of several are in
+    /// flight at once. Without this, each publish waited for its write
+    /// before the next could start, and the bridge moved one message per
+    /// thread hand-off. `None`: not now (no live link, or an earlier
+    /// message waits to be republished, or the bridge is stopping);
+    /// [`deliver`](Self::deliver) then waits for its turn.
+    fn start<'f>(&'f self, seq: u64, id: &str, body: &'f [u8]) -> Option<(Publish<'f>, u64)> {
+        let (channel, epoch) = {
+            let st = self.lock();
+            if self.abandon(&st) {
+                return None;
+            }
+            match (&st.link, st.lost) {
+                (Some((channel, epoch)), false)
+                    if st.unsettled.range(..seq).all(|(_, e)| *e == Some(*epoch)) =>
+                {
+                    (channel.clone(), *epoch)
+                }
+                _ => return None,
+            }
+        };
+        let mut publish = self.publish(channel, id, body);
+        let queued = {
+            let _runtime = self.rt.enter();
+            publish
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+        };
+        match queued {
+            Poll::Pending => {
+                self.mark(seq, Some(epoch));
+                Some((publish, epoch))
+            }
+            // Written already, or refused (then `deliver` handles the
+            // error as for any publish).
+            Poll::Ready(r) => {
+                if r.is_ok() {
+                    self.mark(seq, Some(epoch));
+                }
+                Some((Box::pin(std::future::ready(r)), epoch))
             }
         }
     }
@@ -618,27 +711,30 @@ impl Outbound<'_> {
         self.cv.notify_all();
     }
 
-    /// Publishes `msg` until the broker confirms it, then releases it; or
-    /// leaves it in the local queue when stopping. True when it is left
-    /// claimed (see [`leave`](Self::leave)).
+    /// Publishes `msg` (its first publish `started` already, where it
+    /// could be) until the broker confirms it, or until the bridge stops or
+    /// fails.
     #[must_use]
-    fn deliver(&self, seq: u64, id: &str, msg: ByteRef<'_>) -> bool {
+    fn deliver<'f>(
+        &'f self,
+        seq: u64,
+        id: &str,
+        msg: &'f [u8],
+        mut started: Option<(Publish<'f>, u64)>,
+    ) -> Delivered {
         let mut tries = 0u64;
         let mut drain_until: Option<Instant> = None;
         loop {
-            let Some((channel, epoch)) = self.turn(seq) else {
-                return self.leave(seq, msg);
+            let sent = match started.take() {
+                Some((publish, epoch)) => (self.rt.block_on(publish), epoch),
+                None => {
+                    let Some((channel, epoch)) = self.turn(seq) else {
+                        return Delivered::Left;
+                    };
+                    (self.rt.block_on(self.publish(channel, id, msg)), epoch)
+                }
             };
-            let sent = self.rt.block_on(channel.basic_publish(
-                self.cfg.exchange.as_str(),
-                self.cfg.routing_key.as_str(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                &msg,
-                self.properties(id),
-            ));
+            let (sent, epoch) = sent;
             tries += 1;
             self.stats.add(Counter::Published);
             if tries > 1 {
@@ -677,18 +773,16 @@ impl Outbound<'_> {
                         "message {id} unconfirmed after {} ms of stopping",
                         self.cfg.drain_timeout.as_millis()
                     ));
-                    return self.leave(seq, msg);
+                    return Delivered::Left;
                 }
                 Some(Ok(Confirmation::Ack(None) | Confirmation::NotRequested)) => {
                     self.stats.add(Counter::Confirmed);
-                    drop(msg); // it leaves the local queue for good
-                    self.settle(seq);
-                    return false;
+                    return Delivered::Confirmed;
                 }
                 Some(Ok(Confirmation::Ack(Some(ret)))) => {
                     self.stats.add(Counter::Returned);
                     self.set_fatal(self.unroutable(&ret));
-                    return self.leave(seq, msg);
+                    return Delivered::Left;
                 }
                 Some(Ok(Confirmation::Nack(_))) => {
                     self.stats.add(Counter::Nacked);

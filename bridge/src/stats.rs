@@ -175,6 +175,10 @@ impl Stats {
     }
 
     pub(crate) fn add(&self, counter: Counter) {
+        self.add_n(counter, 1);
+    }
+
+    pub(crate) fn add_n(&self, counter: Counter, n: u64) {
         let c = match counter {
             Counter::Published => &self.published,
             Counter::Confirmed => &self.confirmed,
@@ -188,7 +192,7 @@ impl Stats {
             Counter::Reconnects => &self.reconnects,
         };
         // Relaxed: a counter (see `snapshot`).
-        c.fetch_add(1, Ordering::Relaxed);
+        c.fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn set_state(&self, state: State) {

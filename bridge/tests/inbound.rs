@@ -246,3 +246,55 @@ fn a_queue_declared_otherwise_is_a_clear_error() {
     assert!(matches!(err, BridgeError::Amqp { .. }), "{text}");
     assert!(text.contains("durable") && text.contains(&queue), "{text}");
 }
+
+#[test]
+fn acks_in_batches_cover_every_commit_and_nothing_more() {
+    let _w = Watchdog::new("inbound_ack_batches", Duration::from_secs(120));
+    let Some(mut amqp) = broker("inbound_ack_batches") else {
+        return;
+    };
+    let queue = common::unique("in-batch");
+    amqp.queue(&queue, FieldTable::default());
+    const N: usize = 600;
+    for i in 0..N {
+        amqp.publish(&queue, format!("m{i}").as_bytes(), &format!("id-{i}"));
+    }
+    let local = Local::new("in-batch", 1024, 64);
+    let mut rx = local.q.receiver().unwrap();
+    rx.set_wait_for_senders(true);
+    let mut cfg = config("in-batch", &queue, &local);
+    cfg.ack_batch = 16;
+    let (stats, stop, h) = start(cfg.clone());
+    // Stopped mid-stream: every commit is acked (no duplicate later), and
+    // nothing else is (the rest goes back to the broker, none lost).
+    wait_until(|| stats.snapshot().committed >= 100);
+    stop.store(true, Ordering::Release);
+    h.join().unwrap().unwrap();
+    let s = stats.snapshot();
+    let k = local.q.len();
+    assert_eq!(s.committed as usize, k, "{s}");
+    assert_eq!(s.acked, s.committed, "{s}");
+    amqp.wait_ready(&queue, (N - k) as u32);
+    // A second bridge moves the rest; all arrive once, in order.
+    let (stats, stop, h) = start(cfg);
+    for i in 0..N {
+        let msg = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(msg, format!("m{i}").as_bytes());
+    }
+    wait_until(|| stats.snapshot().acked == (N - k) as u64);
+    stop.store(true, Ordering::Release);
+    h.join().unwrap().unwrap();
+    assert_eq!(amqp.ready(&queue), 0);
+    assert_eq!(rx.try_recv().ok(), None, "a message arrived twice");
+}
+
+#[test]
+fn a_zero_ack_batch_is_a_config_error() {
+    let mut cfg = InboundConfig::from_queue("hello", "shmring-bridge-test-unused");
+    cfg.ack_batch = 0;
+    let stats = shmring_bridge::Stats::new();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let err = shmring_bridge::run_inbound(&cfg, &stats, &stop).unwrap_err();
+    assert!(matches!(err, BridgeError::Config(_)), "{err}");
+    assert!(err.to_string().contains("ack_batch"), "{err}");
+}

@@ -99,6 +99,9 @@ struct InArgs {
     /// Deliveries the broker sends ahead of their acks
     #[arg(long, value_name = "N", default_value_t = 64)]
     prefetch: u16,
+    /// Batch size: committed deliveries acknowledged by one ack (sooner when no delivery waits)
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    ack_batch: u16,
     /// Write [u16 id length][message id][body] into the local queue, for consumers that drop duplicates
     #[arg(long)]
     envelope: bool,
@@ -267,6 +270,7 @@ pub fn run(args: BridgeArgs) -> Result<(), Failure> {
                     dead_letter_exchange: a.dead_letter.clone(),
                 },
                 prefetch: a.prefetch,
+                ack_batch: a.ack_batch,
                 envelope: a.envelope,
                 dead_letter: a.dead_letter.is_some(),
             };
