@@ -165,8 +165,9 @@ pub use error::{
 pub use error::{PoolError, ValueRecvError, ValueSendError};
 #[cfg(all(feature = "serde", not(loom)))]
 pub use pool::{ImapUnordered, Pool, PoolBuilder, Task, TaskHandle};
-pub use types::{Flavor, Kind, Role, TypeDesc, TypeName};
 #[cfg(not(loom))]
+pub use process::pid_namespace;
+pub use types::{Flavor, Kind, Role, TypeDesc, TypeName};
 pub use wait::{futex_wait, futex_wake};
 pub use wait::{Deadline, WakeMode, LIVENESS_SLICE};
 

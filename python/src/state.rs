@@ -370,6 +370,38 @@ impl CellSegment {
 }
 
 // ---------------------------------------------------------------------------
+// The pid namespace a handle was opened in
+
+/// The pid namespace a handle was opened in. The locks and containers
+/// judge their owners by pid, which means nothing from another pid
+/// namespace: a handle inherited by a child forked into a new one (after
+/// `unshare(CLONE_NEWPID)`) is refused there with `OSError`, as queues and
+/// pipes refuse theirs, instead of reaching the library's check (a panic,
+/// `PanicException` in Python). Opening one anew there (`from_fd`, from a
+/// pickle) is refused by the library already. One cached load per call.
+#[derive(Clone, Copy)]
+struct Ns(u64);
+
+impl Ns {
+    fn here() -> Ns {
+        Ns(shmring::pid_namespace())
+    }
+
+    fn check(self) -> PyResult<()> {
+        let ours = shmring::pid_namespace();
+        if self.0 != 0 && ours != 0 && self.0 != ours {
+            return Err(PyOSError::new_err(format!(
+                "this handle was opened in pid namespace {} and is used from pid namespace \
+                 {ours} (inherited across unshare(CLONE_NEWPID)?): its lock owners cannot be \
+                 judged from here; create the object in this namespace",
+                self.0
+            )));
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Locks, and the guards each thread holds
 
 /// A lock of either kind, with its segment.
@@ -518,6 +550,7 @@ enum Try {
 struct LockCore {
     lock: LockRef,
     key: LockKey,
+    ns: Ns,
 }
 
 impl LockCore {
@@ -526,6 +559,7 @@ impl LockCore {
         Ok(LockCore {
             lock,
             key: (dev, ino),
+            ns: Ns::here(),
         })
     }
 
@@ -569,6 +603,7 @@ impl LockCore {
     }
 
     fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+        self.ns.check()?;
         if let Try::Got(g, died) = self.try_once() {
             return self.got(py, g, died);
         }
@@ -587,6 +622,7 @@ impl LockCore {
     }
 
     fn release(&self) -> PyResult<()> {
+        self.ns.check()?;
         match pop_guard(self.key) {
             Some(g) => {
                 drop(g);
@@ -679,8 +715,9 @@ macro_rules! lock_class {
             }
 
             /// Whether the calling thread holds the lock.
-            fn _is_owned(&self) -> bool {
-                is_held(self.core.key)
+            fn _is_owned(&self) -> PyResult<bool> {
+                self.core.ns.check()?;
+                Ok(is_held(self.core.key))
             }
 
             /// The memfd, for pickling.
@@ -705,11 +742,12 @@ lock_class!(
     "Releases the lock (only the thread that took it may).",
     {
         /// Whether anybody holds the lock (a snapshot).
-        fn _is_locked(&self) -> bool {
-            match &self.core.lock {
+        fn _is_locked(&self) -> PyResult<bool> {
+            self.core.ns.check()?;
+            Ok(match &self.core.lock {
                 LockRef::Plain(l) => l.is_locked(),
                 LockRef::Recursive(l) => l.depth() > 0,
-            }
+            })
         }
     }
 );
@@ -729,11 +767,12 @@ lock_class!(
     "Leaves one level; the lock is free once every level is left.",
     {
         /// The depth of the holder (0: free; a snapshot).
-        fn _depth(&self) -> u32 {
-            match &self.core.lock {
+        fn _depth(&self) -> PyResult<u32> {
+            self.core.ns.check()?;
+            Ok(match &self.core.lock {
                 LockRef::Recursive(l) => l.depth(),
                 LockRef::Plain(l) => u32::from(l.is_locked()),
-            }
+            })
         }
     }
 );
@@ -761,6 +800,7 @@ fn lock_of(obj: &Bound<'_, PyAny>) -> PyResult<(LockKey, LockRef)> {
 #[pyclass(module = "shmring._shmring", name = "_Condition", frozen)]
 struct PyCondition {
     cond: Shared<Condition>,
+    ns: Ns,
 }
 
 #[pymethods]
@@ -773,7 +813,10 @@ impl PyCondition {
             Some(fd) => Shared::<Condition>::builder().from_fd(dup_fd(fd)?),
         }
         .map_err(seg_err)?;
-        Ok(PyCondition { cond })
+        Ok(PyCondition {
+            cond,
+            ns: Ns::here(),
+        })
     }
 
     /// Releases `lock` (every level of an RLock), waits for a notify (at
@@ -786,6 +829,7 @@ impl PyCondition {
         lock: &Bound<'_, PyAny>,
         timeout: Option<f64>,
     ) -> PyResult<bool> {
+        self.ns.check()?;
         let (key, lref) = lock_of(lock)?;
         let deadline = deadline_of(timeout)?;
         // `guard_lock`: the handle the guard borrows from (not necessarily
@@ -837,6 +881,7 @@ impl PyCondition {
     /// Wakes up to `n` waiters; the caller must hold `lock`.
     #[pyo3(signature = (lock, n=1))]
     fn notify(&self, lock: &Bound<'_, PyAny>, n: usize) -> PyResult<()> {
+        self.ns.check()?;
         let (key, _) = lock_of(lock)?;
         if !is_held(key) {
             return Err(PyRuntimeError::new_err("cannot notify on un-acquired lock"));
@@ -849,6 +894,7 @@ impl PyCondition {
 
     /// Wakes every waiter; the caller must hold `lock`.
     fn notify_all(&self, lock: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.ns.check()?;
         let (key, _) = lock_of(lock)?;
         if !is_held(key) {
             return Err(PyRuntimeError::new_err("cannot notify on un-acquired lock"));
@@ -868,6 +914,7 @@ impl PyCondition {
 #[pyclass(module = "shmring._shmring", name = "_Event", subclass, frozen)]
 struct PyEvent {
     ev: Shared<Event>,
+    ns: Ns,
 }
 
 #[pymethods]
@@ -880,28 +927,34 @@ impl PyEvent {
             Some(fd) => Shared::<Event>::builder().from_fd(dup_fd(fd)?),
         }
         .map_err(seg_err)?;
-        Ok(PyEvent { ev })
+        Ok(PyEvent { ev, ns: Ns::here() })
     }
 
     /// Whether the flag is set.
-    fn is_set(&self) -> bool {
-        self.ev.is_set()
+    fn is_set(&self) -> PyResult<bool> {
+        self.ns.check()?;
+        Ok(self.ev.is_set())
     }
 
     /// Sets the flag and wakes every waiter.
-    fn set(&self) {
-        self.ev.set()
+    fn set(&self) -> PyResult<()> {
+        self.ns.check()?;
+        self.ev.set();
+        Ok(())
     }
 
     /// Clears the flag.
-    fn clear(&self) {
-        self.ev.clear()
+    fn clear(&self) -> PyResult<()> {
+        self.ns.check()?;
+        self.ev.clear();
+        Ok(())
     }
 
     /// Waits until the flag is set (at most `timeout` seconds if given);
     /// returns the flag.
     #[pyo3(signature = (timeout=None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        self.ns.check()?;
         if self.ev.is_set() {
             return Ok(true);
         }
@@ -927,6 +980,7 @@ impl PyEvent {
 struct PySemaphore {
     sem: Shared<Semaphore>,
     bounded: bool,
+    ns: Ns,
 }
 
 #[pymethods]
@@ -948,13 +1002,18 @@ impl PySemaphore {
             Some(fd) => Shared::<Semaphore>::builder().from_fd(dup_fd(fd)?),
         }
         .map_err(seg_err)?;
-        Ok(PySemaphore { sem, bounded })
+        Ok(PySemaphore {
+            sem,
+            bounded,
+            ns: Ns::here(),
+        })
     }
 
     /// Takes a permit: waits for one (at most `timeout` seconds if given)
     /// when `block`, else only tries. True when taken.
     #[pyo3(signature = (block=true, timeout=None))]
     fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+        self.ns.check()?;
         if self.sem.try_acquire() {
             return Ok(true);
         }
@@ -974,6 +1033,7 @@ impl PySemaphore {
     /// Gives a permit back (any thread or process may); a bounded
     /// semaphore refuses to go past its start value (`ValueError`).
     fn release(&self) -> PyResult<()> {
+        self.ns.check()?;
         self.sem
             .release()
             .map_err(|_| PyValueError::new_err("semaphore or lock released too many times"))
@@ -989,8 +1049,9 @@ impl PySemaphore {
     }
 
     /// Free permits now (a snapshot).
-    fn get_value(&self) -> u32 {
-        self.sem.value()
+    fn get_value(&self) -> PyResult<u32> {
+        self.ns.check()?;
+        Ok(self.sem.value())
     }
 
     /// Whether this is a bounded semaphore.
@@ -1057,6 +1118,7 @@ type Item<'py> = (
 struct PySharedDict {
     map: SharedMap,
     tickets: Value<u64>,
+    ns: Ns,
 }
 
 #[pymethods]
@@ -1074,11 +1136,13 @@ impl PySharedDict {
         Ok(PySharedDict {
             map: map.map_err(seg_err)?,
             tickets: tickets.map_err(seg_err)?,
+            ns: Ns::here(),
         })
     }
 
     /// (original key or None, value) of `key`, or None.
     fn get<'py>(&self, py: Python<'py>, key: &[u8]) -> PyResult<Option<Found<'py>>> {
+        self.ns.check()?;
         let rec = py.detach(|| self.map.get(key)).map_err(cont_err)?;
         let Some(rec) = rec else { return Ok(None) };
         let (_, orig, value) = parse(&rec).map_err(cont_err)?;
@@ -1092,6 +1156,7 @@ impl PySharedDict {
     /// is there already.
     #[pyo3(signature = (key, orig, value))]
     fn set(&self, py: Python<'_>, key: &[u8], orig: Option<&[u8]>, value: &[u8]) -> PyResult<()> {
+        self.ns.check()?;
         py.detach(|| {
             let ticket = self.tickets.fetch_add(1);
             let mut bad = None;
@@ -1122,6 +1187,7 @@ impl PySharedDict {
         orig: Option<&[u8]>,
         value: &[u8],
     ) -> PyResult<Bound<'py, PyBytes>> {
+        self.ns.check()?;
         let rec = py
             .detach(|| {
                 let ticket = self.tickets.fetch_add(1);
@@ -1140,6 +1206,7 @@ impl PySharedDict {
 
     /// Removes `key`; its value, or None.
     fn pop<'py>(&self, py: Python<'py>, key: &[u8]) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        self.ns.check()?;
         let rec = py.detach(|| self.map.remove(key)).map_err(cont_err)?;
         match rec {
             None => Ok(None),
@@ -1150,6 +1217,7 @@ impl PySharedDict {
     /// Removes the last key inserted (atomically: retried if another
     /// process changed it meanwhile); (key, original, value), or None.
     fn popitem<'py>(&self, py: Python<'py>) -> PyResult<Option<Item<'py>>> {
+        self.ns.check()?;
         loop {
             let entries = py.detach(|| self.map.entries()).map_err(cont_err)?;
             let mut last: Option<(u64, Vec<u8>, Vec<u8>)> = None;
@@ -1178,21 +1246,25 @@ impl PySharedDict {
 
     /// Whether `key` is there.
     fn contains(&self, py: Python<'_>, key: &[u8]) -> PyResult<bool> {
+        self.ns.check()?;
         py.detach(|| self.map.contains_key(key)).map_err(cont_err)
     }
 
-    fn __len__(&self, py: Python<'_>) -> usize {
-        py.detach(|| self.map.len())
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        self.ns.check()?;
+        Ok(py.detach(|| self.map.len()))
     }
 
     /// Removes every key (one atomic step).
     fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        self.ns.check()?;
         py.detach(|| self.map.clear()).map_err(cont_err)
     }
 
     /// One consistent snapshot: (key, original or None, value) in
     /// insertion order.
     fn items<'py>(&self, py: Python<'py>) -> PyResult<Vec<Item<'py>>> {
+        self.ns.check()?;
         let entries = py.detach(|| self.map.entries()).map_err(cont_err)?;
         let mut parsed = Vec::with_capacity(entries.len());
         for (k, rec) in &entries {
@@ -1227,6 +1299,7 @@ struct PySharedList {
     /// The list's identity in this process (its memfd's device and
     /// inode, the same for every handle of it): see [`SORTING`].
     key: (u64, u64),
+    ns: Ns,
 }
 
 thread_local! {
@@ -1289,39 +1362,46 @@ impl PySharedList {
         Ok(PySharedList {
             list,
             key: (dev, ino),
+            ns: Ns::here(),
         })
     }
 
-    fn __len__(&self, py: Python<'_>) -> usize {
-        py.detach(|| self.list.len())
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        self.ns.check()?;
+        Ok(py.detach(|| self.list.len()))
     }
 
     /// The item at `index` (0 ≤ index), or None past the end.
     fn get<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        self.ns.check()?;
         let v = py.detach(|| self.list.get(index)).map_err(cont_err)?;
         Ok(v.map(|v| PyBytes::new(py, &v)))
     }
 
     /// Every item (one consistent snapshot).
     fn to_list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        self.ns.check()?;
         let items = py.detach(|| self.list.to_vec()).map_err(cont_err)?;
         PyList::new(py, items.iter().map(|v| PyBytes::new(py, v)))
     }
 
     /// Appends one item.
     fn append(&self, py: Python<'_>, value: &[u8]) -> PyResult<()> {
+        self.ns.check()?;
         self.not_sorting()?;
         py.detach(|| self.list.push(value)).map_err(cont_err)
     }
 
     /// Appends every item, as one atomic step.
     fn extend(&self, py: Python<'_>, values: Vec<Vec<u8>>) -> PyResult<()> {
+        self.ns.check()?;
         self.not_sorting()?;
         py.detach(|| self.list.extend(&values)).map_err(cont_err)
     }
 
     /// Inserts before `index` (0 ≤ index ≤ len).
     fn insert(&self, py: Python<'_>, index: usize, value: &[u8]) -> PyResult<()> {
+        self.ns.check()?;
         self.not_sorting()?;
         py.detach(|| self.list.insert(index, value))
             .map_err(cont_err)
@@ -1329,6 +1409,7 @@ impl PySharedList {
 
     /// Replaces the item at `index`.
     fn set(&self, py: Python<'_>, index: usize, value: &[u8]) -> PyResult<()> {
+        self.ns.check()?;
         self.not_sorting()?;
         py.detach(|| self.list.set(index, value))
             .map(drop)
@@ -1337,6 +1418,7 @@ impl PySharedList {
 
     /// Removes and returns the last item, or None.
     fn pop_last<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        self.ns.check()?;
         self.not_sorting()?;
         let v = py.detach(|| self.list.pop()).map_err(cont_err)?;
         Ok(v.map(|v| PyBytes::new(py, &v)))
@@ -1344,6 +1426,7 @@ impl PySharedList {
 
     /// Removes and returns the item at `index`.
     fn remove_at<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Bound<'py, PyBytes>> {
+        self.ns.check()?;
         self.not_sorting()?;
         let v = py.detach(|| self.list.remove(index)).map_err(cont_err)?;
         Ok(PyBytes::new(py, &v))
@@ -1351,12 +1434,14 @@ impl PySharedList {
 
     /// Reverses the order (one atomic step).
     fn reverse(&self, py: Python<'_>) -> PyResult<()> {
+        self.ns.check()?;
         self.not_sorting()?;
         py.detach(|| self.list.reverse()).map_err(cont_err)
     }
 
     /// Removes every item (one atomic step).
     fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        self.ns.check()?;
         self.not_sorting()?;
         py.detach(|| self.list.clear()).map_err(cont_err)
     }
@@ -1374,6 +1459,7 @@ impl PySharedList {
         key: Option<&Bound<'_, PyAny>>,
         reverse: bool,
     ) -> PyResult<()> {
+        self.ns.check()?;
         self.not_sorting()?;
         let _sorting = Sorting::start(self.key);
         // Decoded (and keyed) once per distinct item.
