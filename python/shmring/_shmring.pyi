@@ -43,6 +43,7 @@ class QueueBase:
         max_message_size: Optional[int] = None,
         spin: bool = False,
         joinable: bool = False,
+        name: Optional[str] = None,
         _fds: Optional[Tuple[int, Optional[int]]] = None,
     ) -> "QueueBase": ...
     def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None: ...
@@ -60,9 +61,16 @@ class QueueBase:
     def _set_spin_us(self, us: int) -> None:
         """How long this process's blocked calls on this handle spin before
         they sleep, in microseconds (``0``: they sleep at once)."""
-    def _reduce_args(self) -> Tuple[int, int, bool, bool, int, Optional[int]]:
-        """``(maxsize, max_message_size, spin, joinable, fd, joinable_fd)``;
-        the fds are borrowed."""
+    def _reduce_args(
+        self,
+    ) -> Tuple[int, int, bool, bool, Optional[int], Optional[int], Optional[str]]:
+        """``(maxsize, max_message_size, spin, joinable, fd, joinable_fd,
+        name)``: the fds of an anonymous queue (borrowed), or the name of a
+        named one."""
+    @property
+    def name(self) -> Optional[str]: ...
+    @staticmethod
+    def _unlink(name: str) -> None: ...
     @property
     def _capacity(self) -> int: ...
     @property

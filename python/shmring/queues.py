@@ -44,7 +44,11 @@ DEFAULT_MAX_MESSAGE_SIZE = 4 << 20
 
 
 
-def _rebuild_queue(cls, maxsize, max_message_size, spin, dup, jdup):
+def _rebuild_queue(cls, maxsize, max_message_size, spin, dup, jdup, name=None):
+    if name is not None:
+        return _shmring.QueueBase.__new__(
+            cls, 0, max_message_size=None, spin=spin, joinable=cls._joinable, name=name
+        )
     return cls._attach(maxsize, max_message_size, spin, (_detach(dup), _detach(jdup)))
 
 
@@ -64,6 +68,13 @@ class Queue(_shmring.QueueBase):
       keep over 256 MiB resident give their pages back once read).
     - ``spin``: while blocked, busy-poll instead of sleeping (lowest
       latency, one CPU busy per blocked caller).
+    - ``name`` (a shmring extension): a queue that separately started
+      programs share, ``/dev/shm/<name>``. The first program creates it
+      (with its ``maxsize`` and ``max_message_size``), the others open it,
+      in any order; one that gives ``maxsize`` or ``max_message_size``
+      explicitly must match the queue (``ValueError``). The name stays
+      until ``Queue.unlink(name)`` (or ``shmring rm``), across restarts of
+      every program: what was put and not taken waits in it.
 
     Any picklable object can be put; it is pickled at once (mutating it
     after ``put`` does not change what is received, unlike
@@ -76,7 +87,16 @@ class Queue(_shmring.QueueBase):
 
     __slots__ = ()
 
-    def __new__(cls, maxsize=0, *, max_message_size=None, spin=False):
+    def __new__(cls, maxsize=0, *, max_message_size=None, spin=False, name=None):
+        if name is not None:
+            return super().__new__(
+                cls,
+                maxsize,
+                max_message_size=max_message_size,
+                spin=spin,
+                joinable=cls._joinable,
+                name=name,
+            )
         if max_message_size is None:
             max_message_size = DEFAULT_MAX_MESSAGE_SIZE
         return super().__new__(
@@ -86,6 +106,14 @@ class Queue(_shmring.QueueBase):
             spin=spin,
             joinable=cls._joinable,
         )
+
+    @staticmethod
+    def unlink(name):
+        """Removes the name of the queue created with ``name=name`` (a
+        shmring extension); programs that have it open keep using it, and
+        the memory goes with the last of them. ``FileNotFoundError`` when
+        there is no such queue."""
+        _shmring.QueueBase._unlink(name)
 
     _joinable = False
 
@@ -102,14 +130,19 @@ class Queue(_shmring.QueueBase):
         )
 
     def __reduce__(self):
-        maxsize, max_message_size, spin, _joinable, fd, jfd = self._reduce_args()
+        maxsize, max_message_size, spin, _joinable, fd, jfd, name = self._reduce_args()
+        if name is not None:
+            return (_rebuild_queue, (type(self), maxsize, max_message_size, spin, None, None, name))
         return (
             _rebuild_queue,
             (type(self), maxsize, max_message_size, spin, _dup(fd), _dup(jfd)),
         )
 
     def __repr__(self):
-        return f"<shmring.{type(self).__name__} maxsize={self._capacity} qsize={self.qsize()}>"
+        named = "" if self.name is None else f" name={self.name!r}"
+        return (
+            f"<shmring.{type(self).__name__}{named} maxsize={self._capacity} qsize={self.qsize()}>"
+        )
 
 
 class SimpleQueue(Queue):
@@ -119,8 +152,8 @@ class SimpleQueue(Queue):
 
     __slots__ = ()
 
-    def __new__(cls, *, max_message_size=None, spin=False):
-        return super().__new__(cls, 0, max_message_size=max_message_size, spin=spin)
+    def __new__(cls, *, max_message_size=None, spin=False, name=None):
+        return super().__new__(cls, 0, max_message_size=max_message_size, spin=spin, name=name)
 
 
 class JoinableQueue(Queue):

@@ -28,8 +28,19 @@ class Queue:
     """A process-shared FIFO queue, as ``multiprocessing.Queue(maxsize)``."""
 
     def __new__(
-        cls, maxsize: int = 0, *, max_message_size: Optional[int] = None, spin: bool = False
+        cls,
+        maxsize: int = 0,
+        *,
+        max_message_size: Optional[int] = None,
+        spin: bool = False,
+        name: Optional[str] = None,
     ) -> "Queue": ...
+    @staticmethod
+    def unlink(name: str) -> None:
+        """Removes the name of a queue made with ``name=``."""
+    @property
+    def name(self) -> Optional[str]:
+        """The queue's name in ``/dev/shm`` (``None``: anonymous)."""
     def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
         """Puts ``obj``; raises ``queue.Full`` if full (no block, or timeout)."""
     def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
@@ -58,7 +69,11 @@ class SimpleQueue(Queue):
     """As ``multiprocessing.SimpleQueue()``."""
 
     def __new__(
-        cls, *, max_message_size: Optional[int] = None, spin: bool = False
+        cls,
+        *,
+        max_message_size: Optional[int] = None,
+        spin: bool = False,
+        name: Optional[str] = None,
     ) -> "SimpleQueue": ...
 
 class JoinableQueue(Queue):

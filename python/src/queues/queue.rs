@@ -250,18 +250,82 @@ impl QueueBase {
     }
 }
 
+impl QueueBase {
+    /// The name of a named queue (the last part of its path).
+    fn name(&self) -> Option<String> {
+        let path = self.chan.queue.path()?;
+        Some(path.file_name()?.to_string_lossy().into_owned())
+    }
+}
+
+/// The segment name of a named `JoinableQueue`'s task counter.
+fn tasks_name(name: &str) -> String {
+    format!("{name}.tasks")
+}
+
+/// Opens queue `name` in `/dev/shm`, or creates it (the name stays until
+/// `Queue.unlink(name)` or `shmring rm`): what separately started programs
+/// share. Opening takes the queue as its creator made it; a `maxsize` or
+/// `max_message_size` given explicitly must match it (`ValueError`).
+fn named(
+    name: &str,
+    maxsize: i64,
+    max_message_size: Option<u64>,
+    joinable: bool,
+) -> PyResult<(ByteQueue, Option<Shared<AtomicU32>>)> {
+    let capacity = if maxsize <= 0 {
+        DEFAULT_CAPACITY
+    } else {
+        maxsize as u64
+    };
+    let max = max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE);
+    let queue = match ByteQueue::builder().flavor(Flavor::Mpmc).open(name) {
+        Ok(q) => q,
+        Err(shmring::SegmentError::NotFound(_)) => ByteQueue::builder()
+            .flavor(Flavor::Mpmc)
+            .capacity(capacity)
+            .max_message_size(max)
+            .open_or_create(name)
+            .map_err(segment_err)?,
+        Err(e) => return Err(segment_err(e)),
+    };
+    if maxsize > 0 && queue.capacity() as u64 != capacity {
+        return Err(PyValueError::new_err(format!(
+            "queue {name:?} holds {} objects, not maxsize={maxsize}",
+            queue.capacity()
+        )));
+    }
+    if max_message_size.is_some() && queue.max_message_size() as u64 != max {
+        return Err(PyValueError::new_err(format!(
+            "queue {name:?} takes messages of at most {} bytes, not max_message_size={max}",
+            queue.max_message_size()
+        )));
+    }
+    let unfinished = if joinable {
+        Some(
+            Shared::<AtomicU32>::builder()
+                .open_or_create(&tasks_name(name), || AtomicU32::new(0))
+                .map_err(segment_err)?,
+        )
+    } else {
+        None
+    };
+    Ok((queue, unfinished))
+}
+
 #[pymethods]
 impl QueueBase {
     /// Creates a queue holding up to `maxsize` objects (`0`: 1024), each
     /// pickled to at most `max_message_size` bytes (default 4 MiB);
     /// `spin=True` busy-polls instead of sleeping while blocked.
     #[new]
-    #[pyo3(signature = (maxsize=0, *, max_message_size=None, spin=false, joinable=false, _fds=None))]
+    #[pyo3(signature = (maxsize=0, *, max_message_size=None, spin=false, joinable=false, name=None, _fds=None))]
     fn new(
         maxsize: i64,
         max_message_size: Option<u64>,
         spin: bool,
         joinable: bool,
+        name: Option<&str>,
         _fds: Option<(i32, Option<i32>)>,
     ) -> PyResult<Self> {
         let capacity = if maxsize <= 0 {
@@ -269,8 +333,9 @@ impl QueueBase {
         } else {
             maxsize as u64
         };
-        let (queue, unfinished) = match _fds {
-            None => {
+        let (queue, unfinished) = match (_fds, name) {
+            (_, Some(name)) => named(name, maxsize, max_message_size, joinable)?,
+            (None, None) => {
                 let q = ByteQueue::builder()
                     .flavor(Flavor::Mpmc)
                     .capacity(capacity)
@@ -284,7 +349,7 @@ impl QueueBase {
                 };
                 (q, u)
             }
-            Some((fd, jfd)) => {
+            (Some((fd, jfd)), None) => {
                 // SAFETY: the fds come from `DupFd.detach()` in
                 // queues.py's rebuild: new descriptors owned by nobody else.
                 let owned = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -463,9 +528,29 @@ impl QueueBase {
     }
 
     /// The queue's construction arguments and fds, for pickling:
-    /// `(maxsize, max_message_size, spin, joinable, fd, joinable_fd)`.
-    /// The fds are borrowed: duplicate them (`DupFd`) before use.
-    fn _reduce_args(&self) -> PyResult<(usize, usize, bool, bool, i32, Option<i32>)> {
+    /// `(maxsize, max_message_size, spin, joinable, fd, joinable_fd,
+    /// name)`: the fds of an anonymous queue (borrowed: duplicate them,
+    /// `DupFd`, before use), or the name of a named one (its fds `None`).
+    #[allow(clippy::type_complexity)]
+    fn _reduce_args(
+        &self,
+    ) -> PyResult<(
+        usize,
+        usize,
+        bool,
+        bool,
+        Option<i32>,
+        Option<i32>,
+        Option<String>,
+    )> {
+        let (max, spin, joinable) = (
+            self.chan.queue.max_message_size(),
+            self.spin,
+            self.unfinished.is_some(),
+        );
+        if let Some(name) = self.name() {
+            return Ok((self.maxsize, max, spin, joinable, None, None, Some(name)));
+        }
         let fd = self
             .chan
             .queue
@@ -478,14 +563,25 @@ impl QueueBase {
             ),
             None => None,
         };
-        Ok((
-            self.maxsize,
-            self.chan.queue.max_message_size(),
-            self.spin,
-            self.unfinished.is_some(),
-            fd,
-            jfd,
-        ))
+        Ok((self.maxsize, max, spin, joinable, Some(fd), jfd, None))
+    }
+
+    /// The queue's name (`None`: anonymous).
+    #[getter(name)]
+    fn py_name(&self) -> Option<String> {
+        self.name()
+    }
+
+    /// Removes the name of queue `name` (and of its task counter, for a
+    /// `JoinableQueue`); handles already open keep working. Raises
+    /// `FileNotFoundError` when there is no such queue.
+    #[staticmethod]
+    fn _unlink(name: &str) -> PyResult<()> {
+        ByteQueue::unlink(name).map_err(segment_err)?;
+        match Shared::<AtomicU32>::unlink(&tasks_name(name)) {
+            Ok(()) | Err(shmring::SegmentError::NotFound(_)) => Ok(()),
+            Err(e) => Err(segment_err(e)),
+        }
     }
 
     /// The most objects the queue holds.
