@@ -318,14 +318,17 @@ impl Inbound<'_> {
         loop {
             match send(std::mem::take(&mut first)) {
                 Ok(()) => break,
-                Err(ByteSendError::Timeout | ByteSendError::Full) => {
+                // `Disconnected`: from the `try_send`, which does not wait
+                // for receivers (`send_timeout` does, as the sender is set
+                // to): the application's receiver is restarting; wait.
+                Err(ByteSendError::Timeout | ByteSendError::Full | ByteSendError::Disconnected) => {
                     self.ack(acks)?;
                     if is_set(self.stop) {
                         // Not committed: not acked; the broker keeps it.
                         return Err(End::Stopped);
                     }
                 }
-                Err(ByteSendError::Closed | ByteSendError::Disconnected) => {
+                Err(ByteSendError::Closed) => {
                     return Err(End::Error(BridgeError::Config(format!(
                         "local queue {:?} was closed (its stream ended): the message stays in \
                          the broker",

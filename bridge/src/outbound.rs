@@ -114,6 +114,7 @@ pub fn run_outbound(
         rt: rt.handle().clone(),
         label,
         claim: Mutex::new(()),
+        queueing: Mutex::new(()),
         st: Mutex::new(St {
             link: None,
             epoch: 0,
@@ -155,6 +156,12 @@ struct Outbound<'a> {
     label: String,
     /// Held while claiming: claim order = sequence order.
     claim: Mutex<()>,
+    /// Held while a publish's frames are queued (its first poll): lapin
+    /// takes the publish's delivery tag and queues its frames in two steps,
+    /// so two publishes queued at once from two threads can get their tags
+    /// in one order and reach the broker in the other, and then each gets
+    /// the other's confirm (a nacked message released as confirmed).
+    queueing: Mutex<()>,
     st: Mutex<St>,
     /// Signalled on every change of `st`.
     cv: Condvar,
@@ -444,21 +451,8 @@ impl Outbound<'_> {
     /// One publish, awaited to its confirm (for adopted messages).
     fn publish_confirmed(&self, channel: &Channel, id: &str, body: &[u8]) -> Result<(), Failure> {
         self.stats.add(Counter::Published);
-        let mut confirm = std::pin::pin!(async {
-            channel
-                .basic_publish(
-                    self.cfg.exchange.as_str(),
-                    self.cfg.routing_key.as_str(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    body,
-                    self.properties(id),
-                )
-                .await?
-                .await
-        });
+        let (publish, _) = self.queue(self.publish(channel.clone(), id, body));
+        let mut confirm = std::pin::pin!(async { publish.await?.await });
         // As in `deliver`: when stopping, the confirm gets `drain_timeout`;
         // then the message stays kept, for the next bridge.
         let mut drain_until: Option<Instant> = None;
@@ -633,6 +627,23 @@ impl Outbound<'_> {
         })
     }
 
+    /// Polls `publish` once, under the queueing lock: its frames are
+    /// queued, with its delivery tag, before any other publish's.
+    fn queue<'f>(&self, mut publish: Publish<'f>) -> (Publish<'f>, bool) {
+        let _queueing = self.queueing.lock().unwrap_or_else(|p| p.into_inner());
+        let _runtime = self.rt.enter();
+        match publish
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Pending => (publish, true),
+            Poll::Ready(r) => {
+                let ok = r.is_ok();
+                (Box::pin(std::future::ready(r)), ok)
+            }
+        }
+    }
+
     /// Starts the first publish of the message just claimed as `seq`,
     /// called under the claim lock: the publish is polled once, which
     /// queues its frames for the connection's writer (lapin queues them in
@@ -658,27 +669,13 @@ impl Outbound<'_> {
                 _ => return None,
             }
         };
-        let mut publish = self.publish(channel, id, body);
-        let queued = {
-            let _runtime = self.rt.enter();
-            publish
-                .as_mut()
-                .poll(&mut Context::from_waker(Waker::noop()))
-        };
-        match queued {
-            Poll::Pending => {
-                self.mark(seq, Some(epoch));
-                Some((publish, epoch))
-            }
-            // Written already, or refused (then `deliver` handles the
-            // error as for any publish).
-            Poll::Ready(r) => {
-                if r.is_ok() {
-                    self.mark(seq, Some(epoch));
-                }
-                Some((Box::pin(std::future::ready(r)), epoch))
-            }
+        // Queued (or written already): marked; refused: `deliver` handles
+        // the error as for any publish.
+        let (publish, queued) = self.queue(self.publish(channel, id, body));
+        if queued {
+            self.mark(seq, Some(epoch));
         }
+        Some((publish, epoch))
     }
 
     /// Waits for `seq`'s turn: a live epoch on which every earlier
@@ -731,7 +728,8 @@ impl Outbound<'_> {
                     let Some((channel, epoch)) = self.turn(seq) else {
                         return Delivered::Left;
                     };
-                    (self.rt.block_on(self.publish(channel, id, msg)), epoch)
+                    let (publish, _) = self.queue(self.publish(channel, id, msg));
+                    (self.rt.block_on(publish), epoch)
                 }
             };
             let (sent, epoch) = sent;
