@@ -57,9 +57,12 @@
 //! **Order.** Messages are claimed under one lock and published in claim
 //! order on one channel, and after a reconnect the unconfirmed ones are
 //! republished in that order before anything newer: a consumer sees each
-//! producer's messages in order. The exception is a nack (the broker's
-//! internal error): the nacked message is republished after the ones
-//! behind it that the broker already accepted.
+//! producer's messages in order. The exception is a nack (a publish the
+//! broker refuses: its internal error, or a full queue declared with
+//! `x-overflow: reject-publish`): the nacked message is republished after
+//! the ones behind it that the broker already accepted. It is never
+//! released on another message's confirm: every publish's delivery tag
+//! and frames are queued under one lock, so tags follow the wire order.
 //!
 //! **The window.** `window` (at most [`MAX_WINDOW`]) messages are in flight
 //! at once, each on a worker thread with its own

@@ -1,49 +1,23 @@
-//! Hostile review of 5a2c818 (outbound publishes queued under the claim
-//! lock, inbound batched acks): scenarios that try to break the promises.
-//! AMQP queues are named `review-…` and deleted at the end; local queues
-//! are unlinked.
+//! Hostile review of the bridge's pipelined publishes (frames queued under
+//! the claim lock, writes and confirms awaited outside it) and batched
+//! acks: scenarios that try to break the delivery promises. Each found a
+//! bug or checks a promise the review tried to break: a publish refused by
+//! the broker (nack) was released on another publish's confirm (delivery
+//! tags taken in one order, frames queued in another; every first poll of
+//! a publish is now serialised), and the inbound bridge stopped when the
+//! local consumer restarted (its first `try_send` saw `Disconnected`).
 
 mod common;
 
-use common::{broker, broker_config, start_inbound, start_outbound, wait_until, Watchdog};
+use common::{
+    broker, broker_config, start_inbound, start_outbound, unique, wait_until, Local, Watchdog,
+};
 use lapin::types::{AMQPValue, FieldTable};
-use shmring::{ByteQueue, Flavor};
+use shmring::ByteQueue;
 use shmring_bridge::{BridgeError, InboundConfig, OutboundConfig};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-
-fn unique(what: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("review-{what}-{}-{nanos}", std::process::id())
-}
-
-struct Local {
-    name: String,
-    q: ByteQueue,
-}
-
-impl Local {
-    fn new(what: &str, capacity: u64, max: u64) -> Local {
-        let name = unique(what);
-        let q = ByteQueue::builder()
-            .flavor(Flavor::Mpmc)
-            .capacity(capacity)
-            .max_message_size(max)
-            .create(&name)
-            .unwrap();
-        Local { name, q }
-    }
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        let _ = ByteQueue::unlink(&self.name);
-    }
-}
 
 fn in_config(test: &str, queue: &str, local: &Local) -> InboundConfig {
     let mut cfg = InboundConfig::from_queue(queue, &local.name);
@@ -61,14 +35,16 @@ fn position(id: &str) -> u64 {
     id.split_once('-').unwrap().1.parse().unwrap()
 }
 
-/// 1. The inbound bridge's first send into the local queue is now a
-/// `try_send`, which does not honour `set_wait_for_receivers(true)`: when
-/// the local consumer has come and gone (a restarting application), the
-/// next delivery ends the bridge with "local queue … was closed (its
-/// stream ended)". Before 5a2c818 `send_timeout` waited for a receiver.
+/// The local consumer has come and gone (a restarting application): the
+/// inbound bridge waits for the next one; it does not stop with "local
+/// queue … was closed" (its first `try_send` sees `Disconnected`: only a
+/// blocking send honours `set_wait_for_receivers`).
 #[test]
 fn review_inbound_waits_through_a_restarting_local_consumer() {
-    let _w = Watchdog::new("review_inbound_restarting_consumer", Duration::from_secs(60));
+    let _w = Watchdog::new(
+        "review_inbound_restarting_consumer",
+        Duration::from_secs(60),
+    );
     let Some(mut amqp) = broker("review_inbound_restarting_consumer") else {
         return;
     };
@@ -148,7 +124,7 @@ fn nacked_run(test: &'static str) -> (Vec<usize>, Vec<usize>) {
     (first, missing)
 }
 
-/// 2a. A nacked message is never released as confirmed. Two threads
+/// A nacked message is never released as confirmed. Two threads
 /// can call lapin's `basic_publish` on the channel at once (`start` under
 /// the claim lock, a republish in `deliver` outside it, `adopt`); lapin
 /// takes the delivery tag and queues the frames in two steps, so the tags
@@ -166,10 +142,12 @@ fn review_nacked_publishes_are_never_lost() {
     );
 }
 
-/// 2b. A nacked publish is republished at once on the same epoch, behind
+/// A nacked publish is republished at once on the same epoch, behind
 /// the window's later publishes: first copies out of the local queue's
 /// order, without any disruption of the connection.
 #[test]
+#[ignore = "a publish the broker refuses (nack) is republished behind the window's later ones: \
+            documented (docs/multihost.md, Order; bridge crate docs)"]
 fn review_nacked_publishes_keep_the_local_order() {
     let _w = Watchdog::new("review_nack_order", Duration::from_secs(90));
     let (first, _) = nacked_run("review-nack-order");
@@ -185,7 +163,7 @@ fn review_nacked_publishes_keep_the_local_order() {
     );
 }
 
-/// 3. Window 48, four concurrent producers of small messages, the
+/// Window 48, four concurrent producers of small messages, the
 /// bridge's connection closed twice mid-stream: every message arrives,
 /// first copies in the local queue's order (message-id positions
 /// increasing), a copy repeats its first copy's body.
@@ -242,7 +220,10 @@ fn review_window_48_concurrent_producers_and_closed_connections() {
         }
         let pos = position(&id);
         if let Some(l) = last_pos {
-            assert!(pos > l, "first copies out of order: position {pos} after {l}");
+            assert!(
+                pos > l,
+                "first copies out of order: position {pos} after {l}"
+            );
         }
         last_pos = Some(pos);
         let text = String::from_utf8(body.clone()).unwrap();
@@ -263,7 +244,11 @@ fn review_window_48_concurrent_producers_and_closed_connections() {
 }
 
 /// A local consumer on its own thread: every message it took, in order.
-fn drain(q: &ByteQueue, done: std::sync::Arc<std::sync::atomic::AtomicBool>, slow: Duration) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
+fn drain(
+    q: &ByteQueue,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    slow: Duration,
+) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
     let mut rx = q.receiver().unwrap();
     rx.set_wait_for_senders(true);
     std::thread::spawn(move || {
@@ -286,7 +271,14 @@ fn drain(q: &ByteQueue, done: std::sync::Arc<std::sync::atomic::AtomicBool>, slo
 /// Inbound, stopped (cleanly) several times mid-stream and restarted,
 /// with `ack_batch`/`prefetch`/local capacity as given: every message
 /// exactly once, in order.
-fn stop_restart(test: &'static str, prefetch: u16, ack_batch: u16, capacity: u64, slow: Duration, n: usize) {
+fn stop_restart(
+    test: &'static str,
+    prefetch: u16,
+    ack_batch: u16,
+    capacity: u64,
+    slow: Duration,
+    n: usize,
+) {
     let _w = Watchdog::new(test, Duration::from_secs(150));
     let Some(mut amqp) = broker(test) else {
         return;
@@ -323,7 +315,10 @@ fn stop_restart(test: &'static str, prefetch: u16, ack_batch: u16, capacity: u64
         let s = stats.snapshot();
         acked += s.acked;
         committed += s.committed;
-        assert_eq!(s.acked, s.committed, "round {rounds}: a clean stop acks what was committed: {s}");
+        assert_eq!(
+            s.acked, s.committed,
+            "round {rounds}: a clean stop acks what was committed: {s}"
+        );
         rounds += 1;
         if publisher.is_finished() && amqp.ready(&queue) == 0 && committed as usize >= n {
             break;
@@ -338,7 +333,10 @@ fn stop_restart(test: &'static str, prefetch: u16, ack_batch: u16, capacity: u64
         .iter()
         .map(|m| std::str::from_utf8(m).unwrap().parse().unwrap())
         .collect();
-    eprintln!("{test}: {rounds} rounds, {} received, {committed} committed, {acked} acked", got.len());
+    eprintln!(
+        "{test}: {rounds} rounds, {} received, {committed} committed, {acked} acked",
+        got.len()
+    );
     let expect: Vec<usize> = (0..n).collect();
     if got != expect {
         let dup = got.len() as isize - n as isize;
@@ -364,12 +362,26 @@ fn review_inbound_stop_restart_default_batch() {
 fn review_inbound_stop_restart_full_local_queue() {
     // A local queue of 8 read slowly: the bridge waits on a full queue
     // with acks owed, and is stopped there.
-    stop_restart("review-in-stop-full", 64, 32, 8, Duration::from_micros(300), 3000);
+    stop_restart(
+        "review-in-stop-full",
+        64,
+        32,
+        8,
+        Duration::from_micros(300),
+        3000,
+    );
 }
 
 #[test]
 fn review_inbound_stop_restart_batch_over_prefetch() {
-    stop_restart("review-in-stop-batch-gt-prefetch", 5, 100, 64, Duration::ZERO, 3000);
+    stop_restart(
+        "review-in-stop-batch-gt-prefetch",
+        5,
+        100,
+        64,
+        Duration::ZERO,
+        3000,
+    );
 }
 
 #[test]
@@ -448,7 +460,17 @@ fn review_control_reject_publish_without_the_bridge() {
                 while acked < N {
                     while inflight.len() < 48 && next < N {
                         let c = ch
-                            .basic_publish("", queue, BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() }, next.to_string().as_bytes(), BasicProperties::default().with_message_id(format!("id-{next}").into()))
+                            .basic_publish(
+                                "",
+                                queue,
+                                BasicPublishOptions {
+                                    mandatory: true,
+                                    ..BasicPublishOptions::default()
+                                },
+                                next.to_string().as_bytes(),
+                                BasicProperties::default()
+                                    .with_message_id(format!("id-{next}").into()),
+                            )
                             .await
                             .unwrap();
                         inflight.push_back((next, c));
@@ -459,7 +481,17 @@ fn review_control_reject_publish_without_the_bridge() {
                         Confirmation::Ack(_) => acked += 1,
                         _ => {
                             let c = ch
-                                .basic_publish("", queue, BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() }, i.to_string().as_bytes(), BasicProperties::default().with_message_id(format!("id-{i}").into()))
+                                .basic_publish(
+                                    "",
+                                    queue,
+                                    BasicPublishOptions {
+                                        mandatory: true,
+                                        ..BasicPublishOptions::default()
+                                    },
+                                    i.to_string().as_bytes(),
+                                    BasicProperties::default()
+                                        .with_message_id(format!("id-{i}").into()),
+                                )
                                 .await
                                 .unwrap();
                             inflight.push_back((i, c));
@@ -481,6 +513,11 @@ fn review_control_reject_publish_without_the_bridge() {
         }
     }
     publisher.join().unwrap();
-    let missing: Vec<usize> = (0..N).filter(|i| !seen.contains(&format!("id-{i}"))).collect();
-    assert!(missing.is_empty(), "acked by the broker, never delivered: {missing:?}");
+    let missing: Vec<usize> = (0..N)
+        .filter(|i| !seen.contains(&format!("id-{i}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acked by the broker, never delivered: {missing:?}"
+    );
 }
