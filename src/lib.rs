@@ -165,9 +165,9 @@ pub use error::{
 pub use error::{PoolError, ValueRecvError, ValueSendError};
 #[cfg(all(feature = "serde", not(loom)))]
 pub use pool::{ImapUnordered, Pool, PoolBuilder, Task, TaskHandle};
-#[cfg(not(loom))]
 pub use process::pid_namespace;
 pub use types::{Flavor, Kind, Role, TypeDesc, TypeName};
+#[cfg(not(loom))]
 pub use wait::{futex_wait, futex_wake};
 pub use wait::{Deadline, WakeMode, LIVENESS_SLICE};
 

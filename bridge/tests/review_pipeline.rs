@@ -454,48 +454,34 @@ fn review_control_reject_publish_without_the_bridge() {
             let ch = &p.ch;
             let queue = &queue;
             p.rt.block_on(async move {
+                // Yields the publish's confirm, awaited later (48 in flight).
+                #[allow(clippy::async_yields_async)]
+                let publish = |i: usize| async move {
+                    ch.basic_publish(
+                        "",
+                        queue,
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..BasicPublishOptions::default()
+                        },
+                        i.to_string().as_bytes(),
+                        BasicProperties::default().with_message_id(format!("id-{i}").into()),
+                    )
+                    .await
+                    .unwrap()
+                };
                 let mut next = 0usize;
                 let mut inflight = std::collections::VecDeque::new();
                 let mut acked = 0usize;
                 while acked < N {
                     while inflight.len() < 48 && next < N {
-                        let c = ch
-                            .basic_publish(
-                                "",
-                                queue,
-                                BasicPublishOptions {
-                                    mandatory: true,
-                                    ..BasicPublishOptions::default()
-                                },
-                                next.to_string().as_bytes(),
-                                BasicProperties::default()
-                                    .with_message_id(format!("id-{next}").into()),
-                            )
-                            .await
-                            .unwrap();
-                        inflight.push_back((next, c));
+                        inflight.push_back((next, publish(next).await));
                         next += 1;
                     }
                     let (i, c) = inflight.pop_front().unwrap();
                     match c.await.unwrap() {
                         Confirmation::Ack(_) => acked += 1,
-                        _ => {
-                            let c = ch
-                                .basic_publish(
-                                    "",
-                                    queue,
-                                    BasicPublishOptions {
-                                        mandatory: true,
-                                        ..BasicPublishOptions::default()
-                                    },
-                                    i.to_string().as_bytes(),
-                                    BasicProperties::default()
-                                        .with_message_id(format!("id-{i}").into()),
-                                )
-                                .await
-                                .unwrap();
-                            inflight.push_back((i, c));
-                        }
+                        _ => inflight.push_back((i, publish(i).await)),
                     }
                 }
             });

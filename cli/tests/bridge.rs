@@ -8,7 +8,6 @@ mod common;
 mod tool;
 
 use common::*;
-use shmring::{ByteQueue, Flavor};
 use std::time::Duration;
 use tool::*;
 
@@ -21,15 +20,10 @@ fn bridge_out_then_in_through_the_broker() {
         let (a, b) = (ctx.name("host-a"), ctx.name("host-b"));
         // The AMQP queue: named after host A's queue, unique too.
         let queue = AmqpQueue(format!("{}-amqp", a.as_str()));
-        let make = |name: &str| {
-            ByteQueue::builder()
-                .flavor(Flavor::Mpmc)
-                .capacity(16)
-                .max_message_size(256)
-                .create(name)
-                .unwrap()
-        };
-        let (qa, qb) = (make(a.as_str()), make(b.as_str()));
+        let (qa, qb) = (
+            local_queue(a.as_str(), 16, 256),
+            local_queue(b.as_str(), 16, 256),
+        );
         let mut rx = qb.receiver().unwrap();
         rx.set_wait_for_senders(true);
         let url = url();
@@ -94,15 +88,10 @@ fn a_stopped_bridge_out_leaves_its_claims_in_order_for_the_next() {
     run("cli_bridge_keep_on_stop", |ctx| {
         let (a, b) = (ctx.name("host-a"), ctx.name("host-b"));
         let queue = AmqpQueue(format!("{}-amqp", a.as_str()));
-        let make = |name: &str| {
-            ByteQueue::builder()
-                .flavor(Flavor::Mpmc)
-                .capacity(16)
-                .max_message_size(256)
-                .create(name)
-                .unwrap()
-        };
-        let (qa, qb) = (make(a.as_str()), make(b.as_str()));
+        let (qa, qb) = (
+            local_queue(a.as_str(), 16, 256),
+            local_queue(b.as_str(), 16, 256),
+        );
         let tx = qa.sender().unwrap();
         for i in 0..8 {
             tx.send(format!("m{i}").as_bytes()).unwrap();

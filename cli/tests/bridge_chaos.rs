@@ -23,7 +23,7 @@ mod common;
 mod tool;
 
 use common::*;
-use shmring::{ByteQueue, Flavor, RecvTimeoutError};
+use shmring::{ByteQueue, RecvTimeoutError};
 use shmring_bridge::Envelope;
 use std::collections::HashMap;
 use std::process::Child;
@@ -68,15 +68,10 @@ fn two_hosts_survive_killed_bridges_and_a_broker_restart() {
     run("cli_bridge_chaos", |ctx| {
         let (a, b) = (ctx.name("host-a"), ctx.name("host-b"));
         let amqp = AmqpQueue(format!("{}-amqp", a.as_str()));
-        let make = |name: &str| {
-            ByteQueue::builder()
-                .flavor(Flavor::Mpmc)
-                .capacity(CAPACITY)
-                .max_message_size(128)
-                .create(name)
-                .unwrap()
-        };
-        let (qa, qb) = (make(a.as_str()), make(b.as_str()));
+        let (qa, qb) = (
+            local_queue(a.as_str(), CAPACITY, 128),
+            local_queue(b.as_str(), CAPACITY, 128),
+        );
         let url = url();
         let window = WINDOW.to_string();
         let prefetch = PREFETCH.to_string();

@@ -16,7 +16,7 @@ mod common;
 mod tool;
 
 use common::*;
-use shmring::{ByteQueue, ByteSendError, Flavor};
+use shmring::ByteSendError;
 use std::time::{Duration, Instant};
 use tool::*;
 
@@ -63,15 +63,10 @@ fn a_broker_in_flow_control_fills_the_local_queue_and_loses_nothing() {
         let amqp = AmqpQueue(format!("{}-amqp", a.as_str()));
         const CAP: u32 = 16;
         const WINDOW: u32 = 4;
-        let make = |name: &str| {
-            ByteQueue::builder()
-                .flavor(Flavor::Mpmc)
-                .capacity(u64::from(CAP))
-                .max_message_size(64)
-                .create(name)
-                .unwrap()
-        };
-        let (qa, qb) = (make(a.as_str()), make(b.as_str()));
+        let (qa, qb) = (
+            local_queue(a.as_str(), u64::from(CAP), 64),
+            local_queue(b.as_str(), u64::from(CAP), 64),
+        );
         let url = url();
         let window = WINDOW.to_string();
         let out = Bridge::start(&[

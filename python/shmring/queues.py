@@ -88,16 +88,9 @@ class Queue(_shmring.QueueBase):
     __slots__ = ()
 
     def __new__(cls, maxsize=0, *, max_message_size=None, spin=False, name=None):
-        if name is not None:
-            return super().__new__(
-                cls,
-                maxsize,
-                max_message_size=max_message_size,
-                spin=spin,
-                joinable=cls._joinable,
-                name=name,
-            )
-        if max_message_size is None:
+        # A named queue that exists already is taken as it is unless a size
+        # is given: keep None for "not given".
+        if max_message_size is None and name is None:
             max_message_size = DEFAULT_MAX_MESSAGE_SIZE
         return super().__new__(
             cls,
@@ -105,6 +98,7 @@ class Queue(_shmring.QueueBase):
             max_message_size=max_message_size,
             spin=spin,
             joinable=cls._joinable,
+            name=name,
         )
 
     @staticmethod

@@ -60,6 +60,17 @@ pub fn broker_up(test: &str, ctl: bool) -> bool {
     up
 }
 
+/// Creates the local MPMC byte queue `name` of a bridge test (host A's or
+/// host B's).
+pub fn local_queue(name: &str, capacity: u64, max_message_size: u64) -> shmring::ByteQueue {
+    shmring::ByteQueue::builder()
+        .flavor(shmring::Flavor::Mpmc)
+        .capacity(capacity)
+        .max_message_size(max_message_size)
+        .create(name)
+        .unwrap()
+}
+
 /// Runs `rabbitmqctl ARGS` quietly; whether it succeeded.
 pub fn rabbitmqctl(args: &[&str]) -> bool {
     Command::new("rabbitmqctl")
