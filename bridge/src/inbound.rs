@@ -257,10 +257,9 @@ impl Inbound<'_> {
         // What was committed is acked before the connection closes (a
         // stop, an error): only a lost connection leaves it to the
         // broker's redelivery.
-        let end = match (end, self.ack(&mut acks)) {
-            (End::Lost(reason), _) => End::Lost(reason),
-            (_, Err(lost)) => lost,
-            (end, Ok(())) => end,
+        let end = match end {
+            End::Lost(reason) => End::Lost(reason),
+            end => self.ack(&mut acks).err().unwrap_or(end),
         };
         drop(consumer);
         link.close(&self.rt);
