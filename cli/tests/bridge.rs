@@ -27,30 +27,13 @@ fn bridge_out_then_in_through_the_broker() {
         let mut rx = qb.receiver().unwrap();
         rx.set_wait_for_senders(true);
         let url = url();
-        let out = Bridge::start(&[
-            "out",
-            "--url",
+        let out = bridge_out(
             &url,
-            "--local",
             a.as_str(),
-            "--queue",
             &queue.0,
-            "--window",
-            "8",
-            "--stats",
-            "0.2",
-        ]);
-        let inb = Bridge::start(&[
-            "in",
-            "--url",
-            &url,
-            "--queue",
-            &queue.0,
-            "--local",
-            b.as_str(),
-            "--prefetch",
-            "4",
-        ]);
+            &["--window", "8", "--stats", "0.2"],
+        );
+        let inb = bridge_in(&url, &queue.0, b.as_str(), &["--prefetch", "4"]);
         let tx = qa.sender().unwrap();
         const N: usize = 200;
         for i in 0..N {
@@ -116,25 +99,8 @@ fn a_stopped_bridge_out_leaves_its_claims_in_order_for_the_next() {
         assert!(text(&o).contains(&missing), "{}", text(&o));
         let mut rx = qb.receiver().unwrap();
         rx.set_wait_for_senders(true);
-        let out = Bridge::start(&[
-            "out",
-            "--url",
-            &url,
-            "--local",
-            a.as_str(),
-            "--queue",
-            &queue.0,
-        ]);
-        let inb = Bridge::start(&[
-            "in",
-            "--url",
-            &url,
-            "--queue",
-            &queue.0,
-            "--local",
-            b.as_str(),
-            "--envelope",
-        ]);
+        let out = bridge_out(&url, a.as_str(), &queue.0, &[]);
+        let inb = bridge_in(&url, &queue.0, b.as_str(), &["--envelope"]);
         let mut ids = Vec::new();
         for i in 0..8 {
             let m = rx.recv_timeout(Duration::from_secs(60)).unwrap();

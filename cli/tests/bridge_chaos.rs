@@ -75,34 +75,12 @@ fn two_hosts_survive_killed_bridges_and_a_broker_restart() {
         let url = url();
         let window = WINDOW.to_string();
         let prefetch = PREFETCH.to_string();
-        let out_args = [
-            "out",
-            "--url",
-            &url,
-            "--local",
-            a.as_str(),
-            "--queue",
-            &amqp.0,
-            "--durable",
-            "--persistent",
-            "--window",
-            &window,
-        ];
-        let in_args = [
-            "in",
-            "--url",
-            &url,
-            "--queue",
-            &amqp.0,
-            "--local",
-            b.as_str(),
-            "--durable",
-            "--prefetch",
-            &prefetch,
-            "--envelope",
-        ];
-        let mut out = Some(Bridge::start(&out_args));
-        let mut inb = Some(Bridge::start(&in_args));
+        let out_args = ["--durable", "--persistent", "--window", &window];
+        let in_args = ["--durable", "--prefetch", &prefetch, "--envelope"];
+        let start_out = || bridge_out(&url, a.as_str(), &amqp.0, &out_args);
+        let start_in = || bridge_in(&url, &amqp.0, b.as_str(), &in_args);
+        let mut out = Some(start_out());
+        let mut inb = Some(start_in());
         let mut producers: Vec<Child> = (0..PRODUCERS)
             .map(|p| spawn_child("child_producer", &[a.as_str(), &p.to_string()]))
             .collect();
@@ -123,12 +101,12 @@ fn two_hosts_survive_killed_bridges_and_a_broker_restart() {
             let at = |f: u64| unique >= total * f / 10;
             if stage == 0 && at(2) {
                 out.take().unwrap().kill9();
-                out = Some(Bridge::start(&out_args));
+                out = Some(start_out());
                 disruptions += 1;
                 stage = 1;
             } else if stage == 1 && at(4) {
                 inb.take().unwrap().kill9();
-                inb = Some(Bridge::start(&in_args));
+                inb = Some(start_in());
                 disruptions += 1;
                 stage = 2;
             } else if stage == 2 && at(6) {
@@ -140,8 +118,8 @@ fn two_hosts_survive_killed_bridges_and_a_broker_restart() {
             } else if stage == 3 && at(8) {
                 out.take().unwrap().kill9();
                 inb.take().unwrap().kill9();
-                inb = Some(Bridge::start(&in_args));
-                out = Some(Bridge::start(&out_args));
+                inb = Some(start_in());
+                out = Some(start_out());
                 disruptions += 2;
                 stage = 4;
             }

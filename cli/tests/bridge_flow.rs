@@ -69,26 +69,8 @@ fn a_broker_in_flow_control_fills_the_local_queue_and_loses_nothing() {
         );
         let url = url();
         let window = WINDOW.to_string();
-        let out = Bridge::start(&[
-            "out",
-            "--url",
-            &url,
-            "--local",
-            a.as_str(),
-            "--queue",
-            &amqp.0,
-            "--window",
-            &window,
-        ]);
-        let inb = Bridge::start(&[
-            "in",
-            "--url",
-            &url,
-            "--queue",
-            &amqp.0,
-            "--local",
-            b.as_str(),
-        ]);
+        let out = bridge_out(&url, a.as_str(), &amqp.0, &["--window", &window]);
+        let inb = bridge_in(&url, &amqp.0, b.as_str(), &[]);
         let tx = qa.sender().unwrap();
         let mut rx = qb.receiver().unwrap();
         rx.set_wait_for_senders(true);

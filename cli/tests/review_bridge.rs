@@ -9,7 +9,7 @@ mod tool;
 
 use nix::sys::signal::Signal;
 use review_util::Proxy;
-use shmring::{ByteQueue, Flavor, RecvTimeoutError};
+use shmring::{ByteQueue, RecvTimeoutError};
 use shmring_bridge::{run_inbound, Envelope, InboundConfig, Stats};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,22 +43,11 @@ impl Drop for Names {
 
 /// `shmring bridge out` from `local` to `queue` through the broker at
 /// `url`, retrying connections quickly.
-fn bridge_out(url: &str, local: &str, queue: &str, extra: &[&str]) -> Bridge {
-    let mut args = vec![
-        "out",
-        "--url",
-        url,
-        "--local",
-        local,
-        "--queue",
-        queue,
-        "--backoff-min",
-        "20",
-        "--backoff-max",
-        "200",
-    ];
+/// `shmring bridge out` with a short reconnect backoff.
+fn bridge_out_fast(url: &str, local: &str, queue: &str, extra: &[&str]) -> Bridge {
+    let mut args = vec!["--backoff-min", "20", "--backoff-max", "200"];
     args.extend_from_slice(extra);
-    Bridge::start(&args)
+    bridge_out(url, local, queue, &args)
 }
 
 fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
@@ -74,12 +63,7 @@ fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
 /// bodies came and nothing more for a while: (body, id) in order.
 fn collect(queue: &str, distinct: usize) -> Vec<(Vec<u8>, String)> {
     let local = unique("collect");
-    let q = ByteQueue::builder()
-        .flavor(Flavor::Mpmc)
-        .capacity(1024)
-        .max_message_size(4096)
-        .create(&local)
-        .unwrap();
+    let q = local_queue(&local, 1024, 4096);
     let _names = Names(vec![local.clone()], vec![]);
     let rx = q.receiver().unwrap();
     let stop = AtomicBool::new(false);
@@ -132,12 +116,7 @@ fn review_kill9_outbound_many_times() {
     let local = unique("k9");
     let queue = unique("k9q");
     let _names = Names(vec![local.clone()], vec![queue.clone()]);
-    let q = ByteQueue::builder()
-        .flavor(Flavor::Mpmc)
-        .capacity(64)
-        .max_message_size(1024)
-        .create(&local)
-        .unwrap();
+    let q = local_queue(&local, 64, 1024);
     let producer = {
         let q = q.clone();
         std::thread::spawn(move || {
@@ -153,11 +132,11 @@ fn review_kill9_outbound_many_times() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let b = bridge_out(URL, &local, &queue, &["--window", "8"]);
+        let b = bridge_out_fast(URL, &local, &queue, &["--window", "8"]);
         std::thread::sleep(Duration::from_millis(seed % 400));
         b.kill9();
     }
-    let b = bridge_out(URL, &local, &queue, &["--window", "8"]);
+    let b = bridge_out_fast(URL, &local, &queue, &["--window", "8"]);
     wait_until(Duration::from_secs(60), "the producer", || {
         producer.is_finished()
     });
@@ -202,16 +181,11 @@ fn review_sigterm_while_adopting_with_a_stalled_broker() {
     let local = unique("adopt");
     let queue = unique("adoptq");
     let _names = Names(vec![local.clone()], vec![queue.clone()]);
-    let q = ByteQueue::builder()
-        .flavor(Flavor::Mpmc)
-        .capacity(64)
-        .max_message_size(1024)
-        .create(&local)
-        .unwrap();
+    let q = local_queue(&local, 64, 1024);
     let tx = q.sender().unwrap();
     let p1 = Proxy::new("127.0.0.1:5672");
     p1.stall_on(PUBLISH, false, true);
-    let b1 = bridge_out(&p1.url(), &local, &queue, &["--window", "4"]);
+    let b1 = bridge_out_fast(&p1.url(), &local, &queue, &["--window", "4"]);
     for i in 0..4 {
         tx.send(format!("m{i}").as_bytes()).unwrap();
     }
@@ -223,7 +197,7 @@ fn review_sigterm_while_adopting_with_a_stalled_broker() {
     p1.cut();
     let p2 = Proxy::new("127.0.0.1:5672");
     p2.stall_on(PUBLISH, false, true);
-    let b2 = bridge_out(
+    let b2 = bridge_out_fast(
         &p2.url(),
         &local,
         &queue,
@@ -240,7 +214,7 @@ fn review_sigterm_while_adopting_with_a_stalled_broker() {
         "the bridge did not exit within 10 s of SIGTERM"
     );
     // What it could not get confirmed stays kept: the next bridge moves it.
-    let b3 = bridge_out(URL, &local, &queue, &["--window", "4"]);
+    let b3 = bridge_out_fast(URL, &local, &queue, &["--window", "4"]);
     let got = collect(&queue, 4);
     drop(b3);
     let mut bodies: Vec<String> = got
@@ -268,15 +242,10 @@ fn review_two_outbound_bridges_one_killed() {
     let local = unique("two");
     let queue = unique("twoq");
     let _names = Names(vec![local.clone()], vec![queue.clone()]);
-    let q = ByteQueue::builder()
-        .flavor(Flavor::Mpmc)
-        .capacity(16)
-        .max_message_size(1024)
-        .create(&local)
-        .unwrap();
+    let q = local_queue(&local, 16, 1024);
     let p1 = Proxy::new("127.0.0.1:5672");
-    let a = bridge_out(&p1.url(), &local, &queue, &["--window", "4"]);
-    let b = bridge_out(URL, &local, &queue, &["--window", "4"]);
+    let a = bridge_out_fast(&p1.url(), &local, &queue, &["--window", "4"]);
+    let b = bridge_out_fast(URL, &local, &queue, &["--window", "4"]);
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let p1 = std::sync::Arc::new(p1);
     let producer = {

@@ -98,6 +98,20 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// Starts `shmring bridge out --url URL --local LOCAL --queue QUEUE EXTRA...`.
+pub fn bridge_out(url: &str, local: &str, queue: &str, extra: &[&str]) -> Bridge {
+    let mut args = vec!["out", "--url", url, "--local", local, "--queue", queue];
+    args.extend_from_slice(extra);
+    Bridge::start(&args)
+}
+
+/// Starts `shmring bridge in --url URL --queue QUEUE --local LOCAL EXTRA...`.
+pub fn bridge_in(url: &str, queue: &str, local: &str, extra: &[&str]) -> Bridge {
+    let mut args = vec!["in", "--url", url, "--queue", queue, "--local", local];
+    args.extend_from_slice(extra);
+    Bridge::start(&args)
+}
+
 /// Deletes an AMQP queue a bridge declared, when dropped (rabbitmqctl).
 pub struct AmqpQueue(pub String);
 
