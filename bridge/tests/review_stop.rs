@@ -132,20 +132,22 @@ fn review_stop_with_unpublished_claims_keeps_order() {
 
 /// Promise: "SIGINT/SIGTERM stop a bridge cleanly". A broker that takes
 /// the connection and then answers nothing (stalled, partitioned) while
-/// the bridge sets up its channel: the stop flag is not looked at.
-#[test]
-fn review_stop_during_channel_setup_with_a_stalled_broker() {
-    const TEST: &str = "review-stop-setup";
-    let Some(mut amqp) = broker(TEST) else {
+/// the bridge sets up its channel: the stop flag used to go unheeded. Runs
+/// the bridge `start` makes (local queue, AMQP queue, the proxy's URL).
+fn stop_during_stalled_setup(
+    test: &'static str,
+    start: impl FnOnce(&Local, &str, String) -> Bridge,
+) {
+    let Some(mut amqp) = broker(test) else {
         return;
     };
-    let _w = Watchdog::new(TEST, Duration::from_secs(60));
-    let local = Local::new(TEST, 64, 1024);
-    let queue = unique(TEST);
+    let _w = Watchdog::new(test, Duration::from_secs(60));
+    let local = Local::new(test, 64, 1024);
+    let queue = unique(test);
     amqp.forget_queue(&queue);
     let proxy = Proxy::new("127.0.0.1:5672");
     proxy.stall_on(CHANNEL_OPEN, false, true);
-    let b = start(config(TEST, &local, &queue, &proxy.url()));
+    let b = start(&local, &queue, proxy.url());
     wait_until(|| proxy.flags.fired.load(Ordering::Acquire));
     std::thread::sleep(Duration::from_millis(200));
     let r = stop_and_join(b, Duration::from_secs(5));
@@ -153,26 +155,22 @@ fn review_stop_during_channel_setup_with_a_stalled_broker() {
     assert!(r.is_ok(), "a stop during setup is a clean stop: {r:?}");
 }
 
+#[test]
+fn review_stop_during_channel_setup_with_a_stalled_broker() {
+    const TEST: &str = "review-stop-setup";
+    stop_during_stalled_setup(TEST, |local, queue, url| {
+        start(config(TEST, local, queue, &url))
+    });
+}
+
 /// The same for the inbound bridge: stalled while it sets up its consumer.
 #[test]
 fn review_stop_inbound_during_setup_with_a_stalled_broker() {
     const TEST: &str = "review-stop-setup-in";
-    let Some(mut amqp) = broker(TEST) else {
-        return;
-    };
-    let _w = Watchdog::new(TEST, Duration::from_secs(60));
-    let local = Local::new(TEST, 64, 1024);
-    let queue = unique(TEST);
-    amqp.forget_queue(&queue);
-    let proxy = Proxy::new("127.0.0.1:5672");
-    proxy.stall_on(CHANNEL_OPEN, false, true);
-    let mut cfg = InboundConfig::from_queue(&queue, &local.name);
-    cfg.broker = broker_config(TEST);
-    cfg.broker.url = proxy.url();
-    let b = start_inbound(cfg);
-    wait_until(|| proxy.flags.fired.load(Ordering::Acquire));
-    std::thread::sleep(Duration::from_millis(200));
-    let r = stop_and_join(b, Duration::from_secs(5));
-    proxy.cut();
-    assert!(r.is_ok(), "a stop during setup is a clean stop: {r:?}");
+    stop_during_stalled_setup(TEST, |local, queue, url| {
+        let mut cfg = InboundConfig::from_queue(queue, &local.name);
+        cfg.broker = broker_config(TEST);
+        cfg.broker.url = url;
+        start_inbound(cfg)
+    });
 }

@@ -37,6 +37,11 @@ def finish(p, timeout=60):
     return out
 
 
+def python(code, *args, **kw):
+    """Starts ``python -c code args`` (a separately started program)."""
+    return subprocess.Popen([sys.executable, "-c", code, *args], text=True, **kw)
+
+
 def numbers(out):
     return [int(line) for line in out.split()]
 
@@ -80,18 +85,13 @@ def test_a_killed_consumer_loses_only_what_it_took(name):
     q = shmring.Queue(100, name=name)
     for i in range(60):
         q.put(i)
-    victim = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import shmring, sys, time\n"
-            "q = shmring.Queue(name=sys.argv[1])\n"
-            "for _ in range(10): print(q.get(timeout=30), flush=True)\n"
-            "time.sleep(60)\n",
-            name,
-        ],
+    victim = python(
+        "import shmring, sys, time\n"
+        "q = shmring.Queue(name=sys.argv[1])\n"
+        "for _ in range(10): print(q.get(timeout=30), flush=True)\n"
+        "time.sleep(60)\n",
+        name,
         stdout=subprocess.PIPE,
-        text=True,
     )
     taken = [int(victim.stdout.readline()) for _ in range(10)]
     victim.kill()
@@ -118,22 +118,16 @@ def test_a_named_joinable_queue_joins_across_programs(name):
     q = shmring.JoinableQueue(10, name=name)
     for i in range(5):
         q.put(i)
-    worker = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import shmring, sys\n"
-            "q = shmring.JoinableQueue(name=sys.argv[1])\n"
-            "for _ in range(5):\n"
-            "    q.get(timeout=30)\n"
-            "    q.task_done()\n",
-            name,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    worker = python(
+        "import shmring, sys\n"
+        "q = shmring.JoinableQueue(name=sys.argv[1])\n"
+        "for _ in range(5):\n"
+        "    q.get(timeout=30)\n"
+        "    q.task_done()\n",
+        name,
+        stderr=subprocess.PIPE,
     )
-    assert worker.returncode == 0, worker.stderr
+    finish(worker)
     assert q.join(timeout=30)
     assert os.path.exists("/dev/shm/%s.tasks" % name)
     shmring.JoinableQueue.unlink(name)
