@@ -106,7 +106,8 @@ class Queue(_shmring.QueueBase):
         """Removes the name of the queue created with ``name=name`` (a
         shmring extension); programs that have it open keep using it, and
         the memory goes with the last of them. ``FileNotFoundError`` when
-        there is no such queue."""
+        there is no such queue; a name that is not a shmring queue is left
+        alone (the error opening it gives)."""
         _shmring.QueueBase._unlink(name)
 
     _joinable = False

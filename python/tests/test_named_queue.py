@@ -153,3 +153,15 @@ def test_a_named_queue_crosses_to_child_processes_by_name(name, method):
 def test_unlink_of_a_missing_queue_is_file_not_found(name):
     with pytest.raises(FileNotFoundError):
         shmring.Queue.unlink(name)
+
+
+def test_unlink_leaves_a_name_that_is_not_a_queue(name):
+    path = "/dev/shm/" + name
+    with open(path, "wb") as f:
+        f.write(b"not a shmring segment" * 100)
+    try:
+        with pytest.raises((TypeError, ValueError, shmring.CorruptedError)):
+            shmring.Queue.unlink(name)
+        assert os.path.exists(path)
+    finally:
+        os.unlink(path)

@@ -574,13 +574,28 @@ impl QueueBase {
 
     /// Removes the name of queue `name` (and of its task counter, for a
     /// `JoinableQueue`); handles already open keep working. Raises
-    /// `FileNotFoundError` when there is no such queue.
+    /// `FileNotFoundError` when there is no such queue, and leaves a name
+    /// that is not a shmring queue (`TypeError`, `ValueError` or
+    /// `CorruptedError`, as opening it would say).
     #[staticmethod]
     fn _unlink(name: &str) -> PyResult<()> {
+        // Opened first (mapped and checked, no endpoint attached): only a
+        // queue's name is removed.
+        drop(
+            ByteQueue::builder()
+                .flavor(Flavor::Mpmc)
+                .open(name)
+                .map_err(segment_err)?,
+        );
         ByteQueue::unlink(name).map_err(segment_err)?;
-        match Shared::<AtomicU32>::unlink(&tasks_name(name)) {
-            Ok(()) | Err(shmring::SegmentError::NotFound(_)) => Ok(()),
-            Err(e) => Err(segment_err(e)),
+        let tasks = tasks_name(name);
+        match Shared::<AtomicU32>::open(&tasks) {
+            Ok(_) => match Shared::<AtomicU32>::unlink(&tasks) {
+                Ok(()) | Err(shmring::SegmentError::NotFound(_)) => Ok(()),
+                Err(e) => Err(segment_err(e)),
+            },
+            // None, or not a task counter: left alone.
+            Err(_) => Ok(()),
         }
     }
 
