@@ -21,7 +21,7 @@ use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Slots of the floor ring.
-const RING: u32 = 1024;
+pub(crate) const RING: u32 = 1024;
 /// How long a futex sleep lasts before the sleeper checks its peer.
 const NAP: Duration = Duration::from_millis(50);
 
