@@ -23,6 +23,8 @@ __all__ = [
     "_Semaphore",
     "_SharedDict",
     "_SharedList",
+    "_Held",
+    "release_held_at_exit",
 ]
 
 __version__: str
@@ -31,6 +33,16 @@ class CorruptedError(Exception):
     """A shared-memory segment holds data that cannot be right."""
 
 # Queues area (python/src/queues).
+
+@final
+class _Held:
+    """A message read in place (``get(copy=False)``): the weak-reference
+    callback of its views; the last one releases its slot."""
+    def __call__(self, weakref: Any, /) -> None: ...
+
+def release_held_at_exit() -> None:
+    """Releases every message still held in place (registered with
+    ``atexit`` by ``shmring.queues``)."""
 
 @disjoint_base
 class QueueBase:
@@ -47,7 +59,9 @@ class QueueBase:
         _fds: Optional[Tuple[int, Optional[int]]] = None,
     ) -> "QueueBase": ...
     def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None: ...
-    def get(self, block: bool = True, timeout: Optional[float] = None) -> Any: ...
+    def get(
+        self, block: bool = True, timeout: Optional[float] = None, *, copy: bool = True
+    ) -> Any: ...
     def put_nowait(self, obj: Any) -> None: ...
     def get_nowait(self) -> Any: ...
     def qsize(self) -> int: ...
@@ -73,6 +87,8 @@ class QueueBase:
     def _unlink(name: str) -> None: ...
     @property
     def _capacity(self) -> int: ...
+    @property
+    def _lost(self) -> int: ...
     @property
     def max_message_size(self) -> int: ...
 

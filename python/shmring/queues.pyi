@@ -43,8 +43,13 @@ class Queue:
         """The queue's name in ``/dev/shm`` (``None``: anonymous)."""
     def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
         """Puts ``obj``; raises ``queue.Full`` if full (no block, or timeout)."""
-    def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
-        """Removes and returns an object; raises ``queue.Empty`` if none comes."""
+    def get(
+        self, block: bool = True, timeout: Optional[float] = None, *, copy: bool = True
+    ) -> Any:
+        """Removes and returns an object; raises ``queue.Empty`` if none comes.
+
+        ``copy=False``: out-of-band buffers (numpy arrays' data) arrive as
+        read-only views of the message's slot, claimed until collected."""
     def put_nowait(self, obj: Any) -> None:
         """``put(obj, False)``."""
     def get_nowait(self) -> Any:

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 mod chan;
 mod conn;
 mod frame;
+mod held;
 mod pybuf;
 mod queue;
 
@@ -54,6 +55,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CorruptedError", m.py().get_type::<CorruptedError>())?;
     m.add_class::<queue::QueueBase>()?;
     m.add_class::<conn::ConnectionBase>()?;
+    held::register(m)?;
     Ok(())
 }
 

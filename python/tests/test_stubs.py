@@ -12,7 +12,7 @@ PKG = os.path.dirname(shmring.__file__)
 
 #: Private hooks of the test suite (python/src/testhooks.rs): kept out of
 #: the stubs on purpose.
-TEST_HOOKS = {"_forbid_syscalls"}
+TEST_HOOKS = {"_forbid_syscalls", "_held_count"}
 
 PUBLIC_STUBS = ["queues.pyi", "connection.pyi", "state.pyi", "pool.pyi"]
 

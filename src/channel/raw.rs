@@ -211,7 +211,10 @@ pub(crate) enum RecvRing<T> {
 /// in liveness slices. `None`: the deadline passed. `reap` runs after a slice
 /// in which nobody woke us, and once more before giving up at the deadline
 /// (then `attempt` runs again): it checks whether the peers we wait for
-/// live, and may decline if it checked very recently.
+/// live, and may decline if it checked very recently. `more`: whether the
+/// ring's positions show more than `attempt` found (messages for a
+/// receiver, room for a sender): after a success, another waiter's turn;
+/// after a failure, a peer mid-message.
 fn block_on<R>(
     cell: &WaitCell,
     mode: WakeMode,
@@ -230,8 +233,28 @@ fn block_on<R>(
             return Some(r);
         }
     }
+    // The spin found nothing, yet the ring's positions say a peer is in
+    // the middle of a message (MPMC: a receiver sees a position claimed
+    // and not yet published, a sender a slot claimed and not yet
+    // released): a large message being copied in or out. Its end is near,
+    // and a sleep now would add a wake-up to that message's latency, so a
+    // caller that spins at all spins on, up to `IN_FLIGHT_SPIN` more. Only
+    // a hint: a peer that died mid-copy costs one such spin per wait.
+    if !spin.is_zero() && more() {
+        let mut spinner = Spin::until(IN_FLIGHT_SPIN, deadline);
+        while spinner.spin() {
+            if let Some(r) = attempt() {
+                return Some(r);
+            }
+        }
+    }
     block_slow(cell, mode, deadline, reap, more, &mut attempt)
 }
+
+/// How much longer a waiter that spins at all keeps spinning while a peer
+/// is mid-message (see `block_on`): a few megabytes' copy between two
+/// cores of a slow machine, or a few futex wake-ups.
+const IN_FLIGHT_SPIN: Duration = Duration::from_micros(250);
 
 #[cold]
 fn block_slow<R>(

@@ -32,6 +32,7 @@
 //! direction (SPSC) ends: `Disconnected` after the buffered messages is
 //! `EOFError` for the receiver and `BrokenPipeError` for the sender.
 
+use super::held::{Taken, MAX_HELD};
 use super::{next_slice, segment_err, CorruptedError};
 use pyo3::exceptions::{PyBrokenPipeError, PyOSError, PyValueError};
 use pyo3::prelude::*;
@@ -94,6 +95,49 @@ pub(crate) struct Endpoints {
     /// A receiver that never receives: keeps a queue connected for this
     /// process's sends once every consumer has gone (queues only).
     anchor: Mutex<Option<ByteReceiver>>,
+    /// Receivers for messages held in place (`get(copy=False)`, see
+    /// `held`). Only ever locked with the GIL held, never across a release
+    /// of it.
+    spare: Mutex<Spares>,
+}
+
+/// Receivers lent to messages held in place, and idle ones.
+#[derive(Default)]
+struct Spares {
+    idle: Vec<Box<ByteReceiver>>,
+    lent: usize,
+    /// The handle was closed: receivers given back are dropped.
+    closed: bool,
+}
+
+impl Endpoints {
+    /// A receiver for a message to hold in place: an idle one, or a new
+    /// one while fewer than [`MAX_HELD`] are lent. `None`: too many lent,
+    /// or none can attach (the endpoint table is full), or the handle is
+    /// closed: the caller copies instead.
+    fn lend_spare(&self, queue: &ByteQueue) -> Option<Box<ByteReceiver>> {
+        let mut s = lock(&self.spare);
+        if s.closed {
+            return None;
+        }
+        let rx = match s.idle.pop() {
+            Some(rx) => rx,
+            None if s.lent < MAX_HELD => Box::new(queue.receiver().ok()?),
+            None => return None,
+        };
+        s.lent += 1;
+        Some(rx)
+    }
+
+    /// Takes back a receiver lent by [`lend_spare`](Self::lend_spare),
+    /// its claim released.
+    pub(crate) fn give_back_spare(&self, rx: Box<ByteReceiver>) {
+        let mut s = lock(&self.spare);
+        s.lent = s.lent.saturating_sub(1);
+        if !s.closed {
+            s.idle.push(rx);
+        }
+    }
 }
 
 /// A failure of an operation, carried out of a GIL-free section.
@@ -237,6 +281,13 @@ impl Chan {
         // next attach, which takes them.
         self.closed.store(true, Ordering::Relaxed);
         let eps = self.endpoints(py);
+        {
+            // Messages held in place stay claimed until their views go;
+            // their receivers are then dropped.
+            let mut s = lock(&eps.spare);
+            s.closed = true;
+            s.idle.clear();
+        }
         // Endpoints are dropped without the GIL: a blocked call of another
         // thread may hold one for a slice.
         py.detach(|| {
@@ -398,26 +449,48 @@ impl Chan {
         deadline: Option<Instant>,
         take: impl FnOnce(&[u8]) -> PyResult<R>,
     ) -> PyResult<Option<R>> {
-        let eps = self.endpoints(py);
         let mut take = Some(take);
+        self.recv_with(py, block, deadline, |eps| self.try_take(eps, &mut take))
+    }
+
+    /// As [`recv`](Self::recv), the message claimed through a receiver of
+    /// its own and handed to `held` still claimed (`get(copy=False)`);
+    /// with [`MAX_HELD`] already held, copied to `take` as `recv` does.
+    pub(crate) fn recv_held<R>(
+        &self,
+        py: Python<'_>,
+        block: bool,
+        deadline: Option<Instant>,
+        held: impl FnOnce(Taken) -> PyResult<R>,
+        take: impl FnOnce(&[u8]) -> PyResult<R>,
+    ) -> PyResult<Option<R>> {
+        let mut held = Some(held);
+        let mut take = Some(take);
+        self.recv_with(py, block, deadline, |eps| {
+            let Some(rx) = eps.lend_spare(&self.queue) else {
+                return self.try_take(eps, &mut take);
+            };
+            match Taken::claim(eps, rx) {
+                Ok(Some(t)) => (held.take().expect("taken once"))(t).map(Some),
+                Ok(None) | Err(TryRecvError::Disconnected | TryRecvError::Closed) => Ok(None),
+                Err(_) => Err(Fail::Corrupted("corrupted queue segment").into_py()),
+            }
+        })
+    }
+
+    /// The receive loop: `attempt` (GIL held; `Ok(None)`: nothing yet),
+    /// then waits in slices (GIL released, signals checked between them).
+    fn recv_with<R>(
+        &self,
+        py: Python<'_>,
+        block: bool,
+        deadline: Option<Instant>,
+        mut attempt: impl FnMut(&Arc<Endpoints>) -> PyResult<Option<R>>,
+    ) -> PyResult<Option<R>> {
+        let eps = self.endpoints(py);
         loop {
-            if let Some(mut g) = try_lock(&eps.rx) {
-                let rx = self.rx_of(&mut g).map_err(Fail::into_py)?;
-                match rx.try_recv_ref() {
-                    Ok(msg) => {
-                        let r = (take.take().expect("taken once"))(&msg);
-                        self.punch(&msg);
-                        drop(msg);
-                        return r.map(Some);
-                    }
-                    Err(TryRecvError::Empty) => {}
-                    Err(TryRecvError::Disconnected | TryRecvError::Closed) => {
-                        if self.mode == Mode::Pipe {
-                            return Err(super::eof());
-                        }
-                    }
-                    Err(_) => return Err(Fail::Corrupted("corrupted queue segment").into_py()),
-                }
+            if let Some(r) = attempt(&eps)? {
+                return Ok(Some(r));
             }
             if !block {
                 return Ok(None);
@@ -428,6 +501,37 @@ impl Chan {
             py.detach(|| self.wait_readable(&eps, slice))
                 .map_err(Fail::into_py)?;
             py.check_signals()?;
+        }
+    }
+
+    /// One receive through this process's receiver, without waiting,
+    /// handed in place to `take` (once). `Ok(None)`: nothing queued (or
+    /// the receiver is busy in another thread's wait).
+    fn try_take<R>(
+        &self,
+        eps: &Endpoints,
+        take: &mut Option<impl FnOnce(&[u8]) -> PyResult<R>>,
+    ) -> PyResult<Option<R>> {
+        let Some(mut g) = try_lock(&eps.rx) else {
+            return Ok(None);
+        };
+        let rx = self.rx_of(&mut g).map_err(Fail::into_py)?;
+        let got = rx.try_recv_ref();
+        match got {
+            Ok(msg) => {
+                let r = (take.take().expect("taken once"))(&msg);
+                self.punch(&msg);
+                drop(msg);
+                r.map(Some)
+            }
+            Err(TryRecvError::Empty) => Ok(None),
+            Err(TryRecvError::Disconnected | TryRecvError::Closed) => {
+                if self.mode == Mode::Pipe {
+                    return Err(super::eof());
+                }
+                Ok(None)
+            }
+            Err(_) => Err(Fail::Corrupted("corrupted queue segment").into_py()),
         }
     }
 

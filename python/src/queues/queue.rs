@@ -150,7 +150,8 @@ pub(crate) fn dumps<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<P
 /// `bytearray` per out-of-band buffer.
 pub(crate) struct Received<'py> {
     pickle: Bound<'py, PyBytes>,
-    bufs: Vec<Bound<'py, PyByteArray>>,
+    /// `bytearray`s, or views of a slot held in place (`held`).
+    bufs: Vec<Bound<'py, PyAny>>,
 }
 
 /// A new `bytearray` holding a copy of `data` (not zeroed first).
@@ -180,12 +181,17 @@ pub(crate) fn copy_out<'py>(py: Python<'py>, msg: &[u8]) -> PyResult<Received<'p
     let bufs = parts
         .bufs
         .into_iter()
-        .map(|r| bytearray_of(py, &msg[r]))
+        .map(|r| bytearray_of(py, &msg[r]).map(Bound::into_any))
         .collect::<PyResult<Vec<_>>>()?;
     Ok(Received { pickle, bufs })
 }
 
 impl<'py> Received<'py> {
+    /// A message's pickle and its buffers.
+    pub(crate) fn new(pickle: Bound<'py, PyBytes>, bufs: Vec<Bound<'py, PyAny>>) -> Self {
+        Received { pickle, bufs }
+    }
+
     /// Unpickles the message.
     pub(crate) fn loads(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let loads = LOADS.import(py, "pickle", "loads")?;
@@ -429,17 +435,39 @@ impl QueueBase {
     /// `block` true, waits up to `timeout` seconds (`None`: for ever);
     /// otherwise, or once the timeout passes, raises `queue.Empty`. A
     /// queue whose producers have all exited (or died) is simply empty.
-    #[pyo3(signature = (block=true, timeout=None))]
+    ///
+    /// `copy=False` (a shmring extension): out-of-band buffers (numpy
+    /// arrays' data) are not copied out of the queue; they arrive as
+    /// read-only views of the message's slot, which stays claimed until
+    /// the last of them is collected. While claimed, the slot is not
+    /// reused: a sender that comes round to it (a queue's capacity of
+    /// messages later) waits. Up to 8 messages per handle are held so;
+    /// past that, and for objects without buffers, `get` copies.
+    #[pyo3(signature = (block=true, timeout=None, *, copy=true))]
     fn get<'py>(
         &self,
         py: Python<'py>,
         block: bool,
         timeout: Option<f64>,
+        copy: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.check_open()?;
         let deadline = deadline_of(timeout)?;
-        match self.chan.recv(py, block, deadline, |m| copy_out(py, m))? {
-            Some(r) => r.loads(py),
+        let got = if copy {
+            self.chan
+                .recv(py, block, deadline, |m| copy_out(py, m))?
+                .map(|r| r.loads(py))
+        } else {
+            self.chan.recv_held(
+                py,
+                block,
+                deadline,
+                |t| Ok(t.into_object(py)),
+                |m| Ok(copy_out(py, m).and_then(|r| r.loads(py))),
+            )?
+        };
+        match got {
+            Some(obj) => obj,
             None => Err(empty_err(py)?),
         }
     }
@@ -451,7 +479,7 @@ impl QueueBase {
 
     /// `get(False)`.
     fn get_nowait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.get(py, false, None)
+        self.get(py, false, None, true)
     }
 
     /// The number of objects queued now (a snapshot, as in
@@ -603,6 +631,13 @@ impl QueueBase {
     #[getter]
     fn _capacity(&self) -> usize {
         self.chan.queue.capacity()
+    }
+
+    /// Messages the queue has counted lost: claimed by a receiver whose
+    /// process died before it released them (reaped).
+    #[getter]
+    fn _lost(&self) -> u64 {
+        self.chan.queue.lost()
     }
 
     /// The largest pickled object (with its buffers) the queue takes, in
