@@ -6,7 +6,7 @@ wrap these. Test hooks of the extension are left out on purpose.
 a native class with its own instance layout (no class derives from two).
 """
 
-from typing import Any, Callable, List, Optional, Tuple, final
+from typing import Any, Callable, List, NoReturn, Optional, Tuple, final
 
 from typing_extensions import disjoint_base
 
@@ -37,8 +37,10 @@ class CorruptedError(Exception):
 @final
 class _Held:
     """A message read in place (``get(copy=False)``): the weak-reference
-    callback of its views; the last one releases its slot."""
-    def __call__(self, weakref: Any, /) -> None: ...
+    callback of its buffers' exporters; the last one releases its slot.
+    Callable (``held(weakref)``); made only by ``get``."""
+    def __new__(cls, *args: Any) -> NoReturn:
+        """Not constructible from Python."""
 
 def release_held_at_exit() -> None:
     """Releases every message still held in place (registered with

@@ -317,6 +317,7 @@ impl Taken {
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Held>()?;
     m.add_function(wrap_pyfunction!(release_held_at_exit, m)?)?;
-    m.add_function(wrap_pyfunction!(_held_count, m)?)?;
+    // A test hook: an attribute, not in `__all__` (as testhooks.rs does).
+    m.setattr("_held_count", wrap_pyfunction!(_held_count, m)?)?;
     Ok(())
 }
