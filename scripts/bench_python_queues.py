@@ -16,6 +16,9 @@ nothing to receive) and busy-polling (mode "spin"):
 
   shmring.Queue, shmring.Queue(maxsize=16) (1 MiB only), shmring.Pipe: block
       (the default: spin 20 us, then sleep on a futex) and spin (spin=True);
+  shmring.Queue in place (1 MiB only): Queue(16), get(copy=False) on both
+      sides (the array arrives as a view of its slot: the sender's copy is
+      the only one), block and spin;
   multiprocessing.Queue, SimpleQueue, Pipe: block;
   faster_fifo.Queue: block (its get() sleeps on a condition variable);
   iceoryx2 (its Python package: publish-subscribe services of byte slices,
@@ -225,9 +228,13 @@ class IoxEnd:
 # name -> (mode, make(payload) -> handles, or None and the reason it is
 # skipped). Each process builds its (send, recv, close) from the handles.
 
+# Rows measured with the 1 MiB array only.
+ONLY_1MIB = ("shmring.Queue(maxsize=16)", "shmring.Queue in place", "shmring.Queue spin in place")
+
+
 def transports():
     ctx = multiprocessing.get_context("fork")
-    two = lambda make: (lambda p: ("queue", make(p), make(p)))  # noqa: E731
+    two = lambda make: (lambda p: ("queue", make(p), make(p), False))  # noqa: E731
     limit = lambda p: max(4 << 20, PAYLOAD_BYTES[p] * 2)  # noqa: E731
     t = {
         "shmring.Queue": ("block", two(lambda p: shmring.Queue(max_message_size=limit(p)))),
@@ -255,6 +262,13 @@ def transports():
     # Busy-polling.
     t["shmring.Queue spin"] = (
         "spin", two(lambda p: shmring.Queue(max_message_size=limit(p), spin=True)))
+    # get(copy=False): arrays arrive as views of the slot (1 MiB only).
+    t["shmring.Queue in place"] = (
+        "block", lambda p: ("queue", shmring.Queue(16, max_message_size=limit(p)),
+                            shmring.Queue(16, max_message_size=limit(p)), True))
+    t["shmring.Queue spin in place"] = (
+        "spin", lambda p: ("queue", shmring.Queue(16, max_message_size=limit(p), spin=True),
+                           shmring.Queue(16, max_message_size=limit(p), spin=True), True))
     t["shmring.Pipe spin"] = (
         "spin", lambda p: ("pipe",) + shmring.Pipe(max_message_size=limit(p), spin=True))
     if t["iceoryx2"][1] is None:
@@ -275,16 +289,22 @@ def ends(handles, payload, parent):
         out, inp = (a2b, b2a) if parent else (b2a, a2b)
         e = IoxEnd(out, inp, spin, max(4096, 2 * PAYLOAD_BYTES[payload] + 4096), create=parent)
         return e.send, e.recv, e.close
-    _, req, resp = handles
+    _, req, resp, in_place = handles
+    if in_place:
+        def get(q):
+            return lambda: q.get(copy=False)
+    else:
+        def get(q):
+            return q.get
     if parent:
-        return req.put, resp.get, lambda: None
+        return req.put, get(resp), lambda: None
 
     def done():
         if hasattr(resp, "join_thread"):  # multiprocessing's feeder thread
             resp.close()
             resp.join_thread()
 
-    return resp.put, req.get, done
+    return resp.put, get(req), done
 
 
 def serve(handles, payload, cpu, ready):
@@ -452,7 +472,7 @@ def run(args, pair):
             for name, entry in table.items():
                 if only and name not in only:
                     continue
-                if name == "shmring.Queue(maxsize=16)" and payload != "1MiB-numpy":
+                if name in ONLY_1MIB and payload != "1MiB-numpy":
                     continue
                 if entry[1] is None:
                     skipped[name] = entry[2]
@@ -539,11 +559,12 @@ def run(args, pair):
     check("small msgs/s: shmring.Queue spin / iceoryx2 spin (target >= 5)",
           per_round("shmring.Queue spin", "small", "iceoryx2 spin", "small", "msgs_per_s"),
           lambda r: r >= 5)
-    for a in ("shmring.Queue", "shmring.Queue(maxsize=16)"):
+    for a in ("shmring.Queue", "shmring.Queue(maxsize=16)", "shmring.Queue in place"):
         g = rows.get((a, "1MiB-numpy"))
         check(f"1 MiB numpy GB/s, {a} (target >= 5 GB/s)",
               spread([r["GB_per_s"] for r in g]) if g else None, lambda r: r >= 5, " GB/s")
-    for a in ("shmring.Queue", "shmring.Queue(maxsize=16)", "shmring.Pipe", "shmring.Queue spin"):
+    for a in ("shmring.Queue", "shmring.Queue(maxsize=16)", "shmring.Pipe", "shmring.Queue spin",
+              "shmring.Queue in place", "shmring.Queue spin in place"):
         check(f"1 MiB numpy round trips/s: {a} / mp.Pipe (target >= 10)",
               per_round(a, "1MiB-numpy", "mp.Pipe", "1MiB-numpy", "rtt_per_s"), lambda r: r >= 10)
     if args.json:

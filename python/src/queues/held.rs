@@ -244,6 +244,11 @@ impl Taken {
         }
     }
 
+    /// The message's length.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
     /// The message's bytes.
     fn bytes(&self) -> &[u8] {
         self.claim.msg.as_deref().expect("claimed")
