@@ -588,7 +588,10 @@ impl ByteSender {
         self.payload.max()
     }
 
-    /// How long a blocked call spins before sleeping (default 20 µs).
+    /// How long a blocked call spins before sleeping (default 20 µs; zero:
+    /// sleep at once). On an MPMC queue, a call that spins at all spins up
+    /// to 250 µs more while it sees a peer in the middle of a message
+    /// (docs/design.md, "Blocking").
     pub fn set_spin(&mut self, spin: Duration) {
         self.inner.set_spin(spin)
     }
@@ -910,7 +913,10 @@ impl ByteReceiver {
         self.payload.max()
     }
 
-    /// How long a blocked call spins before sleeping (default 20 µs).
+    /// How long a blocked call spins before sleeping (default 20 µs; zero:
+    /// sleep at once). On an MPMC queue, a call that spins at all spins up
+    /// to 250 µs more while it sees a peer in the middle of a message
+    /// (docs/design.md, "Blocking").
     pub fn set_spin(&mut self, spin: Duration) {
         self.inner.set_spin(spin)
     }

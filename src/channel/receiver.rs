@@ -217,7 +217,9 @@ impl<T: Pod> Receiver<T> {
     }
 
     /// How long a blocked call spins before sleeping (default 20 µs; zero:
-    /// sleep at once).
+    /// sleep at once). On an MPMC queue, a call that spins at all spins up
+    /// to 250 µs more while it sees a peer in the middle of a message
+    /// (docs/design.md, "Blocking").
     pub fn set_spin(&mut self, spin: Duration) {
         self.spin = spin;
     }
