@@ -23,8 +23,7 @@ __all__ = [
     "_Semaphore",
     "_SharedDict",
     "_SharedList",
-    "_Held",
-    "release_held_at_exit",
+    "_SlotGuard",
 ]
 
 __version__: str
@@ -35,16 +34,15 @@ class CorruptedError(Exception):
 # Queues area (python/src/queues).
 
 @final
-class _Held:
-    """A message read in place (``get(copy=False)``): the weak-reference
-    callback of its buffers' exporters; the last one releases its slot.
-    Callable (``held(weakref)``); made only by ``get``."""
+class _SlotGuard:
+    """Keeps a message read in place (``get(copy=False)``) claimed while
+    the buffer exporter it is attached to lives. Made only by ``get``."""
     def __new__(cls, *args: Any) -> NoReturn:
         """Not constructible from Python."""
 
-def release_held_at_exit() -> None:
-    """Releases every message still held in place (registered with
-    ``atexit`` by ``shmring.queues``)."""
+def _release_held_at_exit() -> None:
+    """Gives back every slot this process holds in place (exit; run by
+    ``multiprocessing``'s exit handlers in its children)."""
 
 @disjoint_base
 class QueueBase:
@@ -91,6 +89,8 @@ class QueueBase:
     def _capacity(self) -> int: ...
     @property
     def _lost(self) -> int: ...
+    @property
+    def _endpoints(self) -> Tuple[int, int]: ...
     @property
     def max_message_size(self) -> int: ...
 

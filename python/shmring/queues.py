@@ -10,7 +10,6 @@ one carries its memfd (through ``multiprocessing.reduction.DupFd``) and the
 child maps it again. Each process attaches its own endpoints on first use.
 """
 
-import atexit as _atexit
 import queue as _queue
 
 from . import _shmring
@@ -35,10 +34,6 @@ Full = _queue.Full
 #: Raised by ``get(block=False)`` / ``get(timeout=...)`` on an empty queue
 #: (the standard library's ``queue.Empty``).
 Empty = _queue.Empty
-
-# Messages still held in place (``get(copy=False)``) when the interpreter
-# exits go back to their senders (their memory stays mapped until exit).
-_atexit.register(_shmring.release_held_at_exit)
 
 #: Objects a queue created with ``maxsize=0`` holds before ``put`` blocks.
 DEFAULT_MAXSIZE = 1024

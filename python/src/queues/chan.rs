@@ -101,9 +101,16 @@ pub(crate) struct Endpoints {
     spare: Mutex<Spares>,
 }
 
+/// Idle receivers a process keeps for messages held in place (a loop
+/// that holds the previous message while it takes the next needs two).
+const IDLE_SPARES: usize = 2;
+
 /// Receivers lent to messages held in place, and idle ones.
 #[derive(Default)]
 struct Spares {
+    // Boxed: a lent receiver must not move while a claim borrows it, and
+    // an idle one is lent again as it is.
+    #[allow(clippy::vec_box)]
     idle: Vec<Box<ByteReceiver>>,
     lent: usize,
     /// The handle was closed: receivers given back are dropped.
@@ -134,7 +141,9 @@ impl Endpoints {
     pub(crate) fn give_back_spare(&self, rx: Box<ByteReceiver>) {
         let mut s = lock(&self.spare);
         s.lent = s.lent.saturating_sub(1);
-        if !s.closed {
+        // A few stay attached for the next messages; the rest detach, so
+        // that idle spares do not fill the queue's endpoint table.
+        if !s.closed && s.idle.len() < IDLE_SPARES {
             s.idle.push(rx);
         }
     }

@@ -7,32 +7,37 @@
 //! the sender's one copy and nothing more. Each view's exporter is a
 //! ctypes array over the slot's bytes (the stable ABI has no buffer
 //! protocol of our own before 3.11): every view derived from it, numpy's
-//! base included, keeps it alive. The slot stays claimed while any
-//! exporter lives, and goes back to the senders when the last one is
-//! collected.
+//! base included, keeps it alive.
 //!
 //! # How a claim outlives the call
 //! A claim ([`ByteRef`]) borrows its receiver, so each message kept this
-//! way gets a receiver of its own: a spare one of this process
-//! ([`Endpoints::spare`]), or a new one while fewer than [`MAX_HELD`] are
-//! lent; past that, `get(copy=False)` copies as `get()` does. A [`Held`]
-//! owns the receiver (boxed: its address does not move) and the claim
-//! that borrows it, and drops the claim first.
+//! way gets a receiver of its own: an idle spare of this process
+//! ([`Endpoints`]), or a new one while fewer than [`MAX_HELD`] are lent;
+//! past that, `get(copy=False)` copies as `get()` does. A [`Claim`] owns
+//! the receiver (boxed: its address does not move) and the claim that
+//! borrows it, and drops the claim first.
 //!
 //! # When a claim ends
-//! Each exporter has a weak reference whose callback is its `Held`; the
-//! callback of the last one releases the claim and returns the receiver
-//! to the spares. Those weak references live in [`REGISTRY`] until then,
-//! so a reference cycle collected by the garbage collector cannot drop a
-//! `Held` (and unmap a slot) under a live view. At interpreter exit
-//! ([`release_held_at_exit`], registered by `shmring.queues`) every claim
-//! still held is released, so senders are not stalled by a process that
-//! exited cleanly; the receivers are kept, so the slot stays mapped for
-//! whatever still runs. In a forked child an inherited `Held` does
-//! nothing: the claim belongs to its parent.
+//! Each exporter carries, as an attribute, a [`SlotGuard`]: a native
+//! object with no finalizer and no weak references, holding the message's
+//! [`Shared`] claim. The guard is freed only when its exporter is: when no
+//! view derived from it is left, or when the garbage collector clears a
+//! cycle that is really dead (after finalizers have run and any object
+//! they brought back has been taken out of the garbage). The last guard
+//! of a message drops its claim, which releases the slot and gives the
+//! receiver back. (Weak-reference callbacks would not do: the collector
+//! calls them before finalizers that may still revive a view.)
 //!
-//! A process killed while holding views leaves its claims to the reaper,
-//! which releases them and counts them in `lost` (they had been delivered).
+//! # Exit
+//! A process that exits cleanly gives its held slots back after the
+//! interpreter has finalized (`Py_AtExit`), when no Python code can read
+//! them any more; a `multiprocessing` child, which leaves with `os._exit`
+//! (no `Py_AtExit`), does so from `multiprocessing`'s exit handlers, after
+//! its target has returned. The receivers are kept, so nothing is
+//! unmapped. In a forked child an inherited claim does nothing: it belongs
+//! to its parent. A process killed while holding views leaves its claims
+//! to the reaper, which releases them and counts them in `lost` (they had
+//! been delivered).
 
 use super::chan::{fork_gen, lock, Endpoints};
 use super::queue::Received;
@@ -40,26 +45,16 @@ use super::{frame, CorruptedError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView};
 use shmring::{ByteReceiver, ByteRef};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Messages one process may hold in place per queue handle at once; a
 /// `get(copy=False)` past that copies.
 pub(crate) const MAX_HELD: usize = 8;
 
-/// The weak references of every message held in place, by `Held` id.
-static REGISTRY: Mutex<Option<HashMap<u64, Entry>>> = Mutex::new(None);
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// A held message's `Held` and the weak references to its exporters.
-struct Entry {
-    held: Py<Held>,
-    /// Owned only to keep the weak references (and so their callbacks)
-    /// alive until the last one has fired.
-    #[allow(dead_code)]
-    refs: Vec<Py<PyAny>>,
-}
+/// Every claim held in place in this process (weakly), for the exit
+/// release and the test hook.
+static LIVE: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
 
 /// A claim and the boxed receiver it borrows.
 struct Claim {
@@ -72,42 +67,11 @@ struct Claim {
     gen: u64,
 }
 
-// SAFETY: a `Claim` is touched only with the GIL held (Held's methods and
-// the registry's users hold it), so never by two threads at once; the
-// receiver and its claim are plain memory plus atomics in the mapping,
-// not tied to the thread that made them (only to the process, checked by
-// `gen`).
+// SAFETY: a `Claim` is plain memory plus pointers into its mapping (kept
+// alive by the receiver it owns), and is moved or dropped only under its
+// `Shared` mutex or by its single owner; nothing in it is tied to the
+// thread that made it (only to the process, checked by `gen`).
 unsafe impl Send for Claim {}
-
-/// One message read in place; callable, as the weak-reference callback of
-/// its exporters.
-#[pyclass(frozen, module = "shmring._shmring", name = "_Held")]
-pub(crate) struct Held {
-    id: u64,
-    claim: Mutex<Option<Claim>>,
-    /// Exporters not yet collected.
-    live: AtomicU64,
-}
-
-impl Held {
-    /// Releases the claim: the slot goes back to the senders. `keep_rx`:
-    /// keep the receiver (exit; the slot stays mapped), else return it to
-    /// the spares. In a process other than the claimer's, forgets both.
-    fn release(&self, keep_rx: bool) {
-        let mut g = lock(&self.claim);
-        if keep_rx {
-            // The receiver stays with this (registered, never dropped)
-            // Held, and so does the slot's mapping.
-            if let Some(c) = g.as_mut().filter(|c| c.gen == fork_gen()) {
-                drop(c.msg.take());
-            }
-            return;
-        }
-        let c = g.take();
-        drop(g);
-        drop(c);
-    }
-}
 
 impl Drop for Claim {
     fn drop(&mut self) {
@@ -125,61 +89,72 @@ impl Drop for Claim {
     }
 }
 
-#[pymethods]
-impl Held {
-    /// The weak-reference callback of one exporter: the last one releases.
-    fn __call__(&self, _weakref: &Bound<'_, PyAny>) {
-        if self.live.fetch_sub(1, Ordering::Relaxed) != 1 {
-            return;
-        }
-        self.release(false);
-        // Drop the registry entry (and with it these weak references)
-        // outside the lock.
-        let entry = lock(&REGISTRY).as_mut().and_then(|m| m.remove(&self.id));
-        drop(entry);
-    }
+/// One message held in place: its claim, shared by the guards of its
+/// buffers' exporters; the last one to go drops it.
+struct Shared {
+    claim: Mutex<Option<Claim>>,
 }
 
-impl Drop for Held {
-    fn drop(&mut self) {
-        // Only reached after `release` (the registry keeps a Held alive
-        // until its last view is gone); a claim still here is forgotten
-        // rather than released under a view.
-        if let Some(c) = lock(&self.claim).take() {
-            if c.msg.is_some() {
-                std::mem::forget(c);
+impl Shared {
+    /// Releases the claim at exit: the slot goes back to the senders, the
+    /// receiver (and so the mapping) stays.
+    fn release_at_exit(&self) {
+        if let Some(c) = lock(&self.claim).as_mut() {
+            if c.gen == fork_gen() {
+                drop(c.msg.take());
             }
         }
     }
 }
 
-/// Releases every claim still held (interpreter exit); the receivers stay.
+/// Keeps a held message's slot claimed while the exporter it is attached
+/// to lives (see the module docs). Made only by `get(copy=False)`.
+#[pyclass(frozen, module = "shmring._shmring", name = "_SlotGuard")]
+pub(crate) struct SlotGuard {
+    _shared: Arc<Shared>,
+}
+
+/// Releases every claim this process still holds in place (exit: see the
+/// module docs; `multiprocessing`'s exit handlers call it in its
+/// children).
 #[pyfunction]
-pub(crate) fn release_held_at_exit(py: Python<'_>) {
-    let helds: Vec<Py<Held>> = lock(&REGISTRY)
-        .as_ref()
-        .map(|m| m.values().map(|e| e.held.clone_ref(py)).collect())
-        .unwrap_or_default();
-    for h in helds {
-        h.get().release(true);
+fn _release_held_at_exit() {
+    release_all_at_exit();
+}
+
+fn release_all_at_exit() {
+    let live: Vec<Arc<Shared>> = lock(&LIVE).iter().filter_map(Weak::upgrade).collect();
+    for s in live {
+        s.release_at_exit();
     }
 }
 
-/// The fork generation whose exit releases held messages (see
-/// [`register_exit_release`]).
+/// Run by the interpreter after it has finalized (`Py_AtExit`).
+extern "C" fn release_after_finalize() {
+    release_all_at_exit();
+}
+
+/// The fork generation whose exit releases held messages through
+/// `multiprocessing` (see [`register_exit_release`]).
 static EXIT_RELEASE_GEN: AtomicU64 = AtomicU64::new(u64::MAX);
 
-/// Makes this process's exit release its held messages, once per process.
-/// `shmring.queues` registers [`release_held_at_exit`] with `atexit`, but
-/// a `multiprocessing` child leaves with `os._exit` (no `atexit`) after
-/// running `multiprocessing.util`'s finalizers, which its bootstrap clears
-/// of the parent's: so each process that holds a message registers one.
+/// Makes a `multiprocessing` child's exit release its held messages: it
+/// leaves with `os._exit` (under fork and forkserver), after running
+/// `multiprocessing.util`'s finalizers (its bootstrap clears the
+/// parent's), so each such child that holds a message registers one.
 fn register_exit_release(py: Python<'_>) -> PyResult<()> {
     let gen = fork_gen();
     if EXIT_RELEASE_GEN.swap(gen, Ordering::Relaxed) == gen {
         return Ok(());
     }
-    let release = wrap_pyfunction!(release_held_at_exit, py)?;
+    let mp = py.import("multiprocessing")?;
+    if mp.call_method0("parent_process")?.is_none() {
+        // Not a multiprocessing child: `Py_AtExit` releases, later (in a
+        // main process, multiprocessing's exit handlers run from `atexit`,
+        // before other handlers that may still read the arrays).
+        return Ok(());
+    }
+    let release = wrap_pyfunction!(_release_held_at_exit, py)?;
     let kwargs = pyo3::types::PyDict::new(py);
     kwargs.set_item("exitpriority", 0)?;
     py.import("multiprocessing.util")?
@@ -190,16 +165,12 @@ fn register_exit_release(py: Python<'_>) -> PyResult<()> {
 
 /// How many messages this process holds in place now (all queues; tests).
 #[pyfunction]
-pub(crate) fn _held_count() -> usize {
-    lock(&REGISTRY).as_ref().map_or(0, |m| {
-        m.values()
-            .filter(|e| {
-                lock(&e.held.get().claim)
-                    .as_ref()
-                    .is_some_and(|c| c.msg.is_some())
-            })
-            .count()
-    })
+fn _held_count() -> usize {
+    lock(&LIVE)
+        .iter()
+        .filter_map(Weak::upgrade)
+        .filter(|s| lock(&s.claim).as_ref().is_some_and(|c| c.msg.is_some()))
+        .count()
 }
 
 /// A message claimed through a receiver of its own.
@@ -264,65 +235,63 @@ impl Taken {
             drop(self);
             return Received::new(pickle, Vec::new()).loads(py);
         }
-        // One exporter per buffer: a ctypes array over the slot's bytes,
-        // handed out as a read-only byte view of it. Every view derived
-        // from it (slices, casts, numpy's base) keeps the exporter alive,
-        // so its weak reference fires only when the last of them is gone.
+        register_exit_release(py)?;
+        let addrs: Vec<(usize, usize)> = parts
+            .bufs
+            .iter()
+            .map(|r| (msg[r.clone()].as_ptr() as usize, r.len()))
+            .collect();
+        let shared = Arc::new(Shared {
+            claim: Mutex::new(Some(self.claim)),
+        });
+        {
+            let mut live = lock(&LIVE);
+            live.retain(|w| w.strong_count() > 0);
+            live.push(Arc::downgrade(&shared));
+        }
+        // One exporter per buffer, a ctypes array over the slot's bytes
+        // carrying a guard of the claim, handed out as a read-only byte
+        // view of it. Should anything below fail, the exporters made so
+        // far go with their guards, and the last guard releases.
         let ctypes = py.import("ctypes")?;
         let c_char = ctypes.getattr("c_char")?;
-        let mut exporters = Vec::with_capacity(parts.bufs.len());
-        let mut views = Vec::with_capacity(parts.bufs.len());
-        for r in &parts.bufs {
-            let addr = msg[r.clone()].as_ptr() as usize;
+        let mut views = Vec::with_capacity(addrs.len());
+        for (addr, len) in addrs {
             let exporter = c_char
-                .call_method1("__mul__", (r.len(),))?
+                .call_method1("__mul__", (len,))?
                 .call_method1("from_address", (addr,))?;
+            let guard = SlotGuard {
+                _shared: shared.clone(),
+            };
+            exporter.setattr("_shmring_slot", Py::new(py, guard)?)?;
             let view = PyMemoryView::from(&exporter)?
                 .call_method1("cast", ("B",))?
                 .call_method0("toreadonly")?;
-            exporters.push(exporter);
             views.push(view);
         }
-        register_exit_release(py)?;
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let held = Py::new(
-            py,
-            Held {
-                id,
-                claim: Mutex::new(Some(self.claim)),
-                live: AtomicU64::new(exporters.len() as u64),
-            },
-        )?;
-        let mut refs = Vec::with_capacity(views.len());
-        let made = py.import("weakref").and_then(|w| {
-            let weakref = w.getattr("ref")?;
-            for e in &exporters {
-                refs.push(weakref.call1((e, held.clone_ref(py)))?.unbind());
-            }
-            Ok(())
-        });
-        if made.is_err() {
-            // Only the exporters with a weak reference release: count those
-            // (none: release now).
-            held.get().live.store(refs.len() as u64, Ordering::Relaxed);
-            if refs.is_empty() {
-                held.get().release(false);
-            }
-        }
-        lock(&REGISTRY)
-            .get_or_insert_with(HashMap::new)
-            .insert(id, Entry { held, refs });
-        made?;
-        drop(exporters);
+        drop(shared);
         Received::new(pickle, views).loads(py)
     }
 }
 
-/// Registers `_Held` and the module functions.
+/// Registers `_SlotGuard`, the exit release and the test hook.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<Held>()?;
-    m.add_function(wrap_pyfunction!(release_held_at_exit, m)?)?;
-    // A test hook: an attribute, not in `__all__` (as testhooks.rs does).
+    m.add_class::<SlotGuard>()?;
+    // Private: attributes, not in `__all__` (as testhooks.rs does).
+    m.setattr(
+        "_release_held_at_exit",
+        wrap_pyfunction!(_release_held_at_exit, m)?,
+    )?;
     m.setattr("_held_count", wrap_pyfunction!(_held_count, m)?)?;
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    AT_EXIT.call_once(|| {
+        // SAFETY: registers a plain function to run after finalization;
+        // it touches no Python object (only this module's Rust state).
+        // A full table (32 functions) only loses the exit release: the
+        // reaper then releases those slots.
+        unsafe {
+            pyo3::ffi::Py_AtExit(Some(release_after_finalize));
+        }
+    });
     Ok(())
 }

@@ -640,6 +640,13 @@ impl QueueBase {
         self.chan.queue.lost()
     }
 
+    /// `(senders, receivers)` attached to the queue now, by every process
+    /// (live ones).
+    #[getter]
+    fn _endpoints(&self) -> (u32, u32) {
+        self.chan.queue.live_endpoints()
+    }
+
     /// The largest pickled object (with its buffers) the queue takes, in
     /// bytes.
     #[getter]
