@@ -34,6 +34,7 @@ mod frame;
 mod held;
 mod pybuf;
 mod queue;
+mod simple;
 
 pyo3::create_exception!(
     shmring,

@@ -41,7 +41,7 @@
 
 use super::chan::{fork_gen, lock, Endpoints};
 use super::queue::Received;
-use super::{frame, CorruptedError};
+use super::{frame, simple, CorruptedError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView};
 use shmring::{ByteReceiver, ByteRef};
@@ -229,6 +229,10 @@ impl Taken {
     /// released at once, when it has none).
     pub(crate) fn into_object(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
         let msg = self.bytes();
+        if let Some(obj) = simple::decode(py, msg) {
+            drop(self);
+            return Ok(obj);
+        }
         let parts = frame::parse(msg).map_err(CorruptedError::new_err)?;
         let pickle = PyBytes::new(py, &msg[parts.pickle.clone()]);
         if parts.bufs.is_empty() {

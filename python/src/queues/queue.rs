@@ -5,7 +5,7 @@
 
 use super::chan::{Chan, Mode};
 use super::pybuf::Buf;
-use super::{deadline_of, frame, next_slice, segment_err, CorruptedError};
+use super::{deadline_of, frame, next_slice, segment_err, simple, CorruptedError};
 use pyo3::exceptions::{PyAssertionError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -68,8 +68,23 @@ impl RawSlice {
 
 /// An object pickled for sending: the pickle and its out-of-band buffers.
 pub(crate) struct Pickled<'py> {
-    pickle: Bound<'py, PyBytes>,
+    pickle: PickleBytes<'py>,
     bufs: Vec<Buf>,
+}
+
+/// A pickle: made by `pickle.dumps`, or by [`simple::encode`].
+enum PickleBytes<'py> {
+    Py(Bound<'py, PyBytes>),
+    Own(Vec<u8>),
+}
+
+impl PickleBytes<'_> {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            PickleBytes::Py(b) => b.as_bytes(),
+            PickleBytes::Own(v) => v,
+        }
+    }
 }
 
 impl Pickled<'_> {
@@ -102,6 +117,12 @@ impl Pickled<'_> {
 /// Pickles `obj` with protocol 5, its buffers (numpy arrays' data) out of
 /// band.
 pub(crate) fn dumps<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Pickled<'py>> {
+    if let Some(pickle) = simple::encode(obj)? {
+        return Ok(Pickled {
+            pickle: PickleBytes::Own(pickle),
+            bufs: Vec::new(),
+        });
+    }
     let dumps = DUMPS.import(py, "pickle", "dumps")?;
     // Objects of these types have no out-of-band buffers.
     let plain = obj.is_none()
@@ -113,16 +134,18 @@ pub(crate) fn dumps<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<P
     if plain {
         let pickle = dumps.call1((obj, 5))?.cast_into::<PyBytes>()?;
         return Ok(Pickled {
-            pickle,
+            pickle: PickleBytes::Py(pickle),
             bufs: Vec::new(),
         });
     }
     let list = PyList::empty(py);
     let kwargs = PyDict::new(py);
     kwargs.set_item("buffer_callback", list.getattr("append")?)?;
-    let pickle = dumps
-        .call((obj, 5), Some(&kwargs))?
-        .cast_into::<PyBytes>()?;
+    let pickle = PickleBytes::Py(
+        dumps
+            .call((obj, 5), Some(&kwargs))?
+            .cast_into::<PyBytes>()?,
+    );
     let mut bufs = Vec::with_capacity(list.len());
     if list.len() > frame::MAX_BUFFERS {
         return Err(PyValueError::new_err("too many out-of-band buffers"));
@@ -154,6 +177,22 @@ pub(crate) struct Received<'py> {
     bufs: Vec<Bound<'py, PyAny>>,
 }
 
+/// A received message: read already ([`simple::decode`]), or to unpickle.
+pub(crate) enum Got<'py> {
+    Ready(Bound<'py, PyAny>),
+    Pickled(Received<'py>),
+}
+
+impl<'py> Got<'py> {
+    /// The object.
+    pub(crate) fn loads(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self {
+            Got::Ready(obj) => Ok(obj),
+            Got::Pickled(r) => r.loads(py),
+        }
+    }
+}
+
 /// A new `bytearray` holding a copy of `data` (not zeroed first).
 pub(crate) fn bytearray_of<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyByteArray>> {
     let n = ffi::Py_ssize_t::try_from(data.len())
@@ -175,7 +214,10 @@ pub(crate) fn bytearray_of<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<
 }
 
 /// Copies a received message out of its slot.
-pub(crate) fn copy_out<'py>(py: Python<'py>, msg: &[u8]) -> PyResult<Received<'py>> {
+pub(crate) fn copy_out<'py>(py: Python<'py>, msg: &[u8]) -> PyResult<Got<'py>> {
+    if let Some(obj) = simple::decode(py, msg) {
+        return Ok(Got::Ready(obj));
+    }
     let parts = frame::parse(msg).map_err(CorruptedError::new_err)?;
     let pickle = PyBytes::new(py, &msg[parts.pickle]);
     let bufs = parts
@@ -183,7 +225,7 @@ pub(crate) fn copy_out<'py>(py: Python<'py>, msg: &[u8]) -> PyResult<Received<'p
         .into_iter()
         .map(|r| bytearray_of(py, &msg[r]).map(Bound::into_any))
         .collect::<PyResult<Vec<_>>>()?;
-    Ok(Received { pickle, bufs })
+    Ok(Got::Pickled(Received { pickle, bufs }))
 }
 
 impl<'py> Received<'py> {
