@@ -224,6 +224,8 @@ const NEVER_PUNCHED: usize = 2 << 20;
 /// [`Chan::spin_ns`]'s value for "the core's default spin" (sized by
 /// [`Chan::default_spin`]).
 const DEFAULT_SPIN: u64 = u64::MAX;
+/// How long a blocked receive first polls with the GIL held.
+const HELD_SPIN: Duration = Duration::from_micros(2);
 /// The core's default spin of a blocked call.
 const BASE_SPIN: Duration = Duration::from_micros(20);
 /// The most a default-spin receive spins after large messages.
@@ -530,6 +532,7 @@ impl Chan {
         mut attempt: impl FnMut(&Arc<Endpoints>) -> PyResult<Option<R>>,
     ) -> PyResult<Option<R>> {
         let eps = self.endpoints(py);
+        let mut first = true;
         loop {
             if let Some(r) = attempt(&eps)? {
                 return Ok(Some(r));
@@ -540,6 +543,19 @@ impl Chan {
             let Some(slice) = next_slice(deadline) else {
                 return Ok(None);
             };
+            if std::mem::take(&mut first) {
+                // A message about to land (a peer answering) is caught
+                // with the GIL held: releasing and taking it back would
+                // cost more than the wait. Bounded by HELD_SPIN, so other
+                // threads wait no longer than that.
+                let until = Instant::now() + HELD_SPIN.min(slice);
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                    if let Some(r) = attempt(&eps)? {
+                        return Ok(Some(r));
+                    }
+                }
+            }
             py.detach(|| self.wait_readable(&eps, slice))
                 .map_err(Fail::into_py)?;
             py.check_signals()?;
