@@ -151,44 +151,44 @@ def _hold_and_report(q, ready, keep):
         signal.pause()
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_a_clean_exit_releases_what_it_held(method):
+def _holder_ends(method, keep, end):
+    """A child takes the first of three arrays in place and holds it;
+    `end(p)` ends it. Then a lap of sends (two more arrays through a
+    queue of two) must go through: returns the queue's lost count."""
     ctx = multiprocessing.get_context(method)
     q = shmring.Queue(2)
     ready = shmring.Queue(2)
     x0, x1, x2 = arrays(3, size=1024)
     q.put(x0)
-    p = ctx.Process(target=_hold_and_report, args=(q, ready, "exit"))
+    p = ctx.Process(target=_hold_and_report, args=(q, ready, keep))
     p.start()
     assert ready.get(timeout=60) == 1.0
-    p.join(60)
-    assert p.exitcode == 0
-    # Its exit gave slot 0 back: a lap of sends goes through, and nothing
-    # was reaped as lost.
-    q.put(x1, timeout=30)
-    q.put(x2, timeout=30)
-    assert q._lost == 0
+    end(p)
+    q.put(x1, timeout=60)
+    # Slot 0 again: free once the child's slot is given back (by its exit,
+    # or by the reaper, which a blocked send runs).
+    q.put(x2, timeout=60)
     assert np.array_equal(q.get(), x1)
     assert np.array_equal(q.get(), x2)
+    return q._lost
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_clean_exit_releases_what_it_held(method):
+    def exits(p):
+        p.join(60)
+        assert p.exitcode == 0
+
+    # Given back by its exit: nothing was reaped as lost.
+    assert _holder_ends(method, "exit", exits) == 0
 
 
 def test_a_killed_holder_is_reaped_and_its_message_counted_lost():
-    ctx = multiprocessing.get_context("fork")
-    q = shmring.Queue(2)
-    ready = shmring.Queue(2)
-    x0, x1, x2 = arrays(3, size=1024)
-    q.put(x0)
-    p = ctx.Process(target=_hold_and_report, args=(q, ready, "forever"))
-    p.start()
-    assert ready.get(timeout=60) == 1.0
-    os.kill(p.pid, signal.SIGKILL)
-    p.join(60)
-    q.put(x1)
-    # Slot 0 waits for the reaper, which a blocked send runs.
-    q.put(x2, timeout=60)
-    assert q._lost == 1
-    assert np.array_equal(q.get(), x1)
-    assert np.array_equal(q.get(), x2)
+    def killed(p):
+        os.kill(p.pid, signal.SIGKILL)
+        p.join(60)
+
+    assert _holder_ends("fork", "forever", killed) == 1
 
 
 def _echo_in_place(a, b, n):
