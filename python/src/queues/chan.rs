@@ -543,7 +543,8 @@ impl Chan {
             let Some(slice) = next_slice(deadline) else {
                 return Ok(None);
             };
-            if std::mem::take(&mut first) {
+            // A handle told to sleep at once (spin 0) does not poll here.
+            if std::mem::take(&mut first) && self.spin() != Some(Duration::ZERO) {
                 // A message about to land (a peer answering) is caught
                 // with the GIL held: releasing and taking it back would
                 // cost more than the wait. Bounded by HELD_SPIN, so other
