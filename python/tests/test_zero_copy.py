@@ -310,3 +310,32 @@ def test_exit_gives_slots_back_after_atexit_handlers(tmp_path):
         assert q._lost == 0
     finally:
         shmring.Queue.unlink(name)
+
+
+def test_several_consumers_that_drop_each_array_get_everything_once():
+    import threading
+
+    q = shmring.Queue(16)
+    n, consumers = 3000, 4
+    got = [[] for _ in range(consumers)]
+
+    def consume(i):
+        while True:
+            v = q.get(timeout=60, copy=False)
+            if v is None:
+                return
+            got[i].append(int(v[0]) if isinstance(v, np.ndarray) else v)
+            del v  # before the next get (see docs/python.md)
+
+    threads = [threading.Thread(target=consume, args=(i,)) for i in range(consumers)]
+    for t in threads:
+        t.start()
+    for i in range(n):
+        q.put(np.full(1000, i) if i % 3 == 0 else i)
+    for _ in threads:
+        q.put(None)
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads)
+    assert sorted(v for g in got for v in g) == list(range(n))
+    assert held() == 0

@@ -543,6 +543,7 @@ impl Chan {
             let Some(slice) = next_slice(deadline) else {
                 return Ok(None);
             };
+            let first_slice = first;
             // A handle told to sleep at once (spin 0) does not poll here.
             if std::mem::take(&mut first) && self.spin() != Some(Duration::ZERO) {
                 // A message about to land (a peer answering) is caught
@@ -557,7 +558,7 @@ impl Chan {
                     }
                 }
             }
-            py.detach(|| self.wait_readable(&eps, slice))
+            py.detach(|| self.wait_readable(&eps, slice, first_slice))
                 .map_err(Fail::into_py)?;
             py.check_signals()?;
         }
@@ -596,11 +597,18 @@ impl Chan {
     }
 
     /// Waits up to `slice` for a message to be queued (without taking it).
-    fn wait_readable(&self, eps: &Endpoints, slice: Duration) -> Result<(), Fail> {
+    /// `first`: the call's first slice, the only one that spins longer
+    /// after a large message (an answer in flight lands within it, or the
+    /// peer is idle and later slices need not spin more than usual).
+    fn wait_readable(&self, eps: &Endpoints, slice: Duration, first: bool) -> Result<(), Fail> {
         let mut g = lock(&eps.rx);
         let rx = self.rx_of(&mut g)?;
         if self.spin().is_none() {
-            rx.set_spin(self.default_spin());
+            rx.set_spin(if first {
+                self.default_spin()
+            } else {
+                BASE_SPIN
+            });
         }
         match rx.poll(slice) {
             Ok(_) => Ok(()),
