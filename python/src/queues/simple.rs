@@ -52,14 +52,14 @@ pub(crate) fn encode(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<u8>>> {
         let Ok(s) = obj.cast::<PyString>()?.to_cow() else {
             return Ok(None);
         };
-        sized(&mut out, SHORT_BINUNICODE, BINUNICODE, s.as_bytes());
+        if !sized(&mut out, SHORT_BINUNICODE, BINUNICODE, s.as_bytes()) {
+            return Ok(None);
+        }
     } else if obj.is_exact_instance_of::<PyBytes>() {
-        sized(
-            &mut out,
-            SHORT_BINBYTES,
-            BINBYTES,
-            obj.cast::<PyBytes>()?.as_bytes(),
-        );
+        let data = obj.cast::<PyBytes>()?.as_bytes();
+        if !sized(&mut out, SHORT_BINBYTES, BINBYTES, data) {
+            return Ok(None);
+        }
     } else {
         return Ok(None);
     }
@@ -94,19 +94,21 @@ fn int(out: &mut Vec<u8>, v: i64) {
 }
 
 /// A length-prefixed argument: the short opcode (1-byte length) or the
-/// long one (4-byte length). Callers' messages are far below 4 GiB (the
-/// queue's maximum message size bounds them); a longer one is cut off at
-/// the send's size check before it gets here.
-fn sized(out: &mut Vec<u8>, short: u8, long: u8, data: &[u8]) {
-    match u8::try_from(data.len()) {
-        Ok(n) => out.extend_from_slice(&[short, n]),
-        Err(_) => {
-            out.push(long);
-            out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        }
+/// long one (4-byte length). `false` (nothing written) for 4 GiB or more,
+/// which `pickle` writes with its 8-byte-length opcodes.
+#[must_use]
+fn sized(out: &mut Vec<u8>, short: u8, long: u8, data: &[u8]) -> bool {
+    if let Ok(n) = u8::try_from(data.len()) {
+        out.extend_from_slice(&[short, n]);
+    } else if let Ok(n) = u32::try_from(data.len()) {
+        out.push(long);
+        out.extend_from_slice(&n.to_le_bytes());
+    } else {
+        return false;
     }
     out.reserve(data.len() + 1);
     out.extend_from_slice(data);
+    true
 }
 
 /// The object of a message of exactly the shape [`encode`] writes, or
