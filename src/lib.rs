@@ -153,7 +153,7 @@ pub use channel::{
     ByteIter, ByteQueue, ByteQueueBuilder, ByteReceiver, ByteSender, Iter, Loan, Queue,
     QueueBuilder, QueueInfo, Receiver, Ref, Sender, TryIter, MAX_CAPACITY, MAX_MESSAGE,
 };
-pub use channel::{ByteLoan, ByteRef};
+pub use channel::{ByteLoan, ByteRef, DEFAULT_SPIN};
 #[cfg(not(loom))]
 pub use channel::{Connection, Pipe, PipeBuilder, PIPE_CAPACITY, PIPE_MAX_MESSAGE};
 pub use error::{

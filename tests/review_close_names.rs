@@ -1010,24 +1010,29 @@ fn held_gc_keeps_messages_removes_empty() {
             }
         }
         let exists = |i: usize| dir.path().join(format!("qx-{i}")).exists();
-        // A process forked meanwhile by a test running beside this one
-        // inherits this process's mappings until it execs: gc rightly keeps
-        // a segment that process maps ("in use"), so run it again until
-        // nobody else maps q2 (bounded; a hang fails).
-        let t = Instant::now();
-        let out = loop {
-            let out = shmring::inspect::gc(dir.path(), false, true);
-            let busy = out
-                .iter()
-                .any(|o| !o.removed && o.reason.starts_with("in use"));
-            if !busy || t.elapsed() > Duration::from_secs(20) {
-                break out;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let out = gc_until_unmapped(dir.path());
         assert!(exists(0) && exists(1), "{out:#?}");
         assert!(!exists(2), "{out:#?}");
     });
+}
+
+/// Runs `gc` on `dir` until it keeps nothing as "in use" (at most 20 s),
+/// and returns its last outcomes. A process forked meanwhile by a test
+/// running beside this one inherits this process's mappings until it
+/// execs, and gc rightly keeps a segment that process maps: the tests
+/// that expect a removal run gc again until nobody else maps it.
+fn gc_until_unmapped(dir: &std::path::Path) -> Vec<shmring::inspect::GcOutcome> {
+    let t = Instant::now();
+    loop {
+        let out = shmring::inspect::gc(dir, false, true);
+        let busy = out
+            .iter()
+            .any(|o| !o.removed && o.reason.starts_with("in use"));
+        if !busy || t.elapsed() > Duration::from_secs(20) {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Child: opens the queue at path `args[0]`, attaches a receiver and
@@ -1062,22 +1067,8 @@ fn held_gc_keeps_a_steadily_mapped_queue() {
             assert!(path.exists());
         }
         kill_child(&mut holder);
-        // Its holder dead, no message, creator dead: now it goes. (A
-        // process forked meanwhile by a test running beside this one maps
-        // it until that process execs, and gc rightly keeps it "in use"
-        // then: run gc again until nobody else maps it, bounded, as in
-        // `held_gc_keeps_messages_removes_empty`.)
-        let t = Instant::now();
-        let out = loop {
-            let out = shmring::inspect::gc(dir.path(), false, true);
-            let busy = out
-                .iter()
-                .any(|o| !o.removed && o.reason.starts_with("in use"));
-            if !busy || t.elapsed() > Duration::from_secs(20) {
-                break out;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        // Its holder dead, no message, creator dead: now it goes.
+        let out = gc_until_unmapped(dir.path());
         assert!(!path.exists(), "{out:#?}");
     });
 }

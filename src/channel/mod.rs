@@ -54,6 +54,7 @@ pub use loan::{Loan, Ref};
 pub use pipe::{Connection, Pipe, PipeBuilder, PIPE_CAPACITY, PIPE_MAX_MESSAGE};
 #[cfg(not(loom))]
 pub use queue::{Queue, QueueBuilder, QueueInfo};
+pub use raw::DEFAULT_SPIN;
 #[cfg(not(loom))]
 pub use receiver::{Iter, Receiver, TryIter};
 #[cfg(not(loom))]

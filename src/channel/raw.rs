@@ -24,7 +24,8 @@ use std::time::Duration;
 /// `membarrier` here): bounds the delay of a wake-up lost to the race.
 pub const WEAK_SLICE: Duration = Duration::from_micros(200);
 
-/// Default time to spin before sleeping.
+/// How long a blocked call spins before it sleeps unless told otherwise
+/// (`set_spin` on its sender or receiver).
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
 
 /// Idle polls between two reads of the clock in [`ReapGate::idle_poll`].

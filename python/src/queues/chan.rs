@@ -226,8 +226,6 @@ const NEVER_PUNCHED: usize = 2 << 20;
 const DEFAULT_SPIN: u64 = u64::MAX;
 /// How long a blocked receive first polls with the GIL held.
 const HELD_SPIN: Duration = Duration::from_micros(2);
-/// The core's default spin of a blocked call.
-const BASE_SPIN: Duration = Duration::from_micros(20);
 /// The most a default-spin receive spins after large messages.
 const MAX_SIZED_SPIN: Duration = Duration::from_micros(500);
 
@@ -280,7 +278,7 @@ impl Chan {
     /// stream keeps the 20 µs.
     fn default_spin(&self) -> Duration {
         let len = self.last_len.load(Ordering::Relaxed) as u64;
-        (BASE_SPIN + Duration::from_nanos(len / 4)).min(MAX_SIZED_SPIN)
+        (shmring::DEFAULT_SPIN + Duration::from_nanos(len / 4)).min(MAX_SIZED_SPIN)
     }
 
     /// Records a received message's length (see [`default_spin`](Self::default_spin)).
@@ -607,7 +605,7 @@ impl Chan {
             rx.set_spin(if first {
                 self.default_spin()
             } else {
-                BASE_SPIN
+                shmring::DEFAULT_SPIN
             });
         }
         match rx.poll(slice) {
