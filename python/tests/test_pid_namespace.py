@@ -99,6 +99,8 @@ def test_inherited_handles_are_refused_with_oserror_in_a_new_pid_namespace():
             "BoundedSemaphore.acquire": lambda: bsem.acquire(False),
             "Barrier.wait": lambda: barrier.wait(0.1),
             "Queue.put": lambda: queue.put(1),
+            "Queue.get": lambda: queue.get(timeout=0.1),
+            "Queue.get(copy=False)": lambda: queue.get(timeout=0.1, copy=False),
             "SimpleQueue.put": lambda: simple.put(1),
             "Pipe.send": lambda: a.send(1),
             "dict.__getitem__": lambda: d["k"],

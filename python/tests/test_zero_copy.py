@@ -173,7 +173,7 @@ def _holder_ends(method, keep, end):
     return q._lost
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_a_clean_exit_releases_what_it_held(method):
     def exits(p):
         p.join(60)
