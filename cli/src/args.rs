@@ -28,6 +28,16 @@ the PATH) in mode block only. Ratios: p50 over the floor of the same mode
 and over shm-spsc of the same mode and size; throughput likewise (higher is
 faster).
 
+With the shm rows in spin mode, each size of 64 B and up also gets its copy
+references: `memcpy` (one core copying that size between two buffers of its
+own, cache-hot: the machine's memcpy bandwidth at that size) and `xcopy` (the
+cross-core copy floor: two processes and only the copies, round trips through
+two bare buffers and a stream through a bare ring of as many slots as the shm
+rows'). The targets compare shm-spsc's 1 KiB and 64 KiB streams with memcpy,
+and a line under them gives each stream over xcopy. The shm rows and xcopy
+have 1024 slots per direction for messages of up to 32 B (as the floor's
+ring), else 8 MiB of slots (at most 1024, at least 4).
+
 python-shmring-queue and python-shmring-pipe measure this repository's
 Python package (`shmring.Queue`, two of them, one each way; `shmring.Pipe`,
 duplex) through the same script, with the same method and sizes as
@@ -40,9 +50,9 @@ PyPI and builds the extension into it: minutes the first time; it says so on
 stderr), unless --no-python-setup. When no interpreter is found the two rows
 are skipped, with a note saying how to enable them (not a failure).
 
---repeat N (N > 1) measures, in each mode and for each size, the floor and
-the shm rows N times, round-robin (floor, shm-spsc, shm-mpmc, floor,
-shm-spsc, shm-mpmc, ...) instead of the floor before and after shm-spsc; the
+--repeat N (N > 1) measures, in each mode and for each size, the floor, the
+copy references and the shm rows N times, round-robin (floor, memcpy and
+xcopy, shm-spsc, shm-mpmc, floor, ...) instead of the floor before and after shm-spsc; the
 kernel transports and the Python rows are measured once. The shm and floor rows then
 show the median of the N rounds (p50, p99, ..., msgs/s), and each ratio is
 computed per round, against the floor (or shm-spsc) of the same round, and
@@ -174,6 +184,7 @@ pub struct BenchArgs {
 fn parse_target(s: &str) -> Result<Target, String> {
     match s.trim() {
         "floor" => Ok(Target::Floor),
+        "copy" => Ok(Target::Copy),
         "python-queue" => Ok(Target::PythonQueue),
         "python-pipe" => Ok(Target::PythonPipe),
         "python-shmring-queue" => Ok(Target::PythonShmringQueue),
@@ -182,7 +193,7 @@ fn parse_target(s: &str) -> Result<Target, String> {
         "rabbitmq-bridge" => Ok(Target::RabbitmqBridge),
         other => other.parse().map(Target::Link).map_err(|_| {
             format!(
-                "unknown transport {other:?} (known: floor, shm-spsc, shm-mpmc, pipe, fifo, \
+                "unknown transport {other:?} (known: floor, copy, shm-spsc, shm-mpmc, pipe, fifo, \
                  unix, tcp, python-queue, python-pipe, python-shmring-queue, \
                  python-shmring-pipe, rabbitmq, rabbitmq-bridge)"
             )

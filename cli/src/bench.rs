@@ -7,7 +7,7 @@
 use crate::args::{BenchArgs, CpuPair};
 use crate::plan;
 use crate::types::{Config, Failure, Latency, Mode, Round, Row, Spread, Target};
-use crate::{amqp, floor, link, plot, python, report, sys};
+use crate::{amqp, copy, floor, link, plot, python, report, sys};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use shmring::transport::TransportKind;
 use std::io::{IsTerminal, Write};
@@ -120,6 +120,18 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
     let mut modes = args.modes.clone();
     modes.sort();
     modes.dedup();
+    // The copy references come with the shm rows they are compared with
+    // (spin mode, sizes of 64 bytes and up).
+    if modes.contains(&Mode::Spin)
+        && sizes.iter().any(|&s| s >= copy::MIN_SIZE)
+        && targets
+            .iter()
+            .any(|t| matches!(t, Target::Link(k) if k.is_shm()))
+        && !targets.contains(&Target::Copy)
+    {
+        targets.push(Target::Copy);
+        targets.sort();
+    }
 
     let mut notes = Vec::new();
     notes.push(if args.strict {
@@ -200,6 +212,7 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
             !matches!(
                 t,
                 Target::Floor
+                    | Target::Copy
                     | Target::Link(TransportKind::ShmSpsc | TransportKind::ShmMpmc)
                     | Target::PythonShmringQueue
                     | Target::PythonShmringPipe
@@ -257,6 +270,7 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
         sys::alarm(cfg.timeout);
         let got = match job.target {
             Target::Floor => floor::measure(&cfg, job.mode).map(|r| vec![r]),
+            Target::Copy => copy::measure(&cfg, job.size, link::capacity_for(job.size)),
             Target::Link(kind) => link::measure(&cfg, kind, job.mode, job.size),
             t if t.is_python() => {
                 let py = if t.is_python_shmring() {

@@ -31,7 +31,7 @@ const OP_EXIT: u32 = 3;
 
 /// A value alone on its 128-byte line pair.
 #[repr(C, align(128))]
-struct Line<T>(T);
+pub(crate) struct Line<T>(pub(crate) T);
 
 impl<T> std::ops::Deref for Line<T> {
     type Target = T;
@@ -64,7 +64,7 @@ struct Shm {
 
 /// Busy-polls `cond`; every 2^20 failed polls checks that the peer lives.
 #[inline(always)]
-fn spin_until(mut cond: impl FnMut() -> bool, peer: &Peer) -> Result<(), String> {
+pub(crate) fn spin_until(mut cond: impl FnMut() -> bool, peer: &Peer) -> Result<(), String> {
     let mut spins = 0u32;
     while !cond() {
         std::hint::spin_loop();

@@ -133,13 +133,15 @@ pub(crate) enum End {
 /// Slots per direction for `size`-byte messages: as many as the floor's
 /// ring ([`floor::RING`]) for messages of up to 32 bytes, so that the
 /// small-message rows and the floor they are compared with absorb the same
-/// bursts; 64 above that, fewer above 1 MiB (at most 64 MiB of slots per
-/// direction).
-fn capacity_for(size: usize) -> u64 {
+/// bursts; above that, 8 MiB of slots, at most 1024 and at least 4 (as the
+/// criterion benches size theirs). A ring of 64 × 1 KiB streamed 1 KiB
+/// messages 4–10× slower than one of 1024 on the 2-vCPU test machine,
+/// copying queue and bare `xcopy` ring alike (docs/benchmarks.md).
+pub(crate) fn capacity_for(size: usize) -> u64 {
     if size <= 32 {
         return u64::from(floor::RING);
     }
-    ((64usize << 20) / size).clamp(2, 64).next_power_of_two() as u64
+    ((8usize << 20) / size).clamp(4, 1024).next_power_of_two() as u64
 }
 
 /// Measures one transport in one mode at one size: the copy row, and for

@@ -16,8 +16,9 @@
 //! - `plot`: the `--plot` SVG;
 //! - `args`: the command line of `shmring bench`;
 //! - `plan`: which measurements, in which order;
-//! - `floor`, `link`, `python`: measuring the floor, the shmring
-//!   transports, Python's `multiprocessing`;
+//! - `floor`, `copy`, `link`, `python`: measuring the floor, the copy
+//!   references (`memcpy`, `xcopy`), the shmring transports, Python's
+//!   `multiprocessing`;
 //! - `bench`: `shmring bench` itself, running the plan;
 //! - `lifecycle`: `shmring ls`, `inspect`, `rm`, `gc`;
 //! - `bridge`: `shmring bridge out|in` (the `shmring-bridge` crate's
@@ -27,6 +28,7 @@ mod amqp;
 mod args;
 mod bench;
 mod bridge;
+mod copy;
 mod floor;
 mod lifecycle;
 mod link;

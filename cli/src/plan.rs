@@ -62,6 +62,9 @@ pub fn plan(targets: &[Target], modes: &[Mode], sizes: &[usize], repeat: u32) ->
                 });
             } else {
                 for &size in sizes {
+                    if target == Target::Copy && size < crate::copy::MIN_SIZE {
+                        continue;
+                    }
                     jobs.push(Job {
                         target,
                         mode,
@@ -133,12 +136,15 @@ pub fn plan(targets: &[Target], modes: &[Mode], sizes: &[usize], repeat: u32) ->
 }
 
 /// `--repeat N`, N > 1: in each mode (spin first), for each size, N rounds
-/// of the floor then that size's shm rows (floor, shm-spsc, shm-mpmc, floor,
-/// shm-spsc, shm-mpmc, ...), so that each round's ratios compare
+/// of the floor then that size's copy references and shm rows (floor, copy,
+/// shm-spsc, shm-mpmc, floor, copy, shm-spsc, shm-mpmc, ...), so that each round's ratios compare
 /// measurements a moment apart; the kernel transports and Python follow,
 /// measured once. A mode with no shm row measures the floor N times alone.
 fn repeated(jobs: Vec<Job>, modes: &[Mode], repeat: u32) -> Vec<Job> {
-    let is_shm = |j: &Job| matches!(j.target, Target::Link(k) if k.is_shm());
+    // The copy references go round with the shm rows they are compared
+    // with.
+    let is_shm =
+        |j: &Job| matches!(j.target, Target::Link(k) if k.is_shm()) || j.target == Target::Copy;
     let mut rest = jobs;
     rest.sort_by_key(|j| j.mode);
     let mut ordered = Vec::new();

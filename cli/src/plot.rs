@@ -45,6 +45,8 @@ fn x_label(x: f64) -> String {
 fn color(transport: &str) -> RGBColor {
     match transport {
         "floor" => RGBColor(0, 0, 0),
+        "memcpy" => RGBColor(90, 90, 90),
+        "xcopy" => RGBColor(160, 160, 160),
         "shm-spsc" => RGBColor(31, 119, 180),
         "shm-mpmc" => RGBColor(44, 160, 44),
         "pipe" => RGBColor(255, 127, 14),

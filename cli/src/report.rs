@@ -243,8 +243,10 @@ fn ratio(a: f64, b: Option<f64>) -> String {
 
 /// Where a transport comes in the table.
 fn rank(transport: &str) -> usize {
-    const ORDER: [&str; 11] = [
+    const ORDER: [&str; 13] = [
         "floor",
+        "memcpy",
+        "xcopy",
         "shm-spsc",
         "shm-mpmc",
         "pipe",
@@ -369,6 +371,14 @@ pub fn table(rows: &[Row]) -> String {
          msgs÷…: throughput ratios, higher is faster.\nloan rows: loan + commit and recv_ref in place, only an 8-byte header \
          written and read (their bytes/s is nominal); not in --json.",
     );
+    if rows.iter().any(|r| r.transport == "xcopy") {
+        out.push_str(
+            "\nmemcpy: one core copying the size between two buffers of its own, cache-hot (p50: \
+             one copy). xcopy: the cross-core copy floor, two processes and only the copies \
+             (round trip: into a bare buffer, out and back, out; stream: a bare ring, one copy \
+             in, one out).",
+        );
+    }
     if let Some(n) = rows
         .iter()
         .flat_map(|r| r.rounds.iter().map(|x| x.index + 1))
@@ -418,17 +428,15 @@ pub fn verdicts(rows: &[Row]) -> String {
         let r = a / b;
         Some((format!("{r:.2}×"), r <= limit))
     };
-    // Against the floor: under --repeat, the median of the per-round ratios
-    // (as in the table), with their range. Round trips must stay at or
-    // below `limit`; streaming rates (`stream`) at or above it.
-    let vs_floor = |t: &str, mode: Mode, stream: bool, limit: f64| -> Option<(String, bool)> {
-        let shm = find(rows, t, mode, 8, false)?;
-        let floor = floor_of(rows, mode)?;
+    // `a` over `b`: under --repeat, the median of the per-round ratios (as
+    // in the table), with their range. Round trips must stay at or below
+    // `limit`; streaming rates (`stream`) at or above it.
+    let vs_row = |a: &Row, b: &Row, stream: bool, limit: f64| -> Option<(String, bool)> {
         let pass = |r: f64| if stream { r >= limit } else { r <= limit };
         let ratios = if stream {
-            round_ratios(shm, floor, |x| x.msgs_per_s)
+            round_ratios(a, b, |x| x.msgs_per_s)
         } else {
-            round_ratios(shm, floor, |x| x.lat.p50 as f64)
+            round_ratios(a, b, |x| x.lat.p50 as f64)
         };
         match Spread::of(&ratios) {
             Some(s) => Some((
@@ -437,13 +445,31 @@ pub fn verdicts(rows: &[Row]) -> String {
             )),
             None => {
                 let r = if stream {
-                    shm.msgs_per_s / floor.msgs_per_s
+                    a.msgs_per_s / b.msgs_per_s
                 } else {
-                    shm.lat.p50 as f64 / floor.lat.p50 as f64
+                    a.lat.p50 as f64 / b.lat.p50 as f64
                 };
                 Some((format!("{r:.2}×"), pass(r)))
             }
         }
+    };
+    // Against the floor of the same mode.
+    let vs_floor = |t: &str, mode: Mode, stream: bool, limit: f64| -> Option<(String, bool)> {
+        vs_row(
+            find(rows, t, mode, 8, false)?,
+            floor_of(rows, mode)?,
+            stream,
+            limit,
+        )
+    };
+    // A streaming rate over a copy reference of the same size (spin).
+    let vs_copy = |t: &str, reference: &str, size: usize, limit: f64| {
+        vs_row(
+            find(rows, t, Mode::Spin, size, false)?,
+            find(rows, reference, Mode::Spin, size, false)?,
+            true,
+            limit,
+        )
     };
     let faster = |slow: Option<f64>, limit: f64| -> Option<(String, bool)> {
         let (s, f) = (slow?, shm_spin?);
@@ -478,6 +504,14 @@ pub fn verdicts(rows: &[Row]) -> String {
         Verdict {
             what: "shm-mpmc spin 8 B streaming ≥ 0.4× floor spin's rate",
             got: vs_floor("shm-mpmc", Mode::Spin, true, 0.4),
+        },
+        Verdict {
+            what: "shm-spsc spin 1 KiB streaming ≥ 0.5× memcpy's rate (one core)",
+            got: vs_copy("shm-spsc", "memcpy", 1 << 10, 0.5),
+        },
+        Verdict {
+            what: "shm-spsc spin 64 KiB streaming ≥ 0.5× memcpy's rate (one core)",
+            got: vs_copy("shm-spsc", "memcpy", 64 << 10, 0.5),
         },
         Verdict {
             what: "shm-spsc spin 8 B p50 ≥ 50× faster than pipe",
@@ -550,6 +584,31 @@ pub fn verdicts(rows: &[Row]) -> String {
         p50("shm-spsc", Mode::Spin, 8, true),
     ) {
         let _ = writeln!(out, "         (64 KiB loan ÷ 8 B loan: {:.2}×)", l / l8);
+    }
+    // Where the copies stand against the cross-core copy floor.
+    for x in rows
+        .iter()
+        .filter(|r| r.transport == "xcopy" && r.mode == Mode::Spin && !r.loan)
+    {
+        let of = |t: &str| {
+            vs_copy(t, "xcopy", x.size, 0.0).map(|(d, _)| format!("{t} streaming {d} xcopy"))
+        };
+        let mut parts: Vec<String> = ["shm-spsc", "shm-mpmc"]
+            .iter()
+            .filter_map(|t| of(t))
+            .collect();
+        if let Some((d, _)) = vs_copy("xcopy", "memcpy", x.size, 0.0) {
+            parts.push(format!("xcopy itself {d} memcpy"));
+        }
+        if !parts.is_empty() {
+            let _ = writeln!(
+                out,
+                "         ({}: {}; xcopy is the cross-core copy floor, which no copying queue \
+                 can beat)",
+                human_size(x.size),
+                parts.join(", ")
+            );
+        }
     }
     let binding: Vec<String> = [
         ("queue", "python-shmring-queue", "shm-mpmc"),

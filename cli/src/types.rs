@@ -42,6 +42,9 @@ impl fmt::Display for Failure {
 pub enum Target {
     /// The floor (busy-poll cache line / raw futex ping-pong).
     Floor,
+    /// The copy references of a size (`memcpy` one core, `xcopy` across the
+    /// two): added with the shm rows in spin mode at sizes of 64 B and up.
+    Copy,
     /// A shmring transport.
     Link(TransportKind),
     /// Python `multiprocessing.Queue`.
@@ -64,6 +67,7 @@ impl Target {
     pub fn name(self) -> &'static str {
         match self {
             Target::Floor => "floor",
+            Target::Copy => "copy",
             Target::Link(k) => k.name(),
             Target::PythonQueue => "python-queue",
             Target::PythonPipe => "python-pipe",
@@ -99,6 +103,7 @@ impl Target {
                 &[Mode::Spin, Mode::Block]
             }
             Target::Link(k) if k.is_shm() => &[Mode::Spin, Mode::Block],
+            Target::Copy => &[Mode::Spin],
             _ => &[Mode::Block],
         }
     }

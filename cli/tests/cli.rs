@@ -227,6 +227,89 @@ fn bench_repeat_reports_rounds_and_their_spread() {
 }
 
 #[test]
+fn bench_copy_references_come_with_the_shm_rows_in_spin_mode_from_64_bytes() {
+    run("cli_bench_copy", |_| {
+        // JSON: memcpy and xcopy at 1 KiB in spin mode, nowhere else.
+        let o = shmring(&[
+            "bench",
+            "--quick",
+            "--json",
+            "-t",
+            "shm-spsc",
+            "-m",
+            "spin,block",
+            "-s",
+            "8,1K",
+            "-n",
+            "200",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let stdout = String::from_utf8(o.stdout).unwrap();
+        let mut copies = Vec::new();
+        for line in stdout.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect(line);
+            let t = v["transport"].as_str().unwrap();
+            if t == "memcpy" || t == "xcopy" {
+                assert!(v["msgs_per_s"].as_f64().unwrap() > 0.0, "{line}");
+                assert!(v["rtt_p50_ns"].as_f64().unwrap() > 0.0, "{line}");
+                copies.push((
+                    t.to_string(),
+                    v["mode"].as_str().unwrap().to_string(),
+                    v["size"].as_u64().unwrap(),
+                ));
+            }
+        }
+        copies.sort();
+        assert_eq!(
+            copies,
+            [
+                ("memcpy".to_string(), "spin".to_string(), 1024),
+                ("xcopy".to_string(), "spin".to_string(), 1024)
+            ],
+            "{stdout}"
+        );
+
+        // The table checks the copy targets against them, per round.
+        let o = shmring(&[
+            "bench", "--quick", "-t", "shm-spsc", "-m", "spin", "-s", "1K,64K", "-n", "200",
+            "--repeat", "2",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let out = String::from_utf8(o.stdout).unwrap();
+        for size in ["1 KiB", "64 KiB"] {
+            let what = format!("shm-spsc spin {size} streaming ≥ 0.5× memcpy's rate");
+            let line = out
+                .lines()
+                .find(|l| l.contains(&what))
+                .unwrap_or_else(|| panic!("no {what}: {out}"));
+            assert!(
+                (line.contains("[PASS]") || line.contains("[FAIL]")) && line.contains('–'),
+                "not checked per round: {line}"
+            );
+            assert!(
+                out.lines()
+                    .any(|l| l.contains(&format!("({size}: shm-spsc streaming"))
+                        && l.contains("xcopy itself")),
+                "{out}"
+            );
+        }
+
+        // Block mode alone, or 8-byte messages alone: no copy rows.
+        for args in [
+            &["-m", "block", "-s", "1K"][..],
+            &["-m", "spin", "-s", "8"][..],
+        ] {
+            let mut a = vec!["bench", "--quick", "--json", "-t", "shm-spsc", "-n", "200"];
+            a.extend_from_slice(args);
+            let o = shmring(&a);
+            assert!(o.status.success(), "{}", text(&o));
+            let stdout = String::from_utf8(o.stdout).unwrap();
+            assert!(!stdout.contains("copy\""), "{args:?}: {stdout}");
+        }
+    });
+}
+
+#[test]
 fn ls_inspect_rm_gc_on_real_segments() {
     run("cli_lifecycle", |ctx| {
         let name = ctx.name("q");
