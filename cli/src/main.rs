@@ -18,6 +18,8 @@
 //! - `plan`: which measurements, in which order;
 //! - `floor`, `link`, `python`: measuring the floor, the shmring
 //!   transports, Python's `multiprocessing`;
+//! - `scale`: `shmring bench --scaling`, MPMC scaling (P producers × C
+//!   consumers) against crossbeam's `ArrayQueue`;
 //! - `bench`: `shmring bench` itself, running the plan;
 //! - `lifecycle`: `shmring ls`, `inspect`, `rm`, `gc`;
 //! - `bridge`: `shmring bridge out|in` (the `shmring-bridge` crate's
@@ -34,6 +36,7 @@ mod plan;
 mod plot;
 mod python;
 mod report;
+mod scale;
 mod sys;
 mod types;
 
