@@ -77,7 +77,7 @@ still finish), through three queues of 1024 slots: shm-mpmc (shmring's MPMC
 Queue, anonymous, between forked processes), arrayqueue (crossbeam's
 ArrayQueue between threads of one process) and shm-mpmc-threads (shmring's
 queue between threads: what processes cost, apart from the queue). -n is
-the messages per cell (default 1,000,000; --quick 100,000); producer p sends
+the messages per cell (default 5,000,000; --quick 500,000); producer p sends
 p, p + P, p + 2P, ... below n, and the consumers' tallies (count, sum, xor,
 a sum of hashes) must make 0..n once each, or the run fails. Time runs from
 the start (every participant attached, then go) to the last consumer's
@@ -132,7 +132,7 @@ pub struct BenchArgs {
 
     /// Round trips per measurement (default: 20,000 up to 4 KiB, 5,000 up
     /// to 256 KiB, 1,000 above; --quick: a tenth); with --scaling, messages
-    /// per cell (default 1,000,000; --quick: a tenth)
+    /// per cell (default 5,000,000; --quick: a tenth)
     #[arg(long, short = 'n', value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub iterations: Option<u64>,
 

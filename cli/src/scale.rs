@@ -46,7 +46,7 @@ pub const MAX_SIDE: u32 = 31;
 /// Failed polls spent spinning before each further one yields the CPU.
 const SPINS: u32 = 128;
 /// Messages per cell by default (`--quick`: a tenth).
-const DEFAULT_MESSAGES: u64 = 1_000_000;
+const DEFAULT_MESSAGES: u64 = 5_000_000;
 
 /// What carries the messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
