@@ -82,8 +82,9 @@ p, p + P, p + 2P, ... below n, and the consumers' tallies (count, sum, xor,
 a sum of hashes) must make 0..n once each, or the run fails. Time runs from
 the start (every participant attached, then go) to the last consumer's
 stop. Participants are pinned, producers then consumers, each to its own
-CPU of those this process may use when P + C fits; otherwise unpinned, and
-the table's `pinned` column says no (oversubscribed: not a scaling figure).
+CPU of those this process may use (choose them with taskset -c) when P + C
+fits; otherwise unpinned, and the table's `pinned` column says no
+(oversubscribed: not a scaling figure).
 Columns: msgs/s of each queue, shm ÷ arrayqueue and threads ÷ arrayqueue.
 --repeat N measures each cell N times, the three queues in turn, and shows
 median rates and ratios as median (min–max) of the per-round ratios;
