@@ -79,6 +79,30 @@ confirms, acks after the local commit): over rabbitmq, what the bridges add.
 A broker that does not answer skips both rows with a note.
 scripts/rabbitmq start installs and starts a local one.
 
+--scaling LIST (e.g. --scaling 1,2,4,8) measures MPMC scaling instead of
+the rows above: for every P and C in LIST (the full grid P × C, each 1 to
+31), P producers and C consumers of u64 messages, busy-polling (spin, and
+sched_yield after 128 failed polls, so that more participants than CPUs
+still finish), through three queues of 1024 slots: shm-mpmc (shmring's MPMC
+Queue, anonymous, between forked processes), arrayqueue (crossbeam's
+ArrayQueue between threads of one process) and shm-mpmc-threads (shmring's
+queue between threads: what processes cost, apart from the queue). -n is
+the messages per cell (default 5,000,000; --quick 500,000); producer p sends
+p, p + P, p + 2P, ... below n, and the consumers' tallies (count, sum, xor,
+a sum of hashes) must make 0..n once each, or the run fails. Time runs from
+the start (every participant attached, then go) to the last consumer's
+stop. Participants are pinned, producers then consumers, each to its own
+CPU of those this process may use (choose them with taskset -c) when P + C
+fits; otherwise unpinned, and the table's `pinned` column says no
+(oversubscribed: not a scaling figure).
+Columns: msgs/s of each queue, shm ÷ arrayqueue and threads ÷ arrayqueue.
+--repeat N measures each cell N times, the three queues in turn, and shows
+median rates and ratios as median (min–max) of the per-round ratios;
+--json prints one line per cell (producers, consumers, pinned, messages,
+the three msgs_per_s, the two ratios, exactly_once; with --repeat, rounds
+and spread). --transports, --modes, --sizes, --cpus, --plot and the Python
+and rabbitmq options do not apply.
+
 Exit status: 0 done, 1 a measurement failed (a child died, the watchdog
 fired), 2 bad arguments (or fewer than two CPUs).";
 
@@ -118,7 +142,8 @@ pub struct BenchArgs {
     pub sizes: Vec<usize>,
 
     /// Round trips per measurement (default: 20,000 up to 4 KiB, 5,000 up
-    /// to 256 KiB, 1,000 above; --quick: a tenth)
+    /// to 256 KiB, 1,000 above; --quick: a tenth); with --scaling, messages
+    /// per cell (default 5,000,000; --quick: a tenth)
     #[arg(long, short = 'n', value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub iterations: Option<u64>,
 
@@ -133,6 +158,13 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub repeat: u32,
+
+    /// MPMC scaling instead: P producers × C consumers for every P and C
+    /// in LIST (e.g. 1,2,4,8), shmring's MPMC queue between processes
+    /// against crossbeam's ArrayQueue between threads; see below
+    #[arg(long, value_name = "LIST", value_delimiter = ',',
+          value_parser = clap::value_parser!(u32).range(1..=31))]
+    pub scaling: Option<Vec<u32>>,
 
     /// Print one JSON object per line (no table, no progress bar, no loan rows)
     #[arg(long)]

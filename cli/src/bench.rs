@@ -7,7 +7,7 @@
 use crate::args::{BenchArgs, CpuPair};
 use crate::plan;
 use crate::types::{Config, Failure, Latency, Mode, Round, Row, Spread, Target};
-use crate::{amqp, copy, floor, link, plot, python, report, sys};
+use crate::{amqp, copy, floor, link, plot, python, report, scale, sys};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use shmring::transport::TransportKind;
 use std::io::{IsTerminal, Write};
@@ -95,6 +95,11 @@ fn median_row(first: &Row, rounds: Vec<Round>) -> Row {
 
 /// `shmring bench`.
 pub fn run(args: BenchArgs) -> Result<(), Failure> {
+    if let Some(list) = &args.scaling {
+        // Its own grid, its own CPUs (this process stays unpinned: the
+        // participants inherit its affinity when they are not pinned).
+        return scale::run(&args, list);
+    }
     let cpus = choose_cpus(args.cpus)?;
     let cfg = Config {
         cpus,

@@ -19,6 +19,8 @@
 //! - `floor`, `copy`, `link`, `python`: measuring the floor, the copy
 //!   references (`memcpy`, `xcopy`), the shmring transports, Python's
 //!   `multiprocessing`;
+//! - `scale`: `shmring bench --scaling`, MPMC scaling (P producers × C
+//!   consumers) against crossbeam's `ArrayQueue`;
 //! - `bench`: `shmring bench` itself, running the plan;
 //! - `lifecycle`: `shmring ls`, `inspect`, `rm`, `gc`;
 //! - `bridge`: `shmring bridge out|in` (the `shmring-bridge` crate's
@@ -36,6 +38,7 @@ mod plan;
 mod plot;
 mod python;
 mod report;
+mod scale;
 mod sys;
 mod types;
 

@@ -201,10 +201,24 @@ pub fn child_main(
     timeout: u64,
     body: impl FnOnce(&Peer) -> Result<(), String>,
 ) -> ! {
+    child_main_on(label, Some(cpu), timeout, body)
+}
+
+/// As [`child_main`], pinned to `cpu` if there is one, else left on the
+/// CPUs it inherited (`shmring bench --scaling` with more participants
+/// than CPUs).
+pub fn child_main_on(
+    label: &str,
+    cpu: Option<usize>,
+    timeout: u64,
+    body: impl FnOnce(&Peer) -> Result<(), String>,
+) -> ! {
     let parent = child_setup();
     alarm(timeout);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        pin(cpu).map_err(|e| format!("pinning to CPU {cpu}: {e}"))?;
+        if let Some(cpu) = cpu {
+            pin(cpu).map_err(|e| format!("pinning to CPU {cpu}: {e}"))?;
+        }
         body(&Peer::Parent(parent))
     }));
     let code = match r {
@@ -310,6 +324,28 @@ impl ChildProc {
             },
         };
         Err(format!("the child process {}", describe(s)))
+    }
+
+    /// Whether the child has ended, without waiting: None while it runs,
+    /// then Ok if it exited with status 0 (reaped), else what became of it.
+    /// For a parent of several children (`--scaling`), which polls them all.
+    pub fn poll_exit(&self) -> Option<Result<(), String>> {
+        let s = match self.reaped.get() {
+            Some(s) => s,
+            None => {
+                let s = self.wait(libc::WNOHANG)?;
+                self.reaped.set(Some(s));
+                // Relaxed: the watchdog's own variable, read by its
+                // handler in this thread; forget only this child's pid.
+                let _ = CHILD.compare_exchange(self.pid, 0, Ordering::Relaxed, Ordering::Relaxed);
+                s
+            }
+        };
+        Some(if libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == 0 {
+            Ok(())
+        } else {
+            Err(format!("the child process {}", describe(s)))
+        })
     }
 
     /// Waits for the child to exit; errs unless it exited with status 0.

@@ -26,6 +26,9 @@ fn bench_refuses_bad_arguments_with_exit_2() {
         (&["bench", "--modes", "sideways"][..], "sideways"),
         (&["bench", "--iterations", "0"][..], "iterations"),
         (&["bench", "--repeat", "0"][..], "repeat"),
+        (&["bench", "--scaling", "0"][..], "scaling"),
+        (&["bench", "--scaling", "1,32"][..], "scaling"),
+        (&["bench", "--scaling", "two"][..], "scaling"),
     ] {
         let o = shmring(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
@@ -223,6 +226,117 @@ fn bench_repeat_reports_rounds_and_their_spread() {
         }
         seen.sort();
         assert_eq!(seen, ["floor", "shm-spsc"], "{stdout}");
+    });
+}
+
+/// Parses `12.3 M/s`, `456 k/s`, `7 /s` into messages per second.
+fn rate(cell: &str) -> f64 {
+    let (num, unit) = cell.split_once(' ').expect(cell);
+    let mult = match unit {
+        "/s" => 1.0,
+        "k/s" => 1e3,
+        "M/s" => 1e6,
+        "G/s" => 1e9,
+        _ => panic!("not a rate: {cell:?}"),
+    };
+    num.parse::<f64>().expect(cell) * mult
+}
+
+#[test]
+fn bench_scaling_table_has_every_cell_of_the_grid_checked_exactly_once() {
+    run("cli_bench_scaling", |_| {
+        let o = shmring(&["bench", "--scaling", "2,1", "-n", "3000"]);
+        assert!(o.status.success(), "{}", text(&o));
+        let stdout = String::from_utf8(o.stdout).unwrap();
+        let header = stdout
+            .lines()
+            .find(|l| l.starts_with("P "))
+            .unwrap_or_else(|| panic!("no header: {stdout}"));
+        for col in [
+            "shm-mpmc",
+            "arrayqueue",
+            "shm ÷ arrayqueue",
+            "shm-mpmc-threads",
+        ] {
+            assert!(header.contains(col), "{col}: {header}");
+        }
+        let mut cells = Vec::new();
+        for line in stdout.lines() {
+            // P, C, pinned, then `rate unit` cells and ratios, two spaces
+            // or more apart.
+            let cols: Vec<&str> = line
+                .split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect();
+            let (Some(p), Some(c)) = (
+                cols.first().and_then(|x| x.parse::<u32>().ok()),
+                cols.get(1).and_then(|x| x.parse::<u32>().ok()),
+            ) else {
+                continue;
+            };
+            assert_eq!(cols.len(), 8, "{line}");
+            assert!(["yes", "no"].contains(&cols[2]), "{line}");
+            for i in [3, 4, 6] {
+                assert!(rate(cols[i]) > 0.0, "{line}");
+            }
+            for i in [5, 7] {
+                assert!(cols[i].parse::<f64>().expect(line) > 0.0, "{line}");
+            }
+            cells.push((p, c));
+        }
+        assert_eq!(cells, [(1, 1), (1, 2), (2, 1), (2, 2)], "{stdout}");
+        assert!(
+            stdout.contains("exactly-once: every run's 3000 messages"),
+            "{stdout}"
+        );
+    });
+}
+
+#[test]
+fn bench_scaling_json_lines_carry_rounds_and_the_exactly_once_check() {
+    run("cli_bench_scaling_json", |_| {
+        let o = shmring(&[
+            "bench",
+            "--scaling",
+            "1,2",
+            "-n",
+            "2000",
+            "--repeat",
+            "2",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let stdout = String::from_utf8(o.stdout).unwrap();
+        let mut cells = Vec::new();
+        for line in stdout.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect(line);
+            assert_eq!(v["exactly_once"], true, "{line}");
+            assert_eq!(v["messages"], 2000, "{line}");
+            for k in [
+                "shm_mpmc_msgs_per_s",
+                "arrayqueue_msgs_per_s",
+                "shm_mpmc_threads_msgs_per_s",
+                "shm_over_arrayqueue",
+                "threads_over_arrayqueue",
+            ] {
+                assert!(v[k].as_f64().expect(k) > 0.0, "{k}: {line}");
+                let s = &v["spread"][k];
+                let (min, med, max) = (
+                    s["min"].as_f64().expect(line),
+                    s["median"].as_f64().expect(line),
+                    s["max"].as_f64().expect(line),
+                );
+                assert!(min <= med && med <= max, "{k}: {line}");
+            }
+            assert_eq!(v["rounds"].as_array().expect(line).len(), 2, "{line}");
+            let (p, c) = (
+                v["producers"].as_u64().unwrap(),
+                v["consumers"].as_u64().unwrap(),
+            );
+            cells.push((p, c));
+        }
+        assert_eq!(cells, [(1, 1), (1, 2), (2, 1), (2, 2)], "{stdout}");
     });
 }
 
