@@ -68,22 +68,9 @@ impl Region {
         let len = lines(std::mem::size_of::<Ctl>())
             + 2 * lines(size)
             + slots as usize * (64 + lines(size));
-        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        let p = sys::map_shared(len)?;
         Ok(Region {
-            base: p.cast(),
+            base: p,
             len,
             size,
             slots,

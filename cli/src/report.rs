@@ -271,6 +271,33 @@ pub fn sorted(rows: &[Row]) -> Vec<Row> {
     v
 }
 
+/// One line of a table: `cells` padded to `widths`, two spaces apart, left-
+/// aligned where `left(column)`, else right-aligned; no trailing spaces.
+pub fn columns(
+    cells: &[impl AsRef<str>],
+    widths: &[usize],
+    left: impl Fn(usize) -> bool,
+) -> String {
+    let mut s = String::new();
+    for (i, c) in cells.iter().enumerate() {
+        let c = c.as_ref();
+        let pad = widths
+            .get(i)
+            .map_or(0, |w| w.saturating_sub(c.chars().count()));
+        if i > 0 {
+            s.push_str("  ");
+        }
+        if left(i) {
+            s.push_str(c);
+            s.push_str(&" ".repeat(pad));
+        } else {
+            s.push_str(&" ".repeat(pad));
+            s.push_str(c);
+        }
+    }
+    s.trim_end().to_string()
+}
+
 /// The table: absolute figures and ratios, one row per (transport, mode, size).
 pub fn table(rows: &[Row]) -> String {
     let rows = &sorted(rows)[..];
@@ -327,23 +354,7 @@ pub fn table(rows: &[Row]) -> String {
     };
     let widths: Vec<usize> = (0..header.len()).map(width).collect();
     let left = |i: usize| i < 4;
-    let line = |cols: &[String]| {
-        let mut s = String::new();
-        for (i, c) in cols.iter().enumerate() {
-            let pad = widths[i].saturating_sub(c.chars().count());
-            if i > 0 {
-                s.push_str("  ");
-            }
-            if left(i) {
-                s.push_str(c);
-                s.push_str(&" ".repeat(pad));
-            } else {
-                s.push_str(&" ".repeat(pad));
-                s.push_str(c);
-            }
-        }
-        s.trim_end().to_string()
-    };
+    let line = |cols: &[String]| columns(cols, &widths, left);
     let mut out = String::new();
     let h: Vec<String> = header.iter().map(|s| s.to_string()).collect();
     out.push_str(&line(&h));

@@ -29,7 +29,7 @@
 //! watchdog.
 
 use crate::args::BenchArgs;
-use crate::floor;
+use crate::floor::{self, Line};
 use crate::report;
 use crate::sys::{self, Forked, SharedMap};
 use crate::types::{Failure, Spread};
@@ -170,17 +170,6 @@ impl Tally {
 
 // ---------------------------------------------------------------------------
 // Shared state of one measurement
-
-/// A value alone on its 128-byte line pair.
-#[repr(C, align(128))]
-struct Line<T>(T);
-
-impl<T> std::ops::Deref for Line<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
 
 /// One consumer's result.
 #[repr(C)]
@@ -512,15 +501,21 @@ fn new_control() -> Result<SharedMap<Control>, String> {
     unsafe { SharedMap::<Control>::new() }.map_err(|e| format!("mapping the shared page: {e}"))
 }
 
-/// `shm-mpmc`: P + C forked processes on one anonymous queue.
-fn measure_processes(s: &Setup, cell: Cell, label: &str) -> Result<f64, String> {
-    let ctl = new_control()?;
-    let q = Queue::<u64>::builder()
+/// The shmring queue of a cell: MPMC, anonymous, as many slots as
+/// `ArrayQueue`'s.
+fn new_queue(s: &Setup) -> Result<Queue<u64>, String> {
+    Queue::<u64>::builder()
         .flavor(Flavor::Mpmc)
         .capacity(u64::from(floor::RING))
         .wake_mode(s.wake)
         .create_anonymous()
-        .map_err(|e| format!("making the queue: {e}"))?;
+        .map_err(|e| format!("making the queue: {e}"))
+}
+
+/// `shm-mpmc`: P + C forked processes on one anonymous queue.
+fn measure_processes(s: &Setup, cell: Cell, label: &str) -> Result<f64, String> {
+    let ctl = new_control()?;
+    let q = new_queue(s)?;
     let total = cell.p + cell.c;
     let mut children = Vec::new();
     let mut names = Vec::new();
@@ -570,12 +565,7 @@ fn measure_threads(s: &Setup, cell: Cell, variant: Variant, label: &str) -> Resu
                 run_threads(&q, &ctl, s, cell)
             }
             Variant::ShmThreads | Variant::ShmProcesses => {
-                let q = Queue::<u64>::builder()
-                    .flavor(Flavor::Mpmc)
-                    .capacity(u64::from(floor::RING))
-                    .wake_mode(s.wake)
-                    .create_anonymous()
-                    .map_err(|e| format!("making the queue: {e}"))?;
+                let q = new_queue(s)?;
                 run_threads(&q, &ctl, s, cell)
             }
         }),
@@ -747,24 +737,8 @@ fn table(results: &[CellResult]) -> String {
             .unwrap_or(0)
     };
     let widths: Vec<usize> = (0..head.len()).map(width).collect();
-    let line = |cells: &[&str]| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            let pad = widths[i] - c.chars().count();
-            if i > 0 {
-                s.push_str("  ");
-            }
-            // Numbers right-aligned, the `pinned` word left-aligned.
-            if i == 2 {
-                s.push_str(c);
-                s.push_str(&" ".repeat(pad));
-            } else {
-                s.push_str(&" ".repeat(pad));
-                s.push_str(c);
-            }
-        }
-        s.trim_end().to_string()
-    };
+    // Numbers right-aligned, the `pinned` word left-aligned.
+    let line = |cells: &[&str]| report::columns(cells, &widths, |i| i == 2);
     let mut out = line(&head);
     out.push('\n');
     for r in &rows {

@@ -42,6 +42,26 @@ pub fn pin(cpu: usize) -> io::Result<()> {
     }
 }
 
+/// A fresh shared, zero-filled, page-aligned anonymous mapping of `len`
+/// bytes, inherited across `fork`; the caller unmaps it (`munmap`).
+pub fn map_shared(len: usize) -> io::Result<*mut u8> {
+    // SAFETY: a fresh anonymous mapping; no existing memory is touched.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(p.cast())
+}
+
 /// A shared, zero-filled anonymous mapping of a `T`, inherited across `fork`.
 pub struct SharedMap<T> {
     ptr: *mut T,
@@ -56,20 +76,7 @@ impl<T> SharedMap<T> {
     /// and `T` must be shared across processes through atomics only.
     pub unsafe fn new() -> io::Result<Self> {
         let len = std::mem::size_of::<T>();
-        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        let p = map_shared(len)?;
         Ok(SharedMap { ptr: p.cast(), len })
     }
 }
