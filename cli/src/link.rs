@@ -456,7 +456,26 @@ fn produce<T: Transport + ?Sized>(
 
 #[cfg(test)]
 mod tests {
-    use super::{read_seq, stamp, stamped};
+    use super::{capacity_for, read_seq, stamp, stamped};
+
+    #[test]
+    fn rings_hold_1024_small_slots_else_8_mib_of_slots_at_most_1024_at_least_4() {
+        for size in [1, 8, 32] {
+            assert_eq!(capacity_for(size), 1024, "{size}");
+        }
+        for (size, slots) in [
+            (33, 1024),
+            (1 << 10, 1024),
+            (8 << 10, 1024),
+            (16 << 10, 512),
+            (64 << 10, 128),
+            (1 << 20, 8),
+            (2 << 20, 4),
+            (16 << 20, 4),
+        ] {
+            assert_eq!(capacity_for(size), slots, "{size}");
+        }
+    }
 
     #[test]
     fn stamps_round_trip_at_every_small_size() {

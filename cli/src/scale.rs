@@ -35,7 +35,7 @@ use crate::sys::{self, Forked, SharedMap};
 use crate::types::{Failure, Spread};
 use crossbeam_queue::ArrayQueue;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use shmring::{Flavor, Queue, TryRecvError, TrySendError, WakeMode};
+use shmring::{Deadline, Flavor, Queue, TryRecvError, TrySendError, WakeMode};
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -201,17 +201,6 @@ struct Control {
     results: [Line<Slot>; MAX_SIDE as usize],
 }
 
-/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process.
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec through a valid pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// Spin, then yield: every participant's wait.
 struct Backoff(u32);
 
@@ -359,7 +348,7 @@ fn consumer<Q: Lanes>(q: &Q, ctl: &Control, c: u32, producers: u32, n: u64) -> R
             }
         }
     }
-    let end = now_ns();
+    let end = Deadline::now().as_nanos();
     let s = &ctl.results[c as usize];
     // Relaxed: published by the Release store of `filled` below.
     s.count.store(t.count, Ordering::Relaxed);
@@ -404,7 +393,8 @@ fn start(
         std::thread::sleep(Duration::from_micros(200));
     }
     // Relaxed: published by the Release store of `go`.
-    ctl.start_ns.store(now_ns(), Ordering::Relaxed);
+    ctl.start_ns
+        .store(Deadline::now().as_nanos(), Ordering::Relaxed);
     // Release: `start_ns` happens-before every participant's Acquire load
     // that sees `go`.
     ctl.go.store(1, Ordering::Release);

@@ -294,6 +294,30 @@ fn bench_scaling_table_has_every_cell_of_the_grid_checked_exactly_once() {
 }
 
 #[test]
+fn bench_scaling_8_by_8_finishes_exactly_once_on_however_many_cpus() {
+    // 16 busy-polling participants: on a 2-CPU machine most of them are
+    // off the CPU at any moment, often holding a claimed slot. The docs
+    // promise that more participants than CPUs still finish, every message
+    // taken once (the yield after failed polls makes it quick; preemption
+    // alone would get there too, slowly).
+    run("cli_bench_scaling_8x8", |_| {
+        let o = shmring(&["bench", "--scaling", "8", "-n", "20000", "--json"]);
+        assert!(o.status.success(), "{}", text(&o));
+        let stdout = String::from_utf8(o.stdout).unwrap();
+        let lines: Vec<serde_json::Value> = stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).expect(l))
+            .collect();
+        assert_eq!(lines.len(), 1, "{stdout}");
+        let v = &lines[0];
+        assert_eq!(v["producers"], 8, "{stdout}");
+        assert_eq!(v["consumers"], 8, "{stdout}");
+        assert_eq!(v["messages"], 20000, "{stdout}");
+        assert_eq!(v["exactly_once"], true, "{stdout}");
+    });
+}
+
+#[test]
 fn bench_scaling_json_lines_carry_rounds_and_the_exactly_once_check() {
     run("cli_bench_scaling_json", |_| {
         let o = shmring(&[
