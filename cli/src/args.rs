@@ -33,7 +33,7 @@ references: `memcpy` (one core copying that size between two buffers of its
 own, cache-hot: the machine's memcpy bandwidth at that size) and `xcopy` (the
 cross-core copy floor: two processes and only the copies, round trips through
 two bare buffers and a stream through a bare ring of as many slots as the shm
-rows'). The targets compare shm-spsc's 1 KiB and 64 KiB streams with memcpy,
+rows', stamped and checked as theirs are). The targets compare shm-spsc's 1 KiB and 64 KiB streams with memcpy,
 and a line under them gives each stream over xcopy. The shm rows and xcopy
 have 1024 slots per direction for messages of up to 32 B (as the floor's
 ring), else 8 MiB of slots (at most 1024, at least 4).
@@ -52,9 +52,9 @@ are skipped, with a note saying how to enable them (not a failure).
 
 --repeat N (N > 1) measures, in each mode and for each size, the floor, the
 copy references and the shm rows N times, round-robin (floor, memcpy and
-xcopy, shm-spsc, shm-mpmc, floor, ...) instead of the floor before and after shm-spsc; the
-kernel transports and the Python rows are measured once. The shm and floor rows then
-show the median of the N rounds (p50, p99, ..., msgs/s), and each ratio is
+xcopy, shm-spsc, shm-mpmc, floor, ...) instead of the floor before and after
+shm-spsc; the kernel transports and the Python rows are measured once. The
+shm and floor rows then show the median of the N rounds (p50, p99, ..., msgs/s), and each ratio is
 computed per round, against the floor (or shm-spsc) of the same round, and
 shown as median (min–max): `1.32 (1.25–1.41)`. A wide range says the
 machine was noisy during the run. In --json these rows also carry `rounds`

@@ -275,7 +275,7 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
         sys::alarm(cfg.timeout);
         let got = match job.target {
             Target::Floor => floor::measure(&cfg, job.mode).map(|r| vec![r]),
-            Target::Copy => copy::measure(&cfg, job.size, link::capacity_for(job.size)),
+            Target::Copy => copy::measure(&cfg, job.size),
             Target::Link(kind) => link::measure(&cfg, kind, job.mode, job.size),
             t if t.is_python() => {
                 let py = if t.is_python_shmring() {

@@ -7,24 +7,25 @@
 //!   the time of one copy (batches of copies, divided), its msgs/s copies
 //!   per second.
 //! - `xcopy`: the cross-core copy floor. Two processes and nothing but the
-//!   copies: the round trip copies `size` bytes into a bare shared buffer,
-//!   the peer copies them out and back into another, and the first copies
-//!   them out; the stream is a bare ring of `size`-byte slots (a stamp line
-//!   before each payload, the head on its own line, a cached head), one copy
-//!   in by the producer (the child) and one out by the consumer (the
-//!   parent), as the shm rows do.
+//!   copies, through bare cells (a stamp word, then the payload, from the
+//!   stamp's line on, as the shm rows lay out a byte message): the round
+//!   trip copies `size` bytes into one cell, the peer copies them out and
+//!   into another, and the first copies them out; the stream is a bare ring
+//!   of such cells (the head on its own line, a cached head), one copy in
+//!   by the producer (the child) and one out by the consumer (the parent).
+//!   Every message is stamped and checked as the shm rows do theirs.
 //!
-//! A copying queue cannot beat `xcopy` (it moves the same bytes between the
-//! same two cores); how far `xcopy` falls below `memcpy` is the machine's
-//! cost of moving bytes between its cores at all.
+//! A copying queue moves the same bytes between the same two cores and
+//! does more besides, so `xcopy` is its floor; how far `xcopy` falls below
+//! `memcpy` is the machine's cost of moving bytes between its cores at all.
 
-use crate::floor::{spin_until, Line};
+use crate::floor::{spin_until, Commands, Line};
+use crate::link::{stamp, stamped};
 use crate::sys::{self, Forked, Peer};
 use crate::types::{new_histogram, Config, Failure, Latency, Mode, Row};
-use shmring::futex_wake;
 use std::hint::black_box;
 use std::io;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The smallest size with copy references: below it, a message is a word or
@@ -38,14 +39,11 @@ const OP_EXIT: u32 = 3;
 /// The control block at the start of the shared region.
 #[repr(C)]
 struct Ctl {
-    /// Bumped by the parent for each command (the child sleeps on it).
-    cmd_seq: Line<AtomicU32>,
-    cmd_op: AtomicU32,
-    cmd_count: AtomicU64,
-    /// Round trips: the number of the last message in each buffer.
-    ping: Line<AtomicU64>,
-    pong: Line<AtomicU64>,
-    /// The ring's next position to read (written by the consumer).
+    /// The parent's commands to the child.
+    cmd: Commands,
+    /// The parent's next position to read from [`TO_PARENT`] (it stores it
+    /// after every message it takes; the child reads it to know which
+    /// cells are free while it streams).
     head: Line<AtomicU64>,
 }
 
@@ -54,8 +52,21 @@ const fn lines(n: usize) -> usize {
     n.div_ceil(64) * 64
 }
 
-/// The shared region: [`Ctl`], the two round-trip buffers, then the ring's
-/// slots (each a 64-byte stamp line, then the payload).
+/// Payload bytes in a cell's first line, beside its stamp: written last,
+/// so that a reader polling the stamp does not pull the line away while
+/// the rest is copied (as the shm rows write a byte message).
+const FIRST: usize = 64 - 8;
+
+/// The ring of cells from the parent to the child (round trips' requests).
+const TO_CHILD: usize = 0;
+/// The ring of cells from the child to the parent (round trips' answers,
+/// then the stream), as the shm rows use one queue each way.
+const TO_PARENT: usize = 1;
+
+/// The shared region: [`Ctl`], then two rings of `slots` cells each
+/// ([`TO_CHILD`], [`TO_PARENT`]). A cell is a stamp word (position + 1 once
+/// that position's message is in it) and the payload right after it,
+/// line-aligned.
 struct Region {
     base: *mut u8,
     len: usize,
@@ -63,11 +74,15 @@ struct Region {
     slots: u64,
 }
 
+/// One cell: its stamp and its payload.
+struct Cell<'a> {
+    stamp: &'a AtomicU64,
+    payload: *mut u8,
+}
+
 impl Region {
     fn new(size: usize, slots: u64) -> io::Result<Region> {
-        let len = lines(std::mem::size_of::<Ctl>())
-            + 2 * lines(size)
-            + slots as usize * (64 + lines(size));
+        let len = lines(std::mem::size_of::<Ctl>()) + 2 * slots as usize * lines(8 + size);
         let p = sys::map_shared(len)?;
         Ok(Region {
             base: p,
@@ -83,28 +98,64 @@ impl Region {
         unsafe { &*self.base.cast::<Ctl>() }
     }
 
-    /// Round-trip buffer 0 (parent to child) or 1 (child to parent).
-    fn buf(&self, i: usize) -> *mut u8 {
-        // SAFETY: within the region (`new` counts two line-rounded buffers
-        // after the control block).
-        unsafe {
-            self.base
-                .add(lines(std::mem::size_of::<Ctl>()) + i * lines(self.size))
-        }
-    }
-
-    /// The ring slot of position `pos`: its stamp and its payload.
-    fn slot(&self, pos: u64) -> (&AtomicU64, *mut u8) {
-        let i = (pos % self.slots) as usize;
-        let off =
-            lines(std::mem::size_of::<Ctl>()) + 2 * lines(self.size) + i * (64 + lines(self.size));
-        // SAFETY: slot `i < slots` lies within the region (`new`); its
-        // first word is 8-aligned (the offset is a multiple of 64 from a
-        // page) and only ever accessed as an `AtomicU64`.
+    /// The cell of position `pos` in ring `ring` ([`TO_CHILD`] or
+    /// [`TO_PARENT`]).
+    fn cell(&self, ring: usize, pos: u64) -> Cell<'_> {
+        debug_assert!(ring < 2, "ring {ring}");
+        let i = ring.min(1) * self.slots as usize + (pos % self.slots) as usize;
+        let off = lines(std::mem::size_of::<Ctl>()) + i * lines(8 + self.size);
+        // SAFETY: `i < 2 * slots`, the cells `new` counts, so the cell lies
+        // within the region; its stamp is 8-aligned (the offset is a
+        // multiple of 64 from a page) and only ever accessed as an
+        // `AtomicU64`; its payload follows it.
         unsafe {
             let p = self.base.add(off);
-            (&*p.cast::<AtomicU64>(), p.add(64))
+            Cell {
+                stamp: &*p.cast::<AtomicU64>(),
+                payload: p.add(8),
+            }
         }
+    }
+}
+
+impl Cell<'_> {
+    /// Copies `msg` in, its first line last, then publishes it as `stamp`.
+    ///
+    /// # Safety
+    /// The cell is the caller's to write: its reader is done with it and
+    /// looks again only after seeing the new stamp; `msg` fits the payload.
+    #[inline(always)]
+    unsafe fn put(&self, msg: &[u8], stamp: u64) {
+        let first = msg.len().min(FIRST);
+        // SAFETY: the caller's contract: the payload is ours and `msg.len()`
+        // bytes long.
+        unsafe {
+            copy(
+                msg[first..].as_ptr(),
+                self.payload.add(first),
+                msg.len() - first,
+            );
+            copy(msg.as_ptr(), self.payload, first);
+        }
+        // Release: the payload's bytes happen-before a reader's Acquire
+        // load that sees this stamp.
+        self.stamp.store(stamp, Ordering::Release);
+    }
+
+    /// Waits until the cell carries `stamp`, then copies its payload out.
+    ///
+    /// # Safety
+    /// The cell's writer writes it again only after we are done (the
+    /// protocol says so); `out` fits the payload.
+    #[inline(always)]
+    unsafe fn take(&self, stamp: u64, out: &mut [u8], peer: &Peer) -> Result<(), String> {
+        // Acquire: pairs with `put`'s Release store, so the payload is
+        // visible.
+        spin_until(|| self.stamp.load(Ordering::Acquire) == stamp, peer)?;
+        // SAFETY: the caller's contract; the stamp says the payload is
+        // whole.
+        unsafe { copy(self.payload, out.as_mut_ptr(), out.len()) };
+        Ok(())
     }
 }
 
@@ -130,8 +181,11 @@ unsafe fn copy(src: *const u8, dst: *mut u8, len: usize) {
 
 /// Measures both copy references at `size`: the `memcpy` row, then the
 /// `xcopy` row.
-pub fn measure(cfg: &Config, size: usize, slots: u64) -> Result<Vec<Row>, Failure> {
-    let mut rows = vec![memcpy(cfg, size), xcopy(cfg, size, slots)?];
+pub fn measure(cfg: &Config, size: usize) -> Result<Vec<Row>, Failure> {
+    let mut rows = vec![
+        memcpy(cfg, size),
+        xcopy(cfg, size, crate::link::capacity_for(size))?,
+    ];
     for (r, name) in rows.iter_mut().zip(["memcpy", "xcopy"]) {
         r.transport = name.into();
         r.mode = Mode::Spin;
@@ -173,18 +227,6 @@ fn memcpy(cfg: &Config, size: usize) -> Row {
     )
 }
 
-/// Writes `seq` into the first (up to) 8 bytes of `msg`.
-fn stamp(msg: &mut [u8], seq: u64) {
-    let n = msg.len().min(8);
-    msg[..n].copy_from_slice(&seq.to_le_bytes()[..n]);
-}
-
-/// Whether `msg` starts with `seq` (its first, up to, 8 bytes).
-fn stamped(msg: &[u8], seq: u64) -> bool {
-    let n = msg.len().min(8);
-    msg[..n] == seq.to_le_bytes()[..n]
-}
-
 /// `xcopy`: round trips and a stream through the bare region, with a child.
 fn xcopy(cfg: &Config, size: usize, slots: u64) -> Result<Row, Failure> {
     let label = format!("xcopy {}", crate::report::human_size(size));
@@ -198,59 +240,49 @@ fn xcopy(cfg: &Config, size: usize, slots: u64) -> Result<Row, Failure> {
             let peer = Peer::Child(&child);
             let run = |e: String| Failure::Run(format!("{label}: {e}"));
             let ctl = region.ctl();
-            let mut seq = 0u32;
-            let mut post = |op: u32, count: u64| {
-                seq = seq.wrapping_add(1);
-                // Relaxed: published by the Release store of `cmd_seq`.
-                ctl.cmd_op.store(op, Ordering::Relaxed);
-                ctl.cmd_count.store(count, Ordering::Relaxed);
-                // Release: the command's words happen-before the child's
-                // Acquire load of the new sequence number.
-                ctl.cmd_seq.store(seq, Ordering::Release);
-                futex_wake(&ctl.cmd_seq, 1);
-            };
+            let mut sent = 0u32;
+            let mut post = |op: u32, count: u64| ctl.cmd.post(&mut sent, op, count);
             let mut out: Vec<u8> = (0..size).map(|i| i as u8).collect();
             let mut back = vec![0u8; size];
             let n = cfg.rtt_iterations(size);
             let warm = cfg.warmup(n);
             let mut hist = new_histogram();
+            // Our next positions: to write in TO_CHILD, to read in
+            // TO_PARENT.
+            let (mut ours, mut theirs) = (0u64, 0u64);
             post(OP_RTT, warm + n);
-            for i in 1..=warm + n {
-                stamp(&mut out, i);
+            for i in 0..warm + n {
+                stamp(&mut out, ours);
                 let t = Instant::now();
-                // SAFETY: buffer 0 is ours until the Release store below
-                // (the child reads it after its Acquire load of `ping`, and
-                // we write it again only after its reply, which comes after
-                // its read).
-                unsafe { copy(out.as_ptr(), region.buf(0), size) };
-                // Release: our copy into buffer 0 happens-before the
-                // child's Acquire load that sees `i`.
-                ctl.ping.store(i, Ordering::Release);
-                // Acquire: pairs with the child's Release store of `pong`,
-                // so its copy into buffer 1 is visible.
-                spin_until(|| ctl.pong.load(Ordering::Acquire) == i, &peer).map_err(run)?;
-                // SAFETY: buffer 1 holds the child's reply, and the child
-                // writes it again only after our next `ping`.
-                unsafe { copy(region.buf(1), back.as_mut_ptr(), size) };
+                // SAFETY: the child has taken the message `slots` before
+                // this one from this cell (it answered it); it writes its
+                // answer's cell again only after we store `head` past it.
+                unsafe { region.cell(TO_CHILD, ours).put(&out, ours + 1) };
+                ours += 1;
+                take(&region, &mut theirs, &mut back, &peer).map_err(run)?;
                 let dt = t.elapsed();
-                if !stamped(&back, i) {
+                if !stamped(&back, size, theirs - 1) {
                     return Err(run(format!("round trip {i}: a wrong reply came back")));
                 }
-                if i > warm {
+                if i >= warm {
                     hist.saturating_record(dt.as_nanos() as u64);
                 }
             }
-            let mut pos = 0u64;
-            let mut stream = |count: u64, pos: &mut u64| -> Result<Duration, String> {
+            let mut stream = |count: u64, theirs: &mut u64| -> Result<Duration, String> {
                 post(OP_STREAM, count);
                 let t = Instant::now();
-                consume(&region, pos, count, &mut back, &peer)?;
+                for _ in 0..count {
+                    take(&region, theirs, &mut back, &peer)?;
+                    if !stamped(&back, size, *theirs - 1) {
+                        return Err(format!("stream message {}: wrong content", *theirs - 1));
+                    }
+                }
                 Ok(t.elapsed())
             };
             let n0 = cfg.calibration_messages();
-            let d0 = stream(n0, &mut pos).map_err(run)?;
+            let d0 = stream(n0, &mut theirs).map_err(run)?;
             let count = cfg.stream_messages(n0, d0);
-            let d = stream(count, &mut pos).map_err(run)?;
+            let d = stream(count, &mut theirs).map_err(run)?;
             post(OP_EXIT, 0);
             child.reap().map_err(run)?;
             Ok(Row::new(
@@ -261,69 +293,49 @@ fn xcopy(cfg: &Config, size: usize, slots: u64) -> Result<Row, Failure> {
     }
 }
 
-/// The ring's consumer (parent): `count` messages from position `pos`.
-fn consume(
-    region: &Region,
-    pos: &mut u64,
-    count: u64,
-    into: &mut [u8],
-    peer: &Peer,
-) -> Result<(), String> {
-    let ctl = region.ctl();
-    for _ in 0..count {
-        let p = *pos;
-        let (stamp_word, payload) = region.slot(p);
-        // Acquire: pairs with the producer's Release store of the stamp, so
-        // its copy into the slot is visible.
-        spin_until(|| stamp_word.load(Ordering::Acquire) == p + 1, peer)?;
-        // SAFETY: the slot holds message `p` (its stamp says so) and the
-        // producer writes it again only after our `head` passes it.
-        unsafe { copy(payload, into.as_mut_ptr(), region.size) };
-        if !stamped(into, p) {
-            return Err(format!("stream message {p}: wrong content"));
-        }
-        *pos = p + 1;
-        // Release: our copy out of the slot happens-before the producer's
-        // Acquire load of `head` that lets it overwrite the slot.
-        ctl.head.store(*pos, Ordering::Release);
-    }
+/// The parent takes the message at `pos` in [`TO_PARENT`] into `into`, then
+/// moves `pos` and `head` past it.
+#[inline(always)]
+fn take(region: &Region, pos: &mut u64, into: &mut [u8], peer: &Peer) -> Result<(), String> {
+    let p = *pos;
+    // SAFETY: the child writes this cell again only after `head` passes it
+    // (below, after our copy).
+    unsafe { region.cell(TO_PARENT, p).take(p + 1, into, peer)? };
+    *pos = p + 1;
+    // Release: our copy out of the cell happens-before the child's Acquire
+    // load of `head` that lets it write the cell again.
+    region.ctl().head.store(*pos, Ordering::Release);
     Ok(())
 }
 
-/// The ring's producer (child): `count` messages from position `pos`.
-fn produce(
+/// The child writes `msg` at `pos` in [`TO_PARENT`], once the parent has
+/// taken what that cell held; `cached_head` is the parent's position last
+/// seen.
+#[inline(always)]
+fn give(
     region: &Region,
     pos: &mut u64,
-    count: u64,
+    cached_head: &mut u64,
     msg: &mut [u8],
     peer: &Peer,
 ) -> Result<(), String> {
-    let ctl = region.ctl();
-    // Acquire: as below.
-    let mut cached_head = ctl.head.load(Ordering::Acquire);
-    for _ in 0..count {
-        let p = *pos;
-        if p - cached_head == region.slots {
-            // Acquire: pairs with the consumer's Release store of `head`,
-            // so its copy out of the slot we overwrite happened before.
-            spin_until(
-                || {
-                    cached_head = ctl.head.load(Ordering::Acquire);
-                    p - cached_head < region.slots
-                },
-                peer,
-            )?;
-        }
-        stamp(msg, p);
-        let (stamp_word, payload) = region.slot(p);
-        // SAFETY: the consumer is past this slot's last message (`head`,
-        // Acquire) and reads it again only after the stamp below.
-        unsafe { copy(msg.as_ptr(), payload, region.size) };
-        // Release: our copy into the slot happens-before the consumer's
-        // Acquire load that sees this stamp.
-        stamp_word.store(p + 1, Ordering::Release);
-        *pos = p + 1;
+    let p = *pos;
+    if p - *cached_head >= region.slots {
+        // Acquire: pairs with the parent's Release store of `head`, so its
+        // copy out of the cell we overwrite happened before.
+        spin_until(
+            || {
+                *cached_head = region.ctl().head.load(Ordering::Acquire);
+                p - *cached_head < region.slots
+            },
+            peer,
+        )?;
     }
+    stamp(msg, p);
+    // SAFETY: the parent is past this cell's last message (`head`, Acquire)
+    // and reads it again only after the new stamp.
+    unsafe { region.cell(TO_PARENT, p).put(msg, p + 1) };
+    *pos = p + 1;
     Ok(())
 }
 
@@ -331,38 +343,33 @@ fn produce(
 fn child(region: &Region, peer: &Peer) -> Result<(), String> {
     let ctl = region.ctl();
     let mut seen = 0u32;
-    let mut pos = 0u64;
+    // Our next positions: to read in TO_CHILD, to write in TO_PARENT; the
+    // parent's position in TO_PARENT last seen.
+    let (mut theirs, mut ours, mut cached_head) = (0u64, 0u64, 0u64);
     let mut mine = vec![0u8; region.size];
     loop {
-        // Acquire: pairs with the parent's Release store of `cmd_seq`, so
-        // the command's words are visible.
-        spin_until(|| ctl.cmd_seq.load(Ordering::Acquire) != seen, peer)?;
-        seen = ctl.cmd_seq.load(Ordering::Relaxed);
-        // Relaxed: ordered by the Acquire load of `cmd_seq` above.
-        let count = ctl.cmd_count.load(Ordering::Relaxed);
-        match ctl.cmd_op.load(Ordering::Relaxed) {
+        let (op, count) = ctl.cmd.next(&mut seen, peer)?;
+        match op {
             OP_RTT => {
-                // Relaxed: our own last store (or zero).
-                let base = ctl.pong.load(Ordering::Relaxed);
-                for i in 1..=count {
-                    let v = base + i;
-                    // Acquire: pairs with the parent's Release store of
-                    // `ping`, so its copy into buffer 0 is visible.
-                    spin_until(|| ctl.ping.load(Ordering::Acquire) == v, peer)?;
-                    // SAFETY: buffer 0 holds message `v`, and the parent
-                    // writes it again only after our reply; buffer 1 is
-                    // ours until the Release store below (the parent
-                    // reads it after seeing `v`).
+                for _ in 0..count {
+                    // SAFETY: the parent writes this cell again only after
+                    // our answer to it (its next use is `slots` messages on).
                     unsafe {
-                        copy(region.buf(0), mine.as_mut_ptr(), region.size);
-                        copy(mine.as_ptr(), region.buf(1), region.size);
-                    }
-                    // Release: our copy into buffer 1 happens-before the
-                    // parent's Acquire load that sees `v`.
-                    ctl.pong.store(v, Ordering::Release);
+                        region
+                            .cell(TO_CHILD, theirs)
+                            .take(theirs + 1, &mut mine, peer)?
+                    };
+                    theirs += 1;
+                    // The answer: the request's bytes, restamped with the
+                    // answer's position (as the shm rows echo).
+                    give(region, &mut ours, &mut cached_head, &mut mine, peer)?;
                 }
             }
-            OP_STREAM => produce(region, &mut pos, count, &mut mine, peer)?,
+            OP_STREAM => {
+                for _ in 0..count {
+                    give(region, &mut ours, &mut cached_head, &mut mine, peer)?;
+                }
+            }
             OP_EXIT => return Ok(()),
             op => return Err(format!("unknown command {op}")),
         }
@@ -374,25 +381,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_region_s_buffers_and_slots_do_not_overlap_and_fit() {
+    fn a_region_s_cells_do_not_overlap_and_fit() {
         for (size, slots) in [(64, 2), (100, 3), (1024, 64), (65536, 4)] {
             let r = Region::new(size, slots).unwrap();
             let end = r.base as usize + r.len;
             let ctl_end = r.base as usize + std::mem::size_of::<Ctl>();
-            let mut spans = vec![
-                (r.base as usize, ctl_end),
-                (r.buf(0) as usize, r.buf(0) as usize + size),
-                (r.buf(1) as usize, r.buf(1) as usize + size),
-            ];
-            for p in 0..slots {
-                let (s, payload) = r.slot(p);
-                let s = s as *const AtomicU64 as usize;
-                assert_eq!(s % 64, 0);
-                spans.push((s, s + 8));
-                spans.push((payload as usize, payload as usize + size));
+            let mut spans = vec![(r.base as usize, ctl_end)];
+            for ring in [TO_CHILD, TO_PARENT] {
+                for pos in 0..slots {
+                    let c = r.cell(ring, pos);
+                    let s = c.stamp as *const AtomicU64 as usize;
+                    assert_eq!(s % 64, 0);
+                    assert_eq!(c.payload as usize, s + 8);
+                    spans.push((s, s + 8 + size));
+                }
+                // Position `slots` is the ring's first cell again.
+                assert!(std::ptr::eq(
+                    r.cell(ring, slots).stamp,
+                    r.cell(ring, 0).stamp
+                ));
             }
-            // Position `slots` is slot 0 again.
-            assert!(std::ptr::eq(r.slot(slots).0, r.slot(0).0));
             spans.sort_unstable();
             for w in spans.windows(2) {
                 assert!(w[0].1 <= w[1].0, "{size} × {slots}: {w:?} overlap");
@@ -402,12 +410,19 @@ mod tests {
     }
 
     #[test]
-    fn stamps_say_which_message() {
-        for size in [1, 7, 8, 64, 1024] {
-            let mut m = vec![0u8; size];
-            stamp(&mut m, 0x0102_0304_0506_0708);
-            assert!(stamped(&m, 0x0102_0304_0506_0708));
-            assert!(!stamped(&m, 0x0102_0304_0506_0709));
+    fn a_cell_carries_a_message_whole_with_its_stamp() {
+        for size in [64, 100, 1024] {
+            let r = Region::new(size, 2).unwrap();
+            let msg: Vec<u8> = (0..size).map(|i| (i * 7) as u8).collect();
+            let mut out = vec![0u8; size];
+            let peer = Peer::Parent(std::os::unix::process::parent_id() as libc::pid_t);
+            // SAFETY: one thread, nobody else maps the region.
+            unsafe {
+                r.cell(TO_PARENT, 1).put(&msg, 9);
+                r.cell(TO_PARENT, 1).take(9, &mut out, &peer).unwrap();
+            }
+            assert_eq!(out, msg, "{size}");
+            assert_eq!(r.cell(TO_CHILD, 1).stamp.load(Ordering::Relaxed), 0);
         }
     }
 }

@@ -43,10 +43,8 @@ impl<T> std::ops::Deref for Line<T> {
 /// The shared page(s); valid when all zero.
 #[repr(C)]
 struct Shm {
-    /// Bumped by the parent for each command (the child sleeps on it).
-    cmd_seq: Line<AtomicU32>,
-    cmd_op: AtomicU32,
-    cmd_count: AtomicU64,
+    /// The parent's commands to the child.
+    cmd: Commands,
     /// Spin ping-pong.
     ping: Line<AtomicU64>,
     pong: Line<AtomicU64>,
@@ -60,6 +58,58 @@ struct Shm {
     cons_sleeps: Line<AtomicU32>,
     prod_sleeps: Line<AtomicU32>,
     slots: [AtomicU64; RING as usize],
+}
+
+/// Commands from a measurement's parent to its child, in shared memory
+/// (valid all-zero): a sequence number bumped for each command, which the
+/// child polls for a millisecond and then sleeps on (futex), and the
+/// command's two words.
+#[repr(C)]
+pub(crate) struct Commands {
+    seq: Line<AtomicU32>,
+    op: AtomicU32,
+    count: AtomicU64,
+}
+
+impl Commands {
+    /// Parent: posts `op` with `count`; `sent` counts the commands posted.
+    pub(crate) fn post(&self, sent: &mut u32, op: u32, count: u64) {
+        *sent = sent.wrapping_add(1);
+        // Relaxed: published by the Release store of `seq` below.
+        self.op.store(op, Ordering::Relaxed);
+        self.count.store(count, Ordering::Relaxed);
+        // Release: the command's words happen-before the child's Acquire
+        // load that sees the new sequence number.
+        self.seq.store(*sent, Ordering::Release);
+        futex_wake(&self.seq, 1);
+    }
+
+    /// Child: waits for the command after the `seen`-th (spinning for a
+    /// millisecond, then sleeping), checking that the parent lives while
+    /// asleep; returns its op and count.
+    pub(crate) fn next(&self, seen: &mut u32, peer: &Peer) -> Result<(u32, u64), String> {
+        let until = Instant::now() + Duration::from_millis(1);
+        loop {
+            // Acquire: pairs with `post`'s Release store, so the command's
+            // words are visible.
+            let s = self.seq.load(Ordering::Acquire);
+            if s != *seen {
+                *seen = s;
+                break;
+            }
+            if Instant::now() < until {
+                std::hint::spin_loop();
+            } else {
+                nap(&self.seq, *seen);
+                peer.check()?;
+            }
+        }
+        // Relaxed: ordered by the Acquire load above.
+        Ok((
+            self.op.load(Ordering::Relaxed),
+            self.count.load(Ordering::Relaxed),
+        ))
+    }
 }
 
 /// Busy-polls `cond`; every 2^20 failed polls checks that the peer lives.
@@ -88,14 +138,8 @@ pub fn measure(cfg: &Config, mode: Mode) -> Result<Row, Failure> {
         }),
         Forked::Parent(child) => {
             let peer = Peer::Child(&child);
-            let mut seq = 0u32;
-            let mut post = |op: u32, count: u64| {
-                seq = seq.wrapping_add(1);
-                shm.cmd_op.store(op, Ordering::Relaxed);
-                shm.cmd_count.store(count, Ordering::Relaxed);
-                shm.cmd_seq.store(seq, Ordering::Release);
-                futex_wake(&shm.cmd_seq, 1);
-            };
+            let mut sent = 0u32;
+            let mut post = |op: u32, count: u64| shm.cmd.post(&mut sent, op, count);
             let n = cfg.rtt_iterations(8);
             let warm = cfg.warmup(n);
             let mut hist = new_histogram();
@@ -299,23 +343,8 @@ fn child(shm: &Shm, mode: Mode, peer: &Peer) -> Result<(), String> {
     let mut seen = 0u32;
     let mut pos = 0u32;
     loop {
-        // Wait for a command: spin a little, then sleep on the futex.
-        let until = Instant::now() + Duration::from_millis(1);
-        let seq = loop {
-            let s = shm.cmd_seq.load(Ordering::Acquire);
-            if s != seen {
-                break s;
-            }
-            if Instant::now() < until {
-                std::hint::spin_loop();
-            } else {
-                nap(&shm.cmd_seq, seen);
-                peer.check()?;
-            }
-        };
-        seen = seq;
-        let count = shm.cmd_count.load(Ordering::Relaxed);
-        match shm.cmd_op.load(Ordering::Relaxed) {
+        let (op, count) = shm.cmd.next(&mut seen, peer)?;
+        match op {
             OP_RTT => match mode {
                 Mode::Spin => {
                     let base = shm.pong.load(Ordering::Relaxed);

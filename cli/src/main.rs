@@ -16,8 +16,8 @@
 //! - `plot`: the `--plot` SVG;
 //! - `args`: the command line of `shmring bench`;
 //! - `plan`: which measurements, in which order;
-//! - `floor`, `copy`, `link`, `python`: measuring the floor, the copy
-//!   references (`memcpy`, `xcopy`), the shmring transports, Python's
+//! - `floor`, `link`, `copy`, `python`: measuring the floor, the shmring
+//!   transports, the copy references (`memcpy`, `xcopy`), Python's
 //!   `multiprocessing`;
 //! - `scale`: `shmring bench --scaling`, MPMC scaling (P producers × C
 //!   consumers) against crossbeam's `ArrayQueue`;

@@ -137,8 +137,8 @@ pub fn plan(targets: &[Target], modes: &[Mode], sizes: &[usize], repeat: u32) ->
 
 /// `--repeat N`, N > 1: in each mode (spin first), for each size, N rounds
 /// of the floor then that size's copy references and shm rows (floor, copy,
-/// shm-spsc, shm-mpmc, floor, copy, shm-spsc, shm-mpmc, ...), so that each round's ratios compare
-/// measurements a moment apart; the kernel transports and Python follow,
+/// shm-spsc, shm-mpmc, floor, copy, shm-spsc, shm-mpmc, ...), so that each
+/// round's ratios compare measurements a moment apart; the kernel transports and Python follow,
 /// measured once. A mode with no shm row measures the floor N times alone.
 fn repeated(jobs: Vec<Job>, modes: &[Mode], repeat: u32) -> Vec<Job> {
     // The copy references go round with the shm rows they are compared

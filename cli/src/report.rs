@@ -614,8 +614,8 @@ pub fn verdicts(rows: &[Row]) -> String {
         if !parts.is_empty() {
             let _ = writeln!(
                 out,
-                "         ({}: {}; xcopy is the cross-core copy floor, which no copying queue \
-                 can beat)",
+                "         ({}: {}; xcopy is the cross-core copy floor: the copies alone, \
+                 no queue)",
                 human_size(x.size),
                 parts.join(", ")
             );
